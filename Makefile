@@ -1,0 +1,40 @@
+# skuaudit: `make run` serves the app, `make test` runs everything CI runs.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup run test lint bench system-deps node-deps clean-demo
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/skuaudit serve
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean-demo: setup
+	$(BIN)/skuaudit db remove-demo
+
+# System packages the tests need (the browser test and the PostgreSQL suite); installed only when
+# missing and when we may use apt (root or passwordless sudo).
+system-deps:
+	@bash scripts/install_system_deps.sh

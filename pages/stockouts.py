@@ -1,0 +1,8 @@
+"""Stockouts page."""
+
+import streamlit as st
+
+from skuaudit import ui
+
+st.title("Stockouts")
+ui.coming_soon("Stockouts")

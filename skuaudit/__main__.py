@@ -1,0 +1,3 @@
+from skuaudit.cli import main
+
+raise SystemExit(main())

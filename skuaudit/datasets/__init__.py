@@ -1,0 +1,1 @@
+"""Shelf datasets: the common in-memory form, readers, synthetic shelves and tf.data."""

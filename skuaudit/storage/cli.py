@@ -1,0 +1,54 @@
+"""``skuaudit db upgrade|check|remove-demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from skuaudit.storage.db import DatabaseError, check_schema, upgrade_database
+
+
+def remove_demo(url: str | None = None) -> dict[str, int]:
+    """Delete every row marked as demo; returns the number of rows removed per table."""
+    import sqlalchemy as sa
+
+    from skuaudit.storage import models as m
+    from skuaudit.storage.db import session_scope
+
+    removed: dict[str, int] = {}
+    with session_scope(url) as s:
+        # children first, so it also works where foreign-key cascades are off
+        demo_audits = sa.select(m.Audit.id).where(m.Audit.is_demo.is_(True))
+        for child in (m.Detection, m.BrandMetric, m.AuditImage):
+            res = s.execute(sa.delete(child).where(child.audit_id.in_(demo_audits)))
+            removed[child.__tablename__] = res.rowcount or 0
+        for table in (m.Audit, m.PlanogramTarget, m.ReferenceImage):
+            res = s.execute(sa.delete(table).where(table.is_demo.is_(True)))
+            removed[table.__tablename__] = res.rowcount or 0
+        for table in (m.Brand, m.Store):
+            res = s.execute(sa.delete(table).where(table.is_demo.is_(True)))
+            removed[table.__tablename__] = res.rowcount or 0
+    return removed
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="skuaudit db", description="Database maintenance.")
+    parser.add_argument("--db-url", help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("upgrade", help="apply migrations (creates the schema on a new database)")
+    sub.add_parser("check", help="exit 0 if the schema is current")
+    sub.add_parser("remove-demo", help="delete all demo rows")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "upgrade":
+            print(f"database at schema revision {upgrade_database(args.db_url)}")
+        elif args.action == "check":
+            check_schema(args.db_url)
+            print("database schema is current")
+        else:
+            removed = remove_demo(args.db_url)
+            print("removed demo rows: " + ", ".join(f"{k}={v}" for k, v in removed.items()))
+    except DatabaseError as exc:
+        print(f"skuaudit db: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,230 @@
+"""ORM models. Every schema change goes through an Alembic migration in ``migrations/versions``.
+
+Units are in the names: ``linear_px`` is pixels of box width summed per brand, ``share_*`` are
+fractions in ``[0, 1]``. Demo rows carry ``is_demo=True`` so ``skuaudit db remove-demo`` can drop them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Timezone-naive UTC now (stored the same way on SQLite and PostgreSQL)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Store(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    region: Mapped[str] = mapped_column(String(100), default="")
+    address: Mapped[str] = mapped_column(String(300), default="")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Brand(Base):
+    __tablename__ = "brands"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    manufacturer: Mapped[str] = mapped_column(String(200), default="")
+    is_own: Mapped[bool] = mapped_column(Boolean, default=False)
+    color_hex: Mapped[str] = mapped_column(String(7), default="#888888")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    reference_images: Mapped[list[ReferenceImage]] = relationship(
+        back_populates="brand", cascade="all, delete-orphan"
+    )
+
+
+class ReferenceImage(Base):
+    """A reference crop of a brand's product, with its embedding for few-shot recognition."""
+
+    __tablename__ = "reference_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    image_png: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    embedding_model: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(50), default="upload")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    brand: Mapped[Brand] = relationship(back_populates="reference_images")
+
+
+class PlanogramTarget(Base):
+    """How many facings of a brand a store is expected to show."""
+
+    __tablename__ = "planogram_targets"
+    __table_args__ = (UniqueConstraint("store_id", "brand_id", name="uq_planogram_store_brand"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    expected_facings: Mapped[int] = mapped_column(Integer)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ModelVersion(Base):
+    """A trained detector folder; exactly one is active (the one new audits use)."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(50), default="detector")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Audit(Base):
+    __tablename__ = "audits"
+    __table_args__ = (Index("ix_audits_store_created", "store_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    source: Mapped[str] = mapped_column(String(10))  # "live" | "photo"
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True
+    )
+    model_name: Mapped[str] = mapped_column(String(200), default="")
+    product_count: Mapped[int] = mapped_column(Integer, default=0)
+    gap_count: Mapped[int] = mapped_column(Integer, default=0)
+    gap_share_width: Mapped[float] = mapped_column(Float, default=0.0)
+    shelf_width_px: Mapped[float] = mapped_column(Float, default=0.0)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    store: Mapped[Store] = relationship()
+    images: Mapped[list[AuditImage]] = relationship(
+        back_populates="audit", cascade="all, delete-orphan", order_by="AuditImage.image_index"
+    )
+    detections: Mapped[list[Detection]] = relationship(
+        back_populates="audit", cascade="all, delete-orphan"
+    )
+    brand_metrics: Mapped[list[BrandMetric]] = relationship(
+        back_populates="audit", cascade="all, delete-orphan"
+    )
+
+
+class AuditImage(Base):
+    """The photo(s) or the live snapshot an audit was computed from (JPEG bytes)."""
+
+    __tablename__ = "audit_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    image_index: Mapped[int] = mapped_column(Integer, default=0)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    image_jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+    audit: Mapped[Audit] = relationship(back_populates="images")
+
+
+class Detection(Base):
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    image_index: Mapped[int] = mapped_column(Integer, default=0)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    class_name: Mapped[str] = mapped_column(String(20))  # "product" | "gap"
+    brand_id: Mapped[int | None] = mapped_column(
+        ForeignKey("brands.id", ondelete="SET NULL"), nullable=True
+    )
+    brand_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    shelf_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    corrected: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    audit: Mapped[Audit] = relationship(back_populates="detections")
+
+
+class BrandMetric(Base):
+    """Per audit, per brand figures (``brand_id`` NULL = products of no known brand)."""
+
+    __tablename__ = "brand_metrics"
+    __table_args__ = (Index("ix_brand_metrics_brand_audit", "brand_id", "audit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    brand_id: Mapped[int | None] = mapped_column(
+        ForeignKey("brands.id", ondelete="CASCADE"), nullable=True
+    )
+    facings: Mapped[int] = mapped_column(Integer, default=0)
+    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
+    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
+    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
+    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    audit: Mapped[Audit] = relationship(back_populates="brand_metrics")
+
+
+class TrainingJob(Base):
+    """A background training run; its state machine is queued -> running -> done|failed|cancelled."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    params_json: Mapped[str] = mapped_column(Text, default="{}")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    history_json: Mapped[str] = mapped_column(Text, default="[]")
+    message: Mapped[str] = mapped_column(Text, default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    output_dir: Mapped[str] = mapped_column(String(500), default="")
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(30), default="analyst")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

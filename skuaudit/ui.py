@@ -1,0 +1,50 @@
+"""Small Streamlit helpers shared by the pages: context from the sidebar, errors without tracebacks.
+
+This is the only module of the package that imports Streamlit; everything it shows is computed
+elsewhere in ``skuaudit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import streamlit as st
+
+from skuaudit.datasets.base import DatasetError
+from skuaudit.storage.db import DatabaseError
+
+# Errors raised on user input or environment problems; each message is meant for a person.
+USER_ERRORS: tuple[type[Exception], ...] = (DatabaseError, DatasetError, ValueError, OSError)
+
+
+@dataclass(frozen=True)
+class PageContext:
+    role: str
+    store_id: int | None
+    store_name: str | None
+    user_name: str
+
+
+def context() -> PageContext:
+    """What the sidebar (drawn by app.py) chose."""
+    return PageContext(
+        role=st.session_state.get("role", "merchandiser"),
+        store_id=st.session_state.get("store_id"),
+        store_name=st.session_state.get("store_name"),
+        user_name=st.session_state.get("user_name", ""),
+    )
+
+
+@contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """Show a failure of ``action`` as ``st.error`` with its message, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        st.error(f"{action} failed: {exc}")
+
+
+def coming_soon(what: str) -> None:
+    st.info(f"{what} is not available in this build yet.", icon=":material/construction:")

@@ -1,0 +1,64 @@
+"""Every page renders for every role that lists it; errors on the database are shown, not raised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from skuaudit.navigation import PAGES, ROLES, pages_for_role
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def _app(role: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = role
+    return at
+
+
+@pytest.mark.parametrize(
+    "role, titles",
+    [
+        ("merchandiser", ["Live audit", "Photo audit"]),
+        ("category manager", ["Share of shelf", "Stockouts"]),
+        ("analyst", [p.title for p in PAGES]),
+    ],
+)
+def test_pages_for_role(role, titles):
+    assert [p.title for p in pages_for_role(role)] == titles
+
+
+def test_unknown_role_is_refused():
+    with pytest.raises(ValueError, match="unknown role"):
+        pages_for_role("intern")
+
+
+@pytest.mark.parametrize(
+    "role, page", [(r, p.path) for r in ROLES for p in pages_for_role(r)]
+)
+def test_page_renders_for_role(demo_db_url, role, page):
+    at = _app(role).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="store_name").value == "Central Superstore"
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == next(p.title for p in PAGES if p.path == page)
+
+
+def test_broken_database_shows_error_not_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKUAUDIT_DB_URL", "sqlite:////no/such/dir/x.db")
+    at = _app("analyst").run()
+    assert not at.exception
+    assert "does not exist" in at.error[0].value
+
+
+def test_newer_schema_shows_error(db_url):
+    from skuaudit.storage.db import get_engine
+
+    with get_engine(db_url).begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
+    at = _app("merchandiser").run()
+    assert not at.exception
+    assert "newer release" in at.error[0].value

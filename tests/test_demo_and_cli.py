@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from skuaudit.cli import COMMANDS, main
+from skuaudit.demo import seed_demo
+from skuaudit.storage import models as m
+from skuaudit.storage.cli import remove_demo
+from skuaudit.storage.db import session_scope
+
+
+def _count(url, table):
+    with session_scope(url) as s:
+        return s.scalar(sa.select(sa.func.count()).select_from(table))
+
+
+def test_seed_demo_creates_schema_fills_once_and_is_removable(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"  # not migrated: seed-demo must create the schema
+    first = seed_demo(url, weeks=3)
+    assert first.seeded and first.stores == 6 and first.audits == 18
+    assert _count(url, m.Audit) == 18
+    assert _count(url, m.BrandMetric) == 18 * first.brands
+    assert not seed_demo(url).seeded  # a database with data is left alone
+    with session_scope(url) as s:
+        s.add(m.Store(name="Real store"))
+    removed = remove_demo(url)
+    assert removed["audits"] == 18
+    assert _count(url, m.Audit) == 0 and _count(url, m.Detection) == 0
+    with session_scope(url) as s:
+        assert s.scalars(sa.select(m.Store.name)).all() == ["Real store"]
+
+
+def test_demo_shares_sum_to_one_per_audit(demo_db_url):
+    with session_scope(demo_db_url) as s:
+        sums = s.execute(
+            sa.select(sa.func.sum(m.BrandMetric.share_facings), sa.func.sum(m.BrandMetric.facings))
+            .group_by(m.BrandMetric.audit_id)
+        ).all()
+    for share_sum, facings in sums:
+        if facings:
+            assert abs(share_sum - 1.0) < 1e-6
+
+
+def test_cli_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("seed-demo", "detect", "audit", "train", "evaluate", "export"):
+        assert name in COMMANDS and name in out
+    assert main(["nope"]) == 2
+
+
+def test_cli_db_error_is_one_line_not_traceback(tmp_path):
+    env_url = "sqlite:////no/such/dir/x.db"
+    out = subprocess.run(
+        [sys.executable, "-m", "skuaudit", "seed-demo", "--db-url", env_url],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "does not exist" in out.stderr
