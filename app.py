@@ -8,7 +8,8 @@ import streamlit as st
 # segfaults (pylibsrtp's HMAC init resolves into libtensorflow_framework's symbols; STACK.md).
 import streamlit_webrtc  # noqa: F401, I001
 
-from skuaudit.navigation import ROLES, pages_for_role
+from skuaudit import ui
+from skuaudit.navigation import ROLES, pages_for_role, requires_login
 from skuaudit.storage.db import DatabaseError, check_schema
 from skuaudit.storage.queries import list_stores
 
@@ -31,5 +32,14 @@ with st.sidebar:
         st.caption("No stores yet: an analyst adds them in the Catalogue.")
         st.session_state["store_id"] = None
 
-pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in pages_for_role(role)]
+    if ui.signed_in_analyst():
+        st.caption(f"Signed in as {ui.signed_in_analyst()}")
+        if st.button("Sign out"):
+            st.session_state.pop("analyst_user", None)
+            st.rerun()
+
+if requires_login(role) and not ui.signed_in_analyst():
+    pages = [st.Page(ui.sign_in_page, title="Sign in", icon=":material/login:")]
+else:
+    pages = [st.Page(p.path, title=p.title, icon=p.icon) for p in pages_for_role(role)]
 st.navigation(pages).run()

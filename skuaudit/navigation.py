@@ -25,6 +25,14 @@ PAGES: tuple[PageSpec, ...] = (
 )
 
 
+LOGIN_ROLES: tuple[str, ...] = ("analyst",)
+
+
+def requires_login(role: str) -> bool:
+    """Whether ``role`` must sign in (with an account from ``skuaudit user add``) to see its pages."""
+    return role in LOGIN_ROLES
+
+
 def pages_for_role(role: str) -> list[PageSpec]:
     """The pages listed for ``role``, in menu order.
 

@@ -46,5 +46,41 @@ def user_errors(action: str) -> Iterator[None]:
         st.error(f"{action} failed: {exc}")
 
 
+def signed_in_analyst() -> str | None:
+    return st.session_state.get("analyst_user")
+
+
+def require_analyst() -> None:
+    """Stop the page unless an analyst is signed in (pages are also hidden by the router)."""
+    if not signed_in_analyst():
+        st.warning("This page needs an analyst sign-in: choose the analyst role in the sidebar.")
+        st.stop()
+
+
+def sign_in_page() -> None:
+    """The analyst sign-in form (accounts come from ``skuaudit user add NAME``)."""
+    from skuaudit.auth import authenticate, list_users
+
+    st.title("Analyst sign-in")
+    with user_errors("Reading accounts"):
+        if not list_users():
+            st.info(
+                "No analyst account exists yet. On the server, create one with "
+                "`skuaudit user add NAME` (or `.venv/bin/skuaudit user add NAME`)."
+            )
+    with st.form("sign_in"):
+        username = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        with user_errors("Sign-in"):
+            if authenticate(username, password) == "analyst":
+                st.session_state["analyst_user"] = username.strip()
+                st.session_state["user_name"] = username.strip()
+                st.rerun()
+            else:
+                st.error("Wrong user name or password.")
+
+
 def coming_soon(what: str) -> None:
     st.info(f"{what} is not available in this build yet.", icon=":material/construction:")

@@ -6,6 +6,8 @@ it segfaults the process (STACK.md), and pytest runs everything in one process.
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,35 @@ import streamlit_webrtc  # noqa: F401, I001
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session, or a skip naming what is missing."""
+    from tests._pgserver import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; make test installs it (scripts/install_system_deps.sh)")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path, monkeypatch) -> str:
+    """A fresh migrated database on SQLite and on a real PostgreSQL server, in turn."""
+    from skuaudit.storage.db import upgrade_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'skuaudit.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("SKUAUDIT_DB_URL", url)
+    upgrade_database(url)
+    return url
 
 
 @pytest.fixture
@@ -34,3 +65,45 @@ def demo_db_url(db_url) -> str:
 
     seed_demo(db_url)
     return db_url
+
+
+@pytest.fixture(scope="session")
+def synth_shelf_dataset(tmp_path_factory):
+    """16 small rendered shelves (512x384 JPEGs) as a ``Dataset`` with product and gap boxes."""
+    import cv2
+
+    from skuaudit.datasets.base import Dataset
+    from skuaudit.datasets.synth import render_shelf
+
+    folder = tmp_path_factory.mktemp("synth_shelves")
+    images = []
+    for seed in range(16):
+        shelf = render_shelf(seed=seed, width=512, height=384)
+        path = folder / f"shelf_{seed:02d}.jpg"
+        cv2.imwrite(str(path), shelf.image_bgr)
+        images.append(shelf.to_labeled_image(path))
+    return Dataset(["product", "gap"], images)
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory, synth_shelf_dataset):
+    """A tiny detector (alpha 0.35, 128 px) trained a few steps: ``(model_dir, progress_events)``."""
+    from skuaudit.training.train import TrainConfig, train_detector
+
+    events: list[dict] = []
+    config = TrainConfig(
+        out_dir=tmp_path_factory.mktemp("models") / "tiny",
+        steps=40,
+        batch_size=4,
+        image_size=128,
+        alpha=0.35,
+        learning_rate=3e-3,
+        val_fraction=0.25,
+        tile=False,
+        augment=False,
+        eval_every=20,
+        log_every=5,
+        eval_max_images=2,
+    )
+    model_dir = train_detector(config, [synth_shelf_dataset], progress_callback=events.append)
+    return model_dir, events

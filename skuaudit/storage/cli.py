@@ -33,11 +33,15 @@ def remove_demo(url: str | None = None) -> dict[str, int]:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit db", description="Database maintenance.")
-    parser.add_argument("--db-url", help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    common = argparse.ArgumentParser(add_help=False)
+    # accepted before or after the action: `skuaudit user add ann --db-url ...` reads naturally
+    common.add_argument("--db-url", default=argparse.SUPPRESS,
+                        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("upgrade", help="apply migrations (creates the schema on a new database)")
-    sub.add_parser("check", help="exit 0 if the schema is current")
-    sub.add_parser("remove-demo", help="delete all demo rows")
+    sub.add_parser("upgrade", parents=[common], help="apply migrations (creates the schema on a new database)")
+    sub.add_parser("check", parents=[common], help="exit 0 if the schema is current")
+    sub.add_parser("remove-demo", parents=[common], help="delete all demo rows")
     args = parser.parse_args(argv)
     try:
         if args.action == "upgrade":

@@ -12,9 +12,11 @@ from skuaudit.navigation import PAGES, ROLES, pages_for_role
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-def _app(role: str) -> AppTest:
+def _app(role: str, analyst: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = role
+    if analyst:
+        at.session_state["analyst_user"] = analyst
     return at
 
 
@@ -39,7 +41,7 @@ def test_unknown_role_is_refused():
     "role, page", [(r, p.path) for r in ROLES for p in pages_for_role(r)]
 )
 def test_page_renders_for_role(demo_db_url, role, page):
-    at = _app(role).run()
+    at = _app(role, analyst="ann" if role == "analyst" else None).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="store_name").value == "Central Superstore"
     at.switch_page(page).run()
@@ -62,3 +64,23 @@ def test_newer_schema_shows_error(db_url):
     at = _app("merchandiser").run()
     assert not at.exception
     assert "newer release" in at.error[0].value
+
+
+def test_analyst_must_sign_in(db_url):
+    from skuaudit.auth import add_user
+
+    at = _app("analyst").run()
+    assert at.title[0].value == "Analyst sign-in"
+    assert "skuaudit user add" in at.info[0].value  # no account yet: says how to make one
+    add_user("ann", "correct horse", url=db_url)
+    at = _app("analyst").run()
+    at.text_input[0].input("ann")
+    at.text_input[1].input("wrong password")
+    at.button[0].click().run()
+    assert "Wrong user name or password" in at.error[0].value
+    assert "analyst_user" not in at.session_state
+    at.text_input[1].input("correct horse")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["analyst_user"] == "ann"
+    assert at.title[0].value == "Live audit"  # first analyst page

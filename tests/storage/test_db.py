@@ -21,6 +21,14 @@ TABLES = {
 }
 
 
+def test_migrations_create_schema_on_postgresql(postgres_server):
+    url = postgres_server.create_database("fresh_schema")
+    assert current_revision(url) is None
+    assert upgrade_database(url) == head_revision()
+    assert set(sa.inspect(get_engine(url)).get_table_names()) >= TABLES
+    check_schema(url)
+
+
 def test_migrations_create_schema_on_fresh_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     assert current_revision(url) is None
@@ -39,7 +47,8 @@ def test_sqlite_uses_wal_and_busy_timeout(db_url):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_round_trip_every_table(db_url):
+def test_round_trip_every_table(storage_url):
+    db_url = storage_url
     with session_scope(db_url) as s:
         store = m.Store(name="S1", region="North")
         brand = m.Brand(name="B1", manufacturer="Acme", is_own=True, color_hex="#112233")
@@ -80,7 +89,8 @@ def test_round_trip_every_table(db_url):
             assert s.scalar(sa.select(sa.func.count()).select_from(table)) == 0
 
 
-def test_failed_transaction_leaves_nothing(db_url):
+def test_failed_transaction_leaves_nothing(storage_url):
+    db_url = storage_url
     with pytest.raises(RuntimeError), session_scope(db_url) as s:
         s.add(m.Store(name="half"))
         s.flush()
@@ -102,7 +112,8 @@ def test_unopenable_database_gives_clear_error(url, expected):
         upgrade_database(url)
 
 
-def test_database_from_newer_schema_is_refused(db_url):
+def test_database_from_newer_schema_is_refused(storage_url):
+    db_url = storage_url
     with get_engine(db_url).begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
     with pytest.raises(SchemaTooNewError, match="newer release"):
