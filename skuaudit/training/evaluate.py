@@ -1,0 +1,402 @@
+"""Detector evaluation: COCO AP / AP50 / AP75 / AR300 per class, counting error, PR curves.
+
+COCO figures come from pycocotools with ``maxDets`` raised to 300 (dense shelves hold far more than
+COCO's default 100 objects). A class with no ground truth gets ``None`` (pycocotools says -1).
+Images whose ``annotated_classes`` leave a class out (a gap-only photo) are not scored for it:
+predictions of that class there are dropped, since the photo says nothing about them.
+
+Counting error follows the SKU-110K paper: per image, |predicted count - true count|, with
+predictions counted at ``score >= score_threshold``; MAE and RMSE over images.
+
+Command line::
+
+    skuaudit evaluate --dataset DIR --format yolo --class-map 0=gap --model models/default --json
+
+prints one JSON object: ``ap, ap50, ap75, ar300, count_mae, count_rmse, images, per_class``.
+
+Example:
+    >>> from skuaudit.datasets.base import Dataset, LabeledImage
+    >>> im = LabeledImage("a.jpg", 100, 100, [[10, 10, 50, 50]], ["product"])
+    >>> gt = Dataset(["product", "gap"], [im])
+    >>> pred = Detections(np.array([[10, 10, 50, 50]]), np.array([0.9]), np.array([0]))
+    >>> evaluate_detections(gt, [pred], ["product", "gap"]).ap50
+    1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.detections import CLASS_NAMES, Detections
+
+
+def _annotated(item: LabeledImage, classes: list[str]) -> set[str]:
+    return set(item.annotated_classes) if item.annotated_classes is not None else set(classes)
+
+
+def _check_inputs(gt: Dataset, predictions: list[Detections]) -> None:
+    if len(predictions) != len(gt.images):
+        raise ValueError(
+            f"{len(predictions)} prediction sets for {len(gt.images)} images; pass one per image"
+        )
+
+
+def _prediction_names(pred: Detections) -> list[str]:
+    return [CLASS_NAMES[c] if 0 <= c < len(CLASS_NAMES) else "" for c in pred.class_id]
+
+
+def _coco_dicts(
+    gt: Dataset, predictions: list[Detections], classes: list[str]
+) -> tuple[dict, list[dict]]:
+    """Ground truth as a COCO dataset dict and predictions as COCO result records."""
+    cat_id = {c: i + 1 for i, c in enumerate(classes)}
+    images, gt_anns, dt_anns = [], [], []
+    for image_id, (item, pred) in enumerate(zip(gt.images, predictions, strict=True), start=1):
+        images.append({"id": image_id, "width": item.width, "height": item.height})
+        for box, name in zip(item.boxes_xyxy, item.class_names, strict=True):
+            if name in cat_id:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                gt_anns.append(
+                    {
+                        "id": len(gt_anns) + 1,
+                        "image_id": image_id,
+                        "category_id": cat_id[name],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
+        annotated = _annotated(item, classes)
+        for box, name, score in zip(
+            pred.xyxy, _prediction_names(pred), pred.confidence, strict=True
+        ):
+            if name in cat_id and name in annotated:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                dt_anns.append(
+                    {
+                        "id": len(dt_anns) + 1,
+                        "image_id": image_id,
+                        "category_id": cat_id[name],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "score": float(score),
+                        "iscrowd": 0,
+                    }
+                )
+    categories = [{"id": i, "name": c} for c, i in cat_id.items()]
+    return {"images": images, "annotations": gt_anns, "categories": categories}, dt_anns
+
+
+def _run_cocoeval(gt: Dataset, predictions: list[Detections], classes: list[str], max_dets: int):
+    """An accumulated pycocotools ``COCOeval`` (its console output swallowed)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt_dict, dt_anns = _coco_dicts(gt, predictions, classes)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt_dict
+        coco_gt.createIndex()
+        # built directly: COCO.loadRes fails on an empty result list
+        coco_dt = COCO()
+        coco_dt.dataset = {**gt_dict, "annotations": dt_anns}
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator.params.maxDets = [1, 10, max_dets]
+        evaluator.params.catIds = [c["id"] for c in gt_dict["categories"]]
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def _mean_valid(values: np.ndarray) -> float | None:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else None
+
+
+def coco_metrics(
+    gt: Dataset, predictions: list[Detections], classes: list[str], max_dets: int = 300
+) -> dict[str, Any]:
+    """COCO box metrics, overall and per class.
+
+    Args:
+        gt: ground truth.
+        predictions: one ``Detections`` per ``gt.images`` entry (``class_id`` indexes
+            ``CLASS_NAMES``).
+        classes: classes to score.
+        max_dets: detections per image considered (``AR@max_dets``).
+
+    Returns:
+        ``{"ap", "ap50", "ap75", "ar<max_dets>", "per_class": {name: {same keys}},
+        "pr_curves": {name: (recall, precision) at IoU 0.5}}``; ``None`` where a class has no
+        ground truth.
+    """
+    _check_inputs(gt, predictions)
+    if not classes:
+        raise ValueError("coco_metrics: classes must not be empty")
+    if not gt.images:
+        raise DatasetError("coco_metrics: the ground-truth dataset holds no images")
+    ar_key = f"ar{max_dets}"
+    evaluator = _run_cocoeval(gt, predictions, classes, max_dets)
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [iou, recall, class]
+    recall = evaluator.eval["recall"][:, :, 0, -1]  # [iou, class]
+    rec_thresholds = np.asarray(evaluator.params.recThrs)
+
+    def block(k: slice | int) -> dict[str, float | None]:
+        return {
+            "ap": _mean_valid(precision[:, :, k]),
+            "ap50": _mean_valid(precision[0, :, k]),
+            "ap75": _mean_valid(precision[5, :, k]),
+            ar_key: _mean_valid(recall[:, k]),
+        }
+
+    per_class = {name: block(k) for k, name in enumerate(classes)}
+    pr_curves = {
+        name: (rec_thresholds, precision[0, :, k])
+        for k, name in enumerate(classes)
+        if per_class[name]["ap50"] is not None
+    }
+    return {**block(slice(None)), "per_class": per_class, "pr_curves": pr_curves}
+
+
+def counting_errors(
+    gt: Dataset, predictions: list[Detections], classes: list[str], score_threshold: float = 0.5
+) -> dict[str, Any]:
+    """Per-image counting error (SKU-110K paper): MAE and RMSE, overall and per class.
+
+    The overall count of an image sums the classes it annotates. A class is scored only on
+    images that annotate it; with none, its errors are ``None``.
+
+    Example:
+        >>> from skuaudit.datasets.base import LabeledImage
+        >>> gt = Dataset(["product"], [LabeledImage("a.jpg", 9, 9, [[0, 0, 2, 2]], ["product"])])
+        >>> counting_errors(gt, [Detections.empty()], ["product"])["count_mae"]
+        1.0
+    """
+    _check_inputs(gt, predictions)
+    total_diffs: list[float] = []
+    class_diffs: dict[str, list[float]] = {c: [] for c in classes}
+    for item, pred in zip(gt.images, predictions, strict=True):
+        annotated = _annotated(item, classes)
+        names = np.array(_prediction_names(pred), dtype=object)
+        confident = names[pred.confidence >= score_threshold]
+        total = 0.0
+        for c in classes:
+            if c not in annotated:
+                continue
+            diff = float(np.sum(confident == c)) - float(item.class_names.count(c))
+            class_diffs[c].append(diff)
+            total += diff
+        total_diffs.append(total)
+
+    def errors(diffs: list[float]) -> dict[str, float | None]:
+        if not diffs:
+            return {"count_mae": None, "count_rmse": None}
+        arr = np.asarray(diffs)
+        return {
+            "count_mae": float(np.mean(np.abs(arr))),
+            "count_rmse": float(np.sqrt(np.mean(arr**2))),
+        }
+
+    return {
+        **errors(total_diffs),
+        "per_class": {c: {**errors(d), "images": len(d)} for c, d in class_diffs.items()},
+    }
+
+
+@dataclass
+class EvalReport:
+    """Everything ``evaluate_detections`` measured.
+
+    Attributes:
+        ap, ap50, ap75, ar: COCO AP@[.5:.95], AP@.5, AP@.75 and AR@``max_dets`` (mean over classes
+            with ground truth; ``None`` if no class has any).
+        count_mae, count_rmse: counting error per image.
+        images: number of images.
+        per_class: class name -> the same figures.
+        pr_curves: class name -> ``(recall, precision)`` arrays at IoU 0.5.
+        max_dets: detections per image considered.
+    """
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    ar: float | None
+    count_mae: float | None
+    count_rmse: float | None
+    images: int
+    per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    max_dets: int = 300
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``ap, ap50, ap75, ar<max_dets>, count_mae, count_rmse, images, per_class``."""
+        return {
+            "ap": self.ap,
+            "ap50": self.ap50,
+            "ap75": self.ap75,
+            f"ar{self.max_dets}": self.ar,
+            "count_mae": self.count_mae,
+            "count_rmse": self.count_rmse,
+            "images": self.images,
+            "per_class": self.per_class,
+        }
+
+
+def evaluate_detections(
+    gt: Dataset,
+    predictions: list[Detections],
+    classes: list[str] | tuple[str, ...] = CLASS_NAMES,
+    *,
+    max_dets: int = 300,
+    score_threshold: float = 0.5,
+) -> EvalReport:
+    """Score predictions against ground truth: COCO metrics and counting error (pure function).
+
+    Args:
+        gt: ground truth.
+        predictions: one ``Detections`` per image of ``gt``, in the same order.
+        classes: classes to score (default: the detector's).
+        max_dets: detections per image considered by COCO metrics.
+        score_threshold: minimum score of a counted prediction.
+    """
+    classes = list(classes)
+    coco = coco_metrics(gt, predictions, classes, max_dets)
+    counts = counting_errors(gt, predictions, classes, score_threshold)
+    ar_key = f"ar{max_dets}"
+    per_class = {c: {**coco["per_class"][c], **counts["per_class"][c]} for c in classes}
+    return EvalReport(
+        ap=coco["ap"],
+        ap50=coco["ap50"],
+        ap75=coco["ap75"],
+        ar=coco[ar_key],
+        count_mae=counts["count_mae"],
+        count_rmse=counts["count_rmse"],
+        images=len(gt.images),
+        per_class=per_class,
+        pr_curves=coco["pr_curves"],
+        max_dets=max_dets,
+    )
+
+
+def pr_curve_figure(report: EvalReport, title: str = "Precision-recall at IoU 0.5"):
+    """A plotly figure with one precision-recall line per class that has ground truth."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, (rec, prec) in report.pr_curves.items():
+        shown = prec > -1
+        ap50 = report.per_class[name]["ap50"]
+        fig.add_trace(
+            go.Scatter(x=rec[shown], y=prec[shown], mode="lines", name=f"{name} (AP50 {ap50:.3f})")
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="recall",
+        yaxis_title="precision",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1.02],
+        template="plotly_white",
+    )
+    return fig
+
+
+def predict_dataset(model_dir: str | Path, gt: Dataset) -> list[Detections]:
+    """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily)."""
+    import cv2
+
+    from skuaudit.detector import Detector
+
+    detector = Detector.load(model_dir)
+    predictions = []
+    for item in gt.images:
+        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{item.path}: cannot decode image")
+        predictions.append(detector.detect(image))
+    return predictions
+
+
+def _print_table(report: EvalReport) -> None:
+    def fmt(v: float | None) -> str:
+        return "   -  " if v is None else f"{v:6.3f}"
+
+    ar = f"ar{report.max_dets}"
+    print(f"{report.images} images")
+    print(
+        f"{'class':<10} {'AP':>6} {'AP50':>6} {'AP75':>6} {ar.upper():>6} {'cMAE':>6} {'cRMSE':>6}"
+    )
+    rows = [("all", {**report.to_dict()})] + list(report.per_class.items())
+    for name, m in rows:
+        print(
+            f"{name:<10} {fmt(m['ap'])} {fmt(m['ap50'])} {fmt(m['ap75'])} {fmt(m[ar])} "
+            f"{fmt(m['count_mae'])} {fmt(m['count_rmse'])}"
+        )
+
+
+def cli_main(argv: list[str]) -> int:
+    """``skuaudit evaluate``: COCO AP / AR300 and counting error of a model on a dataset."""
+    from skuaudit.config import get_settings
+    from skuaudit.datasets.readers import FORMATS, parse_class_map, read_dataset
+
+    parser = argparse.ArgumentParser(
+        prog="skuaudit evaluate", description="COCO AP / AR300 and counting error on a dataset"
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="dataset folder or file")
+    parser.add_argument("--format", default="auto", choices=[*FORMATS, "auto"])
+    parser.add_argument(
+        "--class-map", default=None, help="e.g. 0=gap (dataset class -> model class)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder (default: SKUAUDIT_MODEL_DIR or models/default)",
+    )
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad images, list them")
+    parser.add_argument("--max-dets", type=int, default=300)
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.5, help="minimum score of a counted detection"
+    )
+    parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        gt = read_dataset(
+            args.dataset,
+            args.format,
+            skip_bad=args.skip_bad,
+            class_map=parse_class_map(args.class_map),
+        )
+        model_dir = args.model or get_settings().default_model_dir
+        predictions = predict_dataset(model_dir, gt)
+        report = evaluate_detections(
+            gt,
+            predictions,
+            CLASS_NAMES,
+            max_dets=args.max_dets,
+            score_threshold=args.score_threshold,
+        )
+    except (DatasetError, ValueError, OSError, RuntimeError) as exc:
+        # RuntimeError: skuaudit.detector.ModelLoadError (a missing or unusable model folder)
+        print(f"skuaudit evaluate: {exc}", file=sys.stderr)
+        return 2
+    for problem in gt.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if args.pr_html is not None:
+        pr_curve_figure(report).write_html(args.pr_html)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_table(report)
+    return 0

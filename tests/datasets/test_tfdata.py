@@ -1,0 +1,126 @@
+"""tf.data pipeline shapes, padding, class masks and the tiling helpers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from skuaudit.datasets.base import Dataset, LabeledImage
+from skuaudit.datasets.tfdata import (
+    TileSpec,
+    crop_boxes_xyxy,
+    encode_example,
+    make_synth_tf_dataset,
+    make_tf_dataset,
+    random_tile_xyxy,
+    tile_grid,
+)
+
+
+@pytest.mark.parametrize(
+    "width, height, tile, overlap, expected",
+    [
+        (100, 80, 320, 0.2, [(0, 0, 100, 80)]),
+        (1000, 500, 500, 0.2, [(0, 0, 500, 500), (250, 0, 750, 500), (500, 0, 1000, 500)]),
+        (
+            640,
+            640,
+            320,
+            0.0,
+            [(0, 0, 320, 320), (320, 0, 640, 320), (0, 320, 320, 640), (320, 320, 640, 640)],
+        ),
+        (700, 300, (400, 300), 0.5, [(0, 0, 400, 300), (150, 0, 550, 300), (300, 0, 700, 300)]),
+    ],
+)
+def test_tile_grid(width, height, tile, overlap, expected):
+    assert tile_grid(width, height, tile, overlap) == expected
+
+
+@pytest.mark.parametrize("args", [(0, 10, 5, 0.1), (10, 10, 0, 0.1), (10, 10, 5, 1.0)])
+def test_tile_grid_rejects(args):
+    with pytest.raises(ValueError):
+        tile_grid(*args)
+
+
+def test_tile_grid_covers_large_photo():
+    tiles = tile_grid(1600, 1200, 640, 0.25)
+    covered = np.zeros((1200, 1600), bool)
+    for x1, y1, x2, y2 in tiles:
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+
+
+@pytest.mark.parametrize(
+    "boxes, window, expected_kept",
+    [
+        (np.empty((0, 4)), (0, 0, 10, 10), []),
+        ([[0, 0, 10, 10], [8, 0, 18, 10], [50, 50, 60, 60]], (0, 0, 12, 12), [0]),
+        ([[0, 0, 10, 10], [4, 0, 14, 10]], (0, 0, 12, 12), [0, 1]),
+    ],
+)
+def test_crop_boxes(boxes, window, expected_kept):
+    cropped, kept = crop_boxes_xyxy(boxes, window, 0.5)
+    assert kept.tolist() == expected_kept
+    assert cropped.shape == (len(expected_kept), 4)
+
+
+def test_random_tile_small_photo_is_whole():
+    rng = np.random.default_rng(0)
+    assert random_tile_xyxy(640, 480, TileSpec(), rng) == (0, 0, 640, 480)
+    x1, y1, x2, y2 = random_tile_xyxy(1600, 1200, TileSpec((0.3, 0.5)), rng)
+    assert 480 <= x2 - x1 <= 800 and x1 >= 0 and x2 <= 1600 and y2 <= 1200
+
+
+@pytest.mark.parametrize("n_boxes", [0, 3, 12])
+def test_encode_example_pads(n_boxes):
+    image = np.zeros((100, 200, 3), np.uint8)
+    boxes = np.tile([[20, 10, 60, 50]], (n_boxes, 1)).astype(np.float32)
+    img, yxyx, ids, mask = encode_example(
+        image, boxes, np.zeros(n_boxes, np.int32), np.array([1, 0], np.float32), (64, 64), 8
+    )
+    assert img.shape == (64, 64, 3) and img.dtype == np.float32
+    assert (ids >= 0).sum() == min(n_boxes, 8) and (ids[min(n_boxes, 8) :] == -1).all()
+    if n_boxes:
+        assert np.allclose(yxyx[0], [0.1, 0.1, 0.5, 0.3])
+    assert mask.tolist() == [1, 0]
+
+
+def test_make_tf_dataset_batches_and_masks(tmp_path):
+    items = []
+    for i, annotated in enumerate([("product", "gap"), ("gap",)]):
+        path = tmp_path / f"{i}.jpg"
+        cv2.imwrite(str(path), np.full((1200, 1600, 3), 90, np.uint8))
+        items.append(
+            LabeledImage(
+                path,
+                1600,
+                1200,
+                [[100, 100, 300, 400], [800, 600, 900, 700]],
+                ["product", "gap"] if i == 0 else ["gap", "gap"],
+                annotated,
+            )
+        )
+    ds = make_tf_dataset(
+        Dataset(["product", "gap"], items),
+        ["product", "gap"],
+        image_size=(96, 128),
+        batch_size=2,
+        shuffle=False,
+        max_boxes=16,
+        tile=TileSpec(),
+    )
+    images, targets = next(iter(ds))
+    assert images.shape == (2, 96, 128, 3)
+    assert targets["boxes_yxyx_norm"].shape == (2, 16, 4)
+    assert targets["class_ids"].shape == (2, 16)
+    assert targets["class_mask"].numpy().tolist() == [[1, 1], [0, 1]]
+
+
+def test_make_synth_tf_dataset():
+    ds = make_synth_tf_dataset(
+        0, image_size=(64, 64), batch_size=2, render_size=(192, 256), n_images=2, max_boxes=300
+    )
+    images, targets = next(iter(ds))
+    assert images.shape == (2, 64, 64, 3)
+    assert (targets["class_ids"].numpy() >= 0).sum() > 10

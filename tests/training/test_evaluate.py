@@ -1,0 +1,158 @@
+"""COCO metrics, counting error and the evaluate command, on hand-made cases."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from skuaudit.datasets.base import Dataset, LabeledImage
+from skuaudit.datasets.synth import generate_dataset
+from skuaudit.detections import Detections
+from skuaudit.training import evaluate
+from skuaudit.training.evaluate import (
+    coco_metrics,
+    counting_errors,
+    evaluate_detections,
+    pr_curve_figure,
+)
+
+CLASSES = ["product", "gap"]
+
+
+def _gt(annotated=("product", "gap")) -> Dataset:
+    im = LabeledImage(
+        "a.jpg", 100, 100, [[10, 10, 30, 30], [50, 50, 80, 80]], ["product", "product"], annotated
+    )
+    return Dataset(CLASSES, [im])
+
+
+def _self_predictions(gt: Dataset) -> list[Detections]:
+    return [
+        Detections(
+            im.boxes_xyxy,
+            np.full(len(im.boxes_xyxy), 0.9),
+            [CLASSES.index(c) for c in im.class_names],
+        )
+        for im in gt.images
+    ]
+
+
+def test_ground_truth_against_itself_scores_one(tmp_path):
+    gt = Dataset(
+        CLASSES,
+        [LabeledImage("a.jpg", 200, 100, [[0, 0, 10, 10], [20, 0, 40, 50]], ["product", "gap"])]
+        * 3,
+    )
+    report = evaluate_detections(gt, _self_predictions(gt), CLASSES)
+    assert report.ap == pytest.approx(1.0) and report.ap50 == pytest.approx(1.0)
+    assert report.ar == pytest.approx(1.0) and report.count_mae == 0.0
+    assert report.per_class["gap"]["ap75"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "fp_score, expected_ap",
+    [
+        (0.8, 51 / 101),  # TP ranked first: precision 1 up to recall 0.5
+        (0.95, 0.5 * 51 / 101),  # FP ranked first: precision 0.5 at recall 0.5
+    ],
+)
+def test_one_miss_and_one_false_positive(fp_score, expected_ap):
+    pred = Detections([[10, 10, 30, 30], [0, 60, 20, 90]], [0.9, fp_score], [0, 0])
+    metrics = coco_metrics(_gt(), [pred], CLASSES)
+    assert metrics["ap50"] == pytest.approx(expected_ap)
+    assert metrics["ap"] == pytest.approx(expected_ap)
+    assert metrics["ar300"] == pytest.approx(0.5)
+    assert metrics["per_class"]["gap"] == {"ap": None, "ap50": None, "ap75": None, "ar300": None}
+
+
+def test_no_predictions_scores_zero():
+    report = evaluate_detections(_gt(), [Detections.empty()], CLASSES)
+    assert report.ap == 0.0 and report.count_mae == 2.0 and report.count_rmse == 2.0
+
+
+def test_unannotated_class_predictions_are_ignored():
+    gt = Dataset(CLASSES, [LabeledImage("a.jpg", 100, 100, [[0, 0, 10, 10]], ["gap"], ("gap",))])
+    pred = Detections([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.9], [1, 0])
+    report = evaluate_detections(gt, [pred], CLASSES)
+    assert report.per_class["gap"]["ap"] == pytest.approx(1.0)
+    assert report.per_class["product"]["ap"] is None
+    assert report.per_class["product"]["count_mae"] is None
+    assert report.count_mae == 0.0
+
+
+@pytest.mark.parametrize(
+    "scores, threshold, mae",
+    [
+        ([], 0.5, 2.0),
+        ([0.9, 0.9], 0.5, 0.0),
+        ([0.9, 0.4], 0.5, 1.0),
+        ([0.9, 0.9, 0.9, 0.9], 0.5, 2.0),
+    ],
+)
+def test_counting_errors(scores, threshold, mae):
+    pred = Detections(np.zeros((len(scores), 4)) + [0, 0, 5, 5], scores, np.zeros(len(scores)))
+    out = counting_errors(_gt(), [pred], CLASSES, threshold)
+    assert out["count_mae"] == mae and out["per_class"]["product"]["count_mae"] == mae
+
+
+def test_mismatched_lengths_are_rejected():
+    with pytest.raises(ValueError, match="one per image"):
+        evaluate_detections(_gt(), [], CLASSES)
+
+
+def test_pr_curve_figure_has_a_line_per_class_with_ground_truth():
+    gt = _gt()
+    fig = pr_curve_figure(evaluate_detections(gt, _self_predictions(gt), CLASSES))
+    assert [t.name.split()[0] for t in fig.data] == ["product"]
+
+
+def test_report_json_keys():
+    gt = _gt()
+    data = evaluate_detections(gt, _self_predictions(gt), CLASSES).to_dict()
+    keys = {"ap", "ap50", "ap75", "ar300", "count_mae", "count_rmse", "images"}
+    assert keys | {"per_class"} == set(data)
+    assert keys <= set(data["per_class"]["gap"])
+    json.dumps(data)
+
+
+def test_cli_json_with_stubbed_model(tmp_path, monkeypatch, capsys):
+    root = generate_dataset(tmp_path / "d", n=2, seed=1, width=256, height=192, formats=("yolo",))
+    monkeypatch.setattr(evaluate, "predict_dataset", lambda model_dir, gt: _self_predictions(gt))
+    assert (
+        evaluate.cli_main(
+            [
+                "--dataset",
+                str(root),
+                "--format",
+                "yolo",
+                "--json",
+                "--pr-html",
+                str(tmp_path / "pr.html"),
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 2 and out["ap"] == pytest.approx(1.0)
+    assert (tmp_path / "pr.html").is_file()
+
+
+def test_cli_reports_dataset_errors(tmp_path, capsys):
+    assert evaluate.cli_main(["--dataset", str(tmp_path / "missing"), "--format", "yolo"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("skuaudit.detector") is None,
+    reason="skuaudit.detector is not built yet; the lead wires the model test",
+)
+def test_cli_with_model_module_present(tmp_path, capsys):
+    root = generate_dataset(tmp_path / "d", n=1, seed=1, width=256, height=192, formats=("yolo",))
+    code = evaluate.cli_main(
+        ["--dataset", str(root), "--model", str(tmp_path / "no-model"), "--json"]
+    )
+    assert code == 2
+    assert "skuaudit evaluate:" in capsys.readouterr().err
