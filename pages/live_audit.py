@@ -1,8 +1,92 @@
-"""Live audit page."""
+"""Live audit page: the phone camera over WebRTC, live boxes and counts, "Save audit"."""
+
+from __future__ import annotations
 
 import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from skuaudit import ui
+from skuaudit import live, ui
+from skuaudit.config import get_settings
+
+STREAMER_KEY = "live_audit"
+
+
+@st.cache_resource(show_spinner="Loading the detector and brand recognition...")
+def _pipeline(db_url: str) -> live.LivePipeline:
+    return live.LivePipeline.load(db_url)
+
 
 st.title("Live audit")
-ui.coming_soon("Live audit")
+live.install_webrtc_rerun_fix()
+live.apply_network_settings()
+ctx = ui.context()
+db_url = get_settings().db_url
+
+try:
+    rtc_configuration = live.rtc_configuration()
+except ValueError as exc:
+    st.error(f"WebRTC network settings: {exc}")
+    st.stop()
+
+try:
+    pipeline = _pipeline(db_url)
+except (live.PipelineLoadError, *ui.USER_ERRORS) as exc:
+    st.error(f"Loading the models failed: {exc}")
+    st.stop()
+
+if "live_processor" not in st.session_state:
+    st.session_state["live_processor"] = pipeline.new_processor()
+processor: live.LiveProcessor = st.session_state["live_processor"]
+
+
+def _on_stream_change() -> None:
+    # A new START begins a new audit: counts from an earlier stream must not leak into it.
+    if st.session_state[STREAMER_KEY].state.playing:
+        processor.reset()
+
+
+# NOTE: rendered on every full run, before anything that could stop the run: a run that skips it
+# makes streamlit-webrtc tear the stream down (see live.install_webrtc_rerun_fix).
+webrtc_streamer(
+    key=STREAMER_KEY,
+    mode=WebRtcMode.SENDRECV,
+    rtc_configuration=rtc_configuration,
+    media_stream_constraints=live.MEDIA_STREAM_CONSTRAINTS,
+    video_frame_callback=processor.callback,
+    async_processing=True,
+    on_change=_on_stream_change,
+    video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},
+)
+st.caption(
+    "Point the back camera at the shelf and hold still for a second: counts are the median of "
+    "the last frames. Use **Select device** to pick another camera."
+)
+
+
+# A fragment refreshes the figures without full reruns, which would re-render the stream.
+@st.fragment(run_every=1.0)
+def _live_results() -> None:
+    state = processor.snapshot()
+    st.markdown(
+        f"Facings **{state.products}** · gaps **{state.gaps}** · "
+        f"processed frames **{state.processed_frames}** · {state.fps:.1f} fps · "
+        f"latency {state.latency_ms:.0f} ms"
+    )
+    if state.error:
+        st.warning(f"The last frame could not be analysed: {state.error}")
+    if state.counts:
+        st.table(
+            {"brand": list(state.counts), "facings": list(state.counts.values())}, border="horizontal"
+        )
+    if st.button("Save audit", type="primary", disabled=state.frame_bgr is None):
+        if ctx.store_id is None:
+            st.warning("Choose a store in the sidebar first.")
+            return
+        with ui.user_errors("Saving the audit"):
+            audit_id = live.save_live_audit(
+                state, ctx.store_id, pipeline, user_name=ctx.user_name, url=db_url
+            )
+            st.success(f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps.")
+
+
+_live_results()

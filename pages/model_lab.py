@@ -1,8 +1,167 @@
-"""Model lab page."""
+"""Model lab: datasets, background training jobs with live progress, evaluation, activation, export."""
 
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from skuaudit import ui
+from skuaudit import jobs, ui
+from skuaudit.detector import ModelLoadError
+from skuaudit.model_registry import activate_model_version, active_model_dir, list_model_versions
+from skuaudit.safezip import UnsafeArchiveError
 
 st.title("Model lab")
-ui.coming_soon("Model lab")
+ui.require_analyst()
+
+tab_train, tab_jobs, tab_models = st.tabs(["Data and training", "Training jobs", "Models"])
+
+with tab_train:
+    st.subheader("Datasets")
+    with st.form("upload_dataset", clear_on_submit=True):
+        upload = st.file_uploader("Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)", type=["zip"])
+        fmt = st.selectbox("Format", ["auto", "sku110k", "voc", "yolo", "coco"], key="upload_format")
+        if st.form_submit_button("Add dataset") and upload is not None:
+            with ui.user_errors("Adding the dataset"):
+                try:
+                    folder, dataset = jobs.add_dataset_archive(upload, upload.name, fmt)
+                except UnsafeArchiveError as exc:
+                    st.error(f"The archive was refused: {exc}")
+                else:
+                    st.success(f"{folder.name}: {len(dataset)} images, {dataset.num_boxes} boxes")
+                    for problem in dataset.problems[:10]:
+                        st.caption(f"skipped: {problem}")
+
+    st.subheader("Start a training job")
+    datasets = {"Generated shelves": jobs.SYNTHETIC} | {p.name: str(p) for p in jobs.list_datasets()}
+    with st.form("train"):
+        source = st.selectbox("Dataset", list(datasets), key="train_dataset")
+        c1, c2, c3, c4 = st.columns(4)
+        steps = c1.number_input("Steps", 1, 1_000_000, 500, step=100, key="train_steps")
+        batch = c2.number_input("Batch", 1, 256, 8, key="train_batch")
+        alpha = c3.selectbox("Width alpha", [0.35, 0.5, 0.75, 1.0], key="train_alpha")
+        size = c4.selectbox("Image size", [128, 192, 256, 320, 416], index=3, key="train_size")
+        synthetic = st.number_input("Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth")
+        if st.form_submit_button("Start training", type="primary"):
+            with ui.user_errors("Starting the job"):
+                params = jobs.TrainParams(
+                    dataset=datasets[source], steps=int(steps), batch_size=int(batch), alpha=float(alpha),
+                    image_size=int(size), synthetic_images=int(synthetic),
+                )
+                job_id = jobs.submit_job(params, created_by=ui.signed_in_analyst())
+                st.session_state["lab_job"] = job_id
+                st.success(f"Job {job_id} started; follow it under Training jobs.")
+
+
+def _loss_figure(history: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    steps = [h for h in history if h.get("loss") is not None]
+    fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], name="training loss"))
+    vals = [h for h in history if h.get("val_loss") is not None]
+    fig.add_trace(go.Scatter(x=[h["step"] for h in vals], y=[h["val_loss"] for h in vals], name="validation loss",
+                             mode="lines+markers"))
+    fig.update_layout(xaxis_title="step", yaxis_title="loss", template="plotly_white", height=320)
+    return fig
+
+
+@st.fragment(run_every=3)
+def job_panel() -> None:
+    # NOTE: polls the database, so a reload or another analyst sees the same progress.
+    with ui.user_errors("Reading the jobs"):
+        job_list = jobs.list_jobs(limit=20)
+        if not job_list:
+            st.info("No training jobs yet.")
+            return
+        rows = [{"job": j.id, "status": j.status, "step": f"{j.step}/{j.total_steps}", "by": j.created_by,
+                 "created": j.created_at, "message": j.message} for j in job_list]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+        ids = [j.id for j in job_list]
+        chosen = st.session_state.get("lab_job", ids[0])
+        job_id = st.selectbox("Job", ids, index=ids.index(chosen) if chosen in ids else 0, key="lab_job_pick")
+        job = next(j for j in job_list if j.id == job_id)
+        epoch = job.history[-1].get("epoch") if job.history else None
+        eta = f", about {job.eta_s / 60:.0f} min left" if job.eta_s else ""
+        st.progress(job.progress, text=f"{job.status}: step {job.step} of {job.total_steps}"
+                    + (f", epoch {epoch:.1f}" if epoch is not None else "") + eta)
+        if job.message:
+            (st.error if job.status == "failed" else st.caption)(job.message)
+        if job.history:
+            st.plotly_chart(_loss_figure(job.history), use_container_width=True, key=f"loss_{job.id}")
+        if not job.is_final and st.button("Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested):
+            jobs.request_cancel(job.id)
+            st.rerun(scope="fragment")
+
+
+with tab_jobs:
+    job_panel()
+
+
+def _metrics_table(metrics: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"class": name, **values} for name, values in metrics.items() if isinstance(values, dict)])
+
+
+@st.cache_data(show_spinner="Evaluating on generated shelves ...", max_entries=8)
+def _evaluate(model_dir: str, n_images: int):
+    report, examples = jobs.evaluate_model(model_dir, n_images=n_images)
+    return report, examples
+
+
+with tab_models, ui.user_errors("Reading the model versions"):
+    versions = list_model_versions()
+    if not versions:
+        st.info("No model versions yet: finished training jobs appear here.")
+        st.stop()
+    active_dir = str(active_model_dir())
+    by_label = {f"{v['name']}{' (active)' if v['is_active'] else ''}": v for v in versions}
+    label = st.selectbox("Model version", list(by_label), key="lab_version")
+    version = by_label[label]
+    active = next((v for v in versions if v["is_active"]), None)
+    st.caption(f"Folder: {version['path']} · active model folder: {active_dir}")
+
+    left, right = st.columns(2)
+    left.markdown(f"**{version['name']}** (validation figures from training)")
+    left.dataframe(_metrics_table(version["metrics"]), hide_index=True, use_container_width=True)
+    right.markdown(f"**Active: {active['name']}**" if active else "**Active: the shipped default model**")
+    if active:
+        right.dataframe(_metrics_table(active["metrics"]), hide_index=True, use_container_width=True)
+
+    if not version["is_active"] and st.button("Activate this version", type="primary", key="lab_activate"):
+        activate_model_version(version["id"])
+        st.success(f"{version['name']} is now the active model; new audits record it.")
+        st.rerun()
+
+    n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
+    if st.button("Evaluate", key="lab_evaluate"):
+        try:
+            report, examples = _evaluate(version["path"], n_eval)
+        except ModelLoadError as exc:
+            st.error(f"The model cannot be loaded: {exc}")
+            st.stop()
+        c = st.columns(4)
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        c[0].metric("AP", fmt(report.ap))
+        c[1].metric("AP50", fmt(report.ap50))
+        c[2].metric(f"AR{report.max_dets}", fmt(report.ar))
+        c[3].metric("Count error (MAE)", fmt(report.count_mae))
+        from skuaudit.training.evaluate import pr_curve_figure
+
+        st.plotly_chart(pr_curve_figure(report), use_container_width=True)
+        st.dataframe(_metrics_table(report.per_class), use_container_width=True, hide_index=True)
+        st.image([e[:, :, ::-1] for e in examples], width=300, caption=["example"] * len(examples))
+
+    st.subheader("Export")
+    c1, c2 = st.columns(2)
+    export_format = c1.selectbox("Format", ["tfjs", "tflite", "savedmodel"], key="lab_export_format")
+    int8 = c2.checkbox("int8 (TFLite only)", key="lab_export_int8", disabled=export_format != "tflite")
+    if st.button("Export", key="lab_export"):
+        from skuaudit.config import get_settings
+        from skuaudit.export import ExportError, export_model
+
+        out = get_settings().models_dir / "exports" / f"{version['name']}-{export_format}{'-int8' if int8 else ''}"
+        try:
+            with st.spinner("Exporting ..."):
+                export_model(version["path"], export_format, out, int8=int8)
+        except (ExportError, ModelLoadError) as exc:
+            st.error(f"Export failed: {exc}")
+        else:
+            st.success(f"Exported to {out}")

@@ -1,8 +1,113 @@
-"""Photo audit page."""
+"""Photo audit: upload or take shelf photos, review the brands, save the audit."""
 
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import pandas as pd
 import streamlit as st
 
-from skuaudit import ui
+from skuaudit import audit, ui
+from skuaudit.images import UPLOAD_TYPES
+from skuaudit.metrics import UNKNOWN_NAME
+from skuaudit.model_registry import active_model_dir
+from skuaudit.recognition import Gallery
+from skuaudit.storage.queries import list_brands
+
+
+@st.cache_resource(show_spinner="Loading the detector and the brand model…")
+def _models(model_dir: str):
+    return audit.load_models(model_dir)
+
 
 st.title("Photo audit")
-ui.coming_soon("Photo audit")
+ctx = ui.context()
+if ctx.store_id is None:
+    st.info("Pick a store in the sidebar (an analyst adds stores in the Catalogue).")
+    st.stop()
+
+uploads = st.file_uploader(
+    "Shelf photos", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="photo_uploads"
+)
+use_camera = st.toggle("Take a photo with the camera", key="photo_use_camera")
+shot = st.camera_input("Shelf photo", key="photo_camera") if use_camera else None
+files = [(f.name, f.getvalue()) for f in uploads or []]
+files += [("camera.jpg", shot.getvalue())] if shot is not None else []
+if not files:
+    st.caption("Upload one or more photos of the shelf bay, or take one with the camera.")
+    st.stop()
+
+models = None
+with ui.user_errors("Loading the models"):
+    models = _models(str(active_model_dir()))
+if models is None:
+    st.stop()
+detector, recognizer = models
+
+batch_key = hashlib.sha1(b"".join(hashlib.sha1(data).digest() for _, data in files)).hexdigest()
+if st.session_state.get("photo_batch_key") != batch_key:
+    with st.spinner("Finding products, gaps and brands…"):
+        gallery = Gallery.from_database(recognizer=recognizer)
+        st.session_state["photo_batch"] = audit.analyse_uploads(files, detector, recognizer, gallery)
+    st.session_state["photo_batch_key"] = batch_key
+    st.session_state["photo_saved_id"] = None
+batch: audit.UploadBatch = st.session_state["photo_batch"]
+for message in batch.errors:
+    st.error(message)
+if not batch.analyses:
+    st.stop()
+
+nothing_found = all(a.is_empty for a in batch.analyses)
+if nothing_found:
+    st.warning("No products or gaps were found: is this a shelf photo? Nothing is saved unless "
+               "you tick 'Save anyway'.")
+
+brands = list_brands()
+names = {b.id: b.name for b in brands}
+colours = {b.id: b.color_hex for b in brands}
+
+st.subheader("Brands found")
+st.caption("Correct a brand by choosing another one in the table; boxes are numbered as in the table.")
+edited = st.data_editor(
+    audit.detections_table(batch.analyses, names),
+    column_config={
+        "brand": st.column_config.SelectboxColumn(
+            "brand", options=[*sorted(names.values()), UNKNOWN_NAME], required=True
+        )
+    },
+    disabled=["image", "detection", "row", "score", "corrected"],
+    hide_index=True,
+    key=f"photo_table_{batch_key[:12]}",
+)
+analyses = batch.analyses
+with ui.user_errors("Applying the corrections"):
+    analyses = audit.apply_brand_table(batch.analyses, edited, names)
+
+columns = st.columns(min(len(analyses), 2))
+for i, analysis in enumerate(analyses):
+    drawn = cv2.cvtColor(audit.draw_analysis(analysis, colours), cv2.COLOR_BGR2RGB)
+    columns[i % len(columns)].image(drawn, caption=f"{i}: {batch.names[i]}")
+
+metrics = audit.metrics_for_store(analyses, ctx.store_id)
+left, middle, right = st.columns(3)
+left.metric("Product facings", metrics.product_count)
+middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.0%} of shelf width",
+              delta_color="off")
+right.metric("Planogram compliance",
+             "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.0%}")
+st.dataframe(pd.DataFrame(metrics.to_records()), hide_index=True, key="photo_metrics")
+if metrics.stockouts:
+    st.warning(f"Stockouts: {', '.join(metrics.stockouts)}")
+
+allow_empty = st.checkbox("Save anyway", key="photo_allow_empty") if nothing_found else False
+if st.button("Save audit", type="primary", key="photo_save",
+             disabled=st.session_state.get("photo_saved_id") is not None):
+    with ui.user_errors("Saving the audit"):
+        st.session_state["photo_saved_id"] = audit.save_audit(
+            ctx.store_id, analyses, source="photo", user_name=ctx.user_name,
+            model_name=audit.detector_name(detector),
+            model_version_id=audit.detector_version(detector), allow_empty=allow_empty,
+        )
+if st.session_state.get("photo_saved_id") is not None:
+    st.success(f"Audit {st.session_state['photo_saved_id']} saved for {ctx.store_name}.")

@@ -1,8 +1,118 @@
-"""Share of shelf page."""
+"""Share of shelf: per brand, per week, own versus competitors, per store, and the audits behind."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
 import streamlit as st
 
-from skuaudit import ui
+from skuaudit import charts, reports, ui
+from skuaudit.config import get_settings
+
+DEFAULT_WEEKS = 12
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached(report: str, latest_audit_id: int | None, **kwargs):
+    """``reports.<report>(**kwargs)``; ``latest_audit_id`` makes a new audit show at once."""
+    return getattr(reports, report)(**kwargs)
+
 
 st.title("Share of shelf")
-ui.coming_soon("Share of shelf")
+url = get_settings().db_url
+
+with ui.user_errors("Loading the share of shelf"):
+    latest_id = reports.latest_audit_id(url)
+    span = reports.audit_date_range(url)
+    if span is None:
+        st.info("No audits yet: save an audit from the Live or Photo audit page first.")
+        st.stop()
+    first, last = span
+    scopes = {s.label: s for s in reports.scopes(url)}
+    with st.sidebar:
+        st.subheader("Dashboard filters")
+        scope = scopes[st.selectbox("Stores", list(scopes), key="sos_scope")]
+        start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
+                              key="sos_start")
+        end = st.date_input("To", last, key="sos_end")
+        measure = st.radio("Trend and heat map show", list(reports.MEASURES),
+                           format_func=reports.MEASURES.get, key="sos_measure")
+    try:
+        reports.check_date_range(start, end)
+    except ValueError as exc:
+        st.warning(f"Cannot show the dashboard: {exc}.")
+        st.stop()
+
+    filters = {"url": url, "start": start, "end": end, "store_ids": scope.store_ids,
+               "region": scope.region}
+    shares = _cached("share_of_shelf", latest_id, **filters)
+    if shares.empty:
+        st.info(f"No audits for {scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
+                "Widen the dates or pick other stores.")
+        st.stop()
+    own = _cached("own_vs_competitors", latest_id, **filters)
+    st.caption(f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "
+               "audits are summed facings (or widths) per brand / all summed facings, so bigger "
+               "shelves weigh more.")
+
+    own_row = own.set_index("group").reindex(["Own brands"]).fillna(0.0).iloc[0]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Own brands, share by facings", f"{own_row['share_facings']:.1%}")
+    c2.metric("Own brands, share by linear width", f"{own_row['share_linear']:.1%}")
+    c3.metric("Product facings counted", f"{int(shares['facings'].sum()):,}")
+
+    left, right = st.columns([3, 2])
+    with left:
+        brand_table = shares[["brand", "manufacturer", "is_own", "color_hex", "facings",
+                              "linear_px", "share_facings", "share_linear", "audits"]]
+        st.plotly_chart(charts.share_bars(brand_table), key="sos_share_chart")
+        st.download_button("Download share per brand (CSV)", brand_table.to_csv(index=False),
+                           file_name="share_of_shelf_by_brand.csv", mime="text/csv",
+                           key="sos_share_csv")
+    with right:
+        st.plotly_chart(charts.own_vs_competitors_bars(own), key="sos_own_chart")
+        st.download_button("Download own vs competitors (CSV)", own.to_csv(index=False),
+                           file_name="own_vs_competitors.csv", mime="text/csv", key="sos_own_csv")
+
+    trend = _cached("share_trend", latest_id, **filters)
+    st.plotly_chart(charts.share_trend_lines(trend, measure), key="sos_trend_chart")
+    st.download_button("Download weekly trend (CSV)", trend.to_csv(index=False),
+                       file_name="share_of_shelf_trend.csv", mime="text/csv", key="sos_trend_csv")
+
+    heatmap = _cached("store_brand_heatmap", latest_id, **filters)
+    st.plotly_chart(charts.store_brand_heatmap(heatmap, measure), key="sos_heatmap_chart")
+    st.download_button("Download store x brand (CSV)", heatmap.to_csv(index=False),
+                       file_name="share_of_shelf_store_brand.csv", mime="text/csv",
+                       key="sos_heatmap_csv")
+
+    st.subheader("Audits behind the numbers")
+    brand_ids = dict(zip(shares["brand"], shares["brand_id"], strict=True))
+    brand = st.selectbox("Brand", list(brand_ids), key="sos_drill_brand")
+    brand_id = None if pd.isna(brand_ids[brand]) else int(brand_ids[brand])
+    behind = _cached("audits_behind", latest_id, brand_id=brand_id, **filters)
+    st.dataframe(
+        behind,
+        hide_index=True,
+        column_config={
+            "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
+            "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
+            "created_at": st.column_config.DatetimeColumn("audited at", format="D MMM YYYY, HH:mm"),
+        },
+        key="sos_behind_table",
+    )
+    st.download_button(f"Download audits behind {brand} (CSV)", behind.to_csv(index=False),
+                       file_name="audits_behind.csv", mime="text/csv", key="sos_behind_csv")
+    if not behind.empty:
+        labels = {
+            f"#{r.audit_id}: {r.store}, {r.created_at:%d %b %Y %H:%M}": r.audit_id
+            for r in behind.itertuples()
+        }
+        audit_id = labels[st.selectbox("Show the snapshot of audit", list(labels),
+                                       key="sos_drill_audit")]
+        snapshots = _cached("audit_snapshots", latest_id, url=url, audit_id=audit_id)
+        if not snapshots:
+            st.caption("This audit has no stored snapshot image.")
+        for snap in snapshots:
+            st.image(snap.image_jpeg, caption=f"image {snap.image_index + 1}: "
+                     f"{snap.width} x {snap.height} px")

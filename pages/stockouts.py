@@ -1,8 +1,109 @@
-"""Stockouts page."""
+"""Stockouts: what is missing or short in each store's latest audit, since when, and which stores
+need attention first (availability, planogram compliance, empty shelf)."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from skuaudit import ui
+from skuaudit import charts, reports, ui
+from skuaudit.config import get_settings
+
+CHART_STORES = 20
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached(report: str, latest_audit_id: int | None, **kwargs):
+    """``reports.<report>(**kwargs)``; ``latest_audit_id`` makes a new audit show at once."""
+    return getattr(reports, report)(**kwargs)
+
 
 st.title("Stockouts")
-ui.coming_soon("Stockouts")
+url = get_settings().db_url
+
+with ui.user_errors("Loading the stockouts"):
+    latest_id = reports.latest_audit_id(url)
+    span = reports.audit_date_range(url)
+    if span is None:
+        st.info("No audits yet: save an audit from the Live or Photo audit page first.")
+        st.stop()
+    scopes = {s.label: s for s in reports.scopes(url)}
+    with st.sidebar:
+        st.subheader("Dashboard filters")
+        scope = scopes[st.selectbox("Stores", list(scopes), key="so_scope")]
+        as_of = st.date_input("Latest audits as of", span[1], key="so_as_of")
+    filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
+
+    stores = _cached("availability_by_store", latest_id, **filters)
+    audited = stores.dropna(subset=["audit_id"])
+    if audited.empty:
+        st.info(f"No audits for {scope.label} on or before {as_of:%d %b %Y}. "
+                "Pick a later date or other stores.")
+        st.stop()
+    actions = _cached("current_stockouts", latest_id, **filters)
+    st.caption(f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "
+               "Availability = targeted brands seen / targeted brands; compliance = mean of "
+               "min(facings / target, 1) over targeted brands.")
+
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Stores audited", f"{len(audited)} of {len(stores)}")
+    c2.metric("Stockouts", int((actions["status"] == "stockout").sum()))
+    c3.metric("Below target", int((actions["status"] == "below target").sum()))
+    c4.metric("Mean on-shelf availability", f"{audited['availability'].mean():.0%}")
+
+    st.subheader("To act on")
+    if actions.empty:
+        st.success("No stockouts and no brand below its planogram target in the latest audits.")
+    else:
+        action_list = actions[["store", "region", "brand", "status", "expected_facings",
+                               "facings", "since", "audits_in_row", "audited_at"]]
+        st.dataframe(
+            action_list,
+            hide_index=True,
+            column_config={
+                "expected_facings": st.column_config.NumberColumn("expected"),
+                "facings": st.column_config.NumberColumn("seen"),
+                "since": st.column_config.DateColumn("since", format="D MMM YYYY"),
+                "audits_in_row": st.column_config.NumberColumn("audits in a row"),
+                "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
+            },
+            key="so_actions_table",
+        )
+        st.download_button("Download the action list (CSV)", action_list.to_csv(index=False),
+                           file_name="stockouts_to_act_on.csv", mime="text/csv",
+                           key="so_actions_csv")
+
+    left, right = st.columns(2)
+    with left:
+        worst = audited.head(CHART_STORES)
+        st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
+        st.download_button(f"Download these {len(worst)} stores (CSV)", worst.to_csv(index=False),
+                           file_name="availability_worst_stores.csv", mime="text/csv",
+                           key="so_availability_csv")
+    with right:
+        gaps = _cached("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
+        st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
+        st.download_button(f"Download these {len(gaps)} stores (CSV)", gaps.to_csv(index=False),
+                           file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
+
+    st.subheader("Stores ranked by on-shelf availability")
+    percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
+    st.dataframe(
+        stores,
+        hide_index=True,
+        column_config={
+            "availability": st.column_config.ProgressColumn("availability", **percent),
+            "planogram_compliance": st.column_config.ProgressColumn("compliance", **percent),
+            "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
+        },
+        key="so_stores_table",
+    )
+    st.download_button("Download the store ranking (CSV)", stores.to_csv(index=False),
+                       file_name="stores_by_availability.csv", mime="text/csv",
+                       key="so_stores_csv")
+
+    with st.expander("Planogram compliance per brand"):
+        compliance = _cached("planogram_compliance", latest_id, **filters)
+        st.dataframe(compliance, hide_index=True, key="so_compliance_table")
+        st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
+                           file_name="planogram_compliance.csv", mime="text/csv",
+                           key="so_compliance_csv")

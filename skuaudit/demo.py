@@ -4,6 +4,10 @@
 stores, brands, planogram targets and some weeks of audits. Every row it writes is marked
 ``is_demo`` and ``skuaudit db remove-demo`` deletes them all. A database that already holds stores is
 left untouched, so seeding on every start is safe.
+
+The demo brands are the first brands of the synthetic catalogue (``demo_catalogue``), each enrolled
+with a few generated reference crops, so a photo audit of a shelf rendered with
+``render_shelf(seed, catalogue=demo_catalogue())`` recognises them out of the box.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
+from skuaudit.datasets.synth import BrandCatalogue, BrandIdentity, default_catalogue, render_product
+from skuaudit.images import encode_png
 from skuaudit.storage import models as m
 from skuaudit.storage.db import DatabaseError, session_scope, upgrade_database
 
@@ -28,15 +34,38 @@ DEMO_STORES: tuple[tuple[str, str], ...] = (
     ("Meadow Mart", "South"),
 )
 
-# (name, manufacturer, own brand, colour)
-DEMO_BRANDS: tuple[tuple[str, str, bool, str], ...] = (
-    ("Sunvale", "Our Company", True, "#e6550d"),
-    ("Brisko", "Our Company", True, "#3182bd"),
-    ("Kolmar", "Rival Foods", False, "#31a354"),
-    ("Tavora", "Rival Foods", False, "#756bb1"),
-    ("Nimbo", "Shelfco", False, "#de2d26"),
-    ("Quenta", "Shelfco", False, "#fdae6b"),
+# (manufacturer, own brand) of the demo brands, in catalogue order
+DEMO_OWNERS: tuple[tuple[str, bool], ...] = (
+    ("Our Company", True),
+    ("Our Company", True),
+    ("Rival Foods", False),
+    ("Rival Foods", False),
+    ("Shelfco", False),
+    ("Shelfco", False),
 )
+REFERENCES_PER_BRAND = 6
+REFERENCE_HEIGHT_PX = 96
+
+
+def demo_catalogue() -> BrandCatalogue:
+    """The synthetic brands the demo database knows (the first of ``default_catalogue()``)."""
+    full = default_catalogue()
+    return BrandCatalogue(full.brands[: len(DEMO_OWNERS)], seed=full.seed)
+
+
+def _hex(bgr: tuple[int, int, int]) -> str:
+    b, g, r = bgr
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def demo_reference_crops(brand: BrandIdentity, rng: np.random.Generator) -> list[np.ndarray]:
+    """Generated reference facings of a brand: every family and flavour variant in turn."""
+    crops = []
+    for i in range(REFERENCES_PER_BRAND):
+        family = brand.families[i % len(brand.families)]
+        width = int(REFERENCE_HEIGHT_PX * (0.4 if family == "bottle" else 0.75))
+        crops.append(render_product(brand, family, width, REFERENCE_HEIGHT_PX, rng, variant=i))
+    return crops
 
 
 @dataclass
@@ -73,12 +102,18 @@ def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedR
         if s.scalar(sa.select(sa.func.count()).select_from(m.Store)):
             return SeedResult(seeded=False)
         stores = [m.Store(name=n, region=r, is_demo=True) for n, r in DEMO_STORES]
+        identities = demo_catalogue().brands
         brands = [
-            m.Brand(name=n, manufacturer=mf, is_own=own, color_hex=c, is_demo=True)
-            for n, mf, own, c in DEMO_BRANDS
+            m.Brand(name=b.name, manufacturer=mf, is_own=own, color_hex=_hex(b.primary_bgr), is_demo=True)
+            for b, (mf, own) in zip(identities, DEMO_OWNERS, strict=True)
         ]
         s.add_all(stores + brands)
         s.flush()
+        s.add_all(
+            m.ReferenceImage(brand_id=brand.id, image_png=encode_png(crop), source="demo", is_demo=True)
+            for brand, identity in zip(brands, identities, strict=True)
+            for crop in demo_reference_crops(identity, rng)
+        )
         now = datetime(2026, 1, 5) + timedelta(weeks=52)
         audits = 0
         for store in stores:

@@ -18,6 +18,7 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/live_audit.py", "Live audit", ":material/videocam:", ("merchandiser", "analyst")),
     PageSpec("pages/photo_audit.py", "Photo audit", ":material/photo_camera:", ("merchandiser", "analyst")),
+    PageSpec("pages/offline_audit.py", "Offline audit", ":material/cloud_off:", ("merchandiser", "analyst")),
     PageSpec("pages/share_of_shelf.py", "Share of shelf", ":material/pie_chart:", ("category manager", "analyst")),
     PageSpec("pages/stockouts.py", "Stockouts", ":material/remove_shopping_cart:", ("category manager", "analyst")),
     PageSpec("pages/catalogue.py", "Catalogue", ":material/category:", ("analyst",)),
@@ -38,7 +39,7 @@ def pages_for_role(role: str) -> list[PageSpec]:
 
     Example:
         >>> [p.title for p in pages_for_role("merchandiser")]
-        ['Live audit', 'Photo audit']
+        ['Live audit', 'Photo audit', 'Offline audit']
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {list(ROLES)}")

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from skuaudit.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _busy_timeout_ms() -> int:
+    """How long SQLite waits for another writer (``SKUAUDIT_DB_BUSY_TIMEOUT_MS``), default 30 s."""
+    raw = os.environ.get("SKUAUDIT_DB_BUSY_TIMEOUT_MS", "").strip()
+    if not raw:
+        return DEFAULT_SQLITE_BUSY_TIMEOUT_MS
+    if not raw.isdigit():
+        raise DatabaseError(f"SKUAUDIT_DB_BUSY_TIMEOUT_MS must be a whole number of ms, got {raw!r}")
+    return int(raw)
 
 
 class DatabaseError(RuntimeError):
@@ -44,7 +55,7 @@ def _describe_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -69,7 +80,7 @@ def _engine_for(url: str) -> Engine:
                 raise DatabaseError(
                     f"cannot open database {_describe_url(url)}: folder {parent} does not exist"
                 )
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
     try:

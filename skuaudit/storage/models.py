@@ -105,13 +105,16 @@ class ModelVersion(Base):
 
 class Audit(Base):
     __tablename__ = "audits"
-    __table_args__ = (Index("ix_audits_store_created", "store_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audits_store_created", "store_id", "created_at"),
+        Index("ix_dash_audits_created_store", "created_at", "store_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
     user_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    source: Mapped[str] = mapped_column(String(10))  # "live" | "photo"
+    source: Mapped[str] = mapped_column(String(10))  # "live" | "photo" | "offline" (TF.js in the browser)
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True
     )
@@ -176,7 +179,14 @@ class BrandMetric(Base):
     """Per audit, per brand figures (``brand_id`` NULL = products of no known brand)."""
 
     __tablename__ = "brand_metrics"
-    __table_args__ = (Index("ix_brand_metrics_brand_audit", "brand_id", "audit_id"),)
+    __table_args__ = (
+        Index("ix_brand_metrics_brand_audit", "brand_id", "audit_id"),
+        # Covers every dashboard query (skuaudit.reports): no table lookups per metric row.
+        Index(
+            "ix_dash_brand_metrics_cover", "audit_id", "brand_id", "facings", "linear_px",
+            "expected_facings", "is_stockout", "below_target",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)

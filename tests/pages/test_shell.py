@@ -23,7 +23,7 @@ def _app(role: str, analyst: str | None = None) -> AppTest:
 @pytest.mark.parametrize(
     "role, titles",
     [
-        ("merchandiser", ["Live audit", "Photo audit"]),
+        ("merchandiser", ["Live audit", "Photo audit", "Offline audit"]),
         ("category manager", ["Share of shelf", "Stockouts"]),
         ("analyst", [p.title for p in PAGES]),
     ],

@@ -1,0 +1,173 @@
+"""Detector benchmark: speed per runtime and accuracy on held-out data, measured in one run.
+
+Prints:
+
+- single-pass ms/frame (median) of the raw network per runtime, and of a full ``detect()`` call
+  (resize + network + decode + NMS), with the ratio to a plain ``tf.function`` call;
+- product AP50 / AR300 on freshly rendered synthetic shelves (seeds never used in training), tiled;
+- gap AP50 / AP50:95 on the validation split of ``../shared/data/shelf-gaps`` (same split as
+  training: sorted names, seed 0, 20 %);
+- on ``../shared/data/shelf-photos`` (tiled): mean product boxes per photo and the row-count
+  error against ``row_counts.json`` (mean absolute error as % of the true count).
+
+Usage::
+
+    python bench/bench_detector.py [--model models/default] [--frames 50] [--draw /tmp/drawn]
+
+The shared data sets are optional: their sections are skipped with a message when missing.
+``--draw`` writes annotated photos for a person to look at (never commit them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from skuaudit.datasets.base import Dataset  # noqa: E402
+from skuaudit.datasets.synth import render_shelf  # noqa: E402
+from skuaudit.detections import GAP, PRODUCT  # noqa: E402
+from skuaudit.detector import Detector  # noqa: E402
+from skuaudit.training.train import evaluate_detector, split_by_image  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+
+
+def median_ms(fn, frames: int) -> float:
+    fn()  # warm-up (tracing, allocation)
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def bench_speed(model_dir: Path, frames: int) -> None:
+    frame = render_shelf(seed=999_001, width=640, height=480).image_bgr
+    size = Detector.load(model_dir).config.image_size
+    x = cv2.cvtColor(cv2.resize(frame, (size, size)), cv2.COLOR_BGR2RGB).astype(np.float32)[None]
+    rows = []
+    for runtime in ("tf", "tflite"):
+        detector = Detector.load(model_dir, runtime=runtime)
+        raw_ms = median_ms(lambda d=detector: d.predict_raw(x), frames)
+        detect_ms = median_ms(lambda d=detector: d.detect(frame, tiled=False), frames)
+        rows.append((runtime, raw_ms, detect_ms))
+    base = rows[0][1]
+    print(f"\n## Single-pass speed ({size}x{size} input, 640x480 frame, median of {frames})")
+    print(
+        "| runtime | network ms | detect() ms | network speed-up vs tf.function |\n|---|---|---|---|"
+    )
+    for runtime, raw_ms, detect_ms in rows:
+        print(f"| {runtime} | {raw_ms:.1f} | {detect_ms:.1f} | {base / raw_ms:.2f}x |")
+
+
+def bench_synthetic(detector: Detector, n: int) -> None:
+    folder = Path("/tmp/skuaudit_bench_synth")
+    folder.mkdir(exist_ok=True)
+    images = []
+    for i in range(n):
+        shelf = render_shelf(seed=500_000 + i)  # training used generate_dataset seed 0 images
+        path = folder / f"shelf_{i:03d}.jpg"
+        cv2.imwrite(str(path), shelf.image_bgr)
+        images.append(shelf.to_labeled_image(path))
+    metrics = evaluate_detector(detector, images)
+    print(f"\n## Held-out synthetic shelves ({n} renders 1024x768, tiled)")
+    for name, m in metrics.items():
+        print(f"- {name}: AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f}")
+
+
+def bench_gaps(detector: Detector) -> None:
+    from skuaudit.datasets.readers import read_dataset
+
+    gaps = read_dataset(SHARED / "shelf-gaps", "yolo", class_map={"0": "gap"})
+    _, val = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
+    m = evaluate_detector(detector, val)["gap"]
+    print(f"\n## shelf-gaps validation split ({len(val)} photos, single pass)")
+    print(
+        f"- gap AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f} (YOLOv7 of the data set's authors: AP50 0.761)"
+    )
+
+
+def bench_shelf_photos(
+    detector: Detector, draw: Path | None, score_threshold: float | None
+) -> None:
+    folder = SHARED / "shelf-photos"
+    rows = json.loads((folder / "row_counts.json").read_text())
+    photos = sorted((folder / "images").glob("*.jpg"))
+    counts, results, seconds = [], {}, []
+    for path in photos:
+        image = cv2.imread(str(path))
+        start = time.perf_counter()
+        det = detector.detect(image, score_threshold=score_threshold)
+        seconds.append(time.perf_counter() - start)
+        results[path.name] = det
+        counts.append(int((det.class_id == PRODUCT).sum()))
+        if draw is not None:
+            draw.mkdir(parents=True, exist_ok=True)
+            canvas = image.copy()
+            for box, cid in zip(det.xyxy.astype(int), det.class_id, strict=True):
+                colour = (0, 200, 0) if cid == PRODUCT else (0, 0, 255)
+                cv2.rectangle(canvas, tuple(box[:2]), tuple(box[2:]), colour, 2)
+            cv2.imwrite(str(draw / path.name), canvas)
+    errors, signed = [], []
+    for row in rows:
+        det = results[row["image"]]
+        centres = det[det.class_id == PRODUCT].centers_xy
+        x1, y1, x2, y2 = row["box_xyxy"]
+        inside = (
+            (centres[:, 0] >= x1)
+            & (centres[:, 0] <= x2)
+            & (centres[:, 1] >= y1)
+            & (centres[:, 1] <= y2)
+        )
+        signed.append((int(inside.sum()) - row["count"]) / row["count"])
+        errors.append(abs(signed[-1]))
+    gaps = [int((d.class_id == GAP).sum()) for d in results.values()]
+    threshold = detector.config.score_threshold if score_threshold is None else score_threshold
+    print(
+        f"\n## shelf-photos ({len(photos)} real photos, tiled, score >= {threshold}, median {np.median(seconds) * 1000:.0f} ms/photo)"
+    )
+    print(
+        f"- product boxes per photo: mean {np.mean(counts):.1f} (min {min(counts)}, max {max(counts)}); gaps per photo: mean {np.mean(gaps):.1f}"
+    )
+    print(
+        f"- row-count error over {len(rows)} counted rows: mean {100 * np.mean(errors):.1f} % of the true count"
+        f" (signed mean {100 * np.mean(signed):+.1f} %)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "default")
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--synth", type=int, default=30, help="held-out synthetic shelves")
+    parser.add_argument("--draw", type=Path, default=None, help="write annotated shelf-photos here")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="for shelf-photos (default: the model's)",
+    )
+    args = parser.parse_args()
+    bench_speed(args.model, args.frames)
+    detector = Detector.load(args.model)
+    bench_synthetic(detector, args.synth)
+    if not (SHARED / "shelf-gaps").is_dir():
+        print(f"\nskipped real-photo sections: {SHARED} is missing")
+        return 0
+    bench_gaps(detector)
+    bench_shelf_photos(detector, args.draw, args.score_threshold)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

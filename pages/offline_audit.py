@@ -1,0 +1,51 @@
+"""Offline audit: the detector runs in this browser (TensorFlow.js); only the counts are sent back."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from skuaudit import ui
+from skuaudit.detector import ModelLoadError
+from skuaudit.export import ExportError
+from skuaudit.model_registry import active_model_dir
+from skuaudit.web import (
+    OfflineModeError,
+    offline_audit_component,
+    prepare_browser_model,
+    save_offline_audit,
+)
+
+st.title("Offline audit")
+st.caption("The model runs on this device: no video leaves it. Only the counts are saved.")
+ctx = ui.context()
+
+
+@st.cache_resource(show_spinner="Preparing the model for the browser ...")
+def _browser_model(model_dir: str, _version: str) -> dict:
+    return prepare_browser_model(model_dir)
+
+
+with ui.user_errors("Finding the active model"):
+    model_dir = active_model_dir()
+    try:
+        args = _browser_model(str(model_dir), str((model_dir / "model.keras").stat().st_mtime_ns))
+    except (OfflineModeError, ModelLoadError, ExportError, FileNotFoundError) as exc:
+        st.error(f"The offline mode is not available: {exc}")
+        st.stop()
+    # test hook (browser test): a picture instead of the camera
+    result = offline_audit_component(args, test_image_url=os.environ.get("SKUAUDIT_OFFLINE_TEST_IMAGE"))
+    if result and result.get("error"):
+        st.error(f"The browser could not run the model: {result['error']}")
+    elif result:
+        counts = result["counts"]
+        st.success(
+            f"Counts from the browser: {counts.get('product', 0)} products, {counts.get('gap', 0)} gaps "
+            f"({result['backend']}, {result['ms_per_frame']:.0f} ms per frame, {result['frames']} frames)"
+        )
+        if ctx.store_id is None:
+            st.info("Choose a store in the sidebar to save the audit.")
+        elif st.button("Save audit", type="primary", key="offline_save"):
+            audit_id = save_offline_audit(ctx.store_id, ctx.user_name, counts, model_dir)
+            st.success(f"Audit {audit_id} saved for {ctx.store_name}.")

@@ -1,0 +1,76 @@
+"""``skuaudit detect PHOTO... [--json]``: run the detector on photos and print the boxes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from skuaudit.config import get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skuaudit detect", description="Detect products and gaps in photos."
+    )
+    parser.add_argument("photos", nargs="+", type=Path, help="image files (JPEG, PNG, ...)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder (default: the shipped default model)"
+    )
+    parser.add_argument(
+        "--score-threshold", type=float, default=None, help="minimum score (default: the model's)"
+    )
+    tiling = parser.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--tiled", dest="tiled", action="store_true", default=None, help="always tile"
+    )
+    tiling.add_argument("--single-pass", dest="tiled", action="store_false", help="never tile")
+    parser.add_argument("--json", action="store_true", help="print one JSON list for all photos")
+    return parser
+
+
+def _read_image(path: Path):
+    import cv2
+    import numpy as np
+
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
+    pixels = image.shape[0] * image.shape[1]
+    if pixels > get_settings().max_image_pixels:
+        raise ValueError(f"{path}: image has {pixels} pixels, more than SKUAUDIT_MAX_IMAGE_PIXELS")
+    return image
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    # Check every photo first, so a bad one costs no model load and no partial output.
+    try:
+        images = [_read_image(p) for p in args.photos]
+    except ValueError as exc:
+        print(f"skuaudit detect: {exc}", file=sys.stderr)
+        return 2
+    from skuaudit.detector import Detector, ModelLoadError
+
+    try:
+        detector = Detector.load(args.model or get_settings().default_model_dir)
+    except ModelLoadError as exc:
+        print(f"skuaudit detect: {exc}", file=sys.stderr)
+        return 2
+    results = []
+    for path, image in zip(args.photos, images, strict=True):
+        detections = detector.detect(image, score_threshold=args.score_threshold, tiled=args.tiled)
+        results.append({"image": str(path), "detections": detections.to_records()})
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for res in results:
+            classes = [d["class"] for d in res["detections"]]
+            print(
+                f"{res['image']}: {classes.count('product')} products, {classes.count('gap')} gaps"
+            )
+    return 0

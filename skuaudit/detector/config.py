@@ -1,0 +1,95 @@
+"""``DetectorConfig``: the settings saved as ``config.json`` in every model folder (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from skuaudit.detections import CLASS_NAMES
+from skuaudit.detector.boxes import AnchorSpec
+
+
+@dataclass
+class DetectorConfig:
+    """Everything needed to rebuild, decode and tile a detector; saved as ``config.json``.
+
+    Every cap is a setting: ``max_detections`` (default 400) and ``pre_nms_top_k`` bound the output
+    of dense shelves, ``tile_*`` control full-resolution photos.
+
+    Attributes:
+        image_size: square model input side in pixels (multiple of 32).
+        alpha: MobileNetV2 width multiplier.
+        fpn_channels: channels of the FPNLite pyramid and heads.
+        class_names: detector classes, in logit order.
+        score_threshold: default minimum class score of a returned box.
+        nms_iou: IoU above which a lower-scored box of the same class is suppressed.
+        max_detections: most boxes returned per image (and per tile).
+        pre_nms_top_k: most candidate boxes per class entering NMS.
+        tile_above_px: ``tiled=None`` tiles images whose longer side exceeds this (the training
+            crops of ``datasets.tfdata.TileSpec`` start at the same size).
+        tile_fraction: tile side as a fraction of the image's longer side (at least ``image_size``),
+            inside the range of ``TileSpec.side_fraction`` so products look as in training.
+        tile_overlap: overlap of neighbouring tiles as a fraction of the tile side.
+    """
+
+    image_size: int = 320
+    alpha: float = 0.35
+    fpn_channels: int = 64
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    strides: tuple[int, ...] = (8, 16, 32, 64)
+    anchor_size_factor: float = 3.0
+    anchor_scales: tuple[float, ...] = (1.0, 1.5)
+    anchor_aspect_ratios: tuple[float, ...] = (0.33, 0.6, 1.0, 1.8)
+    score_threshold: float = 0.3
+    nms_iou: float = 0.5
+    max_detections: int = 400
+    pre_nms_top_k: int = 3000
+    tile_above_px: int = 900
+    tile_fraction: float = 0.4
+    tile_overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.image_size < 64 or self.image_size % 32:
+            raise ValueError(
+                f"image_size must be a multiple of 32 and >= 64, got {self.image_size}"
+            )
+        if not 0 < self.alpha <= 1.4:
+            raise ValueError(f"alpha must be in (0, 1.4], got {self.alpha}")
+        if self.max_detections < 1 or self.pre_nms_top_k < 1:
+            raise ValueError("max_detections and pre_nms_top_k must be positive")
+        if not 0 <= self.tile_overlap < 0.5:
+            raise ValueError(f"tile_overlap must be in [0, 0.5), got {self.tile_overlap}")
+        self.box_variance = tuple(self.box_variance)
+        self.strides = tuple(self.strides)
+        self.anchor_scales = tuple(self.anchor_scales)
+        self.anchor_aspect_ratios = tuple(self.anchor_aspect_ratios)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def anchor_spec(self) -> AnchorSpec:
+        return AnchorSpec(
+            self.image_size,
+            self.strides,
+            self.anchor_size_factor,
+            self.anchor_scales,
+            self.anchor_aspect_ratios,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        """Build from a ``config.json`` dict; unknown keys (training metadata) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, path: Path) -> DetectorConfig:
+        return cls.from_dict(json.loads(Path(path).read_text())["detector"])

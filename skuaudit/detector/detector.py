@@ -1,0 +1,305 @@
+"""``Detector``: a trained model folder behind one ``detect(image_bgr)`` call.
+
+A model folder holds ``model.keras`` (the raw Keras model, see ``model.build_raw_model``),
+``model.tflite`` (the same network converted, the fast runtime), ``labels.json``, ``config.json``
+(``{"detector": DetectorConfig fields, "training": ...}``) and ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Literal, Protocol
+
+import cv2
+import numpy as np
+
+from skuaudit.detections import Detections
+from skuaudit.detector.boxes import make_anchors
+from skuaudit.detector.config import DetectorConfig
+from skuaudit.detector.postprocess import decode_detections, merge_tile_detections
+
+log = logging.getLogger(__name__)
+
+KERAS_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.json"
+
+Runtime = Literal["auto", "tflite", "tf"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that cannot be used; the message names the folder and the file."""
+
+
+class _RawRunner(Protocol):
+    name: str
+
+    def __call__(self, images_rgb: np.ndarray) -> np.ndarray: ...
+
+
+class _TFLiteRunner:
+    """ai-edge-litert interpreter, one image at a time (its input is fixed at batch 1)."""
+
+    name = "tflite"
+
+    def __init__(self, path: Path, num_threads: int | None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def __call__(self, images_rgb: np.ndarray) -> np.ndarray:
+        outputs = []
+        for image in images_rgb:
+            self._interpreter.set_tensor(self._input, image[None])
+            self._interpreter.invoke()
+            outputs.append(self._interpreter.get_tensor(self._output)[0])
+        return np.stack(outputs)
+
+
+class _TFFunctionRunner:
+    """The Keras model traced once as a ``tf.function`` (never called eagerly per frame)."""
+
+    name = "tf"
+
+    def __init__(self, model) -> None:
+        import tensorflow as tf
+
+        size = model.input_shape[1]
+        self._fn = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+            reduce_retracing=True,
+        )
+
+    def __call__(self, images_rgb: np.ndarray) -> np.ndarray:
+        return self._fn(images_rgb).numpy()
+
+
+class Detector:
+    """Products and gaps in a BGR image, in that image's pixel coordinates.
+
+    Attributes:
+        config: the ``DetectorConfig`` of the model.
+        anchors_yxyx_norm: ``(A, 4)`` float32 anchors matching the raw output rows.
+        runtime: ``"tflite"`` or ``"tf"``.
+
+    Example:
+        >>> detector = Detector.load("models/default")  # doctest: +SKIP
+        >>> detections = detector.detect(cv2.imread("shelf.jpg"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, config: DetectorConfig, runner: _RawRunner, model_dir: Path | None = None
+    ) -> None:
+        self.config = config
+        self.model_dir = model_dir
+        self._runner = runner
+        self.anchors_yxyx_norm = make_anchors(config.anchor_spec)
+
+    @property
+    def runtime(self) -> str:
+        return self._runner.name
+
+    @classmethod
+    def from_keras(cls, model, config: DetectorConfig) -> Detector:
+        """Wrap an in-memory raw Keras model (e.g. during training) with the ``tf.function`` runtime."""
+        return cls(config, _TFFunctionRunner(model))
+
+    @classmethod
+    def load(
+        cls, model_dir: str | Path, *, runtime: Runtime = "auto", num_threads: int | None = 2
+    ) -> Detector:
+        """Load a model folder.
+
+        Args:
+            model_dir: folder with ``config.json``, ``model.keras`` and usually ``model.tflite``.
+            runtime: ``"auto"`` uses TFLite when ``model.tflite`` and ai-edge-litert are present,
+                else the Keras model as a ``tf.function``; ``"tflite"``/``"tf"`` force one.
+            num_threads: TFLite interpreter threads.
+
+        Raises:
+            ModelLoadError: missing folder or file, or a file that does not load.
+        """
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ModelLoadError(f"{model_dir}: model folder not found")
+        config_path = model_dir / CONFIG_FILE
+        if not config_path.is_file():
+            raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is missing")
+        try:
+            config = DetectorConfig.from_json(config_path)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
+        keras_path, tflite_path = model_dir / KERAS_FILE, model_dir / TFLITE_FILE
+        if not keras_path.is_file():
+            raise ModelLoadError(f"{model_dir}: weights file {KERAS_FILE} is missing")
+        if runtime not in ("auto", "tflite", "tf"):
+            raise ValueError(f"runtime must be auto, tflite or tf, got {runtime!r}")
+        if runtime != "tf" and tflite_path.is_file():
+            try:
+                runner: _RawRunner = _TFLiteRunner(tflite_path, num_threads)
+            except ImportError:
+                if runtime == "tflite":
+                    raise ModelLoadError(
+                        "runtime 'tflite' needs ai-edge-litert: pip install ai-edge-litert"
+                    ) from None
+                log.info("ai-edge-litert not installed; using the Keras model")
+            except (ValueError, RuntimeError) as exc:
+                raise ModelLoadError(
+                    f"{model_dir}: weights file {TFLITE_FILE} is corrupt ({exc})"
+                ) from exc
+            else:
+                return cls(config, runner, model_dir)
+        elif runtime == "tflite":
+            raise ModelLoadError(f"{model_dir}: weights file {TFLITE_FILE} is missing")
+        return cls(config, _TFFunctionRunner(load_raw_model(model_dir)), model_dir)
+
+    def predict_raw(self, images_rgb: np.ndarray) -> np.ndarray:
+        """Raw outputs ``(B, A, 4 + C)`` for ``(B, S, S, 3)`` float32 RGB ``0..255`` model inputs."""
+        return self._runner(np.ascontiguousarray(images_rgb, dtype=np.float32))
+
+    def detect(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        score_threshold: float | None = None,
+        tiled: bool | None = None,
+    ) -> Detections:
+        """Detect products and gaps.
+
+        Args:
+            image_bgr: ``(H, W, 3)`` uint8 BGR image (as ``cv2.imread`` returns).
+            score_threshold: minimum score; ``None`` uses ``config.score_threshold``.
+            tiled: ``True`` runs overlapping tiles at full resolution and merges boxes across tile
+                borders; ``False`` resizes the whole image to the model input (video frames);
+                ``None`` tiles when the longer side exceeds ``config.tile_above_px``.
+
+        Returns:
+            Detections in pixel ``xyxy`` of ``image_bgr``, best score first.
+        """
+        image_bgr = np.asarray(image_bgr)
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
+            raise ValueError(f"detect expects an (H, W, 3) BGR image, got shape {image_bgr.shape}")
+        cfg = self.config
+        threshold = cfg.score_threshold if score_threshold is None else float(score_threshold)
+        height, width = image_bgr.shape[:2]
+        if tiled is None:
+            tiled = max(width, height) > cfg.tile_above_px
+        if not tiled:
+            raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
+            return self._decode(raw, (width, height), threshold)
+        from skuaudit.datasets.tfdata import tile_grid
+
+        tile_px = max(cfg.image_size, round(max(width, height) * cfg.tile_fraction))
+        tiles = np.array(tile_grid(width, height, tile_px, cfg.tile_overlap), dtype=np.int64)
+        inputs = np.stack([self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in tiles])
+        parts = []
+        for raw, (x1, y1, x2, y2) in zip(self.predict_raw(inputs), tiles, strict=True):
+            det = self._decode(raw, (int(x2 - x1), int(y2 - y1)), threshold)
+            det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
+            parts.append(det)
+        return merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou)
+
+    def _to_input(self, image_bgr: np.ndarray) -> np.ndarray:
+        size = self.config.image_size
+        h, w = image_bgr.shape[:2]
+        interp = cv2.INTER_AREA if h > size or w > size else cv2.INTER_LINEAR
+        resized = cv2.resize(image_bgr, (size, size), interpolation=interp)
+        return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
+
+    def _decode(self, raw: np.ndarray, image_wh: tuple[int, int], threshold: float) -> Detections:
+        cfg = self.config
+        return decode_detections(
+            raw,
+            self.anchors_yxyx_norm,
+            image_wh,
+            box_variance=cfg.box_variance,
+            score_threshold=threshold,
+            nms_iou=cfg.nms_iou,
+            max_detections=cfg.max_detections,
+            pre_nms_top_k=cfg.pre_nms_top_k,
+        )
+
+
+def load_raw_model(model_dir: str | Path):
+    """The raw Keras model of a model folder (image ``0..255`` -> ``(B, A, 4 + C)``), for export.
+
+    Raises:
+        ModelLoadError: ``model.keras`` missing or corrupt.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / KERAS_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{model_dir}: weights file {KERAS_FILE} is missing")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a damaged zip/h5
+        raise ModelLoadError(
+            f"{model_dir}: weights file {KERAS_FILE} is corrupt ({type(exc).__name__})"
+        ) from exc
+
+
+def convert_to_tflite(model) -> bytes:
+    """TFLite fp32 flatbuffer of a raw Keras model (``model.export`` then ``from_saved_model``)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, verbose=False)
+        return tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
+
+
+def save_model_folder(
+    model,
+    config: DetectorConfig,
+    out_dir: str | Path,
+    *,
+    training_info: dict | None = None,
+    model_card: str | None = None,
+    with_tflite: bool = True,
+) -> Path:
+    """Write a complete model folder, replacing each file atomically.
+
+    Args:
+        model: the raw Keras model.
+        config: its ``DetectorConfig``.
+        out_dir: the model folder (created).
+        training_info: stored under ``"training"`` in ``config.json``.
+        model_card: text of ``MODEL_CARD.md``.
+        with_tflite: also write ``model.tflite`` (a few seconds of conversion).
+
+    Returns:
+        The folder.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, data: bytes | str) -> None:
+        tmp = out_dir / f".{name}.tmp"
+        if isinstance(data, str):
+            tmp.write_text(data)
+        else:
+            tmp.write_bytes(data)
+        tmp.replace(out_dir / name)
+
+    keras_tmp = out_dir / ".tmp.model.keras"
+    model.save(keras_tmp)
+    keras_tmp.replace(out_dir / KERAS_FILE)
+    if with_tflite:
+        write(TFLITE_FILE, convert_to_tflite(model))
+    else:
+        (out_dir / TFLITE_FILE).unlink(missing_ok=True)  # a stale one would shadow the new weights
+    write(LABELS_FILE, json.dumps(list(config.class_names), indent=2) + "\n")
+    payload = {"detector": config.to_dict(), "training": training_info or {}}
+    write(CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
+    if model_card is not None:
+        write("MODEL_CARD.md", model_card)
+    return out_dir

@@ -1,0 +1,238 @@
+"""Training-side TensorFlow: the label encoder, the SSD network (MobileNetV2 backbone, FPNLite
+pyramid, shared heads) and its loss.
+
+``build_raw_model(config)`` returns a plain Keras model (only built-in layers, so ``model.keras``
+loads without custom objects): input ``(B, S, S, 3)`` float32 RGB in ``0..255``, output
+``(B, A, 4 + C)``: SSD box deltas (see ``boxes.encode_deltas``) then class logits (sigmoid), one row
+per anchor of ``boxes.make_anchors(config.anchor_spec)``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from skuaudit.detector.config import DetectorConfig
+
+_BACKBONE_TAPS = ("block_5_add", "block_12_add", "block_16_project_BN")  # strides 8, 16, 32
+# Keras' MobileNetV2 uses 0.999: trained from scratch for a few thousand CPU steps, its moving
+# statistics would still be half at their initial values and inference-mode outputs useless.
+_BN_MOMENTUM = 0.9
+
+
+def iou_yxyx_tf(boxes: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
+    """Pairwise IoU of ``(N, 4)`` and ``(A, 4)`` ``yxyx`` boxes, ``(N, A)`` (TensorFlow)."""
+    y1 = tf.maximum(boxes[:, None, 0], anchors[None, :, 0])
+    x1 = tf.maximum(boxes[:, None, 1], anchors[None, :, 1])
+    y2 = tf.minimum(boxes[:, None, 2], anchors[None, :, 2])
+    x2 = tf.minimum(boxes[:, None, 3], anchors[None, :, 3])
+    inter = tf.maximum(y2 - y1, 0.0) * tf.maximum(x2 - x1, 0.0)
+    area_b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_a = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
+    return inter / tf.maximum(area_b[:, None] + area_a[None, :] - inter, 1e-9)
+
+
+class LabelEncoder:
+    """Matches ground-truth boxes to anchors and builds per-anchor training targets.
+
+    An anchor is positive when its best IoU is at least ``positive_iou``, negative below
+    ``negative_iou`` and ignored in between; every box also claims its best anchor, so tall
+    bottles that fit no anchor well still get one.
+
+    Args:
+        anchors_yxyx_norm: ``(A, 4)`` anchors from :func:`make_anchors`.
+        num_classes: number of detector classes ``C``.
+        box_variance: divisors of the SSD deltas.
+    """
+
+    def __init__(
+        self,
+        anchors_yxyx_norm: np.ndarray,
+        num_classes: int,
+        box_variance: tuple[float, ...] = (0.1, 0.1, 0.2, 0.2),
+        positive_iou: float = 0.5,
+        negative_iou: float = 0.4,
+    ) -> None:
+        self.anchors = tf.constant(anchors_yxyx_norm, dtype=tf.float32)
+        self.num_classes = num_classes
+        self.box_variance = tf.constant(box_variance, dtype=tf.float32)
+        self.positive_iou = positive_iou
+        self.negative_iou = negative_iou
+
+    def encode_image(self, boxes_yxyx_norm: tf.Tensor, class_ids: tf.Tensor) -> tf.Tensor:
+        """Targets for one image.
+
+        Args:
+            boxes_yxyx_norm: ``(max_boxes, 4)`` float32, zero-padded.
+            class_ids: ``(max_boxes,)`` int32, padding is ``-1``.
+
+        Returns:
+            ``(A, 4 + C + 1)`` float32: box deltas, one-hot class, and the anchor state
+            (``1`` positive, ``0`` negative, ``-1`` ignored).
+        """
+        valid = (
+            (class_ids >= 0)
+            & (boxes_yxyx_norm[:, 2] > boxes_yxyx_norm[:, 0])
+            & (boxes_yxyx_norm[:, 3] > boxes_yxyx_norm[:, 1])
+        )
+        boxes = tf.boolean_mask(boxes_yxyx_norm, valid)
+        classes = tf.boolean_mask(class_ids, valid)
+        num_anchors = tf.shape(self.anchors)[0]
+        iou = iou_yxyx_tf(boxes, self.anchors)  # (N, A)
+        num_boxes = tf.shape(boxes)[0]
+        best_iou = tf.cond(
+            num_boxes > 0, lambda: tf.reduce_max(iou, axis=0), lambda: tf.zeros([num_anchors])
+        )
+        matched = tf.cond(
+            num_boxes > 0,
+            lambda: tf.argmax(iou, axis=0, output_type=tf.int32),
+            lambda: tf.zeros([num_anchors], tf.int32),
+        )
+        forced_anchor = tf.argmax(iou, axis=1, output_type=tf.int32)  # (N,)
+        best_iou = tf.tensor_scatter_nd_update(
+            best_iou, forced_anchor[:, None], tf.ones([num_boxes], tf.float32)
+        )
+        matched = tf.tensor_scatter_nd_update(matched, forced_anchor[:, None], tf.range(num_boxes))
+        positive = best_iou >= self.positive_iou
+        state = tf.where(positive, 1.0, tf.where(best_iou < self.negative_iou, 0.0, -1.0))
+        gt = tf.gather(tf.concat([boxes, tf.zeros([1, 4])], 0), tf.minimum(matched, num_boxes))
+        gt = tf.where(positive[:, None], gt, self.anchors)  # negatives: zero deltas, no NaN
+        deltas = self._encode(gt)
+        gt_class = tf.gather(tf.concat([classes, [-1]], 0), tf.minimum(matched, num_boxes))
+        one_hot = tf.one_hot(tf.where(positive, gt_class, -1), self.num_classes)
+        return tf.concat([deltas, one_hot, state[:, None]], axis=-1)
+
+    def _encode(self, boxes_yxyx_norm: tf.Tensor) -> tf.Tensor:
+        a = self.anchors
+        a_hw = tf.maximum(a[:, 2:] - a[:, :2], 1e-6)
+        a_c = (a[:, :2] + a[:, 2:]) / 2
+        b_hw = tf.maximum(boxes_yxyx_norm[:, 2:] - boxes_yxyx_norm[:, :2], 1e-6)
+        b_c = (boxes_yxyx_norm[:, :2] + boxes_yxyx_norm[:, 2:]) / 2
+        deltas = tf.concat([(b_c - a_c) / a_hw, tf.math.log(b_hw / a_hw)], axis=-1)
+        return deltas / self.box_variance
+
+    def encode_batch(self, boxes_yxyx_norm: tf.Tensor, class_ids: tf.Tensor) -> tf.Tensor:
+        """``(B, max_boxes, 4)`` + ``(B, max_boxes)`` -> ``(B, A, 4 + C + 1)`` targets."""
+        return tf.map_fn(
+            lambda args: self.encode_image(args[0], args[1]),
+            (boxes_yxyx_norm, class_ids),
+            fn_output_signature=tf.TensorSpec([None, 4 + self.num_classes + 1], tf.float32),
+        )
+
+
+def _separable_block(x: tf.Tensor, channels: int, name: str, strides: int = 1) -> tf.Tensor:
+    x = keras.layers.SeparableConv2D(
+        channels, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_sep"
+    )(x)
+    x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def build_raw_model(config: DetectorConfig) -> keras.Model:
+    """SSD MobileNetV2-FPNLite, randomly initialised (no downloads).
+
+    Args:
+        config: sizes, width and anchor layout.
+
+    Returns:
+        Keras model ``(B, S, S, 3)`` RGB ``0..255`` -> ``(B, A, 4 + C)`` deltas and class logits.
+    """
+    size = config.image_size
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=config.alpha, include_top=False, weights=None
+    )
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = _BN_MOMENTUM
+    taps = keras.Model(backbone.input, [backbone.get_layer(n).output for n in _BACKBONE_TAPS])
+    c3, c4, c5 = taps(x)
+    ch = config.fpn_channels
+    lateral = [
+        keras.layers.Conv2D(ch, 1, name=f"fpn_lateral{i}")(c)
+        for i, c in zip((3, 4, 5), (c3, c4, c5), strict=True)
+    ]
+    p5 = lateral[2]
+    p4 = keras.layers.Add(name="fpn_add4")(
+        [lateral[1], keras.layers.UpSampling2D(name="fpn_up5")(p5)]
+    )
+    p3 = keras.layers.Add(name="fpn_add3")(
+        [lateral[0], keras.layers.UpSampling2D(name="fpn_up4")(p4)]
+    )
+    levels = [
+        _separable_block(p, ch, f"fpn_p{i}") for i, p in zip((3, 4, 5), (p3, p4, p5), strict=True)
+    ]
+    levels.append(_separable_block(levels[-1], ch, "fpn_p6", strides=2))
+
+    per_location = config.anchor_spec.anchors_per_location
+    head_convs = [
+        keras.layers.SeparableConv2D(
+            ch, 3, padding="same", activation="relu6", name=f"head_conv{i}"
+        )
+        for i in range(2)
+    ]
+    box_out = keras.layers.SeparableConv2D(per_location * 4, 3, padding="same", name="head_box")
+    prior = -float(tf.math.log((1 - 0.01) / 0.01))  # focal-loss prior: start at p=0.01
+    cls_out = keras.layers.SeparableConv2D(
+        per_location * config.num_classes,
+        3,
+        padding="same",
+        bias_initializer=keras.initializers.Constant(prior),
+        name="head_class",
+    )
+    boxes, logits = [], []
+    for i, level in enumerate(levels):
+        h = level
+        for conv in head_convs:
+            h = conv(h)
+        boxes.append(keras.layers.Reshape((-1, 4), name=f"box_level{i}")(box_out(h)))
+        logits.append(
+            keras.layers.Reshape((-1, config.num_classes), name=f"class_level{i}")(cls_out(h))
+        )
+    box_all = keras.layers.Concatenate(axis=1, name="box_deltas")(boxes)
+    cls_all = keras.layers.Concatenate(axis=1, name="class_logits")(logits)
+    outputs = keras.layers.Concatenate(axis=-1, name="raw_outputs")([box_all, cls_all])
+    return keras.Model(inputs, outputs, name=f"ssd_mobilenetv2_fpnlite_{size}")
+
+
+def detection_loss(
+    targets: tf.Tensor,
+    predictions: tf.Tensor,
+    class_mask: tf.Tensor,
+    num_classes: int,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Focal classification loss and Huber box loss, both normalised by the positive anchors.
+
+    Args:
+        targets: ``(B, A, 4 + C + 1)`` from ``LabelEncoder.encode_batch``.
+        predictions: ``(B, A, 4 + C)`` raw model outputs.
+        class_mask: ``(B, C)`` float32, 1 where the class is exhaustively labelled in that image;
+            0 drops that class's loss on every anchor of the image (unlabelled products in gap photos).
+        num_classes: ``C``.
+
+    Returns:
+        ``(class_loss, box_loss)`` scalars.
+    """
+    box_t, cls_t, state = targets[..., :4], targets[..., 4 : 4 + num_classes], targets[..., -1]
+    box_p, logits = predictions[..., :4], predictions[..., 4:]
+    positive = tf.cast(state > 0, tf.float32)
+    not_ignored = tf.cast(state >= 0, tf.float32)
+    normaliser = tf.maximum(tf.reduce_sum(positive), 1.0)
+
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=cls_t, logits=logits)
+    prob = tf.sigmoid(logits)
+    p_t = cls_t * prob + (1 - cls_t) * (1 - prob)
+    alpha_t = cls_t * focal_alpha + (1 - cls_t) * (1 - focal_alpha)
+    focal = alpha_t * tf.pow(1 - p_t, focal_gamma) * ce
+    focal = focal * not_ignored[..., None] * class_mask[:, None, :]
+    class_loss = tf.reduce_sum(focal) / normaliser
+
+    huber = tf.reduce_sum(
+        keras.losses.huber(box_t[..., None], box_p[..., None], delta=1.0), axis=-1
+    )
+    box_loss = tf.reduce_sum(huber * positive) / normaliser
+    return class_loss, box_loss

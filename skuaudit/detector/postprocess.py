@@ -1,0 +1,161 @@
+"""From raw SSD outputs to pixel boxes: decode, per-class NMS, and merging of overlapping tiles.
+
+Pure numpy + OpenCV, no TensorFlow: the same functions serve every runtime (TFLite, tf.function,
+an exported graph whose raw outputs are read back in Python).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from skuaudit.detections import Detections
+from skuaudit.detector.boxes import decode_deltas
+
+
+def nms_per_class(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    max_detections: int,
+) -> np.ndarray:
+    """Indices kept by per-class non-maximum suppression, best score first.
+
+    Args:
+        boxes_xyxy: ``(N, 4)`` pixel ``[x1, y1, x2, y2]``.
+        scores: ``(N,)`` scores.
+        class_ids: ``(N,)`` ints; boxes of different classes never suppress each other.
+        iou_threshold: suppress a box whose IoU with a better box of its class exceeds this.
+        max_detections: most indices returned (no hidden cap below it).
+
+    Returns:
+        ``(K,)`` int indices into the inputs, ``K <= max_detections``.
+    """
+    if len(boxes_xyxy) == 0:
+        return np.empty(0, dtype=np.int64)
+    boxes_xywh = np.asarray(boxes_xyxy, dtype=np.float64).copy()
+    boxes_xywh[:, 2:] -= boxes_xywh[:, :2]
+    keep = cv2.dnn.NMSBoxesBatched(
+        boxes_xywh.tolist(),
+        np.asarray(scores, dtype=np.float32).tolist(),
+        np.asarray(class_ids, dtype=np.int32).tolist(),
+        0.0,
+        float(iou_threshold),
+    )
+    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    keep = keep[np.argsort(-np.asarray(scores)[keep], kind="stable")]
+    return keep[:max_detections]
+
+
+def decode_detections(
+    raw: np.ndarray,
+    anchors_yxyx_norm: np.ndarray,
+    image_wh: tuple[int, int],
+    *,
+    box_variance: tuple[float, ...],
+    score_threshold: float,
+    nms_iou: float,
+    max_detections: int,
+    pre_nms_top_k: int,
+) -> Detections:
+    """Turn one image's raw outputs into pixel detections.
+
+    Args:
+        raw: ``(A, 4 + C)`` box deltas then class logits, from the raw model.
+        anchors_yxyx_norm: ``(A, 4)`` anchors in ``yxyx_norm``.
+        image_wh: size of the image the model input was resized from; boxes are scaled to it.
+        box_variance: the delta divisors the model was trained with.
+        score_threshold: minimum sigmoid class score.
+        nms_iou: per-class NMS IoU threshold.
+        max_detections: most boxes returned.
+        pre_nms_top_k: most candidates per class entering NMS.
+
+    Returns:
+        Detections with pixel ``xyxy`` clipped to the image, best score first.
+    """
+    logits = raw[:, 4:]
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    anchor_idx, class_ids = np.nonzero(scores >= score_threshold)
+    if len(anchor_idx) == 0:
+        return Detections.empty()
+    cand_scores = scores[anchor_idx, class_ids]
+    keep_top = []
+    for c in np.unique(class_ids):
+        idx = np.flatnonzero(class_ids == c)
+        keep_top.append(idx[np.argsort(-cand_scores[idx], kind="stable")[:pre_nms_top_k]])
+    sel = np.concatenate(keep_top)
+    anchor_idx, class_ids, cand_scores = anchor_idx[sel], class_ids[sel], cand_scores[sel]
+    yxyx = decode_deltas(raw[anchor_idx, :4], anchors_yxyx_norm[anchor_idx], box_variance)
+    w, h = image_wh
+    xyxy = np.stack([yxyx[:, 1] * w, yxyx[:, 0] * h, yxyx[:, 3] * w, yxyx[:, 2] * h], axis=1)
+    xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
+    keep = nms_per_class(xyxy, cand_scores, class_ids, nms_iou, max_detections)
+    return Detections(xyxy[keep], cand_scores[keep], class_ids[keep])
+
+
+def merge_tile_detections(
+    parts: list[Detections],
+    tiles_xyxy: np.ndarray,
+    image_wh: tuple[int, int],
+    *,
+    nms_iou: float,
+    border_margin_px: float = 2.0,
+    cut_containment: float = 0.6,
+) -> Detections:
+    """Merge per-tile detections (already in image pixels) into one set for the whole image.
+
+    A box touching a tile edge that is not an image edge is *cut*: the object continues in the
+    neighbouring tile, which (because tiles overlap by more than a product) holds the whole box.
+    Cut boxes lying mostly (``cut_containment`` of their area) inside a whole box of the same class
+    are dropped; cut boxes of objects no tile holds whole are kept. Duplicates of whole boxes found
+    by two tiles are then removed by per-class NMS.
+
+    Args:
+        parts: one Detections per tile, pixel ``xyxy`` of the whole image.
+        tiles_xyxy: ``(T, 4)`` pixel tiles, in the order of ``parts``.
+        image_wh: the whole image's size.
+        nms_iou: per-class NMS IoU threshold across tiles.
+        border_margin_px: how close to a tile edge a box side counts as touching it.
+        cut_containment: intersection over the cut box's area above which it is dropped.
+
+    Returns:
+        Merged Detections, best score first.
+    """
+    width, height = image_wh
+    cut_flags = []
+    for det, tile in zip(parts, np.asarray(tiles_xyxy, dtype=np.float32), strict=True):
+        x1, y1, x2, y2 = tile
+        b = det.xyxy
+        cut = (
+            ((b[:, 0] <= x1 + border_margin_px) & (x1 > 0))
+            | ((b[:, 1] <= y1 + border_margin_px) & (y1 > 0))
+            | ((b[:, 2] >= x2 - border_margin_px) & (x2 < width))
+            | ((b[:, 3] >= y2 - border_margin_px) & (y2 < height))
+        )
+        cut_flags.append(cut)
+    merged = Detections.merge(list(parts))
+    if len(merged) == 0:
+        return merged
+    cut = np.concatenate(cut_flags)
+    whole_idx, cut_idx = np.flatnonzero(~cut), np.flatnonzero(cut)
+    drop = np.zeros(len(merged), dtype=bool)
+    if len(whole_idx) and len(cut_idx):
+        a, b = merged.xyxy[cut_idx], merged.xyxy[whole_idx]
+        iw = np.clip(
+            np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
+            0,
+            None,
+        )
+        ih = np.clip(
+            np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
+            0,
+            None,
+        )
+        area_cut = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-6)
+        contained = (iw * ih) / area_cut[:, None] >= cut_containment
+        same_class = merged.class_id[cut_idx][:, None] == merged.class_id[whole_idx][None, :]
+        drop[cut_idx] = np.any(contained & same_class, axis=1)
+    merged = merged[~drop]
+    keep = nms_per_class(merged.xyxy, merged.confidence, merged.class_id, nms_iou, len(merged))
+    return merged[keep]

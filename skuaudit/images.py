@@ -1,0 +1,130 @@
+"""Decode user images safely: uploads, reference crops and audit snapshots.
+
+Every image that enters from outside goes through ``load_image_bytes``: it refuses empty files,
+files over the upload limit, non-images, decompression bombs (the size is read from the header
+before any pixel is decoded) and truncated or corrupt files, each with an ``ImageError`` a person
+can act on, and applies the EXIF orientation a phone camera writes.
+
+Example:
+    >>> import cv2, numpy as np
+    >>> ok, png = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))
+    >>> load_image_bytes(png.tobytes()).shape
+    (4, 6, 3)
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from skuaudit.config import get_settings
+
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
+UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message says why."""
+
+
+def load_image_bytes(
+    data: bytes,
+    max_pixels: int | None = None,
+    *,
+    max_bytes: int | None = None,
+    name: str = "image",
+) -> np.ndarray:
+    """Decode an uploaded image to a BGR array, upright according to its EXIF orientation.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: largest accepted width x height; ``None`` uses ``max_image_pixels``.
+        max_bytes: largest accepted file size; ``None`` uses ``max_upload_bytes``.
+        name: how the message names the file (e.g. the upload's file name).
+
+    Returns:
+        ``(H, W, 3)`` uint8 BGR image.
+
+    Raises:
+        ImageError: empty, too large, not an image, a decompression bomb, truncated or corrupt.
+    """
+    settings = get_settings()
+    max_pixels = settings.max_image_pixels if max_pixels is None else int(max_pixels)
+    max_bytes = settings.max_upload_bytes if max_bytes is None else int(max_bytes)
+    if not data:
+        raise ImageError(f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"{name}: the file is {len(data) / 2**20:.1f} MB, more than the "
+            f"{max_bytes / 2**20:.0f} MB limit; send a smaller photo"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageError(
+                    f"{name}: {image.format} images are not accepted; use JPEG, PNG or WebP"
+                )
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{name}: {width}x{height} pixels is more than the limit of {max_pixels:,} "
+                    "pixels (possible decompression bomb); resize the photo"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = np.asarray(image.convert("RGB"))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{name}: image is too large to decode safely ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{name}: not a readable image file (damaged, or not JPEG, PNG or WebP)"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name}: the image is corrupt or truncated ({exc})") from exc
+    if rgb.size == 0:
+        raise ImageError(f"{name}: the image has no pixels")
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def load_image_file(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """``load_image_bytes`` for a file on disk; a missing file is an ``ImageError`` too."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    return load_image_bytes(data, max_pixels, name=str(path))
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR image (audit snapshots)."""
+    ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ImageError(f"cannot encode an image of shape {image_bgr.shape} as JPEG")
+    return buf.tobytes()
+
+
+def encode_png(image_bgr: np.ndarray) -> bytes:
+    """Lossless PNG bytes of a BGR image (reference crops)."""
+    ok, buf = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise ImageError(f"cannot encode an image of shape {image_bgr.shape} as PNG")
+    return buf.tobytes()
+
+
+def crop_xyxy(image_bgr: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
+    """The pixels of one pixel ``xyxy`` box, clipped to the image (may be empty)."""
+    height, width = image_bgr.shape[:2]
+    x1, y1, x2, y2 = np.asarray(box_xyxy, dtype=np.float32).reshape(4)
+    x1, x2 = int(np.clip(np.floor(x1), 0, width)), int(np.clip(np.ceil(x2), 0, width))
+    y1, y2 = int(np.clip(np.floor(y1), 0, height)), int(np.clip(np.ceil(y2), 0, height))
+    return image_bgr[y1:y2, x1:x2]

@@ -1,0 +1,506 @@
+"""Background training jobs whose state lives in the database.
+
+A job moves ``queued -> running -> done | failed | cancelled``. The page (or any caller) creates a
+job and starts a worker *process* (``python -m skuaudit.jobs run JOB_ID``, in its own session so a
+Streamlit rerun or restart does not kill it). The worker writes a heartbeat every few seconds, the
+step, progress and loss history at every progress event, and polls ``cancel_requested`` between
+steps. A worker that dies without a final status (killed, out of memory, a crash in TensorFlow) is
+noticed by whoever reads the job next: its pid is gone or its heartbeat is stale, and the job is
+marked ``failed``. The pid check assumes the worker runs on the same host as the readers; the
+heartbeat covers the rest.
+
+A finished model lands in a new folder under ``models/`` and is registered as an *inactive*
+``ModelVersion``; activating it is a separate, deliberate step (``activate_model_version``).
+
+Example:
+    >>> job_id = submit_job(TrainParams(steps=200), created_by="ana")  # doctest: +SKIP
+    >>> get_job(job_id).status  # doctest: +SKIP
+    'running'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from skuaudit.config import get_settings
+from skuaudit.storage import models as m
+from skuaudit.storage.db import session_scope
+from skuaudit.storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+HEARTBEAT_S = 3.0
+STALE_AFTER_S = 90.0  # no heartbeat for this long: the worker is gone
+START_GRACE_S = 120.0  # a queued job whose worker never reported is failed after this long
+SYNTHETIC = "synthetic"
+WORKER_LOG = "worker.log"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The settings a person chooses for a training job.
+
+    Attributes:
+        dataset: ``"synthetic"`` (generated shelves) or the folder of an extracted dataset.
+        dataset_format: ``auto``, ``yolo``, ``voc``, ``coco`` or ``sku110k`` (uploaded datasets).
+        synthetic_images: shelves to generate when ``dataset`` is synthetic.
+        steps: optimiser steps.
+        batch_size: images per step.
+        alpha: MobileNetV2 width multiplier.
+        image_size: square model input in pixels (multiple of 32).
+        learning_rate: peak learning rate.
+        seed: seed of the data split, the generated shelves and the weights.
+    """
+
+    dataset: str = SYNTHETIC
+    dataset_format: str = "auto"
+    synthetic_images: int = 64
+    steps: int = 500
+    batch_size: int = 8
+    alpha: float = 0.35
+    image_size: int = 320
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 1_000_000:
+            raise ValueError(f"steps must be between 1 and 1,000,000, got {self.steps}")
+        if not 1 <= self.batch_size <= 256:
+            raise ValueError(f"batch size must be between 1 and 256, got {self.batch_size}")
+        if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+            raise ValueError(f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}")
+        if self.image_size < 64 or self.image_size % 32:
+            raise ValueError(f"image size must be a multiple of 32 and at least 64, got {self.image_size}")
+        if not 2 <= self.synthetic_images <= 100_000:
+            raise ValueError(f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
+        if self.dataset != SYNTHETIC and not Path(self.dataset).is_dir():
+            raise ValueError(f"dataset folder {self.dataset} does not exist")
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainParams:
+        return cls(**json.loads(text or "{}"))
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A read-only snapshot of a ``TrainingJob`` row, safe to use after the session closed."""
+
+    id: int
+    status: str
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    params: dict
+    progress: float
+    step: int
+    total_steps: int
+    history: list[dict] = field(default_factory=list)
+    message: str = ""
+    pid: int | None = None
+    cancel_requested: bool = False
+    output_dir: str = ""
+    model_version_id: int | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def eta_s(self) -> float | None:
+        """Latest estimate of the seconds left, from the last progress event."""
+        return self.history[-1].get("eta_s") if self.history and not self.is_final else None
+
+    @classmethod
+    def of(cls, row: m.TrainingJob) -> JobView:
+        return cls(
+            id=row.id, status=row.status, created_by=row.created_by, created_at=row.created_at,
+            started_at=row.started_at, finished_at=row.finished_at, heartbeat_at=row.heartbeat_at,
+            params=json.loads(row.params_json or "{}"), progress=row.progress, step=row.step,
+            total_steps=row.total_steps, history=json.loads(row.history_json or "[]"), message=row.message,
+            pid=row.pid, cancel_requested=row.cancel_requested, output_dir=row.output_dir,
+            model_version_id=row.model_version_id,
+        )
+
+
+# --------------------------------------------------------------------------- reading and control
+
+
+def create_job(params: TrainParams, created_by: str = "", url: str | None = None) -> int:
+    """Insert a queued job with its own new model folder name; returns the job id."""
+    with session_scope(url) as s:
+        job = m.TrainingJob(
+            status="queued", created_by=created_by, params_json=json.dumps(asdict(params)),
+            total_steps=params.steps,
+        )
+        s.add(job)
+        s.flush()
+        stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+        job.output_dir = str(get_settings().models_dir / f"lab-{job.id:04d}-{stamp}")
+        return job.id
+
+
+def start_worker(job_id: int, url: str | None = None) -> int:
+    """Start the worker process of a queued job; returns its pid.
+
+    The worker runs in a new session (``start_new_session``): it survives the Streamlit script run
+    that started it. Its output goes to ``worker.log`` in the job's model folder.
+    """
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        if job is None:
+            raise ValueError(f"training job {job_id} does not exist")
+        if job.status != "queued":
+            raise ValueError(f"training job {job_id} is {job.status}; only a queued job can start")
+        output_dir = Path(job.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    env = os.environ.copy()
+    env["SKUAUDIT_DB_URL"] = url or get_settings().db_url
+    with open(output_dir / WORKER_LOG, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skuaudit.jobs", "run", str(job_id)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        if job.pid is None:  # the worker may already have written its own pid
+            job.pid = proc.pid
+    return proc.pid
+
+
+def submit_job(params: TrainParams, created_by: str = "", url: str | None = None) -> int:
+    """``create_job`` then ``start_worker``; returns the job id."""
+    job_id = create_job(params, created_by, url)
+    start_worker(job_id, url)
+    return job_id
+
+
+def request_cancel(job_id: int, url: str | None = None) -> None:
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        if job is None:
+            raise ValueError(f"training job {job_id} does not exist")
+        if job.status in FINAL_STATUSES:
+            return
+        job.cancel_requested = True
+        if job.status == "queued":
+            job.status, job.finished_at, job.message = "cancelled", utcnow(), "cancelled before it started"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap our own exited child, or it stays a zombie that looks alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dead_reason(job: m.TrainingJob, now: datetime) -> str | None:
+    if job.status == "running":
+        if not _pid_alive(job.pid):
+            return "the worker process ended without reporting (killed or crashed)"
+        if job.heartbeat_at and now - job.heartbeat_at > timedelta(seconds=STALE_AFTER_S):
+            return f"no heartbeat from the worker for {STALE_AFTER_S:.0f} s"
+    elif (
+        job.status == "queued"
+        and job.pid is not None
+        and now - job.created_at > timedelta(seconds=START_GRACE_S)
+        and not _pid_alive(job.pid)
+    ):
+        return "the worker process ended before it started training"
+    return None
+
+
+def reap_dead_jobs(url: str | None = None) -> list[int]:
+    """Mark jobs whose worker is gone as failed (the active model is never touched); returns their ids."""
+    now = utcnow()
+    failed = []
+    with session_scope(url) as s:
+        for job in s.scalars(sa.select(m.TrainingJob).where(m.TrainingJob.status.in_(("queued", "running")))):
+            reason = _dead_reason(job, now)
+            if reason:
+                job.status, job.finished_at = "failed", now
+                job.message = f"{reason}; see {Path(job.output_dir) / WORKER_LOG}"
+                failed.append(job.id)
+    return failed
+
+
+def get_job(job_id: int, url: str | None = None) -> JobView:
+    """The job, after failing it if its worker is gone."""
+    reap_dead_jobs(url)
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        if job is None:
+            raise ValueError(f"training job {job_id} does not exist")
+        return JobView.of(job)
+
+
+def list_jobs(url: str | None = None, limit: int = 20) -> list[JobView]:
+    """The newest jobs first, after failing those whose worker is gone."""
+    reap_dead_jobs(url)
+    with session_scope(url) as s:
+        rows = s.scalars(sa.select(m.TrainingJob).order_by(m.TrainingJob.id.desc()).limit(limit)).all()
+        return [JobView.of(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- datasets and evaluation
+
+
+def datasets_dir() -> Path:
+    """Where uploaded datasets are extracted (``<media>/datasets``)."""
+    return get_settings().media_dir / "datasets"
+
+
+def add_dataset_archive(source, name: str, dataset_format: str = "auto"):
+    """Extract an uploaded zip safely into a new dataset folder and check it reads.
+
+    Args:
+        source: path or binary file object of the zip.
+        name: the upload's file name; the folder is ``<name stem>-<timestamp>``.
+        dataset_format: ``auto``, ``yolo``, ``voc``, ``coco`` or ``sku110k``.
+
+    Returns:
+        ``(folder, Dataset)``; bad images are skipped and listed in ``Dataset.problems``.
+
+    Raises:
+        UnsafeArchiveError: the archive is refused (zip slip, link, bomb, too many files).
+        DatasetError: the extracted files are not a dataset of that format; the folder is removed.
+    """
+    import re
+    import shutil
+
+    from skuaudit.datasets.base import DatasetError
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.safezip import safe_extract
+
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-")[:60] or "dataset"
+    folder = datasets_dir() / f"{stem}-{utcnow().strftime('%Y%m%d-%H%M%S')}"
+    safe_extract(source, folder)
+    root = folder
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():  # a zip of the dataset folder itself
+        root = entries[0]
+    try:
+        dataset = read_dataset(root, dataset_format, skip_bad=True)
+    except (DatasetError, ValueError):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if not dataset.images:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DatasetError(f"{name}: no usable images in the archive")
+    return root, dataset
+
+
+def list_datasets() -> list[Path]:
+    """Extracted dataset folders, newest first."""
+    base = datasets_dir()
+    if not base.is_dir():
+        return []
+    folders = [p for p in base.iterdir() if p.is_dir()]
+    return sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, examples: int = 3):
+    """Evaluate a model folder on generated shelves it has not seen.
+
+    Args:
+        model_dir: the model folder.
+        n_images: shelves rendered (640x480) for the evaluation.
+        seed: their seed; the default differs from training seeds.
+        examples: how many shelves to return with boxes drawn.
+
+    Returns:
+        ``(EvalReport, [example BGR images with predicted boxes])``.
+    """
+    import tempfile
+
+    import cv2
+
+    from skuaudit.datasets.base import Dataset
+    from skuaudit.datasets.synth import image_seed, render_shelf
+    from skuaudit.detections import CLASS_NAMES
+    from skuaudit.detector import Detector
+    from skuaudit.training.evaluate import evaluate_detections
+
+    detector = Detector.load(model_dir)
+    images, predictions, shown = [], [], []
+    colours = {0: (60, 200, 60), 1: (40, 40, 230)}
+    with tempfile.TemporaryDirectory(prefix="skuaudit-eval-") as tmp:
+        for i in range(n_images):
+            shelf = render_shelf(image_seed(seed, i), width=640, height=480)
+            path = Path(tmp) / f"shelf_{i:03d}.jpg"
+            cv2.imwrite(str(path), shelf.image_bgr)
+            images.append(shelf.to_labeled_image(path))
+            det = detector.detect(shelf.image_bgr, score_threshold=0.05)
+            predictions.append(det)
+            if i < examples:
+                canvas = shelf.image_bgr.copy()
+                for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
+                    if score >= detector.config.score_threshold:
+                        x1, y1, x2, y2 = (int(v) for v in box)
+                        cv2.rectangle(canvas, (x1, y1), (x2, y2), colours.get(int(cls), (255, 255, 255)), 2)
+                shown.append(canvas)
+        report = evaluate_detections(
+            Dataset(list(CLASS_NAMES), images), predictions, score_threshold=detector.config.score_threshold
+        )
+    return report, shown
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class _Heartbeat(threading.Thread):
+    """Writes ``heartbeat_at`` every ``HEARTBEAT_S`` and mirrors ``cancel_requested`` into an event.
+
+    NOTE: runs beside the training loop so a long first step (tracing) still looks alive, and so
+    ``should_stop`` (called every step) reads an Event instead of querying the database.
+    """
+
+    def __init__(self, job_id: int, url: str | None) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.job_id, self.url = job_id, url
+        self.cancel = threading.Event()
+        self.finished = threading.Event()
+
+    def beat(self) -> None:
+        with session_scope(self.url) as s:
+            job = s.get(m.TrainingJob, self.job_id)
+            job.heartbeat_at = utcnow()
+            if job.cancel_requested:
+                self.cancel.set()
+
+    def run(self) -> None:
+        while not self.finished.wait(HEARTBEAT_S):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - a lost heartbeat must not kill training; logged
+                log.exception("heartbeat of job %d failed", self.job_id)
+
+
+def _datasets(params: TrainParams, work_dir: Path):
+    from skuaudit.datasets.readers import read_dataset
+
+    if params.dataset == SYNTHETIC:
+        from skuaudit.datasets.synth import generate_dataset
+
+        folder = generate_dataset(
+            work_dir / "synthetic-data", params.synthetic_images, params.seed, width=512, height=384, formats=("yolo",)
+        )
+        return [read_dataset(folder, "yolo")], [f"{params.synthetic_images} generated shelves (seed {params.seed})"]
+    dataset = read_dataset(params.dataset, params.dataset_format, skip_bad=True)
+    return [dataset], [f"{params.dataset} ({params.dataset_format}, {len(dataset)} images)"]
+
+
+def _finish(job_id: int, url: str | None, status: str, message: str, version_id: int | None = None) -> None:
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        job.status, job.message, job.finished_at = status, message, utcnow()
+        job.model_version_id = version_id
+        if status == "done":
+            job.progress = 1.0
+
+
+def run_job(job_id: int, url: str | None = None) -> str:
+    """The worker: train the job's model, report progress, register the result; returns the final status."""
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        if job is None:
+            raise ValueError(f"training job {job_id} does not exist")
+        if job.status != "queued":
+            raise ValueError(f"training job {job_id} is {job.status}; only a queued job can run")
+        job.status, job.started_at, job.heartbeat_at, job.pid = "running", utcnow(), utcnow(), os.getpid()
+        params, out_dir = TrainParams.from_json(job.params_json), Path(job.output_dir)
+        cancel_now = job.cancel_requested
+    if cancel_now:
+        _finish(job_id, url, "cancelled", "cancelled before it started")
+        return "cancelled"
+    heartbeat = _Heartbeat(job_id, url)
+    heartbeat.start()
+    history: list[dict] = []
+
+    def on_progress(event: dict) -> None:
+        keep = ("event", "step", "epoch", "loss", "val_loss", "eta_s", "images_per_s", "elapsed_s")
+        history.append({k: event.get(k) for k in keep})
+        with session_scope(url) as s:
+            job = s.get(m.TrainingJob, job_id)
+            job.step, job.total_steps = int(event["step"]), int(event["total_steps"])
+            job.progress = min(1.0, job.step / max(job.total_steps, 1))
+            job.history_json = json.dumps(history, default=float)
+            job.heartbeat_at = utcnow()
+            job.message = f"{event['event']} at step {job.step}"
+
+    try:
+        from skuaudit.model_registry import register_model_version
+        from skuaudit.training.train import TrainConfig, train_detector
+
+        datasets, description = _datasets(params, out_dir)
+        if heartbeat.cancel.is_set():
+            _finish(job_id, url, "cancelled", "cancelled while preparing the data")
+            return "cancelled"
+        config = TrainConfig(
+            out_dir=out_dir / "model", steps=params.steps, batch_size=params.batch_size,
+            image_size=params.image_size, alpha=params.alpha, learning_rate=params.learning_rate,
+            seed=params.seed, eval_every=min(250, params.steps),
+            log_every=max(1, min(10, params.steps // 20)), data_description=description,
+        )
+        model_dir = train_detector(config, datasets, progress_callback=on_progress, should_stop=heartbeat.cancel.is_set)
+        if heartbeat.cancel.is_set():
+            _finish(job_id, url, "cancelled", f"cancelled at step {history[-1]['step'] if history else 0}; "
+                    f"the partial model in {model_dir} was not registered")
+            return "cancelled"
+        metrics = json.loads((model_dir / "config.json").read_text()).get("training", {}).get("metrics", {})
+        version_id = register_model_version(model_dir, metrics, name=out_dir.name, url=url)
+        _finish(job_id, url, "done", f"model version {out_dir.name} registered (not active)", version_id)
+        return "done"
+    except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, with its reason
+        traceback.print_exc()
+        _finish(job_id, url, "failed", f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        heartbeat.finished.set()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m skuaudit.jobs run JOB_ID``."""
+    if len(argv) != 2 or argv[0] != "run" or not argv[1].isdigit():
+        print("usage: python -m skuaudit.jobs run JOB_ID", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        status = run_job(int(argv[1]), os.environ.get("SKUAUDIT_DB_URL"))
+    except ValueError as exc:
+        print(f"skuaudit.jobs: {exc}", file=sys.stderr)
+        return 2
+    return 0 if status in ("done", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

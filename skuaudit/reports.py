@@ -1,0 +1,633 @@
+"""Small DataFrames for the dashboards, aggregated in the database from stored per-audit rows.
+
+Every function takes the database ``url`` plus filters and returns a DataFrame with fixed columns,
+empty (never ``None``) when nothing matches. The heavy work is SQLAlchemy Core ``GROUP BY`` and
+window functions over ``brand_metrics`` and ``audits`` (never over ``detections``); pandas only
+divides and labels the few grouped rows that come back. The SQL runs on SQLite and PostgreSQL.
+
+Definitions (per audit, ``BrandMetric`` rows are written by ``skuaudit.metrics``):
+
+- **Share by facings** over many audits = the brand's summed facings / all summed facings (every
+  brand plus the "unknown brand" row) in the same audits. **Share by linear width** is the same
+  with summed box widths (``linear_px``). Both are weighted sums, not means of per-audit shares,
+  so a big shelf counts more than a small one.
+- **Stockout**: planogram target > 0 and no facing. **Below target**: facings < target (and not a
+  stockout). Targets are the ones stored with each audit (``BrandMetric.expected_facings``).
+- **On-shelf availability** of a store: of the brands its latest audit had a target for, the
+  fraction seen with at least one facing.
+- **Planogram compliance** of a store: mean over its targeted brands of ``min(facings / target, 1)``
+  in its latest audit.
+- **Audits in a row**: how many of the store's latest audits in a row show the problem (a
+  stockout, or for "below target" any shortfall); **since**: the oldest audit of that run.
+
+Example:
+    >>> from datetime import date
+    >>> share_of_shelf("sqlite:///data/skuaudit.db", date(2026, 1, 1), date(2026, 3, 31))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from skuaudit.storage import models as m
+from skuaudit.storage.db import DatabaseError, get_engine
+
+UNKNOWN_BRAND = "Unknown brand"
+OWN_GROUPS = {True: "Own brands", False: "Competitors", None: UNKNOWN_BRAND}
+MEASURES = {"share_facings": "Share by facings", "share_linear": "Share by linear width"}
+
+BRAND_COLUMNS = ["brand_id", "brand", "manufacturer", "is_own", "color_hex"]
+SHARE_COLUMNS = [*BRAND_COLUMNS, "facings", "linear_px", "share_facings", "share_linear", "audits"]
+TREND_COLUMNS = ["week_start", *BRAND_COLUMNS, "facings", "linear_px", "share_facings", "share_linear"]
+OWN_COLUMNS = ["group", "facings", "linear_px", "share_facings", "share_linear"]
+HEATMAP_COLUMNS = [
+    "store_id", "store", "region", *BRAND_COLUMNS, "facings", "linear_px", "share_facings",
+    "share_linear",
+]
+AUDIT_COLUMNS = [
+    "audit_id", "created_at", "store_id", "store", "region", "user_name", "source",
+    "product_count", "facings", "linear_px", "share_facings", "share_linear", "images",
+]
+STOCKOUT_COLUMNS = [
+    "store_id", "store", "region", "brand_id", "brand", "status", "expected_facings", "facings",
+    "since", "audits_in_row", "audit_id", "audited_at",
+]
+DURATION_COLUMNS = [
+    "store_id", "brand_id", "stockout_audits_in_row", "stockout_since", "below_audits_in_row",
+    "below_since",
+]
+AVAILABILITY_COLUMNS = [
+    "rank", "store_id", "store", "region", "audit_id", "audited_at", "targeted_brands",
+    "brands_on_shelf", "availability", "planogram_compliance", "stockouts", "below_target",
+]
+GAP_COLUMNS = [
+    "store_id", "store", "region", "audit_id", "audited_at", "gap_count", "gap_share_width",
+    "shelf_width_px",
+]
+COMPLIANCE_COLUMNS = [
+    "store_id", "store", "region", "brand_id", "brand", "expected_facings", "facings",
+    "compliance",
+]
+
+_A = m.Audit.__table__
+_BM = m.BrandMetric.__table__
+_S = m.Store.__table__
+_B = m.Brand.__table__
+
+
+class week_start(FunctionElement):  # noqa: N801 (a SQL function, named like one)
+    """The Monday of a timestamp's ISO week, as a DATE, on SQLite and PostgreSQL alike."""
+
+    type = sa.Date()
+    name = "week_start"
+    inherit_cache = True
+
+
+@compiles(week_start)
+def _week_start_default(element, compiler, **kw) -> str:
+    return f"CAST(date_trunc('week', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+@compiles(week_start, "sqlite")
+def _week_start_sqlite(element, compiler, **kw) -> str:
+    # 'weekday 0' moves forward to the next Sunday (or stays on one); 6 days back is its Monday.
+    return f"date({compiler.process(element.clauses, **kw)}, 'weekday 0', '-6 days')"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which stores a dashboard covers: all (both None), one region, or an explicit list."""
+
+    label: str
+    store_ids: tuple[int, ...] | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditSnapshot:
+    """One image an audit was computed from."""
+
+    image_index: int
+    width: int
+    height: int
+    image_jpeg: bytes
+
+
+@contextmanager
+def _connect(url: str | None) -> Iterator[Connection]:
+    try:
+        with get_engine(url).connect() as conn:
+            yield conn
+    except OperationalError as exc:
+        raise DatabaseError(f"reading the dashboards failed: {exc.orig or exc}") from exc
+
+
+def _frame(conn: Connection, stmt: sa.Select, columns: Sequence[str]) -> pd.DataFrame:
+    rows = conn.execute(stmt).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+
+
+def check_date_range(start: date, end: date) -> None:
+    """Raise a ValueError a person can act on when ``start`` is after ``end``."""
+    if start > end:
+        raise ValueError(
+            f"the start date {start.isoformat()} is after the end date {end.isoformat()}; "
+            "pick a start on or before the end"
+        )
+
+
+def _day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """``[start 00:00, end + 1 day 00:00)``: ``end`` is included whole."""
+    check_date_range(start, end)
+    return datetime.combine(start, time.min), datetime.combine(end + timedelta(days=1), time.min)
+
+
+def _scope_where(store_ids: Sequence[int] | None, region: str | None) -> list[sa.ColumnElement]:
+    where: list[sa.ColumnElement] = []
+    if store_ids is not None:
+        where.append(_A.c.store_id.in_(list(store_ids)))
+    if region is not None:
+        where.append(_A.c.store_id.in_(sa.select(_S.c.id).where(_S.c.region == region)))
+    return where
+
+
+def _range_where(
+    start: date, end: date, store_ids: Sequence[int] | None, region: str | None
+) -> list[sa.ColumnElement]:
+    lo, hi = _day_bounds(start, end)
+    return [_A.c.created_at >= lo, _A.c.created_at < hi, *_scope_where(store_ids, region)]
+
+
+def _brands(conn: Connection) -> pd.DataFrame:
+    stmt = sa.select(_B.c.id, _B.c.name, _B.c.manufacturer, _B.c.is_own, _B.c.color_hex)
+    return _frame(conn, stmt, BRAND_COLUMNS)
+
+
+def _with_brands(conn: Connection, df: pd.DataFrame) -> pd.DataFrame:
+    """Add brand name, manufacturer, own flag and colour; NULL brand ids become "Unknown brand"."""
+    out = df.astype({"brand_id": "Int64"}).merge(
+        _brands(conn).astype({"brand_id": "Int64"}), on="brand_id", how="left"
+    )
+    unknown = out["brand_id"].isna()
+    out.loc[unknown, "brand"] = UNKNOWN_BRAND
+    out.loc[unknown, "color_hex"] = "#bbbbbb"
+    return out
+
+
+def _add_shares(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Facing- and width-weighted shares of each row within its ``by`` group (or overall)."""
+    df = df.astype({"facings": "int64", "linear_px": "float64"})
+    if by:
+        facings_total = df.groupby(by)["facings"].transform("sum")
+        linear_total = df.groupby(by)["linear_px"].transform("sum")
+    else:
+        facings_total, linear_total = df["facings"].sum(), df["linear_px"].sum()
+    # 0 / 0 (a group with no products at all) is NaN: show it as a share of 0.
+    df["share_facings"] = (df["facings"] / facings_total).fillna(0.0)
+    df["share_linear"] = (df["linear_px"] / linear_total).fillna(0.0)
+    return df
+
+
+def latest_audit_id(url: str | None = None) -> int | None:
+    """The newest audit id (None without audits): a cache key that changes with every new audit."""
+    with _connect(url) as conn:
+        return conn.scalar(sa.select(sa.func.max(_A.c.id)))
+
+
+def audit_date_range(url: str | None = None) -> tuple[date, date] | None:
+    """First and last audit dates, or None when there is no audit yet."""
+    with _connect(url) as conn:
+        first, last = conn.execute(
+            sa.select(sa.func.min(_A.c.created_at), sa.func.max(_A.c.created_at))
+        ).one()
+    if first is None:
+        return None
+    return first.date(), last.date()
+
+
+def scopes(url: str | None = None) -> list[Scope]:
+    """The store choices a dashboard offers: all stores, each region, each store."""
+    with _connect(url) as conn:
+        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.name)).all()
+    regions = sorted({r.region for r in stores if r.region})
+    return [
+        Scope("All stores"),
+        *(Scope(f"Region: {r}", region=r) for r in regions),
+        *(Scope(f"Store: {s.name}", store_ids=(s.id,)) for s in stores),
+    ]
+
+
+def share_of_shelf(
+    url: str | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+) -> pd.DataFrame:
+    """Share by facings and by linear width per brand over the audits from ``start`` to ``end``.
+
+    Args:
+        url: Database URL (None: ``SKUAUDIT_DB_URL``).
+        start: First day included.
+        end: Last day included.
+        store_ids: Only these stores (None: all).
+        region: Only stores of this region (None: all).
+
+    Returns:
+        One row per brand seen (``SHARE_COLUMNS``), largest share by facings first; ``audits`` is
+        how many audits the brand has a row in.
+    """
+    where = _range_where(start, end, store_ids, region)
+    stmt = (
+        sa.select(
+            _BM.c.brand_id,
+            sa.func.sum(_BM.c.facings),
+            sa.func.sum(_BM.c.linear_px),
+            sa.func.count(_BM.c.audit_id),
+        )
+        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
+        .where(*where)
+        .group_by(_BM.c.brand_id)
+    )
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, ["brand_id", "facings", "linear_px", "audits"])
+        df = _with_brands(conn, df)
+    df = _add_shares(df)
+    return df[SHARE_COLUMNS].sort_values(["share_facings", "brand"], ascending=[False, True],
+                                         ignore_index=True)
+
+
+def share_trend(
+    url: str | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+) -> pd.DataFrame:
+    """Weekly share per brand: one row per (Monday of the week, brand), shares within the week."""
+    where = _range_where(start, end, store_ids, region)
+    week = week_start(_A.c.created_at)
+    stmt = (
+        sa.select(week, _BM.c.brand_id, sa.func.sum(_BM.c.facings), sa.func.sum(_BM.c.linear_px))
+        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
+        .where(*where)
+        .group_by(week, _BM.c.brand_id)
+    )
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, ["week_start", "brand_id", "facings", "linear_px"])
+        df = _with_brands(conn, df)
+    df["week_start"] = pd.to_datetime(df["week_start"])
+    df = _add_shares(df, by=["week_start"])
+    return df[TREND_COLUMNS].sort_values(["week_start", "brand"], ignore_index=True)
+
+
+def own_vs_competitors(
+    url: str | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+) -> pd.DataFrame:
+    """Shares of own brands, competitors and unrecognised products (one row each present)."""
+    brands = share_of_shelf(url, start, end, store_ids, region)
+    group = brands["is_own"].map(lambda own: OWN_GROUPS[None if pd.isna(own) else bool(own)])
+    df = (
+        brands.assign(group=group)
+        .groupby("group", as_index=False)[["facings", "linear_px"]]
+        .sum()
+    )
+    df = _add_shares(df)
+    order = {name: i for i, name in enumerate(OWN_GROUPS.values())}
+    return df[OWN_COLUMNS].sort_values("group", key=lambda s: s.map(order), ignore_index=True)
+
+
+def store_brand_heatmap(
+    url: str | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+) -> pd.DataFrame:
+    """Share per (store, brand) over the range, shares within each store (long format)."""
+    where = _range_where(start, end, store_ids, region)
+    stmt = (
+        sa.select(
+            _A.c.store_id, _BM.c.brand_id, sa.func.sum(_BM.c.facings),
+            sa.func.sum(_BM.c.linear_px),
+        )
+        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
+        .where(*where)
+        .group_by(_A.c.store_id, _BM.c.brand_id)
+    )
+    stores = sa.select(_S.c.id, _S.c.name, _S.c.region)
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, ["store_id", "brand_id", "facings", "linear_px"])
+        df = _with_brands(conn, df)
+        df = df.merge(_frame(conn, stores, ["store_id", "store", "region"]), on="store_id")
+    df = _add_shares(df, by=["store_id"])
+    return df[HEATMAP_COLUMNS].sort_values(["store", "brand"], ignore_index=True)
+
+
+def audits_behind(
+    url: str | None,
+    brand_id: int | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    limit: int = 200,
+) -> pd.DataFrame:
+    """The audits behind a brand's figure, newest first (``brand_id`` None: the unknown brand)."""
+    where = _range_where(start, end, store_ids, region)
+    brand_match = _BM.c.brand_id.is_(None) if brand_id is None else _BM.c.brand_id == brand_id
+    images = (
+        sa.select(sa.func.count(m.AuditImage.id))
+        .where(m.AuditImage.audit_id == _A.c.id)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(
+            _A.c.id, _A.c.created_at, _S.c.id, _S.c.name, _S.c.region, _A.c.user_name,
+            _A.c.source, _A.c.product_count, _BM.c.facings, _BM.c.linear_px,
+            _BM.c.share_facings, _BM.c.share_linear, images,
+        )
+        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
+        .join(_S, _S.c.id == _A.c.store_id)
+        .where(brand_match, *where)
+        .order_by(_A.c.created_at.desc(), _A.c.id.desc())
+        .limit(limit)
+    )
+    with _connect(url) as conn:
+        return _frame(conn, stmt, AUDIT_COLUMNS)
+
+
+def audit_snapshots(url: str | None, audit_id: int) -> list[AuditSnapshot]:
+    """The images stored with one audit, in order (empty if it has none)."""
+    ai = m.AuditImage.__table__
+    stmt = (
+        sa.select(ai.c.image_index, ai.c.width, ai.c.height, ai.c.image_jpeg)
+        .where(ai.c.audit_id == audit_id)
+        .order_by(ai.c.image_index)
+    )
+    with _connect(url) as conn:
+        return [AuditSnapshot(*row) for row in conn.execute(stmt)]
+
+
+def _ranked_audits(
+    as_of: date | None, store_ids: Sequence[int] | None, region: str | None
+) -> sa.Subquery:
+    """Audits up to the end of ``as_of`` with ``audit_rank`` 1 = each store's latest."""
+    where = _scope_where(store_ids, region)
+    if as_of is not None:
+        where.append(_A.c.created_at < datetime.combine(as_of + timedelta(days=1), time.min))
+    rank = sa.func.row_number().over(
+        partition_by=_A.c.store_id, order_by=(_A.c.created_at.desc(), _A.c.id.desc())
+    )
+    return (
+        sa.select(
+            _A.c.id, _A.c.store_id, _A.c.created_at, _A.c.gap_count, _A.c.gap_share_width,
+            _A.c.shelf_width_px, rank.label("audit_rank"),
+        )
+        .where(*where)
+        .subquery("ranked_audits")
+    )
+
+
+def _latest_audits(
+    as_of: date | None, store_ids: Sequence[int] | None, region: str | None
+) -> sa.Subquery:
+    ranked = _ranked_audits(as_of, store_ids, region)
+    return sa.select(ranked).where(ranked.c.audit_rank == 1).subquery("latest_audits")
+
+
+def _targeted() -> sa.ColumnElement[bool]:
+    return _BM.c.expected_facings > 0
+
+
+def _compliance() -> sa.ColumnElement[float]:
+    """``min(facings / target, 1)`` for a targeted row, written without LEAST/MIN(a, b)."""
+    ratio = sa.cast(_BM.c.facings, sa.Float) / _BM.c.expected_facings
+    return sa.case((_BM.c.facings >= _BM.c.expected_facings, 1.0), else_=ratio)
+
+
+def stockout_durations(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """How long each store/brand problem has lasted, counted back from the store's latest audit.
+
+    Runs of problem audits are found without scanning per pair in Python: among a pair's flagged
+    rows ordered from the latest audit back, a row belongs to the current run exactly when its
+    audit rank equals the number of flagged rows up to it (no unflagged audit in between).
+
+    Returns:
+        ``DURATION_COLUMNS``, one row per (store, brand) flagged below target or out of stock in
+        the latest audit; ``*_audits_in_row`` 0 and ``*_since`` NaT where that run is empty.
+    """
+    ranked = _ranked_audits(as_of, store_ids, region)
+    pair = (ranked.c.store_id, _BM.c.brand_id)
+    flagged = sa.or_(_BM.c.below_target, _BM.c.is_stockout)
+    flag_rank = sa.func.row_number().over(partition_by=pair, order_by=ranked.c.audit_rank)
+    stockouts_so_far = sa.func.sum(sa.case((_BM.c.is_stockout, 1), else_=0)).over(
+        partition_by=pair, order_by=ranked.c.audit_rank, rows=(None, 0)
+    )
+    runs = (
+        sa.select(
+            ranked.c.store_id, _BM.c.brand_id, ranked.c.created_at, ranked.c.audit_rank,
+            flag_rank.label("flag_rank"), stockouts_so_far.label("stockouts_so_far"),
+        )
+        .join_from(_BM, ranked, ranked.c.id == _BM.c.audit_id)
+        .where(flagged, _BM.c.brand_id.is_not(None))
+        .subquery("runs")
+    )
+    in_below_run = runs.c.audit_rank == runs.c.flag_rank
+    in_stockout_run = runs.c.audit_rank == runs.c.stockouts_so_far
+    stmt = (
+        sa.select(
+            runs.c.store_id,
+            runs.c.brand_id,
+            sa.func.sum(sa.case((in_stockout_run, 1), else_=0)),
+            sa.func.min(sa.case((in_stockout_run, runs.c.created_at))),
+            sa.func.sum(sa.case((in_below_run, 1), else_=0)),
+            sa.func.min(sa.case((in_below_run, runs.c.created_at))),
+        )
+        .group_by(runs.c.store_id, runs.c.brand_id)
+        .having(sa.func.min(runs.c.audit_rank) == 1)
+    )
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, DURATION_COLUMNS)
+    for col in ("stockout_since", "below_since"):
+        df[col] = pd.to_datetime(df[col])
+    return df.astype({"stockout_audits_in_row": int, "below_audits_in_row": int})
+
+
+def current_stockouts(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """What to act on: brands out of stock or below target in each store's latest audit.
+
+    Returns:
+        ``STOCKOUT_COLUMNS``: ``status`` is "stockout" or "below target", ``facings`` what was
+        seen, ``since``/``audits_in_row`` how long that status has lasted. Stockouts first, then
+        the longest-running problems.
+    """
+    latest = _latest_audits(as_of, store_ids, region)
+    status = sa.case((_BM.c.is_stockout, "stockout"), else_="below target")
+    stmt = (
+        sa.select(
+            latest.c.store_id, _S.c.name, _S.c.region, _BM.c.brand_id, _B.c.name, status,
+            _BM.c.expected_facings, _BM.c.facings, latest.c.id, latest.c.created_at,
+        )
+        .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
+        .join(_S, _S.c.id == latest.c.store_id)
+        .join(_B, _B.c.id == _BM.c.brand_id)
+        .where(sa.or_(_BM.c.is_stockout, _BM.c.below_target), _targeted())
+    )
+    columns = [c for c in STOCKOUT_COLUMNS if c not in ("since", "audits_in_row")]
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, columns)
+    durations = stockout_durations(url, store_ids, region, as_of)
+    df = df.merge(durations, on=["store_id", "brand_id"], how="left")
+    is_stockout = df["status"] == "stockout"
+    df["since"] = df["stockout_since"].where(is_stockout, df["below_since"])
+    df["audits_in_row"] = df["stockout_audits_in_row"].where(is_stockout, df["below_audits_in_row"])
+    df = df[STOCKOUT_COLUMNS].astype({"audits_in_row": "Int64"})
+    return df.sort_values(
+        ["status", "audits_in_row", "store", "brand"],
+        ascending=[False, False, True, True],
+        ignore_index=True,
+    )
+
+
+def availability_by_store(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """Stores ranked by on-shelf availability in their latest audit, worst first.
+
+    Stores in scope without any audit are listed last with empty figures, so they are not missed.
+
+    Returns:
+        ``AVAILABILITY_COLUMNS``; ``availability`` and ``planogram_compliance`` in ``[0, 1]``
+        (NaN without targeted brands or audits), ``rank`` 1 = lowest availability (NA for a
+        store never audited).
+    """
+    latest = _latest_audits(as_of, store_ids, region)
+    targeted = _targeted()
+    count_if = lambda cond: sa.func.sum(sa.case((cond, 1), else_=0))  # noqa: E731
+    per_store = (
+        sa.select(
+            latest.c.store_id,
+            latest.c.id.label("audit_id"),
+            latest.c.created_at,
+            count_if(targeted).label("targeted"),
+            count_if(sa.and_(targeted, _BM.c.facings > 0)).label("on_shelf"),
+            sa.func.avg(sa.case((targeted, _compliance()))).label("compliance"),
+            count_if(sa.and_(targeted, _BM.c.is_stockout)).label("stockouts"),
+            count_if(sa.and_(targeted, _BM.c.below_target, sa.not_(_BM.c.is_stockout))).label(
+                "below"
+            ),
+        )
+        .join_from(latest, _BM, _BM.c.audit_id == latest.c.id, isouter=True)
+        .group_by(latest.c.store_id, latest.c.id, latest.c.created_at)
+        .subquery("per_store")
+    )
+    store_where = []
+    if store_ids is not None:
+        store_where.append(_S.c.id.in_(list(store_ids)))
+    if region is not None:
+        store_where.append(_S.c.region == region)
+    stmt = (
+        sa.select(
+            _S.c.id, _S.c.name, _S.c.region, per_store.c.audit_id, per_store.c.created_at,
+            per_store.c.targeted, per_store.c.on_shelf, per_store.c.compliance,
+            per_store.c.stockouts, per_store.c.below,
+        )
+        .join_from(_S, per_store, per_store.c.store_id == _S.c.id, isouter=True)
+        .where(*store_where)
+    )
+    columns = [
+        "store_id", "store", "region", "audit_id", "audited_at", "targeted_brands",
+        "brands_on_shelf", "planogram_compliance", "stockouts", "below_target",
+    ]
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, columns)
+    counts = ["targeted_brands", "brands_on_shelf", "stockouts", "below_target"]
+    df = df.astype({c: "Int64" for c in [*counts, "audit_id"]})
+    df["planogram_compliance"] = df["planogram_compliance"].astype(float)
+    df["availability"] = (df["brands_on_shelf"] / df["targeted_brands"].where(
+        df["targeted_brands"] > 0)).astype(float)
+    df["audited_at"] = pd.to_datetime(df["audited_at"])
+    df = df.sort_values(["availability", "planogram_compliance", "store"], na_position="last",
+                        ignore_index=True)
+    audited = df["audit_id"].notna()
+    df["rank"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    df.loc[audited, "rank"] = range(1, int(audited.sum()) + 1)
+    return df[AVAILABILITY_COLUMNS]
+
+
+def gap_share_by_store(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """Empty shelf space in each store's latest audit, largest gap share first.
+
+    Returns:
+        ``GAP_COLUMNS``; ``gap_share_width`` is the gaps' summed width / shelf width, in ``[0, 1]``.
+    """
+    latest = _latest_audits(as_of, store_ids, region)
+    stmt = (
+        sa.select(
+            latest.c.store_id, _S.c.name, _S.c.region, latest.c.id, latest.c.created_at,
+            latest.c.gap_count, latest.c.gap_share_width, latest.c.shelf_width_px,
+        )
+        .join_from(latest, _S, _S.c.id == latest.c.store_id)
+        .order_by(latest.c.gap_share_width.desc(), _S.c.name)
+    )
+    with _connect(url) as conn:
+        return _frame(conn, stmt, GAP_COLUMNS)
+
+
+def planogram_compliance(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """Per store and targeted brand in the latest audit: target, facings, ``min(facings/target, 1)``.
+
+    The store figure in ``availability_by_store`` is the mean of ``compliance`` over its rows here.
+    """
+    latest = _latest_audits(as_of, store_ids, region)
+    stmt = (
+        sa.select(
+            latest.c.store_id, _S.c.name, _S.c.region, _BM.c.brand_id, _B.c.name,
+            _BM.c.expected_facings, _BM.c.facings, _compliance(),
+        )
+        .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
+        .join(_S, _S.c.id == latest.c.store_id)
+        .join(_B, _B.c.id == _BM.c.brand_id)
+        .where(_targeted())
+        .order_by(_S.c.name, _B.c.name)
+    )
+    with _connect(url) as conn:
+        return _frame(conn, stmt, COMPLIANCE_COLUMNS)

@@ -1,0 +1,156 @@
+"""``skuaudit train``: train a detector on one or more datasets and write a model folder.
+
+Each ``--dataset`` starts a data source; the ``--format`` and ``--class-map`` after it apply to
+that source (a single ``--format`` applies to all). Example, the default model's recipe::
+
+    skuaudit train --dataset /data/synth --format yolo \\
+                   --dataset ../shared/data/shelf-gaps --format yolo --class-map 0=gap \\
+                   --out models/mine --steps 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FORMATS = ("yolo", "voc", "coco", "sku110k", "synth")
+# A `skuaudit synth` folder (generate_dataset) is read through its YOLO labels.
+_READER_FORMAT = {"synth": "yolo"}
+
+
+class _SourceAction(argparse.Action):
+    """Collect ``--dataset`` / ``--format`` / ``--class-map`` into one dict per source."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        sources = getattr(namespace, "sources", None) or []
+        if self.dest == "dataset":
+            sources.append({"path": Path(value), "format": None, "class_map": None})
+        elif not sources:
+            parser.error(f"{option_string} must follow a --dataset")
+        else:
+            sources[-1][self.dest] = value
+        namespace.sources = sources
+
+
+def parse_class_map(text: str) -> dict[str, str]:
+    """``"0=gap,1=product"`` -> ``{"0": "gap", "1": "product"}`` (source class id or name -> detector class)."""
+    mapping = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--class-map entry {part!r} is not SOURCE=CLASS (e.g. 0=gap)")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="skuaudit train", description="Train the SSD MobileNetV2 detector."
+    )
+    p.add_argument(
+        "--dataset", action=_SourceAction, required=True, help="dataset folder (repeatable)"
+    )
+    p.add_argument(
+        "--format", action=_SourceAction, choices=FORMATS, help="format of the preceding --dataset"
+    )
+    p.add_argument(
+        "--class-map", action=_SourceAction, help="e.g. 0=gap: map source classes to product/gap"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="model folder to write, e.g. models/mine"
+    )
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    p.add_argument(
+        "--image-size", type=int, default=320, help="square model input (multiple of 32)"
+    )
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--no-tile",
+        dest="tile",
+        action="store_false",
+        help="train on whole images, no random crops",
+    )
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument(
+        "--patience", type=int, default=4, help="evaluations without improvement before stopping"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="default: OUT/checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable annotation entries instead of failing",
+    )
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    sources = args.sources
+    formats = {s["format"] for s in sources if s["format"]}
+    if len(formats) == 1:
+        for s in sources:
+            s["format"] = s["format"] or next(iter(formats))
+    missing = [str(s["path"]) for s in sources if not s["format"]]
+    if missing:
+        print(f"skuaudit train: --format needed for {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from skuaudit.datasets.base import DatasetError
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.training.train import TrainConfig, train_detector
+
+    try:
+        datasets = [
+            read_dataset(
+                s["path"],
+                _READER_FORMAT.get(s["format"], s["format"]),
+                skip_bad=args.skip_bad,
+                class_map=parse_class_map(s["class_map"]) if s["class_map"] else None,
+            )
+            for s in sources
+        ]
+        config = TrainConfig(
+            out_dir=args.out,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            alpha=args.alpha,
+            learning_rate=args.learning_rate,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            tile=args.tile,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            checkpoint_dir=args.checkpoint_dir,
+            resume=args.resume,
+            data_description=[
+                f"{s['path']} ({s['format']}, {len(d)} images, {d.num_boxes} boxes"
+                + (f", class map {s['class_map']})" if s["class_map"] else ")")
+                for s, d in zip(sources, datasets, strict=True)
+            ],
+        )
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        print(f"skuaudit train: {exc}", file=sys.stderr)
+        return 2
+
+    def report(event: dict) -> None:
+        parts = [f"{event['event']} {event['step']}/{event['total_steps']}"]
+        for key in ("loss", "val_loss", "images_per_s", "eta_s"):
+            if event.get(key) is not None:
+                parts.append(
+                    f"{key} {event[key]:.3f}" if key != "eta_s" else f"eta {event[key]:.0f}s"
+                )
+        print("  ".join(parts), file=sys.stderr, flush=True)
+
+    try:
+        out = train_detector(config, datasets, progress_callback=report)
+    except DatasetError as exc:
+        print(f"skuaudit train: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0

@@ -1,0 +1,472 @@
+"""Training loop of the SSD detector: splits, checkpoints, early stopping, progress events.
+
+``train_detector(config, datasets, progress_callback=..., should_stop=...)`` trains on one or
+several ``Dataset`` objects combined (e.g. synthetic shelves + real gap photos whose products are
+unlabelled: such images list only ``gap`` in ``annotated_classes`` and the product-class loss is
+masked there), writes a complete model folder at every evaluation (so a run cut short still leaves a
+usable model) and returns the folder.
+
+Progress events are dicts, one per ``log_every`` steps and one per evaluation::
+
+    {"event": "step" | "eval" | "done" | "stopped", "step": 120, "total_steps": 4000,
+     "epoch": 1.9, "loss": 1.23, "class_loss": 0.8, "box_loss": 0.43, "val_loss": 1.4 | None,
+     "images_per_s": 10.8, "eta_s": 360.0, "elapsed_s": 90.0, "model_dir": "models/x"}
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.detections import CLASS_NAMES
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[dict], None]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        out_dir: model folder to write.
+        steps: optimiser steps (batches).
+        batch_size: images per step.
+        image_size: square model input side (multiple of 32).
+        alpha: MobileNetV2 width multiplier.
+        learning_rate: peak Adam learning rate (linear warm-up, cosine decay to 0).
+        val_fraction: share of each dataset's images held out, split by image deterministically.
+        seed: seed of the split, the shuffling and the initial weights.
+        tile: random crops of large photos (``datasets.tfdata.TileSpec`` defaults), so products keep
+            the size they have in the tiles of ``Detector.detect``; ``False`` uses whole images.
+        augment: random flips / colour / crops from ``make_tf_dataset``.
+        eval_every: steps between validation, checkpoint and model-folder writes.
+        patience: evaluations without a better validation loss before stopping early.
+        val_batches: most validation batches per evaluation.
+        checkpoint_dir: where resumable checkpoints go (default ``out_dir/checkpoints``).
+        resume: continue from the latest checkpoint in ``checkpoint_dir``.
+        max_boxes: boxes kept per training image.
+        eval_max_images: most validation images used for the final AP figures.
+        log_every: steps between ``"step"`` progress events.
+        export_tflite: also write ``model.tflite`` at each save (a few seconds each).
+        data_description: one line per data source, for the model card.
+    """
+
+    out_dir: Path
+    steps: int = 3000
+    batch_size: int = 8
+    image_size: int = 320
+    alpha: float = 0.35
+    learning_rate: float = 2e-3
+    val_fraction: float = 0.2
+    seed: int = 0
+    tile: bool = True
+    augment: bool = True
+    eval_every: int = 250
+    patience: int = 4
+    val_batches: int = 10
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    max_boxes: int = 400
+    eval_max_images: int = 100
+    log_every: int = 10
+    export_tflite: bool = True
+    data_description: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.checkpoint_dir = (
+            Path(self.checkpoint_dir) if self.checkpoint_dir else self.out_dir / "checkpoints"
+        )
+        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("steps, batch_size and eval_every must be positive")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+def split_by_image(
+    dataset: Dataset, val_fraction: float, seed: int
+) -> tuple[list[LabeledImage], list[LabeledImage]]:
+    """Deterministic train/validation split: sort by file name, shuffle with ``seed``, cut.
+
+    Returns:
+        ``(train_images, val_images)``; validation gets ``round(n * val_fraction)`` images.
+    """
+    images = sorted(dataset.images, key=lambda im: str(im.path))
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_val = int(round(len(images) * val_fraction))
+    val = [images[i] for i in sorted(order[:n_val])]
+    train = [images[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def _to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
+    """Images whose class names are detector classes, with ``annotated_classes`` filled in.
+
+    A dataset that declares only some detector classes labels only those: its images get
+    ``annotated_classes`` = those classes unless a reader already set it.
+    """
+    unknown = sorted(set(dataset.classes) - set(CLASS_NAMES))
+    if unknown:
+        raise DatasetError(
+            f"dataset classes {unknown} are not detector classes {list(CLASS_NAMES)}; "
+            "map them with class_map (e.g. --class-map 0=gap)"
+        )
+    declared = tuple(c for c in CLASS_NAMES if c in dataset.classes)
+    out = []
+    for im in dataset.images:
+        if im.annotated_classes is None:
+            im = LabeledImage(
+                im.path, im.width, im.height, im.boxes_xyxy, im.class_names, declared, im.extras
+            )
+        out.append(im)
+    return out
+
+
+def train_detector(
+    config: TrainConfig,
+    datasets: Sequence[Dataset],
+    *,
+    progress_callback: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Train (or resume) an SSD detector and write its model folder.
+
+    Args:
+        config: run settings.
+        datasets: one or more datasets; each is split by image into train and validation.
+        progress_callback: receives progress event dicts (see the module docstring).
+        should_stop: polled every step; returning True ends the run after writing the model folder.
+
+    Returns:
+        The model folder (``config.out_dir``).
+
+    Raises:
+        DatasetError: no training images, or classes that are not detector classes.
+    """
+    import tensorflow as tf
+
+    from skuaudit.datasets.tfdata import TileSpec, make_tf_dataset
+    from skuaudit.detector import (
+        DetectorConfig,
+        LabelEncoder,
+        build_raw_model,
+        detection_loss,
+        make_anchors,
+        save_model_folder,
+    )
+    from skuaudit.detector.detector import CONFIG_FILE
+
+    train_images, val_images, val_sets = [], [], []
+    for ds in datasets:
+        tr, va = split_by_image(
+            Dataset(ds.classes, _to_detector_classes(ds)), config.val_fraction, config.seed
+        )
+        train_images += tr
+        val_images += va
+        val_sets.append(va)
+    if not train_images:
+        raise DatasetError("no training images: the datasets are empty")
+    classes = list(CLASS_NAMES)
+    det_config = DetectorConfig(
+        image_size=config.image_size, alpha=config.alpha, class_names=classes
+    )
+    encoder = LabelEncoder(
+        make_anchors(det_config.anchor_spec), len(classes), det_config.box_variance
+    )
+
+    def pipeline(images: list[LabeledImage], training: bool) -> tf.data.Dataset:
+        ds = make_tf_dataset(
+            Dataset(classes, images),
+            classes,
+            image_size=(config.image_size, config.image_size),
+            batch_size=config.batch_size,
+            augment=training and config.augment,
+            shuffle=training,
+            seed=config.seed,
+            tile=TileSpec() if config.tile else None,
+            max_boxes=config.max_boxes,
+            repeat=training,
+        )
+        return ds.map(
+            lambda x, y: (
+                x,
+                encoder.encode_batch(y["boxes_yxyx_norm"], y["class_ids"]),
+                y["class_mask"],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).prefetch(2)
+
+    tf.keras.utils.set_random_seed(config.seed)
+    model = build_raw_model(det_config)
+    warmup = max(1, min(200, config.steps // 10))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        0.0, config.steps - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    )
+    optimizer = tf.keras.optimizers.Adam(schedule, global_clipnorm=10.0)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_var = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
+    seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # across resumed runs
+    checkpoint = tf.train.Checkpoint(
+        model=model,
+        optimizer=optimizer,
+        step=step_var,
+        best_val_loss=best_var,
+        train_seconds=seconds_var,
+    )
+    manager = tf.train.CheckpointManager(checkpoint, str(config.checkpoint_dir), max_to_keep=2)
+    if config.resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
+    num_classes = len(classes)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(images, targets, class_mask):
+        with tf.GradientTape() as tape:
+            predictions = model(images, training=True)
+            class_loss, box_loss = detection_loss(targets, predictions, class_mask, num_classes)
+            loss = class_loss + box_loss
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss, class_loss, box_loss
+
+    @tf.function(reduce_retracing=True)
+    def val_step(images, targets, class_mask):
+        class_loss, box_loss = detection_loss(
+            targets, model(images, training=False), class_mask, num_classes
+        )
+        return class_loss + box_loss
+
+    val_ds = pipeline(val_images, training=False) if val_images else None
+
+    def validation_loss() -> float | None:
+        if val_ds is None:
+            return None
+        losses = [float(val_step(*batch)) for batch in val_ds.take(config.val_batches)]
+        return float(np.mean(losses)) if losses else None
+
+    train_iter = iter(pipeline(train_images, training=True))
+    start_step = int(step_var.numpy())
+    started = time.monotonic()
+    seconds_before = float(seconds_var.numpy())
+    info = {
+        "train_images": len(train_images),
+        "val_images": len(val_images),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "hardware": f"{platform.machine()} {platform.processor() or ''} CPU x{_cpu_count()}".strip(),
+        "tensorflow": tf.__version__,
+    }
+
+    # The first step traces the graph (tens of seconds): speed is measured from its end.
+    rate_origin: list[tuple[int, float]] = []
+
+    def emit(event: str, step: int, **values) -> None:
+        now = time.monotonic()
+        elapsed = now - started
+        rate = 0.0
+        if rate_origin and step > rate_origin[0][0] and now > rate_origin[0][1]:
+            rate = (step - rate_origin[0][0]) * config.batch_size / (now - rate_origin[0][1])
+        payload = {
+            "event": event,
+            "step": step,
+            "total_steps": config.steps,
+            "epoch": step * config.batch_size / len(train_images),
+            "images_per_s": rate,
+            "eta_s": (config.steps - step) * config.batch_size / rate if rate else None,
+            "elapsed_s": elapsed,
+            "model_dir": str(config.out_dir),
+            **values,
+        }
+        if progress_callback is not None:
+            progress_callback(payload)
+
+    def total_seconds() -> float:
+        return seconds_before + time.monotonic() - started
+
+    def save_checkpoint(step: int) -> None:
+        seconds_var.assign(total_seconds())
+        manager.save(checkpoint_number=step)
+
+    def write_folder(step: int, val_loss: float | None) -> None:
+        info.update(steps_done=step, val_loss=val_loss, train_seconds=round(total_seconds(), 1))
+        save_model_folder(
+            model,
+            det_config,
+            config.out_dir,
+            training_info=info,
+            model_card=_model_card(info),
+            with_tflite=config.export_tflite,
+        )
+
+    step = start_step
+    stale_evals = 0
+    stopped = False
+    recent: list[tuple[float, float, float]] = []
+    while step < config.steps:
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        images, targets, class_mask = next(train_iter)
+        recent.append(tuple(float(v) for v in train_step(images, targets, class_mask)))
+        step += 1
+        step_var.assign(step)
+        if not rate_origin:
+            rate_origin.append((step, time.monotonic()))
+        if step % config.log_every == 0 or step == config.steps:
+            loss, class_loss, box_loss = np.mean(recent, axis=0)
+            recent.clear()
+            emit(
+                "step",
+                step,
+                loss=float(loss),
+                class_loss=float(class_loss),
+                box_loss=float(box_loss),
+                val_loss=None,
+            )
+        if step % config.eval_every == 0 or step == config.steps:
+            val_loss = validation_loss()
+            improved = val_loss is None or val_loss < float(best_var.numpy())
+            if improved:
+                best_var.assign(np.inf if val_loss is None else val_loss)
+                write_folder(step, val_loss)
+                stale_evals = 0
+            else:
+                stale_evals += 1
+            save_checkpoint(step)
+            emit("eval", step, val_loss=val_loss, improved=improved)
+            if stale_evals >= config.patience:
+                log.info(
+                    "early stop at step %d: no better validation loss in %d evaluations",
+                    step,
+                    stale_evals,
+                )
+                break
+    if stopped or not (config.out_dir / "model.keras").is_file():
+        save_checkpoint(step)
+        write_folder(step, validation_loss())
+    info["stopped_early"] = step < config.steps
+    info["metrics"] = _final_metrics(config, val_sets)
+    _update_card(config.out_dir / CONFIG_FILE, info)
+    emit("stopped" if stopped else "done", step, val_loss=info.get("val_loss"))
+    return config.out_dir
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _final_metrics(config: TrainConfig, val_sets: list[list[LabeledImage]]) -> dict:
+    """COCO AP of the saved model folder on each dataset's validation images (``eval_max_images`` each).
+
+    Returns:
+        ``{"dataset 0": {class: {...}}, ...}`` in the order of the training datasets.
+    """
+    from skuaudit.detector import Detector
+
+    detector = Detector.load(config.out_dir)
+    return {
+        f"dataset {i}": evaluate_detector(detector, images[: config.eval_max_images])
+        for i, images in enumerate(val_sets)
+        if images
+    }
+
+
+def evaluate_detector(detector, images: list[LabeledImage], score_threshold: float = 0.05) -> dict:
+    """Per-class COCO AP50, AP50:95 and AR300 of a detector on labelled images.
+
+    ``coco_metrics`` scores each class only on images that label it (``annotated_classes``), so
+    unlabelled products in gap photos do not count as false positives.
+
+    Args:
+        detector: a ``Detector``; tiling follows its ``tiled=None`` rule.
+        images: labelled images (pixel ``xyxy`` boxes).
+        score_threshold: low, so the precision/recall curve is complete.
+
+    Returns:
+        ``{class_name: {"AP50", "AP", "AR300", "images"}}`` for classes with ground truth.
+    """
+    import cv2
+
+    from skuaudit.training.evaluate import coco_metrics
+
+    predictions = []
+    for im in images:
+        image = cv2.imread(str(im.path))
+        if image is None:
+            raise DatasetError(f"{im.path}: not a readable image")
+        predictions.append(detector.detect(image, score_threshold=score_threshold))
+    result = coco_metrics(
+        Dataset(list(CLASS_NAMES), images), predictions, list(CLASS_NAMES), max_dets=300
+    )
+    return {
+        name: {"AP50": m["ap50"], "AP": m["ap"], "AR300": m["ar300"], "images": len(images)}
+        for name, m in result["per_class"].items()
+        if m["ap50"] is not None
+    }
+
+
+def _update_card(config_path: Path, info: dict) -> None:
+    import json
+
+    payload = json.loads(config_path.read_text())
+    payload["training"] = info
+    config_path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    (config_path.parent / "MODEL_CARD.md").write_text(_model_card(info))
+
+
+def _model_card(info: dict) -> str:
+    cfg = info["config"]
+    lines = [
+        f"# Model card: {Path(cfg['out_dir']).name}",
+        "",
+        f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid, input {cfg['image_size']}x"
+        f"{cfg['image_size']}, classes `product` and `gap`. Trained from scratch by `skuaudit train`.",
+        "",
+        "## Data",
+        *[
+            f"- dataset {i}: {d}"
+            for i, d in enumerate(cfg.get("data_description") or ["(not described)"])
+        ],
+        f"- {info['train_images']} training images, {info['val_images']} validation images "
+        f"(split by image, seed {cfg['seed']}, validation fraction {cfg['val_fraction']})",
+        "",
+        "## Training",
+        f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
+        f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}",
+        f"- time: {info.get('train_seconds')} s on {info['hardware']} (TensorFlow {info['tensorflow']})",
+        f"- last saved validation loss: {info.get('val_loss')}",
+    ]
+    metrics = info.get("metrics")
+    if metrics:
+        lines += [
+            "",
+            "## Validation metrics (COCO, maxDets 300; datasets numbered as under Data)",
+            "",
+            "| dataset | class | AP50 | AP50:95 | AR300 | images |",
+            "|---|---|---|---|---|---|",
+        ]
+        for source, per_class in metrics.items():
+            for name, m in per_class.items():
+                lines.append(
+                    f"| {source} | {name} | {m['AP50']:.3f} | {m['AP']:.3f} | {m['AR300']:.3f} | {m['images']} |"
+                )
+    lines += [
+        "",
+        "## Known limits",
+        "- Products were learned from synthetic shelves only: real packaging, lighting and perspective",
+        "  differ, so product recall on real photos is lower than on the synthetic validation split.",
+        "- Gap boxes come from 416x416 squashed photos; gaps on full-resolution tiles look different.",
+        "- Boxes of objects larger than the tile overlap may be split in tiled mode.",
+        "",
+    ]
+    return "\n".join(lines)

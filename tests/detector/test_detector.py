@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from skuaudit.datasets.synth import render_shelf
+from skuaudit.detections import Detections
+from skuaudit.detector import Detector, ModelLoadError, load_raw_model
+
+
+@pytest.fixture(scope="module")
+def shelf_bgr():
+    return render_shelf(seed=123, width=512, height=384).image_bgr
+
+
+def test_save_load_round_trip_gives_identical_outputs(tiny_detector, shelf_bgr):
+    model_dir, _ = tiny_detector
+    detector = Detector.load(model_dir, runtime="tf")
+    inputs = cv2.resize(shelf_bgr, (128, 128))[None, :, :, ::-1].astype(np.float32)
+    reloaded = load_raw_model(model_dir)
+    np.testing.assert_array_equal(detector.predict_raw(inputs), reloaded.predict(inputs, verbose=0))
+    again = Detector.load(model_dir, runtime="tf").detect(shelf_bgr, score_threshold=0.05)
+    first = detector.detect(shelf_bgr, score_threshold=0.05)
+    np.testing.assert_array_equal(first.xyxy, again.xyxy)
+    np.testing.assert_array_equal(first.confidence, again.confidence)
+
+
+def test_tflite_runtime_matches_keras(tiny_detector, shelf_bgr):
+    model_dir, _ = tiny_detector
+    tflite = Detector.load(model_dir)
+    assert tflite.runtime == "tflite"
+    keras_rt = Detector.load(model_dir, runtime="tf")
+    inputs = cv2.resize(shelf_bgr, (128, 128))[None, :, :, ::-1].astype(np.float32)
+    np.testing.assert_allclose(tflite.predict_raw(inputs), keras_rt.predict_raw(inputs), atol=2e-3)
+    assert tflite.anchors_yxyx_norm.shape == (tflite.predict_raw(inputs).shape[1], 4)
+
+
+@pytest.mark.parametrize("tiled", [False, True, None])
+def test_detect_returns_pixel_boxes(tiny_detector, shelf_bgr, tiled):
+    detector = Detector.load(tiny_detector[0])
+    det = detector.detect(shelf_bgr, score_threshold=0.01, tiled=tiled)
+    assert isinstance(det, Detections)
+    h, w = shelf_bgr.shape[:2]
+    assert (
+        np.all(det.xyxy >= 0)
+        and np.all(det.xyxy[:, [0, 2]] <= w)
+        and np.all(det.xyxy[:, [1, 3]] <= h)
+    )
+    assert np.all(np.diff(det.confidence) <= 0)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((10, 10)), np.zeros((0, 0, 3), np.uint8), np.zeros((5, 5, 4), np.uint8)]
+)
+def test_detect_rejects_non_bgr_images(tiny_detector, bad):
+    with pytest.raises(ValueError, match="BGR image"):
+        Detector.load(tiny_detector[0]).detect(bad)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "model.keras").unlink(), "weights file model.keras is missing"),
+        (lambda d: (d / "config.json").unlink(), "config.json is missing"),
+        (lambda d: (d / "config.json").write_text("{"), "config.json is corrupt"),
+    ],
+)
+def test_broken_model_folder_raises_model_load_error(tiny_detector, tmp_path, damage, message):
+    model_dir = tmp_path / "x"
+    shutil.copytree(tiny_detector[0], model_dir)
+    damage(model_dir)
+    with pytest.raises(ModelLoadError, match=message):
+        Detector.load(model_dir)
+
+
+@pytest.mark.parametrize("runtime, file", [("tf", "model.keras"), ("auto", "model.tflite")])
+def test_corrupt_weights_raise_model_load_error(tiny_detector, tmp_path, runtime, file):
+    model_dir = tmp_path / "x"
+    shutil.copytree(tiny_detector[0], model_dir)
+    (model_dir / file).write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match=f"weights file {file} is corrupt"):
+        Detector.load(model_dir, runtime=runtime)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelLoadError, match="model folder not found"):
+        Detector.load(tmp_path / "nope")
+
+
+def test_cli_json_and_bad_photos(tiny_detector, tmp_path, capsys, shelf_bgr):
+    from skuaudit.cli import main
+
+    photo = tmp_path / "shelf.jpg"
+    cv2.imwrite(str(photo), shelf_bgr)
+    assert (
+        main(
+            [
+                "detect",
+                str(photo),
+                "--model",
+                str(tiny_detector[0]),
+                "--json",
+                "--score-threshold",
+                "0.01",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in out] == [str(photo)]
+    assert all(set(d) == {"xyxy", "class", "score"} for d in out[0]["detections"])
+    assert all(d["class"] in ("product", "gap") for d in out[0]["detections"])
+
+    corrupt = tmp_path / "bad.jpg"
+    corrupt.write_bytes(b"\xff\xd8garbage")
+    for bad in (corrupt, tmp_path / "missing.jpg"):
+        assert main(["detect", str(photo), str(bad), "--model", str(tiny_detector[0])]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
+    assert main(["detect", str(photo), "--model", str(tmp_path / "none")]) == 2
+    assert "model folder not found" in capsys.readouterr().err

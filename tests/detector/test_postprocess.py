@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skuaudit.datasets.tfdata import tile_grid
+from skuaudit.detections import Detections, box_iou_xyxy
+from skuaudit.detector.boxes import AnchorSpec, encode_deltas, make_anchors
+from skuaudit.detector.postprocess import decode_detections, merge_tile_detections, nms_per_class
+
+VARIANCE = (0.1, 0.1, 0.2, 0.2)
+
+
+def _grid_boxes(n: int, size: float = 10.0, pitch: float = 12.0) -> np.ndarray:
+    cols = int(np.ceil(np.sqrt(n)))
+    idx = np.arange(n)
+    x, y = (idx % cols) * pitch, (idx // cols) * pitch
+    return np.stack([x, y, x + size, y + size], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [0, 1, 350, 500])
+def test_nms_keeps_every_separate_box(n):
+    boxes = _grid_boxes(n)
+    keep = nms_per_class(boxes, np.linspace(1, 0.5, n), np.zeros(n, int), 0.5, max_detections=1000)
+    assert len(keep) == n
+
+
+@pytest.mark.parametrize(
+    "boxes, scores, class_ids, expected",
+    [
+        ([[0, 0, 10, 10], [1, 1, 10, 10]], [0.9, 0.8], [0, 0], [0]),
+        ([[0, 0, 10, 10], [1, 1, 10, 10]], [0.8, 0.9], [0, 0], [1]),
+        (
+            [[0, 0, 10, 10], [1, 1, 10, 10]],
+            [0.9, 0.8],
+            [0, 1],
+            [0, 1],
+        ),  # classes never suppress each other
+        ([[0, 0, 10, 10], [20, 0, 30, 10]], [0.5, 0.9], [0, 0], [1, 0]),  # best first
+    ],
+)
+def test_nms_per_class(boxes, scores, class_ids, expected):
+    keep = nms_per_class(
+        np.array(boxes, np.float32), np.array(scores), np.array(class_ids), 0.5, 10
+    )
+    assert keep.tolist() == expected
+
+
+def _decode(raw, anchors, image_wh, max_detections):
+    return decode_detections(
+        raw,
+        anchors,
+        image_wh,
+        box_variance=VARIANCE,
+        score_threshold=0.5,
+        nms_iou=0.5,
+        max_detections=max_detections,
+        pre_nms_top_k=3000,
+    )
+
+
+def test_decode_detections_keeps_over_300_boxes_in_pixels():
+    spec = AnchorSpec(image_size=320)
+    anchors = make_anchors(spec)
+    boxes_px = _grid_boxes(400, size=12, pitch=16) + 2  # 20x20 grid inside a 320x320 input
+    boxes_yxyx_norm = boxes_px[:, [1, 0, 3, 2]] / 320
+    chosen = np.argmax(
+        box_iou_xyxy(boxes_yxyx_norm[:, [1, 0, 3, 2]], anchors[:, [1, 0, 3, 2]]), axis=1
+    )
+    assert len(set(chosen.tolist())) == 400
+    raw = np.zeros((len(anchors), 6), np.float32)
+    raw[:, 4:] = -10
+    raw[chosen, :4] = encode_deltas(boxes_yxyx_norm, anchors[chosen], VARIANCE)
+    raw[chosen, 4] = 5.0
+    det = _decode(raw, anchors, (640, 480), max_detections=400)
+    assert len(det) == 400 and np.all(det.class_id == 0)
+    expected = boxes_px * np.array([2, 1.5, 2, 1.5], np.float32)
+    assert np.all(box_iou_xyxy(expected, det.xyxy).max(axis=1) > 0.999)
+    capped = _decode(raw, anchors, (640, 480), max_detections=300)
+    assert len(capped) == 300
+
+
+def test_decode_detections_empty():
+    anchors = make_anchors(AnchorSpec(image_size=128))
+    raw = np.full((len(anchors), 6), -10, np.float32)
+    det = _decode(raw, anchors, (100, 100), max_detections=300)
+    assert len(det) == 0
+
+
+def _perfect_tile_detector(gt: Detections, tile, min_visible: float = 0.3) -> Detections:
+    """What an ideal model sees in a tile: every box clipped to the tile, in image pixels."""
+    x1, y1, x2, y2 = tile
+    clipped = np.clip(gt.xyxy, [x1, y1, x1, y1], [x2, y2, x2, y2])
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    visible = area(clipped) / area(gt.xyxy) >= min_visible
+    return Detections(clipped[visible], gt.confidence[visible], gt.class_id[visible])
+
+
+def test_tiled_merge_recovers_boxes_across_tile_borders():
+    rng = np.random.default_rng(0)
+    width, height = 2000, 1500
+    boxes = []
+    for y in range(20, height - 120, 130):  # shelf rows of products of varied widths
+        x = 5.0
+        while x < width - 90:
+            w = rng.uniform(30, 90)
+            boxes.append([x, y, x + w, y + rng.uniform(60, 115)])
+            x += w + rng.uniform(2, 8)
+    gt = Detections(
+        np.array(boxes), rng.uniform(0.5, 1, len(boxes)), rng.integers(0, 2, len(boxes))
+    )
+    tiles = np.array(tile_grid(width, height, 600, 0.25))
+    assert len(tiles) > 4
+    parts = [_perfect_tile_detector(gt, t) for t in tiles]
+    cut_in_some_tile = sum(len(p) for p in parts) > len(gt)
+    assert cut_in_some_tile
+    merged = merge_tile_detections(parts, tiles, (width, height), nms_iou=0.5)
+    assert len(merged) == len(gt)
+    iou = box_iou_xyxy(gt.xyxy, merged.xyxy)
+    assert np.all(iou.max(axis=1) > 0.999)  # every box whole, none cut
+    assert np.all((iou > 0.999).sum(axis=0) == 1)  # no duplicates
+
+
+def test_tiled_merge_empty():
+    tiles = np.array(tile_grid(1000, 800, 500, 0.25))
+    merged = merge_tile_detections(
+        [Detections.empty() for _ in tiles], tiles, (1000, 800), nms_iou=0.5
+    )
+    assert len(merged) == 0

@@ -1,0 +1,128 @@
+"""Catalogue page: brands, references, planogram targets and stores, with their validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from skuaudit import catalogue
+from skuaudit.datasets.synth import render_product
+from skuaudit.demo import demo_catalogue
+from skuaudit.images import encode_png
+from skuaudit.storage import models as m
+from skuaudit.storage.db import session_scope
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def page(demo_db_url):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "analyst"
+    at.session_state["analyst_user"] = "ana"
+    at.run()
+    return at.switch_page("pages/catalogue.py").run()
+
+
+def _submit(at: AppTest, label: str) -> AppTest:
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def _scalar(url, query):
+    with session_scope(url) as s:
+        return s.scalar(query)
+
+
+def test_add_brand_and_refuse_duplicate(page, demo_db_url):
+    assert not page.exception, page.exception
+    page.text_input(key="new_brand_name").input("Oakly")
+    page.checkbox(key="new_brand_own").check()
+    _submit(page, "Add brand")
+    assert "Brand Oakly added" in page.success[0].value
+    assert _scalar(demo_db_url, sa.select(m.Brand.is_own).where(m.Brand.name == "Oakly")) is True
+    page.text_input(key="new_brand_name").input("kapku")  # demo brand "Kapku", other case
+    _submit(page, "Add brand")
+    assert "already exists" in page.error[0].value
+    assert _scalar(demo_db_url, sa.select(sa.func.count()).select_from(m.Brand)) == 7
+
+
+def test_edit_brand(page, demo_db_url):
+    brand = page.selectbox(key="edit_brand").value
+    page.text_input(key=f"edit_manufacturer_{brand.id}").input("New Owner")
+    _submit(page, "Save brand")
+    assert not page.exception and "saved" in page.success[0].value
+    assert _scalar(demo_db_url, sa.select(m.Brand.manufacturer).where(m.Brand.id == brand.id)) == "New Owner"
+
+
+def test_upload_references_good_and_blank(page, demo_db_url):
+    count = sa.select(sa.func.count()).select_from(m.ReferenceImage)
+    before = _scalar(demo_db_url, count)
+    brand = demo_catalogue().brands[0]
+    good = encode_png(render_product(brand, brand.families[0], 50, 90, np.random.default_rng(3)))
+    blank = encode_png(np.full((90, 50, 3), 240, np.uint8))
+    page.file_uploader(key="ref_uploads").set_value(
+        [("pack.png", good, "image/png"), ("blank.png", blank, "image/png")]).run()
+    page.button(key="ref_enrol_uploads").click().run()
+    assert not page.exception, page.exception
+    assert any("pack.png enrolled" in s.value for s in page.success)
+    assert any("blank" in e.value and "not a product" in e.value for e in page.error)
+    assert _scalar(demo_db_url, count) == before + 1
+
+
+def test_pick_reference_from_past_audit(demo_db_url):
+    from skuaudit import audit
+    from skuaudit.datasets.synth import render_shelf
+    from skuaudit.recognition import Gallery
+    from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer
+
+    shelf = render_shelf(9, catalogue=demo_catalogue())
+    analysis = audit.analyse_image(shelf.image_bgr, GroundTruthDetector([shelf]), OracleRecognizer({}),
+                                   Gallery(np.zeros(0), np.zeros((0, 64))))
+    store_id = _scalar(demo_db_url, sa.select(m.Store.id).limit(1))
+    audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "analyst"
+    at.session_state["analyst_user"] = "ana"
+    at.run()
+    at.switch_page("pages/catalogue.py").run()
+    assert len(at.get("image")) == 1  # the crop of the first detection
+    at.button(key="ref_enrol_detection").click().run()
+    assert not at.exception and any("Crop enrolled" in s.value for s in at.success)
+    assert _scalar(demo_db_url, sa.select(sa.func.count()).select_from(m.ReferenceImage)
+                   .where(m.ReferenceImage.source == "audit")) == 1
+
+
+def test_planogram_targets(page, demo_db_url):
+    store = page.selectbox(key="plan_store").value
+    brand_id = _scalar(demo_db_url, sa.select(m.Brand.id).order_by(m.Brand.id).limit(1))
+    page.number_input(key=f"target_{store.id}_{brand_id}").set_value(17)
+    _submit(page, "Save targets")
+    assert not page.exception and "saved" in page.success[0].value
+    saved = _scalar(demo_db_url, sa.select(m.PlanogramTarget.expected_facings).where(
+        m.PlanogramTarget.store_id == store.id, m.PlanogramTarget.brand_id == brand_id))
+    assert saved == 17
+
+
+@pytest.mark.parametrize("value, message", [(-1, ">= 0"), (2.5, "whole number"), ("many", "whole number")])
+def test_planogram_validation_writes_nothing(demo_db_url, value, message):
+    store_id = _scalar(demo_db_url, sa.select(m.Store.id).limit(1))
+    brand_ids = _scalar(demo_db_url, sa.select(sa.func.min(m.Brand.id))), _scalar(
+        demo_db_url, sa.select(sa.func.max(m.Brand.id)))
+    before = _scalar(demo_db_url, sa.select(sa.func.sum(m.PlanogramTarget.expected_facings)))
+    with pytest.raises(ValueError, match=message):
+        catalogue.set_planogram(store_id, {brand_ids[0]: 50, brand_ids[1]: value}, demo_db_url)
+    assert _scalar(demo_db_url, sa.select(sa.func.sum(m.PlanogramTarget.expected_facings))) == before
+
+
+def test_add_store_and_refuse_duplicate(page, demo_db_url):
+    page.text_input(key="new_store_name").input("Corner Shop")
+    _submit(page, "Add store")
+    assert "Corner Shop added" in page.success[0].value
+    page.text_input(key="new_store_name").input("Harbour Foods")
+    _submit(page, "Add store")
+    assert "already exists" in page.error[0].value
+    assert _scalar(demo_db_url, sa.select(sa.func.count()).select_from(m.Store)) == 7

@@ -1,0 +1,191 @@
+"""Share of shelf and Stockouts pages on the demo data: filters change what the figures hold, the
+CSV downloads carry exactly the charted rows, and empty or reversed selections explain themselves."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from skuaudit import reports
+from skuaudit.storage import models as m
+from skuaudit.storage.db import session_scope
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+SHARE = "pages/share_of_shelf.py"
+STOCKOUTS = "pages/stockouts.py"
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """File name -> bytes of every st.download_button payload the runs register."""
+    saved: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            saved[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return saved
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "category manager"
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    """Chart title -> plotly figure spec (AppTest exposes st.plotly_chart as a raw proto)."""
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {s["layout"]["title"]["text"]: s for s in specs}
+
+
+def _values(array) -> list:
+    """Plotly 7 sends numeric arrays as ``{"dtype", "bdata"[, "shape"]}``; give plain lists."""
+    if isinstance(array, dict) and "bdata" in array:
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        shape = array.get("shape")
+        if shape:
+            flat = flat.reshape([int(n) for n in str(shape).split(",")])
+        return flat.tolist()
+    return list(array)
+
+
+def _csv(downloads: dict[str, bytes], name: str) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(downloads[name]))
+
+
+def test_share_page_defaults_match_reports_and_csv(demo_db_url, downloads):
+    at = _open(SHARE)
+    first, last = reports.audit_date_range(demo_db_url)
+    expected = reports.share_of_shelf(demo_db_url, first, last)  # the demo spans < 12 weeks
+    bars = _figures(at)["Share of shelf per brand"]["data"]
+    assert [t["name"] for t in bars] == ["Share by facings", "Share by linear width"]
+    assert bars[0]["x"] == list(expected["brand"])
+    assert _values(bars[0]["y"]) == pytest.approx(list(expected["share_facings"]))
+    assert _values(bars[1]["y"]) == pytest.approx(list(expected["share_linear"]))
+    csv = _csv(downloads, "share_of_shelf_by_brand.csv")
+    assert list(csv["brand"]) == bars[0]["x"]
+    assert list(csv["share_facings"]) == pytest.approx(_values(bars[0]["y"]))
+    own = _figures(at)["Own brands versus competitors"]["data"]
+    assert [t["name"] for t in own] == ["Own brands", "Competitors"]
+    assert _values(own[0]["x"])[0] + _values(own[1]["x"])[0] == pytest.approx(1.0)
+    assert "Own brands, share by facings" in [mt.label for mt in at.metric]
+
+
+def test_share_page_filters_change_the_figures(demo_db_url, downloads):
+    at = _open(SHARE)
+    at.selectbox(key="sos_scope").set_value("Store: Meadow Mart")
+    at.radio(key="sos_measure").set_value("share_linear")
+    at.run()
+    assert not at.exception, at.exception
+    figures = _figures(at)
+    heat = figures["Share by linear width per store and brand"]["data"][0]
+    assert heat["y"] == ["Meadow Mart"]
+    scope = next(s for s in reports.scopes(demo_db_url) if s.label == "Store: Meadow Mart")
+    first, last = reports.audit_date_range(demo_db_url)
+    expected = reports.store_brand_heatmap(demo_db_url, first, last, store_ids=scope.store_ids)
+    assert heat["x"] == sorted(expected["brand"])
+    assert _values(heat["z"])[0] == pytest.approx(list(expected.sort_values("brand")["share_linear"]))
+    trend = figures["Share by linear width per week"]["data"]
+    assert len(trend) == 6 and len(_values(trend[0]["x"])) == 6  # 6 brands, 6 weekly audits
+    assert set(_csv(downloads, "share_of_shelf_store_brand.csv")["store"]) == {"Meadow Mart"}
+
+
+def test_share_page_drill_down_shows_audits_and_snapshot(demo_db_url):
+    with session_scope(demo_db_url) as s:
+        audit_id = s.query(m.Audit.id).order_by(m.Audit.created_at.desc(), m.Audit.id.desc()).first()[0]
+        s.add(m.AuditImage(audit_id=audit_id, image_index=0, width=2, height=2,
+                           image_jpeg=_tiny_jpeg()))
+    at = _open(SHARE)
+    brand = at.selectbox(key="sos_drill_brand")
+    brand.set_value(brand.options[1]).run()
+    table = at.dataframe[0].value
+    assert len(table) == 36 and table["audit_id"].iloc[0] == audit_id
+    assert len(at.image) == 1
+
+
+def _tiny_jpeg() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2, 2), "red").save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "start, end, element, text",
+    [
+        (date(2026, 12, 20), date(2026, 12, 1), "warning", "is after the end date"),
+        (date(2020, 1, 1), date(2020, 2, 1), "info", "No audits for All stores"),
+    ],
+)
+def test_share_page_reversed_or_empty_range(demo_db_url, start, end, element, text):
+    at = _open(SHARE)
+    at.date_input(key="sos_start").set_value(start)
+    at.date_input(key="sos_end").set_value(end)
+    at.run()
+    assert not at.exception and not at.error
+    assert text in getattr(at, element)[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_new_audit_shows_at_once(demo_db_url):
+    at = _open(SHARE)
+    before = at.metric[2].value
+    with session_scope(demo_db_url) as s:
+        store = s.query(m.Store).filter_by(name="Meadow Mart").one()
+        audit = m.Audit(store_id=store.id, created_at=datetime(2026, 12, 28, 18), source="photo",
+                        product_count=100)
+        audit.brand_metrics = [m.BrandMetric(brand_id=None, facings=100, linear_px=5000.0)]
+        s.add(audit)
+    at.run()
+    assert int(at.metric[2].value.replace(",", "")) == int(before.replace(",", "")) + 100
+
+
+def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
+    at = _open(STOCKOUTS)
+    expected = reports.current_stockouts(demo_db_url)
+    table = at.dataframe[0].value  # the action list comes first
+    assert list(table["brand"]) == list(expected["brand"])
+    assert list(table["status"]) == list(expected["status"])
+    assert list(table["audits_in_row"]) == list(expected["audits_in_row"])
+    csv = _csv(downloads, "stockouts_to_act_on.csv")
+    assert list(csv.columns) == ["store", "region", "brand", "status", "expected_facings",
+                                 "facings", "since", "audits_in_row", "audited_at"]
+    assert len(csv) == len(expected)
+    avail = _figures(at)["Availability and compliance"]["data"]
+    ranking = reports.availability_by_store(demo_db_url)
+    assert avail[0]["y"] == list(ranking["store"])
+    assert _values(avail[0]["x"]) == pytest.approx(list(ranking["availability"]))
+    gaps = _figures(at)["Empty shelf (gap share of width)"]["data"][0]
+    assert _values(gaps["x"]) == sorted(_values(gaps["x"]), reverse=True)
+    assert list(_csv(downloads, "gap_share_by_store.csv")["store"]) == gaps["y"]
+
+
+def test_stockouts_page_filters(demo_db_url):
+    at = _open(STOCKOUTS)
+    at.selectbox(key="so_scope").set_value("Region: North")
+    at.run()
+    assert set(at.dataframe[1].value["region"]) == {"North"}  # after the action list
+    avail = _figures(at)["Availability and compliance"]["data"]
+    assert len(avail[0]["y"]) == 2
+    at.date_input(key="so_as_of").set_value(date(2020, 1, 1))
+    at.run()
+    assert not at.exception
+    assert "No audits for Region: North on or before 01 Jan 2020" in at.info[0].value
+    assert not at.get("plotly_chart")

@@ -1,0 +1,100 @@
+"""Photo audit page: uploads, camera, review, save; the detector is the generator's ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from skuaudit import audit
+from skuaudit.datasets.synth import render_shelf
+from skuaudit.demo import demo_catalogue
+from skuaudit.images import encode_jpeg, encode_png
+from skuaudit.recognition import Gallery
+from skuaudit.storage import models as m
+from skuaudit.storage.db import session_scope
+from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer, generated_counts
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture(scope="module")
+def shelf():
+    return render_shelf(21, catalogue=demo_catalogue())
+
+
+@pytest.fixture
+def page(demo_db_url, shelf, monkeypatch):
+    with session_scope(demo_db_url) as s:
+        ids = {n: i for i, n in s.execute(sa.select(m.Brand.id, m.Brand.name)).all()}
+    st.cache_resource.clear()
+    monkeypatch.setattr(audit, "load_models",
+                        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids)))
+    monkeypatch.setattr(Gallery, "from_database",
+                        classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "merchandiser"
+    at.run()
+    return at.switch_page("pages/photo_audit.py").run()
+
+
+def _audits(url) -> list[m.Audit]:
+    with session_scope(url) as s:
+        return s.scalars(sa.select(m.Audit).where(m.Audit.is_demo.is_(False))).all()
+
+
+def test_upload_review_and_save(page, shelf, demo_db_url):
+    assert not page.exception
+    page.file_uploader(key="photo_uploads").set_value(
+        [("shelf.png", encode_png(shelf.image_bgr), "image/png"), ("notes.jpg", b"not a photo", "image/jpeg")]
+    ).run()
+    assert not page.exception, page.exception
+    assert "notes.jpg: not a readable image" in page.error[0].value
+    assert page.metric[0].value == str(sum(generated_counts(shelf).values()))
+    assert len(page.get("image")) == 1
+    page.button(key="photo_save").click().run()
+    saved = _audits(demo_db_url)
+    assert len(saved) == 1 and saved[0].source == "photo"
+    assert f"Audit {saved[0].id} saved" in page.success[0].value
+    with session_scope(demo_db_url) as s:
+        facings = dict(s.execute(
+            sa.select(m.Brand.name, m.BrandMetric.facings).join(m.Brand)
+            .where(m.BrandMetric.audit_id == saved[0].id, m.BrandMetric.facings > 0)).all())
+    assert facings == generated_counts(shelf)
+    page.run()  # a rerun must not save twice
+    assert len(_audits(demo_db_url)) == 1
+
+
+def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
+    blank = encode_png(np.full((240, 320, 3), 200, np.uint8))
+    page.file_uploader(key="photo_uploads").set_value(("wall.png", blank, "image/png")).run()
+    assert any("No products or gaps were found" in w.value for w in page.warning)
+    page.button(key="photo_save").click().run()
+    assert "Nothing was saved" in page.error[0].value and not _audits(demo_db_url)
+    page.checkbox(key="photo_allow_empty").check().run()
+    page.button(key="photo_save").click().run()
+    assert len(_audits(demo_db_url)) == 1
+
+
+def test_camera_photo_is_analysed(page):
+    page.toggle(key="photo_use_camera").set_value(True).run()
+    photo = encode_jpeg(np.full((240, 320, 3), 90, np.uint8))
+    page.camera_input(key="photo_camera").set_value(("shot.jpg", photo, "image/jpeg")).run()
+    assert not page.exception, page.exception
+    assert any("No products or gaps were found" in w.value for w in page.warning)
+
+
+def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypatch, tmp_path):
+    st.cache_resource.clear()
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "no_model"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "merchandiser"
+    at.run()
+    at.switch_page("pages/photo_audit.py").run()
+    at.file_uploader(key="photo_uploads").set_value(("shelf.png", encode_png(shelf.image_bgr), "image/png")).run()
+    assert not at.exception
+    assert "model folder not found" in at.error[0].value

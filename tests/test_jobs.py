@@ -1,0 +1,149 @@
+"""Training jobs: the state machine in the database, and real worker processes (done, cancelled, killed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+
+from skuaudit import jobs
+from skuaudit.jobs import TrainParams
+from skuaudit.storage import models as m
+from skuaudit.storage.db import session_scope
+
+TINY = dict(synthetic_images=6, image_size=96, alpha=0.35, batch_size=2)
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKUAUDIT_MODELS_DIR", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(steps=0), "steps must be"),
+        (dict(batch_size=0), "batch size"),
+        (dict(alpha=0.4), "width alpha"),
+        (dict(image_size=100), "multiple of 32"),
+        (dict(synthetic_images=1), "synthetic images"),
+        (dict(dataset="/no/such/folder"), "does not exist"),
+    ],
+)
+def test_params_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainParams(**kwargs)
+
+
+def test_queued_job_is_cancelled_at_once(db_url, models_dir):
+    job_id = jobs.create_job(TrainParams(steps=5, **TINY), created_by="ana", url=db_url)
+    job = jobs.get_job(job_id, db_url)
+    assert (job.status, job.created_by, job.total_steps) == ("queued", "ana", 5)
+    assert job.output_dir.startswith(str(models_dir))
+    jobs.request_cancel(job_id, db_url)
+    assert jobs.get_job(job_id, db_url).status == "cancelled"
+    with pytest.raises(ValueError, match="only a queued job"):
+        jobs.start_worker(job_id, db_url)
+    jobs.request_cancel(job_id, db_url)  # cancelling a finished job changes nothing
+    assert jobs.get_job(job_id, db_url).status == "cancelled"
+
+
+def _set(job_id, url, **values):
+    with session_scope(url) as s:
+        job = s.get(m.TrainingJob, job_id)
+        for k, v in values.items():
+            setattr(job, k, v)
+
+
+def test_running_job_with_dead_pid_or_stale_heartbeat_fails(db_url, models_dir):
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    dead = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
+    _set(dead, db_url, status="running", pid=exited.pid, heartbeat_at=m.utcnow())
+    stale = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
+    _set(stale, db_url, status="running", pid=os.getpid(), heartbeat_at=m.utcnow() - timedelta(minutes=10))
+    alive = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
+    _set(alive, db_url, status="running", pid=os.getpid(), heartbeat_at=m.utcnow())
+    views = {j.id: j for j in jobs.list_jobs(db_url)}
+    assert views[dead].status == "failed" and "killed or crashed" in views[dead].message
+    assert views[stale].status == "failed" and "no heartbeat" in views[stale].message
+    assert views[alive].status == "running"
+
+
+def _wait(job_id, url, predicate, timeout_s=240):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = jobs.get_job(job_id, url)
+        if predicate(job):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} stuck: {jobs.get_job(job_id, url)}")
+
+
+@pytest.fixture(scope="module")
+def worker_runs(tmp_path_factory):
+    """Three real workers started together: one trains to the end, one is cancelled, one is killed."""
+    from skuaudit.model_registry import activate_model_version, register_model_version
+    from skuaudit.storage.db import upgrade_database
+
+    root = tmp_path_factory.mktemp("jobs")
+    url = f"sqlite:///{root / 'jobs.db'}"
+    upgrade_database(url)
+    (root / "current").mkdir()
+    current = register_model_version(root / "current", {"AP50": 0.5}, url=url)
+    activate_model_version(current, url)
+    pids = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKUAUDIT_MODELS_DIR", str(root / "models"))
+        done = jobs.submit_job(TrainParams(steps=3, **TINY), created_by="ana", url=url)
+        cancelled = jobs.submit_job(TrainParams(steps=500, **TINY), url=url)
+        killed = jobs.submit_job(TrainParams(steps=500, **TINY), url=url)
+    pids += [jobs.get_job(j, url).pid for j in (done, cancelled, killed)]
+    try:
+        running = _wait(killed, url, lambda j: j.status == "running")
+        os.kill(running.pid, signal.SIGKILL)
+        _wait(cancelled, url, lambda j: j.status == "running")
+        jobs.request_cancel(cancelled, url)
+        for job_id in (done, cancelled, killed):
+            _wait(job_id, url, lambda j: j.is_final)
+        yield {"url": url, "done": done, "cancelled": cancelled, "killed": killed, "current": current}
+    finally:
+        for pid in pids:
+            if pid and jobs._pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_worker_trains_registers_but_does_not_activate(worker_runs):
+    from skuaudit.model_registry import active_model_dir, list_model_versions
+
+    url = worker_runs["url"]
+    job = jobs.get_job(worker_runs["done"], url)
+    assert job.status == "done", job.message
+    assert job.step == job.total_steps == 3 and job.progress == 1.0
+    assert job.history and job.history[-1]["event"] == "done"
+    assert job.started_at <= job.finished_at
+    versions = {v["id"]: v for v in list_model_versions(url)}
+    assert not versions[job.model_version_id]["is_active"]
+    assert versions[worker_runs["current"]]["is_active"]
+    assert (active_model_dir(url)).name == "current"
+    assert (jobs.Path(versions[job.model_version_id]["path"]) / "model.keras").is_file()
+
+
+def test_cancelled_worker_ends_cancelled_without_a_version(worker_runs):
+    job = jobs.get_job(worker_runs["cancelled"], worker_runs["url"])
+    assert job.status == "cancelled", job.message
+    assert job.model_version_id is None
+
+
+def test_killed_worker_is_marked_failed_and_active_model_kept(worker_runs):
+    from skuaudit.model_registry import active_model_dir
+
+    job = jobs.get_job(worker_runs["killed"], worker_runs["url"])
+    assert job.status == "failed" and "killed or crashed" in job.message
+    assert job.model_version_id is None
+    assert active_model_dir(worker_runs["url"]).name == "current"

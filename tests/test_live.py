@@ -1,0 +1,395 @@
+"""LiveProcessor, smoothing, ICE settings and the streamlit-webrtc run-count fix, without a browser."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from skuaudit import live
+from skuaudit.detections import Detections
+from skuaudit.live import LiveProcessor, count_by_brand, ice_servers_from_env, smooth_counts
+
+BRANDS = {1: "Acme", 2: "Brio"}
+
+
+def _detections(n_acme: int, n_brio: int = 0, n_gaps: int = 0) -> Detections:
+    n = n_acme + n_brio + n_gaps
+    xyxy = np.array([[i * 10, 0, i * 10 + 8, 20] for i in range(n)], dtype=np.float32)
+    class_id = [0] * (n_acme + n_brio) + [1] * n_gaps
+    brand_id = [1] * n_acme + [2] * n_brio + [-1] * n_gaps
+    return Detections(xyxy, class_id=class_id, data={"brand_id": np.array(brand_id)})
+
+
+def _frame(value: int = 0, shape=(48, 64, 3)) -> np.ndarray:
+    return np.full(shape, value, dtype=np.uint8)
+
+
+@pytest.fixture
+def make_processor():
+    made: list[LiveProcessor] = []
+
+    def make(analyse, **kwargs) -> LiveProcessor:
+        proc = LiveProcessor(analyse, BRANDS, {1: (0, 255, 0)}, **kwargs)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.close()
+
+
+# --------------------------------------------------------------------------- smoothing
+
+
+@pytest.mark.parametrize(
+    "history, expected",
+    [
+        ([], {}),
+        ([{}], {}),
+        ([{"a": 5}], {"a": 5}),
+        # one bad frame in three does not move the median
+        ([{"a": 5}, {"a": 0}, {"a": 5}], {"a": 5}),
+        ([{"a": 5}, {"a": 40}, {"a": 5}], {"a": 5}),
+        # a brand seen in a minority of frames is dropped (its median is 0)
+        ([{"a": 5, "b": 2}, {"a": 5}, {"a": 5}], {"a": 5}),
+        ([{"a": 5, "b": 2}, {"a": 5, "b": 2}, {"a": 5}], {"a": 5, "b": 2}),
+        # even window: the lower median, a count that was actually seen
+        ([{"a": 4}, {"a": 6}], {"a": 4}),
+        ([{"a": 1}, {"a": 2}, {"a": 3}, {"a": 100}], {"a": 2}),
+        ([{"a": 0}, {"a": 0}], {}),
+    ],
+)
+def test_smooth_counts(history, expected):
+    assert smooth_counts(history) == expected
+
+
+@pytest.mark.parametrize(
+    "detections, expected",
+    [
+        (Detections.empty(), {}),
+        (_detections(2, 1, 3), {"Acme": 2, "Brio": 1}),
+        (Detections(np.zeros((2, 4)), class_id=[0, 0]), {"unknown": 2}),
+        (Detections(np.zeros((2, 4)), class_id=[0, 0], data={"brand_id": [9, -1]}), {"unknown": 2}),
+    ],
+)
+def test_count_by_brand(detections, expected):
+    assert count_by_brand(detections, BRANDS) == expected
+
+
+@pytest.mark.parametrize(
+    "sequence, window, expected_counts, expected_gaps",
+    [
+        ([(3, 1, 0)], 5, {"Acme": 3, "Brio": 1}, 0),
+        # a single glitch (nothing detected) inside the window changes nothing
+        ([(3, 1, 2), (3, 1, 2), (0, 0, 0), (3, 1, 2), (3, 1, 2)], 5, {"Acme": 3, "Brio": 1}, 2),
+        # a single over-count neither
+        ([(3, 0, 1), (9, 4, 6), (3, 0, 1)], 3, {"Acme": 3}, 1),
+        # older frames fall out of the window
+        ([(9, 9, 9), (9, 9, 9), (2, 0, 0), (2, 0, 0), (2, 0, 0)], 3, {"Acme": 2}, 0),
+    ],
+)
+def test_processor_smooths_over_window(make_processor, sequence, window, expected_counts, expected_gaps):
+    results = iter([_detections(*counts) for counts in sequence])
+    proc = make_processor(lambda frame: next(results), window=window)
+    for i in range(len(sequence)):
+        proc.process(_frame(i))
+        assert proc.wait_processed(i + 1)
+    state = proc.snapshot()
+    assert state.counts == expected_counts
+    assert state.gaps == expected_gaps
+    assert state.processed_frames == len(sequence)
+    # the saved frame is one whose own counts equal the medians (newest such frame)
+    assert count_by_brand(state.detections, BRANDS) == expected_counts
+    last_match = max(
+        i for i, counts in enumerate(sequence)
+        if count_by_brand(_detections(*counts), BRANDS) == expected_counts and counts[2] == expected_gaps
+    )
+    assert int(state.frame_bgr[0, 0, 0]) == last_match
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def test_process_returns_without_waiting_for_the_detector(make_processor):
+    release = threading.Event()
+
+    def slow(frame):
+        release.wait(5)
+        return _detections(1)
+
+    proc = make_processor(slow)
+    started = time.perf_counter()
+    for i in range(20):
+        out = proc.process(_frame(i))
+        assert out.shape == (48, 64, 3)
+    assert time.perf_counter() - started < 1.0
+    release.set()
+    assert proc.wait_processed(1)
+
+
+def test_stale_frames_are_dropped_not_queued(make_processor):
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def analyse(frame):
+        seen.append(int(frame[0, 0, 0]))
+        gate.wait(5)
+        return Detections.empty()
+
+    proc = make_processor(analyse)
+    proc.process(_frame(0))
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for i in range(1, 11):  # the detector is busy with frame 0 meanwhile
+        proc.process(_frame(i))
+    gate.set()
+    assert proc.wait_processed(2)
+    time.sleep(0.05)
+    # frame 0, then straight to the newest one: frames 1..9 were never analysed
+    assert seen == [0, 10]
+    state = proc.snapshot()
+    assert state.received_frames == 11
+    assert state.dropped_frames == 9
+    assert state.processed_frames == 2
+
+
+def test_returned_frames_carry_the_latest_boxes(make_processor):
+    proc = make_processor(lambda frame: _detections(1))
+    proc.process(_frame(0))
+    assert proc.wait_processed(1)
+    out = proc.process(_frame(0))
+    # the Acme box (green) is drawn at x 0..8, y 0..20 of a black frame
+    assert tuple(out[10, 0]) == (0, 255, 0)
+    # boxes follow a resolution change of the camera
+    big = proc.process(_frame(0, (96, 128, 3)))
+    assert tuple(big[20, 0]) == (0, 255, 0)
+
+
+def test_concurrent_process_and_snapshot(make_processor):
+    def analyse(frame):
+        time.sleep(0.001)
+        return _detections(int(frame[0, 0, 0]) % 3 + 1)
+
+    proc = make_processor(analyse, window=5)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def feeder(offset: int) -> None:
+        try:
+            for i in range(300):
+                proc.process(_frame((i + offset) % 250))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                state = proc.snapshot()
+                assert state.dropped_frames <= state.received_frames
+                assert state.processed_frames <= state.received_frames
+                if state.frame_bgr is not None:
+                    assert count_by_brand(state.detections, BRANDS).keys() <= {"Acme"}
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=feeder, args=(k,)) for k in range(3)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads[:3]:
+        t.join()
+    assert proc.wait_processed(1)
+    stop.set()
+    threads[3].join()
+    assert not errors, errors
+    state = proc.snapshot()
+    assert state.received_frames == 900
+    # every received frame was either analysed, dropped, or is the last one still in flight
+    assert state.received_frames - state.dropped_frames - state.processed_frames in (0, 1)
+
+
+def test_worker_exits_when_idle_and_restarts(make_processor):
+    proc = make_processor(lambda frame: Detections.empty(), idle_timeout_s=0.05)
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    deadline = time.monotonic() + 2
+    while proc._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc._worker is None
+    proc.process(_frame())
+    assert proc.wait_processed(2)
+
+
+def test_analysis_error_is_reported_and_stream_survives(make_processor):
+    calls = iter([RuntimeError("model exploded"), _detections(2)])
+
+    def analyse(frame):
+        result = next(calls)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    proc = make_processor(analyse)
+    proc.process(_frame())
+    deadline = time.monotonic() + 5
+    while proc.snapshot().error is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert "model exploded" in proc.snapshot().error
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    state = proc.snapshot()
+    assert state.error is None and state.counts == {"Acme": 2}
+
+
+def test_reset_and_close(make_processor):
+    proc = make_processor(lambda frame: _detections(1))
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    proc.reset()
+    state = proc.snapshot()
+    assert (state.processed_frames, state.received_frames, state.counts, state.frame_bgr) == (
+        0, 0, {}, None
+    )
+    proc.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        proc.process(_frame())
+
+
+def test_window_must_be_positive():
+    with pytest.raises(ValueError, match="window"):
+        LiveProcessor(lambda f: Detections.empty(), {}, window=0)
+
+
+def test_callback_converts_video_frames(make_processor):
+    import av
+
+    proc = make_processor(lambda frame: Detections.empty())
+    frame = av.VideoFrame.from_ndarray(_frame(7, (48, 64, 3)), format="bgr24")
+    out = proc.callback(frame)
+    assert out.width == 64 and out.height == 48
+    assert proc.wait_processed(1)
+
+
+# --------------------------------------------------------------------------- ICE settings
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, []),
+        ({"SKUAUDIT_ICE_SERVERS": "  "}, []),
+        ({"SKUAUDIT_ICE_SERVERS": "[]"}, []),
+        (
+            {"SKUAUDIT_ICE_SERVERS": '[{"urls": "stun:stun.example.org:3478"}]'},
+            [{"urls": "stun:stun.example.org:3478"}],
+        ),
+        (
+            {
+                "SKUAUDIT_ICE_SERVERS": '[{"urls": ["turn:t.example:3478", "turns:t.example:5349"]}]',
+                "SKUAUDIT_TURN_USERNAME": "u",
+                "SKUAUDIT_TURN_CREDENTIAL": "secret",
+            },
+            [{"urls": ["turn:t.example:3478", "turns:t.example:5349"], "username": "u",
+              "credential": "secret"}],
+        ),
+        # credentials in the entry win over the environment
+        (
+            {
+                "SKUAUDIT_ICE_SERVERS": '[{"urls": "turn:t:3478", "username": "a", "credential": "b"}]',
+                "SKUAUDIT_TURN_USERNAME": "u",
+                "SKUAUDIT_TURN_CREDENTIAL": "secret",
+            },
+            [{"urls": "turn:t:3478", "username": "a", "credential": "b"}],
+        ),
+        # STUN entries get no credentials
+        (
+            {"SKUAUDIT_ICE_SERVERS": '[{"urls": "stun:s:3478"}]', "SKUAUDIT_TURN_USERNAME": "u",
+             "SKUAUDIT_TURN_CREDENTIAL": "p"},
+            [{"urls": "stun:s:3478"}],
+        ),
+    ],
+)
+def test_ice_servers_from_env(env, expected):
+    assert ice_servers_from_env(env) == expected
+    assert live.rtc_configuration(env) == {"iceServers": expected}
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SKUAUDIT_ICE_SERVERS": "[{urls: stun}]"}, "SKUAUDIT_ICE_SERVERS is not valid JSON: "),
+        ({"SKUAUDIT_ICE_SERVERS": '{"urls": "stun:s"}'}, "must be a JSON list"),
+        ({"SKUAUDIT_ICE_SERVERS": '["stun:s"]'}, r'SKUAUDIT_ICE_SERVERS\[0\] must be an object with "urls"'),
+        ({"SKUAUDIT_ICE_SERVERS": '[{"urls": []}]'}, r'\[0\] must be an object with "urls"'),
+        ({"SKUAUDIT_ICE_SERVERS": '[{"url": "stun:s"}]'}, r'\[0\] must be an object with "urls"'),
+        (
+            {"SKUAUDIT_ICE_SERVERS": '[{"urls": "stun:s"}, {"urls": "turn:t:3478"}]'},
+            r"\[1\] \(turn:t:3478\) is a TURN server without credentials.*SKUAUDIT_TURN_USERNAME",
+        ),
+    ],
+)
+def test_invalid_ice_servers(env, message):
+    with pytest.raises(ValueError, match=message):
+        ice_servers_from_env(env)
+
+
+def test_errors_do_not_echo_credentials():
+    env = {"SKUAUDIT_ICE_SERVERS": '[{"urls": 5, "credential": "topsecret"}]'}
+    with pytest.raises(ValueError) as info:
+        ice_servers_from_env(env)
+    assert "topsecret" not in str(info.value)
+
+
+def test_loopback_only(monkeypatch):
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+    live.apply_network_settings({})
+    assert aioice.ice.get_host_addresses is not live._loopback_host_addresses
+    live.apply_network_settings({"SKUAUDIT_ICE_LOOPBACK_ONLY": "1"})
+    assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
+
+
+# --------------------------------------------------------------------------- run-count fix
+
+
+def test_rerun_fix_counts_completed_runs_synchronously(monkeypatch):
+    """streamlit-webrtc reads a count that grows as soon as a run ends normally, never otherwise."""
+    import streamlit_webrtc.component as component
+    from streamlit.runtime.scriptrunner import ScriptRunner, ScriptRunnerEvent
+
+    finished = []
+
+    def original(self, ctx, event, premature_stop, run_descriptor):
+        finished.append(event)
+
+    # Stand-ins, restored after the test, so the wrapper is installed on them alone.
+    monkeypatch.setattr(ScriptRunner, "_on_script_finished", original)
+    monkeypatch.setattr(component, "get_script_run_count", None)
+    live.install_webrtc_rerun_fix()
+    live.install_webrtc_rerun_fix()  # idempotent: wrapped once
+
+    class Ctx:
+        session_id = "session-under-test"
+
+    class SessionInfo:
+        class session:  # noqa: N801 - mimics ActiveSessionInfo.session
+            id = "session-under-test"
+
+    expected = 0
+    for event, premature_stop, counted in [
+        (ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS, False, True),
+        (ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS, True, False),  # st.stop, stop for rerun
+        (ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN, False, False),
+        (ScriptRunnerEvent.FRAGMENT_STOPPED_WITH_SUCCESS, False, False),
+        (ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS, False, True),
+    ]:
+        ScriptRunner._on_script_finished(None, Ctx, event, premature_stop, None)
+        expected += counted
+        # counted before the runner's own handling returns, i.e. before a next run can start
+        assert component.get_script_run_count(SessionInfo) == expected
+    assert len(finished) == 5

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.training.cli import parse_class_map
+from skuaudit.training.train import TrainConfig, split_by_image, train_detector
+
+
+def test_loss_falls_and_progress_events(tiny_detector):
+    model_dir, events = tiny_detector
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps[-1]["loss"] < 0.8 * steps[0]["loss"]
+    for key in ("step", "total_steps", "epoch", "loss", "val_loss", "eta_s", "images_per_s"):
+        assert key in steps[-1]
+    assert any(e["event"] == "eval" and e["val_loss"] is not None for e in events)
+    assert events[-1]["event"] == "done"
+    for name in ("model.keras", "model.tflite", "labels.json", "config.json", "MODEL_CARD.md"):
+        assert (model_dir / name).is_file()
+    assert json.loads((model_dir / "labels.json").read_text()) == ["product", "gap"]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "| dataset 0 | product |" in card and "Known limits" in card
+
+
+def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
+    small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
+    base = dict(
+        out_dir=tmp_path / "m",
+        steps=4,
+        batch_size=2,
+        image_size=64,
+        val_fraction=0.0,
+        tile=False,
+        augment=False,
+        eval_every=2,
+        log_every=1,
+        export_tflite=False,
+    )
+    events: list[dict] = []
+    calls = iter([False, False, True])
+    train_detector(
+        TrainConfig(**base),
+        [small],
+        progress_callback=events.append,
+        should_stop=lambda: next(calls),
+    )
+    assert events[-1]["event"] == "stopped" and events[-1]["step"] == 2
+    assert (tmp_path / "m" / "model.keras").is_file()
+    events.clear()
+    train_detector(TrainConfig(**base, resume=True), [small], progress_callback=events.append)
+    assert [e["step"] for e in events if e["event"] == "step"] == [3, 4]
+
+
+def _images(names):
+    return [LabeledImage(f"/x/{n}.jpg", 10, 10, np.empty((0, 4)), []) for n in names]
+
+
+@pytest.mark.parametrize(
+    "n, fraction, n_val", [(0, 0.2, 0), (10, 0.2, 2), (10, 0.0, 0), (7, 0.5, 4)]
+)
+def test_split_by_image_is_deterministic_and_disjoint(n, fraction, n_val):
+    ds = Dataset(["gap"], _images([f"im{i}" for i in range(n)]))
+    train, val = split_by_image(ds, fraction, seed=0)
+    assert len(val) == n_val and len(train) == n - n_val
+    assert not {im.path for im in train} & {im.path for im in val}
+    shuffled = Dataset(["gap"], list(reversed(ds.images)))
+    assert [im.path for im in split_by_image(shuffled, fraction, seed=0)[1]] == [
+        im.path for im in val
+    ]
+
+
+def test_unknown_classes_are_rejected(tmp_path):
+    ds = Dataset(["empty"], _images(["a"]))
+    with pytest.raises(DatasetError, match="class_map"):
+        train_detector(TrainConfig(out_dir=tmp_path / "m", steps=1), [ds])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("", {}), ("0=gap", {"0": "gap"}), ("0=gap, 1=product", {"0": "gap", "1": "product"})],
+)
+def test_parse_class_map(text, expected):
+    assert parse_class_map(text) == expected
+
+
+def test_parse_class_map_error():
+    with pytest.raises(ValueError, match="SOURCE=CLASS"):
+        parse_class_map("0:gap")
