@@ -13,12 +13,6 @@ from skuaudit.config import get_settings
 DEFAULT_WEEKS = 12
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _cached(report: str, latest_audit_id: int | None, **kwargs):
-    """``reports.<report>(**kwargs)``; ``latest_audit_id`` makes a new audit show at once."""
-    return getattr(reports, report)(**kwargs)
-
-
 st.title("Share of shelf")
 url = get_settings().db_url
 
@@ -46,12 +40,12 @@ with ui.user_errors("Loading the share of shelf"):
 
     filters = {"url": url, "start": start, "end": end, "store_ids": scope.store_ids,
                "region": scope.region}
-    shares = _cached("share_of_shelf", latest_id, **filters)
+    shares = ui.cached_report("share_of_shelf", latest_id, **filters)
     if shares.empty:
         st.info(f"No audits for {scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
                 "Widen the dates or pick other stores.")
         st.stop()
-    own = _cached("own_vs_competitors", latest_id, **filters)
+    own = ui.cached_report("own_vs_competitors", latest_id, **filters)
     st.caption(f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "
                "audits are summed facings (or widths) per brand / all summed facings, so bigger "
                "shelves weigh more.")
@@ -75,12 +69,12 @@ with ui.user_errors("Loading the share of shelf"):
         st.download_button("Download own vs competitors (CSV)", own.to_csv(index=False),
                            file_name="own_vs_competitors.csv", mime="text/csv", key="sos_own_csv")
 
-    trend = _cached("share_trend", latest_id, **filters)
+    trend = ui.cached_report("share_trend", latest_id, **filters)
     st.plotly_chart(charts.share_trend_lines(trend, measure), key="sos_trend_chart")
     st.download_button("Download weekly trend (CSV)", trend.to_csv(index=False),
                        file_name="share_of_shelf_trend.csv", mime="text/csv", key="sos_trend_csv")
 
-    heatmap = _cached("store_brand_heatmap", latest_id, **filters)
+    heatmap = ui.cached_report("store_brand_heatmap", latest_id, **filters)
     st.plotly_chart(charts.store_brand_heatmap(heatmap, measure), key="sos_heatmap_chart")
     st.download_button("Download store x brand (CSV)", heatmap.to_csv(index=False),
                        file_name="share_of_shelf_store_brand.csv", mime="text/csv",
@@ -90,7 +84,7 @@ with ui.user_errors("Loading the share of shelf"):
     brand_ids = dict(zip(shares["brand"], shares["brand_id"], strict=True))
     brand = st.selectbox("Brand", list(brand_ids), key="sos_drill_brand")
     brand_id = None if pd.isna(brand_ids[brand]) else int(brand_ids[brand])
-    behind = _cached("audits_behind", latest_id, brand_id=brand_id, **filters)
+    behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
     st.dataframe(
         behind,
         hide_index=True,
@@ -110,7 +104,7 @@ with ui.user_errors("Loading the share of shelf"):
         }
         audit_id = labels[st.selectbox("Show the snapshot of audit", list(labels),
                                        key="sos_drill_audit")]
-        snapshots = _cached("audit_snapshots", latest_id, url=url, audit_id=audit_id)
+        snapshots = ui.cached_report("audit_snapshots", latest_id, url=url, audit_id=audit_id)
         if not snapshots:
             st.caption("This audit has no stored snapshot image.")
         for snap in snapshots:

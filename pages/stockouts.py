@@ -11,12 +11,6 @@ from skuaudit.config import get_settings
 CHART_STORES = 20
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _cached(report: str, latest_audit_id: int | None, **kwargs):
-    """``reports.<report>(**kwargs)``; ``latest_audit_id`` makes a new audit show at once."""
-    return getattr(reports, report)(**kwargs)
-
-
 st.title("Stockouts")
 url = get_settings().db_url
 
@@ -33,13 +27,13 @@ with ui.user_errors("Loading the stockouts"):
         as_of = st.date_input("Latest audits as of", span[1], key="so_as_of")
     filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
 
-    stores = _cached("availability_by_store", latest_id, **filters)
+    stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])
     if audited.empty:
         st.info(f"No audits for {scope.label} on or before {as_of:%d %b %Y}. "
                 "Pick a later date or other stores.")
         st.stop()
-    actions = _cached("current_stockouts", latest_id, **filters)
+    actions = ui.cached_report("current_stockouts", latest_id, **filters)
     st.caption(f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "
                "Availability = targeted brands seen / targeted brands; compliance = mean of "
                "min(facings / target, 1) over targeted brands.")
@@ -80,7 +74,7 @@ with ui.user_errors("Loading the stockouts"):
                            file_name="availability_worst_stores.csv", mime="text/csv",
                            key="so_availability_csv")
     with right:
-        gaps = _cached("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
+        gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
         st.download_button(f"Download these {len(gaps)} stores (CSV)", gaps.to_csv(index=False),
                            file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
@@ -102,7 +96,7 @@ with ui.user_errors("Loading the stockouts"):
                        key="so_stores_csv")
 
     with st.expander("Planogram compliance per brand"):
-        compliance = _cached("planogram_compliance", latest_id, **filters)
+        compliance = ui.cached_report("planogram_compliance", latest_id, **filters)
         st.dataframe(compliance, hide_index=True, key="so_compliance_table")
         st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
                            file_name="planogram_compliance.csv", mime="text/csv",

@@ -82,5 +82,10 @@ def sign_in_page() -> None:
                 st.error("Wrong user name or password.")
 
 
-def coming_soon(what: str) -> None:
-    st.info(f"{what} is not available in this build yet.", icon=":material/construction:")
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_report(report: str, latest_audit_id: int | None, **kwargs):
+    """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``latest_audit_id`` makes a new
+    audit show up at once while repeated reruns with the same filters cost nothing."""
+    from skuaudit import reports
+
+    return getattr(reports, report)(**kwargs)
