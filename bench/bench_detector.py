@@ -132,7 +132,14 @@ def bench_shelf_photos(
         signed.append((int(inside.sum()) - row["count"]) / row["count"])
         errors.append(abs(signed[-1]))
     gaps = [int((d.class_id == GAP).sum()) for d in results.values()]
-    threshold = detector.config.score_threshold if score_threshold is None else score_threshold
+    cfg = detector.config
+    threshold = (
+        ", ".join(
+            f"{c} {t:g}" for c, t in zip(cfg.class_names, cfg.default_thresholds(), strict=True)
+        )
+        if score_threshold is None
+        else score_threshold
+    )
     print(
         f"\n## shelf-photos ({len(photos)} real photos, tiled, score >= {threshold}, median {np.median(seconds) * 1000:.0f} ms/photo)"
     )

@@ -1,19 +1,33 @@
-"""Reproduce the shipped default model in ``models/default``.
+"""Reproduce the shipped default model in ``models/default`` (stage 1; stage 2 is optional).
 
 Data (none of it is stored in the repository):
 
 - synthetic shelves rendered by ``skuaudit.datasets.synth.generate_dataset`` into ``--work``;
 - the real empty-gap boxes of ``../shared/data/shelf-gaps`` (YOLO, class 0 = empty -> ``gap``).
   Those photos also show unlabelled products, so they list only ``gap`` as annotated and the
-  product-class loss is masked on them. Both sets are split 80/20 by image (sorted names, seed 0).
+  product-class loss is masked on them;
+- stage 2 (``--self-train-steps N``) only: the real photos of ``../shared/data/shelf-photos/images``, pseudo-labelled by the
+  stage-1 model (products scoring at least ``--pseudo-threshold`` after NMS and the nested-box
+  rules; gap loss masked). The photos named in ``row_counts.json`` are **excluded**: their counted
+  rows are the yardstick of real-photo counting.
+
+Every set is split 80/20 by image (sorted names, seed 0).
+
+1. from scratch on synthetic shelves + shelf-gaps (``--steps``), into ``--out`` (into
+   ``--work/stage1`` when stage 2 follows);
+2. self-training: fine-tune from stage 1 on the same data plus the pseudo-labelled photos
+   (``--self-train-steps``, ``--self-train-repeats`` copies of each photo per epoch), into ``--out``.
+   The shipped model is stage 1 alone: 1,200 steps of stage 2 (about 20 minutes on CPU) did not
+   lower the row-count error (see ``models/default/MODEL_CARD.md``).
 
 Usage (CPU, about an hour)::
 
     nice -n 5 python scripts/train_default_model.py --steps 3000
     python scripts/train_default_model.py --resume          # continue a run cut short
+    python scripts/train_default_model.py --stage1 models/default --self-train-steps 1200
 
-The model folder is rewritten at every evaluation that improves the validation loss, so an
-interrupted run still leaves a usable model.
+The model folder of each stage is rewritten at every evaluation that improves the validation loss,
+so an interrupted run still leaves a usable model.
 """
 
 from __future__ import annotations
@@ -28,20 +42,45 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.readers import read_dataset  # noqa: E402
 from skuaudit.datasets.synth import generate_dataset  # noqa: E402
-from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
+from skuaudit.training.train import TrainConfig, pseudo_label_photos, train_detector  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+
+
+def report(event: dict) -> None:
+    print(
+        json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in event.items()}),
+        flush=True,
+    )
+
+
+def self_training_photos(photos_dir: Path, exclude_json: Path) -> list[Path]:
+    """The photos of ``photos_dir/images`` minus those named by ``exclude_json`` (``image`` keys)."""
+    excluded = {row["image"] for row in json.loads(exclude_json.read_text())}
+    return [p for p in sorted((photos_dir / "images").glob("*.jpg")) if p.name not in excluded]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gaps", type=Path, default=SHARED / "shelf-gaps")
+    parser.add_argument("--photos", type=Path, default=SHARED / "shelf-photos")
     parser.add_argument(
-        "--gaps", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "shelf-gaps"
+        "--exclude",
+        type=Path,
+        default=None,
+        help="JSON list of {image: ...} kept out of self-training (default: PHOTOS/row_counts.json)",
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/skuaudit_default_model"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "default")
-    parser.add_argument("--synth-images", type=int, default=800)
+    parser.add_argument("--synth-images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")
+    parser.add_argument("--pseudo-threshold", type=float, default=0.6)
+    parser.add_argument("--self-train-steps", type=int, default=0, help="0: no stage 2")
+    parser.add_argument("--self-train-lr", type=float, default=5e-4)
+    parser.add_argument("--self-train-repeats", type=int, default=6)
     args = parser.parse_args()
 
     synth_dir = args.work / "synth"
@@ -49,37 +88,63 @@ def main() -> int:
         generate_dataset(synth_dir, args.synth_images, seed=0, formats=("yolo",))
     synth = read_dataset(synth_dir, "yolo")
     gaps = read_dataset(args.gaps, "yolo", class_map={"0": "gap"})
-    config = TrainConfig(
-        out_dir=args.out,
-        steps=args.steps,
+    description = [
+        f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed 0), "
+        f"{synth.num_boxes} product/gap boxes, random crops",
+        f"shelf-gaps (SKU-110K subset annotated by Munimul/ESD): {len(gaps)} photos 416x416, "
+        f"{gaps.num_boxes} gap boxes, product loss masked",
+    ]
+    common = dict(
         batch_size=8,
         image_size=320,
         alpha=0.35,
-        learning_rate=2e-3,
         val_fraction=0.2,
         seed=0,
         tile=True,
         eval_every=args.eval_every,
         patience=8,
         val_batches=20,
-        checkpoint_dir=args.work / "checkpoints",
         resume=args.resume,
         eval_max_images=100,
-        data_description=[
-            f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed 0), "
-            f"{synth.num_boxes} product/gap boxes, random crops",
-            f"shelf-gaps (SKU-110K subset annotated by Munimul/ESD): {len(gaps)} photos 416x416, "
-            f"{gaps.num_boxes} gap boxes, product loss masked",
-        ],
     )
-
-    def report(event: dict) -> None:
-        print(
-            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in event.items()}),
-            flush=True,
+    stage1 = args.stage1
+    if stage1 is None:
+        stage1 = args.work / "stage1" if args.self_train_steps else args.out
+        config = TrainConfig(
+            out_dir=stage1,
+            steps=args.steps,
+            learning_rate=2e-3,
+            checkpoint_dir=args.work / "checkpoints",
+            data_description=description,
+            **common,
         )
+        train_detector(config, [synth, gaps], progress_callback=report)
+    if not args.self_train_steps:
+        return 0
 
-    train_detector(config, [synth, gaps], progress_callback=report)
+    from skuaudit.detector import Detector
+
+    exclude = args.exclude or args.photos / "row_counts.json"
+    photos = self_training_photos(args.photos, exclude)
+    pseudo = pseudo_label_photos(
+        Detector.load(stage1), photos, score_threshold=args.pseudo_threshold
+    )
+    config = TrainConfig(
+        out_dir=args.out,
+        steps=args.self_train_steps,
+        learning_rate=args.self_train_lr,
+        checkpoint_dir=args.work / "checkpoints_self_train",
+        init_model_dir=stage1,
+        dataset_repeats=[1, 1, args.self_train_repeats],
+        data_description=[
+            *description,
+            f"shelf-photos (SKU-110K): {len(pseudo)} real photos (the {exclude.name} photos "
+            f"excluded), {pseudo.num_boxes} product pseudo-labels of the stage-1 model at score >= "
+            f"{args.pseudo_threshold}, gap loss masked, each photo x{args.self_train_repeats} per epoch",
+        ],
+        **common,
+    )
+    train_detector(config, [synth, gaps, pseudo], progress_callback=report)
     return 0
 
 

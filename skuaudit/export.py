@@ -21,6 +21,11 @@ Formats and what each folder holds (every one also gets ``labels.json``, ``confi
   with ``int8=True``, post-training int8 quantised (float input and output) calibrated on generated
   shelves. ``skuaudit.detector.decode_detections`` and ``anchors.json`` turn its output into boxes.
 
+The exported graphs apply one ``score_threshold`` and per-class NMS only. ``Detector.detect`` also
+applies the nested-box rules (``skuaudit.detector.postprocess.suppress_contained``) and the
+per-class ``class_score_thresholds`` of ``config.json``; a runtime that needs the same boxes applies
+those to the graph's output.
+
 Example:
     >>> export_model("models/default", "tfjs", "exports/default-tfjs")  # doctest: +SKIP
 """

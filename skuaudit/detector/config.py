@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from skuaudit.detections import CLASS_NAMES
 from skuaudit.detector.boxes import AnchorSpec
 
@@ -24,6 +26,9 @@ class DetectorConfig:
         fpn_channels: channels of the FPNLite pyramid and heads.
         class_names: detector classes, in logit order.
         score_threshold: default minimum class score of a returned box.
+        class_score_thresholds: per-class defaults (``{"product": 0.65}``) that replace
+            ``score_threshold`` for those classes; an explicit ``detect(score_threshold=...)``
+            applies to every class.
         nms_iou: IoU above which a lower-scored box of the same class is suppressed.
         max_detections: most boxes returned per image (and per tile).
         pre_nms_top_k: most candidate boxes per class entering NMS.
@@ -32,6 +37,11 @@ class DetectorConfig:
         tile_fraction: tile side as a fraction of the image's longer side (at least ``image_size``),
             inside the range of ``TileSpec.side_fraction`` so products look as in training.
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile side.
+        containment: share of a box's area inside another box for it to count as nested
+            (``postprocess.suppress_contained``, applied after NMS and tile merging).
+        stack_min_contained: a box holding this many nested boxes of its class is a stack box and
+            is dropped (its items are counted); ``0`` keeps stack boxes.
+        drop_contained: drop a box nested in a higher-scored box of its class.
     """
 
     image_size: int = 320
@@ -44,12 +54,16 @@ class DetectorConfig:
     anchor_scales: tuple[float, ...] = (1.0, 1.5)
     anchor_aspect_ratios: tuple[float, ...] = (0.33, 0.6, 1.0, 1.8)
     score_threshold: float = 0.3
+    class_score_thresholds: dict[str, float] = field(default_factory=dict)
     nms_iou: float = 0.5
     max_detections: int = 400
     pre_nms_top_k: int = 3000
     tile_above_px: int = 900
     tile_fraction: float = 0.4
     tile_overlap: float = 0.25
+    containment: float = 0.8
+    stack_min_contained: int = 2
+    drop_contained: bool = True
 
     def __post_init__(self) -> None:
         if self.image_size < 64 or self.image_size % 32:
@@ -62,6 +76,17 @@ class DetectorConfig:
             raise ValueError("max_detections and pre_nms_top_k must be positive")
         if not 0 <= self.tile_overlap < 0.5:
             raise ValueError(f"tile_overlap must be in [0, 0.5), got {self.tile_overlap}")
+        unknown = sorted(set(self.class_score_thresholds) - set(self.class_names))
+        if unknown:
+            raise ValueError(
+                f"class_score_thresholds names unknown classes {unknown}; known: {self.class_names}"
+            )
+        if not 0 < self.containment <= 1:
+            raise ValueError(f"containment must be in (0, 1], got {self.containment}")
+        if self.stack_min_contained < 0:
+            raise ValueError(
+                f"stack_min_contained must be >= 0 (0 = off), got {self.stack_min_contained}"
+            )
         self.box_variance = tuple(self.box_variance)
         self.strides = tuple(self.strides)
         self.anchor_scales = tuple(self.anchor_scales)
@@ -70,6 +95,13 @@ class DetectorConfig:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def default_thresholds(self) -> np.ndarray:
+        """``(C,)`` float32 default minimum score of each class, in ``class_names`` order."""
+        return np.array(
+            [self.class_score_thresholds.get(c, self.score_threshold) for c in self.class_names],
+            dtype=np.float32,
+        )
 
     @property
     def anchor_spec(self) -> AnchorSpec:

@@ -19,7 +19,11 @@ import numpy as np
 from skuaudit.detections import Detections
 from skuaudit.detector.boxes import make_anchors
 from skuaudit.detector.config import DetectorConfig
-from skuaudit.detector.postprocess import decode_detections, merge_tile_detections
+from skuaudit.detector.postprocess import (
+    decode_detections,
+    merge_tile_detections,
+    suppress_contained,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,25 +180,33 @@ class Detector:
 
         Args:
             image_bgr: ``(H, W, 3)`` uint8 BGR image (as ``cv2.imread`` returns).
-            score_threshold: minimum score; ``None`` uses ``config.score_threshold``.
+            score_threshold: minimum score of every class; ``None`` uses the defaults of
+                ``config`` (``score_threshold``, ``class_score_thresholds``).
             tiled: ``True`` runs overlapping tiles at full resolution and merges boxes across tile
                 borders; ``False`` resizes the whole image to the model input (video frames);
                 ``None`` tiles when the longer side exceeds ``config.tile_above_px``.
 
         Returns:
-            Detections in pixel ``xyxy`` of ``image_bgr``, best score first.
+            Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
+            nested-box rules of ``config`` (``postprocess.suppress_contained``).
         """
         image_bgr = np.asarray(image_bgr)
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
             raise ValueError(f"detect expects an (H, W, 3) BGR image, got shape {image_bgr.shape}")
         cfg = self.config
-        threshold = cfg.score_threshold if score_threshold is None else float(score_threshold)
+        if score_threshold is None:
+            per_class = cfg.default_thresholds()
+            threshold = float(per_class.min())
+        else:
+            threshold = float(score_threshold)
+            per_class = np.full(cfg.num_classes, threshold, dtype=np.float32)
         height, width = image_bgr.shape[:2]
         if tiled is None:
             tiled = max(width, height) > cfg.tile_above_px
         if not tiled:
             raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
-            return self._decode(raw, (width, height), threshold)
+            det = self._suppress_nested(self._decode(raw, (width, height), threshold))
+            return det[det.confidence >= per_class[det.class_id]]
         from skuaudit.datasets.tfdata import tile_grid
 
         tile_px = max(cfg.image_size, round(max(width, height) * cfg.tile_fraction))
@@ -205,7 +217,23 @@ class Detector:
             det = self._decode(raw, (int(x2 - x1), int(y2 - y1)), threshold)
             det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
             parts.append(det)
-        return merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou)
+        merged = merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou)
+        det = self._suppress_nested(merged)
+        # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
+        # so the order does not change the result.
+        return det[det.confidence >= per_class[det.class_id]]
+
+    def _suppress_nested(self, det: Detections) -> Detections:
+        cfg = self.config
+        keep = suppress_contained(
+            det.xyxy,
+            det.confidence,
+            det.class_id,
+            containment=cfg.containment,
+            stack_min_contained=cfg.stack_min_contained,
+            drop_contained=cfg.drop_contained,
+        )
+        return det[keep]
 
     def _to_input(self, image_bgr: np.ndarray) -> np.ndarray:
         size = self.config.image_size

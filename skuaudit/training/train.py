@@ -58,6 +58,12 @@ class TrainConfig:
         log_every: steps between ``"step"`` progress events.
         export_tflite: also write ``model.tflite`` at each save (a few seconds each).
         data_description: one line per data source, for the model card.
+        init_model_dir: start from the weights of this model folder (same ``image_size`` and
+            ``alpha``) instead of random ones, e.g. to fine-tune on pseudo-labels; a checkpoint
+            found with ``resume`` takes precedence.
+        dataset_repeats: times each dataset's training images appear per epoch, in the order of
+            the datasets (missing entries: 1), so a small set is not drowned by a large one; the
+            validation split is made before repeating.
     """
 
     out_dir: Path
@@ -80,9 +86,12 @@ class TrainConfig:
     log_every: int = 10
     export_tflite: bool = True
     data_description: list[str] = field(default_factory=list)
+    init_model_dir: Path | None = None
+    dataset_repeats: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self.init_model_dir = Path(self.init_model_dir) if self.init_model_dir else None
         self.checkpoint_dir = (
             Path(self.checkpoint_dir) if self.checkpoint_dir else self.out_dir / "checkpoints"
         )
@@ -90,6 +99,8 @@ class TrainConfig:
             raise ValueError("steps, batch_size and eval_every must be positive")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if any(r < 1 for r in self.dataset_repeats):
+            raise ValueError(f"dataset_repeats must be >= 1, got {self.dataset_repeats}")
 
 
 def split_by_image(
@@ -166,11 +177,12 @@ def train_detector(
     from skuaudit.detector.detector import CONFIG_FILE
 
     train_images, val_images, val_sets = [], [], []
-    for ds in datasets:
+    for i, ds in enumerate(datasets):
         tr, va = split_by_image(
             Dataset(ds.classes, _to_detector_classes(ds)), config.val_fraction, config.seed
         )
-        train_images += tr
+        repeats = config.dataset_repeats[i] if i < len(config.dataset_repeats) else 1
+        train_images += tr * repeats
         val_images += va
         val_sets.append(va)
     if not train_images:
@@ -207,6 +219,8 @@ def train_detector(
 
     tf.keras.utils.set_random_seed(config.seed)
     model = build_raw_model(det_config)
+    if config.init_model_dir is not None:
+        _load_initial_weights(model, det_config, config.init_model_dir)
     warmup = max(1, min(200, config.steps // 10))
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         0.0, config.steps - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
@@ -359,6 +373,64 @@ def train_detector(
     return config.out_dir
 
 
+def _load_initial_weights(model, det_config, model_dir: Path) -> None:
+    """Copy the weights of the model folder ``model_dir`` into ``model`` (same architecture).
+
+    Raises:
+        ValueError: the folder's input size or width differs from ``det_config``.
+    """
+    from skuaudit.detector import DetectorConfig, load_raw_model
+    from skuaudit.detector.detector import CONFIG_FILE
+
+    source = DetectorConfig.from_json(model_dir / CONFIG_FILE)
+    if (source.image_size, source.alpha) != (det_config.image_size, det_config.alpha):
+        raise ValueError(
+            f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} differ from the "
+            f"run's {det_config.image_size} / {det_config.alpha}"
+        )
+    model.set_weights(load_raw_model(model_dir).get_weights())
+
+
+def pseudo_label_photos(
+    detector,
+    photos: Sequence[Path],
+    *,
+    score_threshold: float,
+) -> Dataset:
+    """Self-training data: the detector's confident product boxes on unlabelled photos.
+
+    Only ``product`` is declared, so trainers mask the gap loss on these images (the detector's gap
+    boxes on real photos are not reliable enough to teach from).
+
+    Args:
+        detector: a ``Detector``; photos are tiled by its ``tiled=None`` rule and boxes pass its
+            NMS and nested-box rules.
+        photos: image files.
+        score_threshold: minimum product score of a pseudo-label (high: a missed product is
+            learned as background, a wrong box as a product).
+
+    Returns:
+        Dataset with classes ``["product"]``, one image per readable photo, pixel ``xyxy`` boxes.
+
+    Raises:
+        DatasetError: a photo that cannot be read.
+    """
+    import cv2
+
+    from skuaudit.detections import PRODUCT
+
+    images = []
+    for path in photos:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise DatasetError(f"{path}: not a readable image")
+        det = detector.detect(image, score_threshold=score_threshold)
+        boxes = det.xyxy[det.class_id == PRODUCT]
+        height, width = image.shape[:2]
+        images.append(LabeledImage(path, width, height, boxes, ["product"] * len(boxes)))
+    return Dataset(["product"], images)
+
+
 def _cpu_count() -> int:
     import os
 
@@ -430,7 +502,12 @@ def _model_card(info: dict) -> str:
         f"# Model card: {Path(cfg['out_dir']).name}",
         "",
         f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid, input {cfg['image_size']}x"
-        f"{cfg['image_size']}, classes `product` and `gap`. Trained from scratch by `skuaudit train`.",
+        f"{cfg['image_size']}, classes `product` and `gap`. "
+        + (
+            f"Fine-tuned from `{cfg['init_model_dir']}` by `skuaudit train`."
+            if cfg.get("init_model_dir")
+            else "Trained from scratch by `skuaudit train`."
+        ),
         "",
         "## Data",
         *[

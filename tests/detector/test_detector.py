@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from skuaudit.datasets.synth import render_shelf
-from skuaudit.detections import Detections
-from skuaudit.detector import Detector, ModelLoadError, load_raw_model
+from skuaudit.detections import Detections, box_iou_xyxy
+from skuaudit.detector import Detector, DetectorConfig, ModelLoadError, load_raw_model
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,54 @@ def test_cli_json_and_bad_photos(tiny_detector, tmp_path, capsys, shelf_bgr):
         assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
     assert main(["detect", str(photo), "--model", str(tmp_path / "none")]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_nested_box_rules_apply_in_both_modes(tiny_detector, shelf_bgr, tiled):
+    detector = Detector.load(tiny_detector[0])
+    with_rules = detector.detect(shelf_bgr, score_threshold=0.01, tiled=tiled)
+    detector.config.stack_min_contained, detector.config.drop_contained = 0, False
+    without = detector.detect(shelf_bgr, score_threshold=0.01, tiled=tiled)
+    assert len(with_rules) < len(without)  # a barely trained model nests many boxes
+    assert np.all(box_iou_xyxy(with_rules.xyxy, without.xyxy).max(axis=1) > 0.999)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"containment": 0.0}, "containment"),
+        ({"containment": 1.5}, "containment"),
+        ({"stack_min_contained": -1}, "stack_min_contained"),
+        ({"class_score_thresholds": {"shelf": 0.5}}, "unknown classes"),
+    ],
+)
+def test_nested_box_settings_are_checked(settings, message):
+    with pytest.raises(ValueError, match=message):
+        DetectorConfig(**settings)
+
+
+def test_config_without_nested_box_settings_loads_defaults():
+    config = DetectorConfig.from_dict({"image_size": 128})
+    assert (config.containment, config.stack_min_contained, config.drop_contained) == (0.8, 2, True)
+
+
+@pytest.mark.parametrize(
+    "class_thresholds, explicit, expected_min",
+    [
+        ({}, None, {0: 0.2, 1: 0.2}),
+        ({"product": 0.5}, None, {0: 0.5, 1: 0.2}),
+        ({"product": 0.5}, 0.3, {0: 0.3, 1: 0.3}),  # an explicit threshold applies to every class
+    ],
+)
+@pytest.mark.parametrize("tiled", [False, True])
+def test_class_score_thresholds(
+    tiny_detector, shelf_bgr, class_thresholds, explicit, expected_min, tiled
+):
+    detector = Detector.load(tiny_detector[0])
+    detector.config.score_threshold = 0.2
+    detector.config.class_score_thresholds = class_thresholds
+    det = detector.detect(shelf_bgr, score_threshold=explicit, tiled=tiled)
+    low = detector.detect(shelf_bgr, score_threshold=0.01, tiled=tiled)
+    for class_id, minimum in expected_min.items():
+        expected = low[(low.class_id == class_id) & (low.confidence >= minimum)]
+        np.testing.assert_array_equal(det[det.class_id == class_id].xyxy, expected.xyxy)

@@ -6,7 +6,12 @@ import pytest
 from skuaudit.datasets.tfdata import tile_grid
 from skuaudit.detections import Detections, box_iou_xyxy
 from skuaudit.detector.boxes import AnchorSpec, encode_deltas, make_anchors
-from skuaudit.detector.postprocess import decode_detections, merge_tile_detections, nms_per_class
+from skuaudit.detector.postprocess import (
+    decode_detections,
+    merge_tile_detections,
+    nms_per_class,
+    suppress_contained,
+)
 
 VARIANCE = (0.1, 0.1, 0.2, 0.2)
 
@@ -127,3 +132,68 @@ def test_tiled_merge_empty():
         [Detections.empty() for _ in tiles], tiles, (1000, 800), nms_iou=0.5
     )
     assert len(merged) == 0
+
+
+STACK = [[0, 0, 20, 40], [0, 0, 20, 20], [0, 20, 20, 40]]  # a stack box and its two packs
+
+
+@pytest.mark.parametrize(
+    "boxes, scores, class_ids, stack_min, drop_contained, expected",
+    [
+        (np.empty((0, 4)), [], [], 2, True, []),
+        (STACK, [0.6, 0.8, 0.7], [0, 0, 0], 2, True, [False, True, True]),
+        (STACK, [0.6, 0.8, 0.7], [0, 0, 0], 2, False, [False, True, True]),
+        (STACK, [0.75, 0.8, 0.7], [0, 0, 0], 2, False, [True, True, True]),  # one item better
+        (STACK, [0.75, 0.8, 0.7], [0, 0, 0], 1, False, [False, True, True]),
+        (STACK, [0.75, 0.8, 0.7], [0, 0, 0], 2, True, [True, True, False]),  # rule 2: 0.7 inside
+        (STACK, [0.9, 0.8, 0.7], [0, 0, 0], 2, True, [True, False, False]),  # items inside better
+        (STACK, [0.9, 0.8, 0.7], [0, 0, 0], 2, False, [True, True, True]),
+        (STACK, [0.6, 0.8, 0.7], [0, 0, 0], 0, False, [True, True, True]),  # both rules off
+        (STACK, [0.6, 0.8, 0.7], [0, 0, 0], 3, True, [True, True, True]),  # 2 items < 3
+        (STACK, [0.6, 0.8, 0.7], [0, 1, 1], 2, True, [True, True, True]),  # other class
+        ([[0, 0, 20, 40], [0, 0, 20, 10]], [0.9, 0.8], [0, 0], 2, True, [True, False]),  # a label
+        ([[0, 0, 20, 20], [10, 0, 30, 20]], [0.9, 0.8], [0, 0], 2, True, [True, True]),  # half
+        ([[0, 0, 10, 10], [0, 0, 10, 10]], [0.9, 0.8], [0, 0], 2, True, [True, False]),  # equal
+        ([[0, 0, 10, 10], [20, 0, 30, 10]], [0.9, 0.8], [0, 0], 1, True, [True, True]),  # apart
+    ],
+)
+def test_suppress_contained(boxes, scores, class_ids, stack_min, drop_contained, expected):
+    keep = suppress_contained(
+        np.array(boxes, np.float32),
+        np.array(scores, np.float32),
+        np.array(class_ids, np.int64),
+        containment=0.8,
+        stack_min_contained=stack_min,
+        drop_contained=drop_contained,
+    )
+    assert keep.dtype == bool and keep.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "containment, expected",
+    [(0.8, [True, False]), (0.95, [True, True])],  # 90 % of the small box lies inside
+)
+def test_suppress_contained_fraction(containment, expected):
+    boxes = np.array([[0, 0, 20, 20], [2, 2, 12, 22]], np.float32)
+    keep = suppress_contained(
+        boxes,
+        np.array([0.9, 0.8]),
+        np.zeros(2, int),
+        containment=containment,
+        stack_min_contained=2,
+        drop_contained=True,
+    )
+    assert keep.tolist() == expected
+
+
+def test_suppress_contained_commutes_with_a_score_threshold():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 200, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 60, (300, 2))], axis=1)
+    scores, class_ids = rng.uniform(0, 1, 300), rng.integers(0, 2, 300)
+    rules = dict(containment=0.8, stack_min_contained=2, drop_contained=True)
+    keep_all = suppress_contained(boxes, scores, class_ids, **rules)
+    above = scores >= 0.5
+    keep_above = suppress_contained(boxes[above], scores[above], class_ids[above], **rules)
+    assert keep_above.tolist() == keep_all[above].tolist()
+    assert 0 < keep_all.sum() < 300

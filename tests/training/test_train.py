@@ -89,3 +89,56 @@ def test_parse_class_map(text, expected):
 def test_parse_class_map_error():
     with pytest.raises(ValueError, match="SOURCE=CLASS"):
         parse_class_map("0:gap")
+
+
+def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
+    tiny_detector, tmp_path, synth_shelf_dataset
+):
+    from skuaudit.detector import Detector, load_raw_model
+    from skuaudit.training.train import pseudo_label_photos
+
+    photos = [im.path for im in synth_shelf_dataset.images[:2]]
+    pseudo = pseudo_label_photos(Detector.load(tiny_detector[0]), photos, score_threshold=0.05)
+    assert pseudo.classes == ["product"] and [im.path for im in pseudo.images] == photos
+    assert all(set(im.class_names) <= {"product"} for im in pseudo.images)
+    small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
+    out = train_detector(
+        TrainConfig(
+            out_dir=tmp_path / "ft",
+            steps=2,
+            learning_rate=1e-9,  # Adam moves a weight by about this: it stays as loaded
+            batch_size=2,
+            image_size=128,
+            val_fraction=0.0,
+            tile=False,
+            augment=False,
+            export_tflite=False,
+            init_model_dir=tiny_detector[0],
+            dataset_repeats=[1, 3],
+        ),
+        [small, pseudo],
+    )
+    info = json.loads((out / "config.json").read_text())["training"]
+    assert info["train_images"] == 4 + 3 * 2
+    kernel = lambda m: next(w for w in m.weights if "kernel" in w.path).numpy()  # noqa: E731
+    np.testing.assert_allclose(
+        kernel(load_raw_model(out)), kernel(load_raw_model(tiny_detector[0])), atol=1e-6
+    )
+    assert "Fine-tuned from" in (out / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"image_size": 64}, "image_size 128 / alpha 0.35 differ"),
+        ({"dataset_repeats": [0]}, "dataset_repeats"),
+    ],
+)
+def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, settings, message):
+    with pytest.raises(ValueError, match=message):
+        train_detector(
+            TrainConfig(
+                out_dir=tmp_path / "ft", steps=1, init_model_dir=tiny_detector[0], **settings
+            ),
+            [synth_shelf_dataset],
+        )
