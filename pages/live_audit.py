@@ -17,7 +17,7 @@ def _pipeline(db_url: str) -> live.LivePipeline:
 
 
 st.title("Live audit")
-live.install_webrtc_rerun_fix()
+live.install_webrtc_fixes()
 live.apply_network_settings()
 ctx = ui.context()
 db_url = get_settings().db_url
@@ -46,8 +46,8 @@ def _on_stream_change() -> None:
 
 
 # NOTE: rendered on every full run, before anything that could stop the run: a run that skips it
-# makes streamlit-webrtc tear the stream down (see live.install_webrtc_rerun_fix).
-webrtc_streamer(
+# makes streamlit-webrtc tear the stream down (see live.install_webrtc_fixes).
+webrtc_ctx = webrtc_streamer(
     key=STREAMER_KEY,
     mode=WebRtcMode.SENDRECV,
     rtc_configuration=rtc_configuration,
@@ -67,8 +67,10 @@ st.caption(
 @st.fragment(run_every=1.0)
 def _live_results() -> None:
     state = processor.snapshot()
+    # The server's view of the stream: "live" only while frames can reach the processor.
+    stream = "live" if webrtc_ctx.state.playing else "stopped"
     st.markdown(
-        f"Facings **{state.products}** · gaps **{state.gaps}** · "
+        f"Camera **{stream}** · facings **{state.products}** · gaps **{state.gaps}** · "
         f"processed frames **{state.processed_frames}** · {state.fps:.1f} fps · "
         f"latency {state.latency_ms:.0f} ms"
     )

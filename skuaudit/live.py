@@ -27,7 +27,7 @@ practice frames are dropped in our slot, where they are counted.
 
 Network settings (``rtc_configuration``) come from ``SKUAUDIT_ICE_SERVERS`` and the TURN
 credential variables; ``apply_network_settings`` also honours ``SKUAUDIT_ICE_LOOPBACK_ONLY`` (tests,
-offline demos). ``install_webrtc_rerun_fix`` fixes streamlit-webrtc's start-up race (see there).
+offline demos). ``install_webrtc_fixes`` patches two streamlit-webrtc races (see there).
 """
 
 from __future__ import annotations
@@ -171,31 +171,37 @@ def apply_network_settings(environ: Mapping[str, str] | None = None) -> None:
         aioice.ice.get_host_addresses = _loopback_host_addresses
 
 
-# --------------------------------------------------------------------------- start-up race fix
+# --------------------------------------------------------------------------- streamlit-webrtc fixes
 
 _completed_runs: dict[str, int] = {}
 _completed_runs_lock = threading.Lock()
 
 
-def install_webrtc_rerun_fix() -> None:
-    """Make streamlit-webrtc's "was this component rendered in the previous run?" check exact.
+def install_webrtc_fixes() -> None:
+    """Patch two races of streamlit-webrtc 0.79 under Streamlit's fast reruns; idempotent.
 
-    streamlit-webrtc 0.79 resets a ``webrtc_streamer`` context (stops its worker: black video) when
-    ``session_info.script_run_count`` grew by more than one since the run that last rendered it,
-    meant for "the user went to another page and came back". That counter is incremented on the
-    server's event loop when a ``script_finished`` message is *sent*, i.e. after the run ended and
-    after a thread hop. During WebRTC start-up the browser triggers reruns back to back (SDP offer,
-    ICE candidates, playing state) while aiortc's handshake keeps that event loop busy, so a run
-    can start before the previous run's finish was counted: it reads a count one too low, the next
-    run reads the true one, the difference is 2 and the live context is torn down although it was
-    rendered in every run ("Context for key=... was not rendered for 1 script runs; resetting
-    stale state"), about 1 START in 5-8 on 2 cores.
+    Both come from ``runner.fastReruns`` (on by default): every message from the browser (each
+    START/STOP, SDP offer, batch of ICE candidates) stops the running script thread and starts a
+    new one at once, so two runs of one session can overlap, and the stopped run's messages are
+    dropped unsent.
 
-    The fix counts finished runs on the script thread itself, before the next run can start, with
-    the rule Streamlit uses to drop the state of widgets a run did not draw: a full run that ended
-    normally (not stopped early for a rerun, by ``st.stop`` or by an exception). streamlit-webrtc
-    then reads that count. Page switches are still detected: the other page's run is counted.
-    Idempotent; safe to call on every page run.
+    1. **Stale reset after a quick STOP -> START** (seen in 4 of 20 STARTs on a loaded 2-core
+       machine): the STOP run calls ``_reset_context``, which blocks in ``worker.stop()`` (up to
+       ~2 s of timeouts) and only then writes "not playing, not signalling". If START is pressed
+       meanwhile, the new run's ``on_change`` has already stored "signalling"; the late write
+       overwrites it. The browser keeps the same SDP offer, so the value never changes again:
+       every run sees an offer with a "stopped" state, creates a worker, and the next run stops
+       it ("Create a new worker" / "Reset the stopped WebRTC context" once a second): the video
+       never starts. The patched reset detaches the worker and clears the state first, leaves a
+       state or a worker that a newer run stored in the meantime alone, and stops the old worker
+       last.
+    2. **"was not rendered" reset**: a context is reset (worker stopped: black video) when
+       ``session_info.script_run_count`` grew by more than one since the run that last rendered
+       it. That counter grows on the event loop when a ``script_finished`` message is *sent*, so
+       it skips runs whose message was dropped and can catch up by two between two runs that
+       both rendered the stream. Finished runs are counted on the script thread instead, with
+       the rule Streamlit uses to drop undrawn widgets: a full run that ended normally.
+       Page switches are still detected: the other page's runs are counted.
     """
     import streamlit_webrtc.component as webrtc_component
     from streamlit.runtime.scriptrunner import ScriptRunner, ScriptRunnerEvent
@@ -219,6 +225,27 @@ def install_webrtc_rerun_fix() -> None:
             return _completed_runs.get(session_info.session.id, 0)
 
     webrtc_component.get_script_run_count = completed_runs
+    webrtc_component._reset_context = _reset_context_then_stop
+
+
+def _reset_context_then_stop(context) -> None:
+    """streamlit-webrtc's ``_reset_context`` with the slow ``worker.stop()`` moved to the end.
+
+    A state or worker replaced while this runs belongs to a newer run (see
+    ``install_webrtc_fixes``) and is kept.
+    """
+    from streamlit_webrtc.component import WebRtcStreamerState
+
+    state, worker = context.state, context._get_worker()
+    if context._get_worker() is worker:
+        context._set_worker(None)
+    if context.state is state:
+        context._set_state(WebRtcStreamerState(playing=False, signalling=False))
+    context._sdp_answer_json = None
+    context._is_sdp_answer_sent = False
+    context._component_value_snapshot = None
+    if worker is not None:
+        worker.stop()
 
 
 # --------------------------------------------------------------------------- counting and smoothing

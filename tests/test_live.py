@@ -354,7 +354,7 @@ def test_loopback_only(monkeypatch):
     assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
 
 
-# --------------------------------------------------------------------------- run-count fix
+# --------------------------------------------------------------------------- streamlit-webrtc fixes
 
 
 def test_rerun_fix_counts_completed_runs_synchronously(monkeypatch):
@@ -370,8 +370,10 @@ def test_rerun_fix_counts_completed_runs_synchronously(monkeypatch):
     # Stand-ins, restored after the test, so the wrapper is installed on them alone.
     monkeypatch.setattr(ScriptRunner, "_on_script_finished", original)
     monkeypatch.setattr(component, "get_script_run_count", None)
-    live.install_webrtc_rerun_fix()
-    live.install_webrtc_rerun_fix()  # idempotent: wrapped once
+    monkeypatch.setattr(component, "_reset_context", component._reset_context)
+    live.install_webrtc_fixes()
+    live.install_webrtc_fixes()  # idempotent: wrapped once
+    assert component._reset_context is live._reset_context_then_stop
 
     class Ctx:
         session_id = "session-under-test"
@@ -393,3 +395,36 @@ def test_rerun_fix_counts_completed_runs_synchronously(monkeypatch):
         # counted before the runner's own handling returns, i.e. before a next run can start
         assert component.get_script_run_count(SessionInfo) == expected
     assert len(finished) == 5
+
+
+@pytest.mark.parametrize("newer", ["state", "worker"])
+def test_reset_keeps_what_a_newer_run_stored_while_the_worker_stops(newer):
+    """A START handled while the STOP run waits in ``worker.stop()`` must survive that reset."""
+    from streamlit_webrtc.component import WebRtcStreamerContext, WebRtcStreamerState
+
+    signalling = WebRtcStreamerState(playing=False, signalling=True)
+    context = WebRtcStreamerContext(worker=None, state=WebRtcStreamerState(False, False))
+
+    class Worker:
+        stopped = False
+
+        def stop(self):
+            # what the overlapping run does meanwhile: its on_change, or its new worker
+            assert context._get_worker() is None, "the worker must be detached before stopping"
+            if newer == "state":
+                context._set_state(signalling)
+            else:
+                context._set_worker(new_worker)
+            self.stopped = True
+
+    old_worker, new_worker = Worker(), Worker()
+    context._set_worker(old_worker)
+    context._sdp_answer_json = "{}"
+    live._reset_context_then_stop(context)
+
+    assert old_worker.stopped
+    assert context._sdp_answer_json is None
+    if newer == "state":
+        assert context.state == signalling
+    else:
+        assert context._get_worker() is new_worker and not new_worker.stopped

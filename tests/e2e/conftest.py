@@ -59,8 +59,15 @@ def write_shelf_video(
     n_rows: int = 3,
     difficulty: float = 0.5,
 ) -> ShelfVideo:
-    """Render a shelf ``pan_px`` wider than the view and write a slow pan across it as MJPEG."""
-    shelf = render_shelf(seed, width + pan_px, height, n_rows=n_rows, difficulty=difficulty)
+    """Render a shelf ``pan_px`` wider than the view and write a slow pan across it as MJPEG.
+
+    The shelf carries the demo database's brands, so the live path's brand recognition is checked
+    as well as its counts.
+    """
+    from skuaudit.demo import demo_catalogue
+
+    shelf = render_shelf(seed, width + pan_px, height, n_rows=n_rows, difficulty=difficulty,
+                         catalogue=demo_catalogue())
     offsets = pan_offsets(pan_px, frames)
     counts = [int(products_in_view(shelf, x0, width).sum()) for x0 in offsets]
     first = products_in_view(shelf, offsets[0], width)

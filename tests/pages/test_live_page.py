@@ -102,7 +102,7 @@ def test_frames_counts_and_save(captured):
     time.sleep(0.05)
     at.run()
     status = " ".join(md.value for md in at.markdown)
-    assert "Facings **3** · gaps **1** · processed frames **5**" in status
+    assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in status
     table = at.table[0].value
     assert dict(zip(table["brand"], table["facings"], strict=True)) == {captured.brand: 2, "unknown": 1}
 
