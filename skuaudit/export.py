@@ -109,19 +109,9 @@ def import_tensorflowjs() -> types.ModuleType:
 
 def _load(model_dir: Path):
     """``(raw Keras model, DetectorConfig)`` of a model folder, or a ``ModelLoadError``."""
-    from skuaudit.detector import DetectorConfig, ModelLoadError, load_raw_model
-    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.detector.detector import load_raw_model, read_model_config
 
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelLoadError(f"{model_dir}: model folder not found")
-    config_path = model_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is missing")
-    try:
-        config = DetectorConfig.from_json(config_path)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
+    config = read_model_config(model_dir)
     return load_raw_model(model_dir), config
 
 

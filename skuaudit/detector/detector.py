@@ -132,15 +132,7 @@ class Detector:
             ModelLoadError: missing folder or file, or a file that does not load.
         """
         model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise ModelLoadError(f"{model_dir}: model folder not found")
-        config_path = model_dir / CONFIG_FILE
-        if not config_path.is_file():
-            raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is missing")
-        try:
-            config = DetectorConfig.from_json(config_path)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
+        config = read_model_config(model_dir)
         keras_path, tflite_path = model_dir / KERAS_FILE, model_dir / TFLITE_FILE
         if not keras_path.is_file():
             raise ModelLoadError(f"{model_dir}: weights file {KERAS_FILE} is missing")
@@ -254,6 +246,24 @@ class Detector:
             max_detections=cfg.max_detections,
             pre_nms_top_k=cfg.pre_nms_top_k,
         )
+
+
+def read_model_config(model_dir: str | Path) -> DetectorConfig:
+    """The ``DetectorConfig`` of a model folder.
+
+    Raises:
+        ModelLoadError: the folder or its ``config.json`` is missing, or the file does not parse.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"{model_dir}: model folder not found")
+    config_path = model_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is missing")
+    try:
+        return DetectorConfig.from_json(config_path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
 
 
 def load_raw_model(model_dir: str | Path):
