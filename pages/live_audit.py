@@ -43,6 +43,7 @@ def _on_stream_change() -> None:
     # A new START begins a new audit: counts from an earlier stream must not leak into it.
     if st.session_state[STREAMER_KEY].state.playing:
         processor.reset()
+        st.session_state.pop("live_saved", None)
 
 
 # NOTE: rendered on every full run, before anything that could stop the run: a run that skips it
@@ -88,7 +89,12 @@ def _live_results() -> None:
             audit_id = live.save_live_audit(
                 state, ctx.store_id, pipeline, user_name=ctx.user_name, url=db_url
             )
-            st.success(f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps.")
+            # Kept in the session: this fragment reruns every second and would wipe a one-off message.
+            st.session_state["live_saved"] = (
+                f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps."
+            )
+    if saved := st.session_state.get("live_saved"):
+        st.success(saved)
 
 
 _live_results()
