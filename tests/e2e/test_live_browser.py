@@ -256,7 +256,9 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
         assert truth_low - tolerance <= audit.product_count <= truth_high + tolerance
         assert abs(audit.product_count - shown.facings) <= tolerance
         images = s.scalars(sa.select(m.AuditImage).where(m.AuditImage.audit_id == audit_id)).all()
-        assert [(i.width, i.height) for i in images] == [(640, 480)]
+        # one snapshot of the camera's 4:3 frames; WebRTC may scale them down when the CPU is busy
+        assert len(images) == 1
+        assert 160 <= images[0].width <= 640 and images[0].width * 3 == images[0].height * 4
         branded = s.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(m.BrandMetric.facings), 0)).where(
                 m.BrandMetric.audit_id == audit_id, m.BrandMetric.brand_id.is_not(None)
