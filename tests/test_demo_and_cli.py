@@ -61,3 +61,15 @@ def test_cli_db_error_is_one_line_not_traceback(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "does not exist" in out.stderr
+
+
+def test_default_database_folder_exists_in_a_fresh_checkout(monkeypatch):
+    from pathlib import Path
+
+    from skuaudit.config import get_settings
+
+    monkeypatch.delenv("SKUAUDIT_DB_URL", raising=False)
+    url = get_settings().db_url
+    assert url.startswith("sqlite:///")
+    folder = Path(url.removeprefix("sqlite:///")).parent
+    assert folder.is_dir() and (folder / "README.md").is_file()  # tracked, so make run can create the DB
