@@ -14,6 +14,7 @@ import bcrypt
 import sqlalchemy as sa
 
 from skuaudit.storage import models as m
+from skuaudit.storage.cli import db_url_option
 from skuaudit.storage.db import DatabaseError, session_scope
 
 MIN_PASSWORD_LENGTH = 8
@@ -75,11 +76,7 @@ def remove_user(username: str, url: str | None = None) -> bool:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit user", description="Manage analyst accounts.")
-    common = argparse.ArgumentParser(add_help=False)
-    # accepted before or after the action: `skuaudit user add ann --db-url ...` reads naturally
-    common.add_argument("--db-url", default=argparse.SUPPRESS,
-                        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
-    parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
+    common = db_url_option(parser)
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", parents=[common], help="create an analyst account (password asked, or read from stdin)")
     add.add_argument("username")

@@ -8,6 +8,16 @@ import sys
 from skuaudit.storage.db import DatabaseError, check_schema, upgrade_database
 
 
+def db_url_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A parent parser with ``--db-url`` for subcommands; ``parser`` accepts it too, so the option
+    reads naturally before or after the action (``skuaudit user add ann --db-url ...``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db-url", default=argparse.SUPPRESS,
+                        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
+    return common
+
+
 def remove_demo(url: str | None = None) -> dict[str, int]:
     """Delete every row marked as demo; returns the number of rows removed per table."""
     import sqlalchemy as sa
@@ -33,11 +43,7 @@ def remove_demo(url: str | None = None) -> dict[str, int]:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit db", description="Database maintenance.")
-    common = argparse.ArgumentParser(add_help=False)
-    # accepted before or after the action: `skuaudit user add ann --db-url ...` reads naturally
-    common.add_argument("--db-url", default=argparse.SUPPRESS,
-                        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
-    parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
+    common = db_url_option(parser)
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("upgrade", parents=[common], help="apply migrations (creates the schema on a new database)")
     sub.add_parser("check", parents=[common], help="exit 0 if the schema is current")
