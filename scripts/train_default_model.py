@@ -74,6 +74,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "default")
     parser.add_argument("--synth-images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of stage 1")
+    parser.add_argument(
+        "--init-model",
+        type=Path,
+        default=None,
+        help="start stage 1 from this model folder's weights (fine-tuning) instead of from scratch",
+    )
+    parser.add_argument(
+        "--gap-repeats", type=int, default=1, help="copies of each shelf-gaps photo per epoch"
+    )
+    parser.add_argument(
+        "--loss-normalisation",
+        choices=("image", "batch"),
+        default="image",
+        help="'batch' reproduces the first default model (see detector.model.detection_loss)",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")
@@ -81,7 +97,13 @@ def main() -> int:
     parser.add_argument("--self-train-steps", type=int, default=0, help="0: no stage 2")
     parser.add_argument("--self-train-lr", type=float, default=5e-4)
     parser.add_argument("--self-train-repeats", type=int, default=6)
+    parser.add_argument(
+        "--anchor-ratios",
+        default=None,
+        help="comma-separated anchor width/height ratios (default: DetectorConfig's)",
+    )
     args = parser.parse_args()
+    ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
 
     synth_dir = args.work / "synth"
     if not (synth_dir / "data.yaml").is_file():
@@ -92,8 +114,10 @@ def main() -> int:
         f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed 0), "
         f"{synth.num_boxes} product/gap boxes, random crops",
         f"shelf-gaps (SKU-110K subset annotated by Munimul/ESD): {len(gaps)} photos 416x416, "
-        f"{gaps.num_boxes} gap boxes, product loss masked",
+        f"{gaps.num_boxes} gap boxes, product loss masked, each photo x{args.gap_repeats} per epoch",
     ]
+    if args.init_model is not None:
+        description.append(f"stage 1 fine-tuned from the weights of {args.init_model}")
     common = dict(
         batch_size=8,
         image_size=320,
@@ -106,6 +130,8 @@ def main() -> int:
         val_batches=20,
         resume=args.resume,
         eval_max_images=100,
+        loss_normalisation=args.loss_normalisation,
+        anchor_aspect_ratios=ratios,
     )
     stage1 = args.stage1
     if stage1 is None:
@@ -113,9 +139,11 @@ def main() -> int:
         config = TrainConfig(
             out_dir=stage1,
             steps=args.steps,
-            learning_rate=2e-3,
+            learning_rate=args.lr,
             checkpoint_dir=args.work / "checkpoints",
             data_description=description,
+            init_model_dir=args.init_model,
+            dataset_repeats=[1, args.gap_repeats],
             **common,
         )
         train_detector(config, [synth, gaps], progress_callback=report)

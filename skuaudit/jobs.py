@@ -351,6 +351,8 @@ def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, e
     from skuaudit.training.evaluate import evaluate_detections
 
     detector = Detector.load(model_dir)
+    # Counted and drawn at the model's own per-class defaults, as audits count them.
+    thresholds = detector.config.default_thresholds()
     images, predictions, shown = [], [], []
     colours = {0: (60, 200, 60), 1: (40, 40, 230)}
     with tempfile.TemporaryDirectory(prefix="skuaudit-eval-") as tmp:
@@ -364,12 +366,14 @@ def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, e
             if i < examples:
                 canvas = shelf.image_bgr.copy()
                 for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
-                    if score >= detector.config.score_threshold:
+                    if score >= thresholds[int(cls)]:
                         x1, y1, x2, y2 = (int(v) for v in box)
                         cv2.rectangle(canvas, (x1, y1), (x2, y2), colours.get(int(cls), (255, 255, 255)), 2)
                 shown.append(canvas)
         report = evaluate_detections(
-            Dataset(list(CLASS_NAMES), images), predictions, score_threshold=detector.config.score_threshold
+            Dataset(list(CLASS_NAMES), images),
+            predictions,
+            score_threshold=detector.config.threshold_map(),
         )
     return report, shown
 

@@ -103,6 +103,12 @@ class DetectorConfig:
             dtype=np.float32,
         )
 
+    def threshold_map(self) -> dict[str, float]:
+        """``{class name: default minimum score}`` (``default_thresholds`` by name)."""
+        return {
+            c: float(t) for c, t in zip(self.class_names, self.default_thresholds(), strict=True)
+        }
+
     @property
     def anchor_spec(self) -> AnchorSpec:
         return AnchorSpec(

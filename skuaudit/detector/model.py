@@ -204,8 +204,15 @@ def detection_loss(
     num_classes: int,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
+    normalisation: str = "image",
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Focal classification loss and Huber box loss, both normalised by the positive anchors.
+
+    With ``normalisation="image"`` (default) each image's loss is divided by its own positive
+    anchors and the batch mean is taken, so every image weighs the same; ``"batch"`` divides the
+    batch sum by the batch's positives (RetinaNet), which lets a dense synthetic shelf (~500
+    positive anchors) drown a real gap photo (~20) in a mixed batch: the default model trained that
+    way under-fitted the gaps (gap AP50 0.42 on its own training photos).
 
     Args:
         targets: ``(B, A, 4 + C + 1)`` from ``LabelEncoder.encode_batch``.
@@ -213,15 +220,17 @@ def detection_loss(
         class_mask: ``(B, C)`` float32, 1 where the class is exhaustively labelled in that image;
             0 drops that class's loss on every anchor of the image (unlabelled products in gap photos).
         num_classes: ``C``.
+        normalisation: ``"image"`` or ``"batch"`` (see above).
 
     Returns:
         ``(class_loss, box_loss)`` scalars.
     """
+    if normalisation not in ("image", "batch"):
+        raise ValueError(f"normalisation must be 'image' or 'batch', got {normalisation!r}")
     box_t, cls_t, state = targets[..., :4], targets[..., 4 : 4 + num_classes], targets[..., -1]
     box_p, logits = predictions[..., :4], predictions[..., 4:]
     positive = tf.cast(state > 0, tf.float32)
     not_ignored = tf.cast(state >= 0, tf.float32)
-    normaliser = tf.maximum(tf.reduce_sum(positive), 1.0)
 
     ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=cls_t, logits=logits)
     prob = tf.sigmoid(logits)
@@ -229,10 +238,16 @@ def detection_loss(
     alpha_t = cls_t * focal_alpha + (1 - cls_t) * (1 - focal_alpha)
     focal = alpha_t * tf.pow(1 - p_t, focal_gamma) * ce
     focal = focal * not_ignored[..., None] * class_mask[:, None, :]
-    class_loss = tf.reduce_sum(focal) / normaliser
-
     huber = tf.reduce_sum(
         keras.losses.huber(box_t[..., None], box_p[..., None], delta=1.0), axis=-1
     )
-    box_loss = tf.reduce_sum(huber * positive) / normaliser
-    return class_loss, box_loss
+    per_image_class = tf.reduce_sum(focal, axis=[1, 2])  # (B,)
+    per_image_box = tf.reduce_sum(huber * positive, axis=1)  # (B,)
+    if normalisation == "image":
+        per_image_norm = tf.maximum(tf.reduce_sum(positive, axis=1), 1.0)
+        return (
+            tf.reduce_mean(per_image_class / per_image_norm),
+            tf.reduce_mean(per_image_box / per_image_norm),
+        )
+    normaliser = tf.maximum(tf.reduce_sum(positive), 1.0)
+    return tf.reduce_sum(per_image_class) / normaliser, tf.reduce_sum(per_image_box) / normaliser

@@ -6,7 +6,9 @@ Images whose ``annotated_classes`` leave a class out (a gap-only photo) are not 
 predictions of that class there are dropped, since the photo says nothing about them.
 
 Counting error follows the SKU-110K paper: per image, |predicted count - true count|, with
-predictions counted at ``score >= score_threshold``; MAE and RMSE over images.
+predictions counted at ``score >= score_threshold`` (one value, or one per class: the command line
+uses the model's own per-class defaults); MAE and RMSE over images. AP is computed from detections
+down to ``AP_SCORE_THRESHOLD`` so the precision/recall curve is complete.
 
 Command line::
 
@@ -30,6 +32,7 @@ import contextlib
 import io
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
 from skuaudit.detections import CLASS_NAMES, Detections
+
+# Detections below this score are not kept for AP (the curve's tail beyond it is negligible).
+AP_SCORE_THRESHOLD = 0.05
 
 
 def _annotated(item: LabeledImage, classes: list[str]) -> set[str]:
@@ -169,13 +175,30 @@ def coco_metrics(
     return {**block(slice(None)), "per_class": per_class, "pr_curves": pr_curves}
 
 
+def _class_thresholds(
+    score_threshold: float | Mapping[str, float], classes: list[str]
+) -> dict[str, float]:
+    """One minimum score per class from a number (every class) or a ``{class: score}`` mapping."""
+    if isinstance(score_threshold, Mapping):
+        missing = [c for c in classes if c not in score_threshold]
+        if missing:
+            raise ValueError(f"score_threshold has no value for classes {missing}")
+        return {c: float(score_threshold[c]) for c in classes}
+    return dict.fromkeys(classes, float(score_threshold))
+
+
 def counting_errors(
-    gt: Dataset, predictions: list[Detections], classes: list[str], score_threshold: float = 0.5
+    gt: Dataset,
+    predictions: list[Detections],
+    classes: list[str],
+    score_threshold: float | Mapping[str, float] = 0.5,
 ) -> dict[str, Any]:
     """Per-image counting error (SKU-110K paper): MAE and RMSE, overall and per class.
 
     The overall count of an image sums the classes it annotates. A class is scored only on
-    images that annotate it; with none, its errors are ``None``.
+    images that annotate it; with none, its errors are ``None``. ``score_threshold`` is one
+    minimum score for every class or a ``{class: score}`` mapping (a model's per-class defaults,
+    ``DetectorConfig.threshold_map()``).
 
     Example:
         >>> from skuaudit.datasets.base import LabeledImage
@@ -184,12 +207,14 @@ def counting_errors(
         1.0
     """
     _check_inputs(gt, predictions)
+    thresholds = _class_thresholds(score_threshold, classes)
     total_diffs: list[float] = []
     class_diffs: dict[str, list[float]] = {c: [] for c in classes}
     for item, pred in zip(gt.images, predictions, strict=True):
         annotated = _annotated(item, classes)
         names = np.array(_prediction_names(pred), dtype=object)
-        confident = names[pred.confidence >= score_threshold]
+        minimum = np.array([thresholds.get(n, np.inf) for n in names], dtype=np.float64)
+        confident = names[np.asarray(pred.confidence, dtype=np.float64) >= minimum]
         total = 0.0
         for c in classes:
             if c not in annotated:
@@ -259,7 +284,7 @@ def evaluate_detections(
     classes: list[str] | tuple[str, ...] = CLASS_NAMES,
     *,
     max_dets: int = 300,
-    score_threshold: float = 0.5,
+    score_threshold: float | Mapping[str, float] = 0.5,
 ) -> EvalReport:
     """Score predictions against ground truth: COCO metrics and counting error (pure function).
 
@@ -268,7 +293,8 @@ def evaluate_detections(
         predictions: one ``Detections`` per image of ``gt``, in the same order.
         classes: classes to score (default: the detector's).
         max_dets: detections per image considered by COCO metrics.
-        score_threshold: minimum score of a counted prediction.
+        score_threshold: minimum score of a counted prediction, one for all classes or
+            ``{class: score}``.
     """
     classes = list(classes)
     coco = coco_metrics(gt, predictions, classes, max_dets)
@@ -311,8 +337,14 @@ def pr_curve_figure(report: EvalReport, title: str = "Precision-recall at IoU 0.
     return fig
 
 
-def predict_dataset(model_dir: str | Path, gt: Dataset) -> list[Detections]:
-    """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily)."""
+def predict_dataset(
+    model_dir: str | Path, gt: Dataset, score_threshold: float = AP_SCORE_THRESHOLD
+) -> list[Detections]:
+    """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily).
+
+    ``score_threshold`` is low by default so the precision/recall curve behind AP is complete
+    (the model's own, higher, defaults would cut it); counting applies its thresholds afterwards.
+    """
     import cv2
 
     from skuaudit.detector import Detector
@@ -323,7 +355,7 @@ def predict_dataset(model_dir: str | Path, gt: Dataset) -> list[Detections]:
         image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
         if image is None:
             raise DatasetError(f"{item.path}: cannot decode image")
-        predictions.append(detector.detect(image))
+        predictions.append(detector.detect(image, score_threshold=score_threshold))
     return predictions
 
 
@@ -366,7 +398,10 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--skip-bad", action="store_true", help="skip bad images, list them")
     parser.add_argument("--max-dets", type=int, default=300)
     parser.add_argument(
-        "--score-threshold", type=float, default=0.5, help="minimum score of a counted detection"
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="minimum score of a counted detection (default: the model's per-class thresholds)",
     )
     parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -380,12 +415,18 @@ def cli_main(argv: list[str]) -> int:
         )
         model_dir = args.model or get_settings().default_model_dir
         predictions = predict_dataset(model_dir, gt)
+        if args.score_threshold is None:
+            from skuaudit.detector.detector import read_model_config
+
+            count_threshold: float | dict[str, float] = read_model_config(model_dir).threshold_map()
+        else:
+            count_threshold = args.score_threshold
         report = evaluate_detections(
             gt,
             predictions,
             CLASS_NAMES,
             max_dets=args.max_dets,
-            score_threshold=args.score_threshold,
+            score_threshold=count_threshold,
         )
     except (DatasetError, ValueError, OSError, RuntimeError) as exc:
         # RuntimeError: skuaudit.detector.ModelLoadError (a missing or unusable model folder)

@@ -64,6 +64,11 @@ class TrainConfig:
         dataset_repeats: times each dataset's training images appear per epoch, in the order of
             the datasets (missing entries: 1), so a small set is not drowned by a large one; the
             validation split is made before repeating.
+        loss_normalisation: ``"image"`` (each image's loss over its own positive anchors, so a
+            sparse real gap photo weighs as much as a dense synthetic shelf) or ``"batch"``
+            (RetinaNet: over the batch's positives); see ``detector.model.detection_loss``.
+        anchor_aspect_ratios: anchor ``width / height`` ratios (``None``: the ``DetectorConfig``
+            default); saved in the model's ``config.json``.
     """
 
     out_dir: Path
@@ -88,6 +93,8 @@ class TrainConfig:
     data_description: list[str] = field(default_factory=list)
     init_model_dir: Path | None = None
     dataset_repeats: list[int] = field(default_factory=list)
+    loss_normalisation: str = "image"
+    anchor_aspect_ratios: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -101,6 +108,10 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if any(r < 1 for r in self.dataset_repeats):
             raise ValueError(f"dataset_repeats must be >= 1, got {self.dataset_repeats}")
+        if self.loss_normalisation not in ("image", "batch"):
+            raise ValueError(
+                f"loss_normalisation must be 'image' or 'batch', got {self.loss_normalisation!r}"
+            )
 
 
 def split_by_image(
@@ -188,8 +199,13 @@ def train_detector(
     if not train_images:
         raise DatasetError("no training images: the datasets are empty")
     classes = list(CLASS_NAMES)
+    anchors = (
+        {"anchor_aspect_ratios": tuple(config.anchor_aspect_ratios)}
+        if config.anchor_aspect_ratios
+        else {}
+    )
     det_config = DetectorConfig(
-        image_size=config.image_size, alpha=config.alpha, class_names=classes
+        image_size=config.image_size, alpha=config.alpha, class_names=classes, **anchors
     )
     encoder = LabelEncoder(
         make_anchors(det_config.anchor_spec), len(classes), det_config.box_variance
@@ -241,12 +257,15 @@ def train_detector(
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
     num_classes = len(classes)
+    norm = config.loss_normalisation
 
     @tf.function(reduce_retracing=True)
     def train_step(images, targets, class_mask):
         with tf.GradientTape() as tape:
             predictions = model(images, training=True)
-            class_loss, box_loss = detection_loss(targets, predictions, class_mask, num_classes)
+            class_loss, box_loss = detection_loss(
+                targets, predictions, class_mask, num_classes, normalisation=norm
+            )
             loss = class_loss + box_loss
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -255,7 +274,7 @@ def train_detector(
     @tf.function(reduce_retracing=True)
     def val_step(images, targets, class_mask):
         class_loss, box_loss = detection_loss(
-            targets, model(images, training=False), class_mask, num_classes
+            targets, model(images, training=False), class_mask, num_classes, normalisation=norm
         )
         return class_loss + box_loss
 
@@ -387,6 +406,17 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
         raise ValueError(
             f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} differ from the "
             f"run's {det_config.image_size} / {det_config.alpha}"
+        )
+    layout = (source.anchor_spec.anchors_per_location, source.num_classes, source.fpn_channels)
+    wanted = (
+        det_config.anchor_spec.anchors_per_location,
+        det_config.num_classes,
+        det_config.fpn_channels,
+    )
+    if layout != wanted:
+        raise ValueError(
+            f"{model_dir}: its heads (anchors per location, classes, FPN channels {layout}) differ "
+            f"from the run's {wanted}; pass the same anchor_aspect_ratios"
         )
     model.set_weights(load_raw_model(model_dir).get_weights())
 

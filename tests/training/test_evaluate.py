@@ -156,3 +156,56 @@ def test_cli_with_model_module_present(tmp_path, capsys):
     )
     assert code == 2
     assert "skuaudit evaluate:" in capsys.readouterr().err
+
+
+def test_counting_with_per_class_thresholds():
+    """A model's own defaults (product 0.65, gap 0.3) decide what is counted, class by class."""
+    gt = Dataset(
+        CLASSES,
+        [LabeledImage("a.jpg", 100, 100, [[0, 0, 9, 9], [20, 0, 29, 9]], ["product", "gap"])],
+    )
+    pred = Detections(
+        [[0, 0, 9, 9], [40, 0, 49, 9], [20, 0, 29, 9]], [0.9, 0.6, 0.35], [0, 0, 1]
+    )
+    per_class = counting_errors(gt, [pred], CLASSES, {"product": 0.65, "gap": 0.3})
+    assert per_class["count_mae"] == 0.0
+    one_value = counting_errors(gt, [pred], CLASSES, 0.5)  # product 0.6 counted, gap 0.35 not
+    assert one_value["per_class"]["product"]["count_mae"] == 1.0
+    assert one_value["per_class"]["gap"]["count_mae"] == 1.0
+    with pytest.raises(ValueError, match="no value for classes"):
+        counting_errors(gt, [pred], CLASSES, {"product": 0.5})
+
+
+def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
+    """`skuaudit evaluate` scores AP on the same low-threshold detections as the model card does
+    (``train.evaluate_detector``), and counts with the model's per-class defaults."""
+    import shutil
+
+    import cv2
+
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import evaluate_detector
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector[0], model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["detector"]["class_score_thresholds"] = {"product": 0.9}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    root = generate_dataset(tmp_path / "d", n=3, seed=5, width=512, height=384, formats=("yolo",))
+    gt = read_dataset(root, "yolo")
+    assert evaluate.cli_main(["--dataset", str(root), "--model", str(model_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    detector = Detector.load(model_dir)
+    card = evaluate_detector(detector, gt.images)
+    assert card, "the tiny model should find some ground truth classes"
+    for name, figures in card.items():
+        assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
+        assert out["per_class"][name]["ap"] == pytest.approx(figures["AP"], abs=1e-9)
+    low = [detector.detect(cv2.imread(str(im.path)), score_threshold=0.05) for im in gt.images]
+    gap_default = config["detector"]["score_threshold"]
+    expected = counting_errors(gt, low, CLASSES, {"product": 0.9, "gap": gap_default})
+    assert out["count_mae"] == pytest.approx(expected["count_mae"])
+    assert out["per_class"]["product"]["count_mae"] == pytest.approx(
+        expected["per_class"]["product"]["count_mae"]
+    )

@@ -132,6 +132,8 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
     [
         ({"image_size": 64}, "image_size 128 / alpha 0.35 differ"),
         ({"dataset_repeats": [0]}, "dataset_repeats"),
+        ({"image_size": 128, "anchor_aspect_ratios": (0.5, 1.0, 3.0)}, "heads .* differ"),
+        ({"loss_normalisation": "anchor"}, "loss_normalisation"),
     ],
 )
 def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, settings, message):
@@ -142,3 +144,36 @@ def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, se
             ),
             [synth_shelf_dataset],
         )
+
+
+def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
+    """Batch normalisation (RetinaNet) lets a dense image's positives drown a sparse image's loss;
+    per-image normalisation gives each image the same weight."""
+    import tensorflow as tf
+
+    from skuaudit.detector import detection_loss
+
+    anchors, classes = 100, 2
+    state = np.zeros((2, anchors), np.float32)
+    state[0, :50] = 1  # dense image: 50 positive anchors, every one well predicted
+    state[1, :2] = 1  # sparse image: 2 positive anchors, badly predicted
+    cls_t = np.zeros((2, anchors, classes), np.float32)
+    cls_t[0, :50, 0] = 1
+    cls_t[1, :2, 1] = 1
+    targets = tf.constant(
+        np.concatenate([np.zeros((2, anchors, 4), np.float32), cls_t, state[..., None]], -1)
+    )
+    logits = np.full((2, anchors, classes), -6.0, np.float32)
+    logits[0, :50, 0] = 6.0
+    boxes = np.zeros((2, anchors, 4), np.float32)
+    boxes[1, :2] = 2.0  # the sparse image's box error
+    predictions = tf.constant(np.concatenate([boxes, logits], -1))
+    mask = tf.ones((2, classes))
+    by_batch = detection_loss(targets, predictions, mask, classes, normalisation="batch")
+    by_image = detection_loss(targets, predictions, mask, classes, normalisation="image")
+    # Huber(2.0, delta 1) = 1.5 per coordinate, 4 coordinates, 2 anchors = 12 in the sparse image.
+    assert float(by_batch[1]) == pytest.approx(12 / 52, rel=1e-5)
+    assert float(by_image[1]) == pytest.approx((0 / 50 + 12 / 2) / 2, rel=1e-5)
+    assert float(by_image[0]) > 5 * float(by_batch[0])
+    with pytest.raises(ValueError, match="normalisation"):
+        detection_loss(targets, predictions, mask, classes, normalisation="anchors")
