@@ -23,8 +23,9 @@ Formats and what each folder holds (every one also gets ``labels.json``, ``confi
 
 The exported graphs apply one ``score_threshold`` and per-class NMS only. ``Detector.detect`` also
 applies the nested-box rules (``skuaudit.detector.postprocess.suppress_contained``) and the
-per-class ``class_score_thresholds`` of ``config.json``; a runtime that needs the same boxes applies
-those to the graph's output.
+per-class ``class_score_thresholds`` of ``config.json``; ``export.json`` carries both under
+``counting`` and ``skuaudit/web/offline_component/counting.js`` applies them to the graph's output
+(the offline audit page and ``tools/tfjs_infer.mjs`` use it, so offline counts match photo audits).
 
 Example:
     >>> export_model("models/default", "tfjs", "exports/default-tfjs")  # doctest: +SKIP
@@ -207,6 +208,14 @@ def _write_sidecars(config, out_dir: Path, info: dict) -> None:
         "nms_iou": config.nms_iou,
         "max_detections": config.max_detections,
         "box_variance": list(config.box_variance),
+        # What an audit counts (per-class defaults, nested-box rules): applied after the graph by
+        # skuaudit/web/offline_component/counting.js, as Detector.detect does after NMS.
+        "counting": {
+            "class_score_thresholds": [float(t) for t in config.default_thresholds()],
+            "containment": config.containment,
+            "stack_min_contained": config.stack_min_contained,
+            "drop_contained": config.drop_contained,
+        },
     }
     (out_dir / EXPORT_INFO_FILE).write_text(json.dumps({**base, **info}, indent=2) + "\n")
 

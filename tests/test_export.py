@@ -214,3 +214,101 @@ def test_cli_bad_model_folder_exits_2_without_traceback(tiny_detector, tmp_path,
 def test_cli_refuses_int8_for_tfjs(tiny_detector, tmp_path, capsys):
     code = cli_main(["--model", str(tiny_detector[0]), "--format", "tfjs", "--out", str(tmp_path), "--int8"])
     assert code == 2 and "tflite format only" in capsys.readouterr().err
+
+
+COUNTING_JS = REPO_ROOT / "skuaudit" / "web" / "offline_component" / "counting.js"
+
+
+def _js_counted_indices(cases: list[dict]) -> list[list[int]]:
+    """``countedIndices`` of counting.js (the browser's own file) under Node, one list per case."""
+    import subprocess
+
+    script = (
+        f"const c = require({json.dumps(str(COUNTING_JS))});"
+        "const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "process.stdout.write(JSON.stringify(cases.map("
+        "(k) => c.countedIndices(k.boxes, k.scores, k.classes, k.rules))));"
+    )
+    proc = subprocess.run(
+        ["node", "-e", script], input=json.dumps(cases), capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"containment": 0.8, "stack_min_contained": 2, "drop_contained": True},
+        {"containment": 0.6, "stack_min_contained": 0, "drop_contained": True},
+        {"containment": 0.8, "stack_min_contained": 3, "drop_contained": False},
+    ],
+)
+def test_counting_js_applies_the_python_rules(rules):
+    """The browser's counting (per-class thresholds + nested-box rules) keeps exactly the boxes
+    ``Detector.detect`` keeps, on crowded random boxes with stacks and fragments."""
+    _needs_node()
+    from skuaudit.detector.postprocess import suppress_contained
+
+    thresholds = [0.55, 0.3]
+    cases, expected = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        n = 120
+        xy = rng.uniform(0, 300, (n, 2))
+        wh = rng.uniform(8, 60, (n, 2))
+        boxes = np.concatenate([xy, xy + wh], axis=1)
+        parts = rng.choice(n, 30, replace=False)  # halves of some boxes: nested fragments
+        halves = boxes[parts].copy()
+        halves[:, 3] = (halves[:, 1] + halves[:, 3]) / 2
+        boxes = np.concatenate([boxes, halves]).round(3)
+        classes = np.concatenate([rng.integers(0, 2, n), rng.integers(0, 2, n)[parts]])
+        scores = rng.uniform(0, 1, len(boxes)).round(6)
+        above = scores >= np.asarray(thresholds)[classes]
+        keep = above & suppress_contained(boxes, scores, classes, **rules)
+        # Python applies the rules to every box, then the thresholds (Detector.detect's order).
+        expected.append(sorted(np.flatnonzero(keep).tolist()))
+        cases.append(
+            {
+                "boxes": boxes.ravel().tolist(),
+                "scores": scores.tolist(),
+                "classes": classes.tolist(),
+                "rules": {"class_score_thresholds": thresholds, **rules},
+            }
+        )
+    got = _js_counted_indices(cases)
+    assert [sorted(g) for g in got] == expected
+    assert any(len(e) < int(np.sum(np.asarray(c["scores"]) >= 0.3)) for e, c in zip(expected, cases, strict=True))
+
+
+def test_node_counts_match_the_python_detector(tiny_detector, tmp_path, shelf_input):
+    """An exported model run in TF.js counts what ``Detector.detect`` counts on the same input:
+    per-class default thresholds and nested-box rules included (export.json ``counting``)."""
+    _needs_node()
+    from skuaudit.detector import Detector
+    from skuaudit.export import export_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector[0], model_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    detector = Detector.load(model_dir, runtime="tf")
+    raw = detector.predict_raw(shelf_input)[0]
+    scores = np.sort(1 / (1 + np.exp(-raw[:, 4:])), axis=0)[::-1]  # per class, best first
+    config = json.loads((model_dir / "config.json").read_text())
+    # thresholds that keep ~40 products and ~20 gaps (the tiny model's scores are low), halfway
+    # between two scores: runtimes differ by ~1e-7, a threshold on a score would be a coin toss
+    product_t = float(scores[40:42, 0].mean())
+    gap_t = float(scores[20:22, 1].mean())
+    config["detector"]["class_score_thresholds"] = {"product": product_t}
+    config["detector"]["score_threshold"] = gap_t
+    (model_dir / "config.json").write_text(json.dumps(config))
+    out = export_model(model_dir, "tfjs", tmp_path / "tfjs")
+    info = json.loads((out / "export.json").read_text())
+    assert info["counting"]["class_score_thresholds"] == pytest.approx([product_t, gap_t])
+    result = run_tfjs_in_node(out, shelf_input, backend="wasm")
+    image_bgr = cv2.cvtColor(shelf_input[0].astype(np.uint8), cv2.COLOR_RGB2BGR)
+    det = Detector.load(model_dir, runtime="tf").detect(image_bgr, tiled=False)
+    python_counts = {
+        name: int(np.sum(det.class_id == i)) for i, name in enumerate(info["class_names"])
+    }
+    print(f"counts: python {python_counts}, tfjs {result['counting']['counts']}")
+    assert sum(python_counts.values()) > 10
+    assert result["counting"]["counts"] == python_counts

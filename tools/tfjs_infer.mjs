@@ -7,12 +7,18 @@
 // Plain @tensorflow/tfjs has no file:// loader in Node, so a small IO handler reads model.json and
 // its weight shards. Input and output tensor names come from the model's export.json (the converter
 // renames outputs to Identity:0, ...). Output: {"backend", "outputs": {key: {"shape", "data"}},
-// "timings_ms": [...], "median_ms"}; timings cover executeAsync plus reading the outputs back.
+// "counting": {"indices", "counts"}, "timings_ms": [...], "median_ms"}; timings cover executeAsync
+// plus reading the outputs back. "counting" applies export.json's per-class thresholds and
+// nested-box rules with the browser's own skuaudit/web/offline_component/counting.js; the default
+// graph threshold is the lowest class threshold, so nothing a class would count is cut before.
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+
+const countingRules = createRequire(import.meta.url)(
+  "../skuaudit/web/offline_component/counting.js");
 
 function parseArgs(argv) {
   const args = { backend: "wasm", repeat: 1, scoreThreshold: null, out: null };
@@ -74,7 +80,9 @@ async function main() {
   if (pixels.length !== size * size * 3) {
     throw new Error(`input has ${pixels.length} floats, the model expects 1x${size}x${size}x3`);
   }
-  const threshold = args.scoreThreshold ?? info.score_threshold;
+  const counting = info.counting;
+  const threshold =
+    args.scoreThreshold ?? (counting ? Math.min(...counting.class_score_thresholds) : info.score_threshold);
   const image = tf.tensor4d(pixels, [1, size, size, 3]);
   const scoreThreshold = tf.scalar(threshold, "float32");
   const feeds = { [info.inputs.image]: image, [info.inputs.score_threshold]: scoreThreshold };
@@ -94,10 +102,18 @@ async function main() {
     tf.dispose(tensors);
   }
   const sorted = [...timings].sort((a, b) => a - b);
+  let counted = null;
+  if (counting) {
+    const classes = outputs.classes.data;
+    const indices = countingRules.countedIndices(
+      outputs.boxes_yxyx_norm.data, outputs.scores.data, classes, counting);
+    counted = { indices, counts: countingRules.countByClass(indices, classes, info.class_names) };
+  }
   const result = {
     backend: tf.getBackend(),
     score_threshold: threshold,
     outputs,
+    counting: counted,
     timings_ms: timings,
     median_ms: sorted[Math.floor(sorted.length / 2)],
   };

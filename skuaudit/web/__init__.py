@@ -22,6 +22,7 @@ COMPONENT_DIR = Path(__file__).resolve().parent / "offline_component"
 BROWSER_MODELS_DIR = COMPONENT_DIR / "models"
 VENDOR_FILES: tuple[str, ...] = ("tf.min.js", "tf-backend-wasm.min.js", "tfjs-backend-wasm.wasm")
 OFFLINE_NOTES = "offline-tfjs"
+EXPORT_LAYOUT = "2"  # 2: export.json has "counting" (per-class thresholds, nested-box rules)
 
 
 class OfflineModeError(RuntimeError):
@@ -34,8 +35,13 @@ def browser_model_key(model_dir: str | Path) -> str:
     weights = model_dir / "model.keras"
     if not weights.is_file():
         raise OfflineModeError(f"{model_dir}: model.keras is missing; the model cannot run in the browser")
-    stat = weights.stat()
-    digest = hashlib.sha1(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    # The weights and config.json (thresholds, nested-box rules) both change what the browser
+    # runs; EXPORT_LAYOUT changes when export.json gains fields the component reads.
+    parts = [EXPORT_LAYOUT]
+    for path in (weights, model_dir / "config.json"):
+        stat = path.stat() if path.is_file() else None
+        parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "-")
+    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:10]
     return f"{model_dir.name}-{digest}"
 
 
@@ -60,13 +66,17 @@ def prepare_browser_model(model_dir: str | Path) -> dict:
             shutil.rmtree(target, ignore_errors=True)
             (Path(tmp) / "tfjs").rename(target)  # atomic: a half-written model is never served
     info = json.loads((target / EXPORT_INFO_FILE).read_text())
+    counting = info["counting"]
     return {
         "model_url": f"models/{key}/model.json",
         "inputs": info["inputs"],
         "outputs": info["outputs"],
         "image_size": info["image_size"],
         "class_names": info["class_names"],
-        "score_threshold": info["score_threshold"],
+        # The graph keeps every box any class may count; counting.js applies the per-class
+        # thresholds and nested-box rules of `counting` afterwards.
+        "score_threshold": min(counting["class_score_thresholds"]),
+        "counting": counting,
     }
 
 

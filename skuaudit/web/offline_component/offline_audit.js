@@ -2,8 +2,9 @@
 // Only the counts go back to the app, through the Streamlit component protocol (postMessage).
 //
 // Render args: model_url (model.json, relative to this page), inputs / outputs (tensor names from
-// the export's export.json), image_size, class_names, score_threshold, and test_image_url (a test
-// hook: audit this picture instead of the camera).
+// the export's export.json), image_size, class_names, score_threshold (the graph's, the lowest
+// class threshold), counting (export.json's per-class thresholds and nested-box rules, applied by
+// counting.js) and test_image_url (a test hook: audit this picture instead of the camera).
 "use strict";
 
 const send = (type, data) => window.parent.postMessage({ isStreamlitMessage: true, type, ...data }, "*");
@@ -49,13 +50,13 @@ async function openSource(args) {
   return { element: video, width: video.videoWidth, height: video.videoHeight };
 }
 
-function drawBoxes(boxes, classes, count, source) {
+function drawBoxes(boxes, classes, indices, source) {
   overlay.width = source.width;
   overlay.height = source.height;
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   ctx.lineWidth = Math.max(2, source.width / 320);
-  for (let i = 0; i < count; i++) {
+  for (const i of indices) {
     const [y1, x1, y2, x2] = boxes.slice(i * 4, i * 4 + 4);
     ctx.strokeStyle = classes[i] === 0 ? "#3cc83c" : "#e62828";
     ctx.strokeRect(x1 * source.width, y1 * source.height, (x2 - x1) * source.width, (y2 - y1) * source.height);
@@ -75,10 +76,10 @@ async function detectOnce(model, args, source, input) {
   tf.dispose([image, threshold, ...outputs]);
   state.totalMs += performance.now() - start;
   state.frames += 1;
-  const counts = Object.fromEntries(args.class_names.map((name) => [name, 0]));
-  classes.forEach((c) => { counts[args.class_names[c]] += 1; });
-  drawBoxes(boxes, classes, scores.length, source);
-  return counts;
+  // Count what a photo audit counts: per-class thresholds and nested-box rules (counting.js).
+  const kept = skuauditCounting.countedIndices(boxes, scores, classes, args.counting);
+  drawBoxes(boxes, classes, kept, source);
+  return skuauditCounting.countByClass(kept, classes, args.class_names);
 }
 
 async function start(args) {
