@@ -227,8 +227,18 @@ def _to_batches(ds, batch_size: int):
     return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
 
-def _numpy_map(ds, fn: Callable, image_size: tuple[int, int], max_boxes: int, num_classes: int):
-    """Map an int64 index dataset through a numpy function returning one example."""
+def _numpy_map(
+    ds,
+    fn: Callable,
+    image_size: tuple[int, int],
+    max_boxes: int,
+    num_classes: int,
+    deterministic: bool = False,
+):
+    """Map an int64 index dataset through a numpy function returning one example.
+
+    ``deterministic=False`` lets parallel calls finish out of order (faster training input).
+    """
     import tensorflow as tf
 
     spec = _output_signature(image_size, max_boxes, num_classes)
@@ -237,7 +247,7 @@ def _numpy_map(ds, fn: Callable, image_size: tuple[int, int], max_boxes: int, nu
         outs = tf.numpy_function(fn, [index], [s.dtype for s in spec], stateful=True)
         return tuple(tf.ensure_shape(o, s.shape) for o, s in zip(outs, spec, strict=True))
 
-    return ds.map(wrapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return ds.map(wrapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
 def make_tf_dataset(
@@ -266,6 +276,10 @@ def make_tf_dataset(
         max_boxes: padding length per image.
         repeat: repeat forever.
 
+    With ``shuffle``, ``repeat`` and ``augment`` all off (a validation set) every pass yields the
+    same images in the same order with the same crops, so validation losses of successive
+    evaluations compare the model, not the draw; otherwise each pass draws new crops.
+
     Example:
         >>> ds = make_tf_dataset(data, ["product", "gap"], batch_size=4)  # doctest: +SKIP
         >>> images, targets = next(iter(ds))  # doctest: +SKIP
@@ -278,12 +292,19 @@ def make_tf_dataset(
         raise ValueError("make_tf_dataset: classes must not be empty")
     items = list(dataset.images)
     augmenter = build_augmenter(seed) if augment else None
+    fixed = not (shuffle or repeat or augment)
     counter = itertools.count()
 
     def load(index) -> tuple[np.ndarray, ...]:
-        rng = np.random.default_rng([seed, int(index), next(counter)])
+        draw = [seed, int(index)] if fixed else [seed, int(index), next(counter)]
         return _load_example(
-            items[int(index)], classes, image_size, max_boxes, tile, augmenter, rng
+            items[int(index)],
+            classes,
+            image_size,
+            max_boxes,
+            tile,
+            augmenter,
+            np.random.default_rng(draw),
         )
 
     ds = tf.data.Dataset.range(len(items))
@@ -291,7 +312,7 @@ def make_tf_dataset(
         ds = ds.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = _numpy_map(ds, load, image_size, max_boxes, len(classes))
+    ds = _numpy_map(ds, load, image_size, max_boxes, len(classes), deterministic=fixed)
     return _to_batches(ds, batch_size)
 
 

@@ -124,3 +124,28 @@ def test_make_synth_tf_dataset():
     images, targets = next(iter(ds))
     assert images.shape == (2, 64, 64, 3)
     assert (targets["class_ids"].numpy() >= 0).sum() > 10
+
+
+def test_validation_passes_repeat_the_same_crops(tmp_path):
+    """Without shuffle, repeat or augmentation every pass gives the same crops in the same order
+    (validation losses then compare models, not draws); training passes draw new crops."""
+    rng = np.random.default_rng(3)
+    items = []
+    for i in range(6):
+        path = tmp_path / f"{i}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
+        boxes = [[x, 200, x + 150, 500] for x in range(0, 1500, 160)]
+        items.append(LabeledImage(path, 1600, 1200, boxes, ["product"] * len(boxes)))
+    data = Dataset(["product", "gap"], items)
+
+    def passes(**kwargs) -> list[np.ndarray]:
+        ds = make_tf_dataset(
+            data, ["product", "gap"], image_size=(64, 64), batch_size=3, max_boxes=16,
+            tile=TileSpec(), shuffle=False, **kwargs,
+        )
+        return [np.concatenate([b[1]["boxes_yxyx_norm"].numpy() for b in ds]) for _ in range(2)]
+
+    first, second = passes(augment=False)
+    np.testing.assert_array_equal(first, second)
+    first, second = passes(augment=True)
+    assert not np.array_equal(first, second)
