@@ -60,6 +60,38 @@ def self_training_photos(photos_dir: Path, exclude_json: Path) -> list[Path]:
     return [p for p in sorted((photos_dir / "images").glob("*.jpg")) if p.name not in excluded]
 
 
+def calibrate_product_threshold(model_dir: Path, work: Path, n: int = 30) -> dict:
+    """Set ``class_score_thresholds["product"]`` in ``model_dir/config.json``: the score at which
+    the product count equals the true count on ``n`` held-out generated shelves (render seeds
+    700000+, never used in training; tiled like a photo). The counted real rows of
+    ``row_counts.json`` are not used: they stay a yardstick."""
+    import cv2
+
+    from skuaudit.datasets.synth import render_shelf
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import count_matching_threshold
+
+    folder = work / "calibration"
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for i in range(n):
+        shelf = render_shelf(seed=700_000 + i)
+        path = folder / f"shelf_{i:03d}.jpg"
+        cv2.imwrite(str(path), shelf.image_bgr)
+        images.append(shelf.to_labeled_image(path))
+    result = count_matching_threshold(Detector.load(model_dir), images, "product")
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config["detector"]["class_score_thresholds"] = {"product": round(result["threshold"], 3)}
+    config["training"]["product_threshold_calibration"] = {
+        "shelves": f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled",
+        **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+    }
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    report({"event": "calibrated", **result})
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gaps", type=Path, default=SHARED / "shelf-gaps")
@@ -148,6 +180,7 @@ def main() -> int:
         )
         train_detector(config, [synth, gaps], progress_callback=report)
     if not args.self_train_steps:
+        calibrate_product_threshold(stage1, args.work)
         return 0
 
     from skuaudit.detector import Detector
@@ -173,6 +206,7 @@ def main() -> int:
         **common,
     )
     train_detector(config, [synth, gaps, pseudo], progress_callback=report)
+    calibrate_product_threshold(args.out, args.work)
     return 0
 
 

@@ -421,6 +421,75 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     model.set_weights(load_raw_model(model_dir).get_weights())
 
 
+def count_matching_threshold(
+    detector, images: list[LabeledImage], class_name: str = "product"
+) -> dict[str, float]:
+    """The score threshold at which a class's detected count equals its true count.
+
+    Runs ``detector`` (its ``tiled=None`` rule, nested-box rules included) at a low threshold on
+    labelled images and returns the score of the ``N``-th best box of ``class_name`` over all
+    images, ``N`` the true number of boxes: counting at that score gives the right total. Meant
+    for held-out *generated* shelves (exhaustive labels), not for a yardstick of real photos.
+
+    Returns:
+        ``{"threshold", "true_count", "precision", "recall"}``; precision and recall at IoU 0.5
+        of the boxes at that threshold (greedy matching by score).
+
+    Raises:
+        DatasetError: no image labels ``class_name``, or an image cannot be read.
+    """
+    import cv2
+
+    class_id = list(CLASS_NAMES).index(class_name)
+    scored, true_count, matched = [], 0, []
+    for im in images:
+        image = cv2.imread(str(im.path))
+        if image is None:
+            raise DatasetError(f"{im.path}: not a readable image")
+        det = detector.detect(image, score_threshold=0.05)
+        det = det[det.class_id == class_id]
+        truth = np.asarray(im.boxes_xyxy, np.float32).reshape(-1, 4)[
+            [c == class_name for c in im.class_names]
+        ]
+        true_count += len(truth)
+        hit = _greedy_matches(det.xyxy, det.confidence, truth)
+        scored.append(np.asarray(det.confidence, np.float64))
+        matched.append(hit)
+    if true_count == 0:
+        raise DatasetError(f"no image labels {class_name!r}: nothing to calibrate on")
+    scores = np.concatenate(scored)
+    hits = np.concatenate(matched)
+    order = np.argsort(-scores, kind="stable")
+    # Fewer boxes than truths: every box counts, at the lowest score looked at.
+    threshold = float(scores[order[true_count - 1]]) if len(scores) >= true_count else 0.05
+    kept = scores >= threshold
+    return {
+        "threshold": threshold,
+        "true_count": int(true_count),
+        "precision": float(hits[kept].mean()) if kept.any() else 0.0,
+        "recall": float(hits[kept].sum() / true_count),
+    }
+
+
+def _greedy_matches(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: each detection (best score first) claims an unclaimed truth at IoU >= 0.5."""
+    hit = np.zeros(len(boxes), bool)
+    if len(boxes) == 0 or len(truth) == 0:
+        return hit
+    lt = np.maximum(boxes[:, None, :2], truth[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], truth[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=-1)  # noqa: E731
+    iou = inter / np.maximum(area(boxes)[:, None] + area(truth)[None, :] - inter, 1e-9)
+    free = np.ones(len(truth), bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(free, iou[i], 0.0)
+        j = int(np.argmax(candidates))
+        if candidates[j] >= 0.5:
+            hit[i], free[j] = True, False
+    return hit
+
+
 def pseudo_label_photos(
     detector,
     photos: Sequence[Path],

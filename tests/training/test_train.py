@@ -177,3 +177,37 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
     assert float(by_image[0]) > 5 * float(by_batch[0])
     with pytest.raises(ValueError, match="normalisation"):
         detection_loss(targets, predictions, mask, classes, normalisation="anchors")
+
+
+def test_count_matching_threshold(tiny_detector, synth_shelf_dataset):
+    """At the returned score the detector's product count equals the true count."""
+    import cv2
+
+    from skuaudit.detections import PRODUCT
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import count_matching_threshold
+
+    detector = Detector.load(tiny_detector[0])
+    images = synth_shelf_dataset.images[:3]
+    result = count_matching_threshold(detector, images, "product")
+    truth = sum(im.class_names.count("product") for im in images)
+    assert result["true_count"] == truth
+    counted = 0
+    for im in images:
+        det = detector.detect(cv2.imread(str(im.path)), score_threshold=0.05)
+        counted += int(np.sum((det.class_id == PRODUCT) & (det.confidence >= result["threshold"])))
+    assert counted == truth or (result["threshold"] == 0.05 and counted < truth)
+    assert 0.0 <= result["precision"] <= 1.0 and 0.0 <= result["recall"] <= 1.0
+    gap_only = [LabeledImage(images[0].path, 512, 384, [[0, 0, 9, 9]], ["gap"])]
+    with pytest.raises(DatasetError, match="no image labels 'product'"):
+        count_matching_threshold(detector, gap_only, "product")
+
+
+def test_greedy_matches():
+    from skuaudit.training.train import _greedy_matches
+
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [50, 50, 60, 60]], np.float32)
+    # the second box duplicates the first truth: the better-scored one claims it
+    hits = _greedy_matches(boxes, np.array([0.5, 0.9, 0.8, 0.7]), truth)
+    assert hits.tolist() == [False, True, True, False]
