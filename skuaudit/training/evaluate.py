@@ -13,6 +13,7 @@ down to ``AP_SCORE_THRESHOLD`` so the precision/recall curve is complete.
 Command line::
 
     skuaudit evaluate --dataset DIR --format yolo --class-map 0=gap --model models/default --json
+    skuaudit evaluate --dataset ../shared/data/shelf-gaps --class-map 0=gap --split val  # a card's split
 
 prints one JSON object: ``ap, ap50, ap75, ar300, count_mae, count_rmse, images, per_class``.
 
@@ -403,6 +404,15 @@ def cli_main(argv: list[str]) -> int:
         default=None,
         help="minimum score of a counted detection (default: the model's per-class thresholds)",
     )
+    parser.add_argument(
+        "--split",
+        choices=("all", "train", "val"),
+        default="all",
+        help="score only this part of the training split by image (as `skuaudit train` makes it: "
+        "sorted names, --seed, --val-fraction), e.g. val to reproduce a model card",
+    )
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -413,6 +423,13 @@ def cli_main(argv: list[str]) -> int:
             skip_bad=args.skip_bad,
             class_map=parse_class_map(args.class_map),
         )
+        if args.split != "all":
+            from skuaudit.training.train import split_by_image
+
+            if not 0 < args.val_fraction < 1:
+                raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+            train, val = split_by_image(gt, args.val_fraction, args.seed)
+            gt = Dataset(gt.classes, val if args.split == "val" else train, gt.problems)
         model_dir = args.model or get_settings().default_model_dir
         predictions = predict_dataset(model_dir, gt)
         if args.score_threshold is None:

@@ -209,3 +209,27 @@ def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
     assert out["per_class"]["product"]["count_mae"] == pytest.approx(
         expected["per_class"]["product"]["count_mae"]
     )
+
+
+def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, capsys):
+    """--split val scores exactly the images `skuaudit train` held out (same seed and fraction)."""
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.training.train import split_by_image
+
+    root = generate_dataset(tmp_path / "d", n=10, seed=2, width=256, height=192, formats=("yolo",))
+    seen: list[list[str]] = []
+
+    def predict(model_dir, gt):
+        seen.append(sorted(str(im.path) for im in gt.images))
+        return _self_predictions(gt)
+
+    monkeypatch.setattr(evaluate, "predict_dataset", predict)
+    for split in ("val", "train"):
+        args = ["--dataset", str(root), "--format", "yolo", "--split", split, "--json"]
+        assert evaluate.cli_main(args) == 0
+        assert json.loads(capsys.readouterr().out)["images"] == (2 if split == "val" else 8)
+    train, val = split_by_image(read_dataset(root, "yolo"), 0.2, 0)
+    assert seen == [sorted(str(im.path) for im in val), sorted(str(im.path) for im in train)]
+    bad = ["--dataset", str(root), "--format", "yolo", "--split", "val", "--val-fraction", "1.5"]
+    assert evaluate.cli_main(bad) == 2
+    assert "--val-fraction" in capsys.readouterr().err
