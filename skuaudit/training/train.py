@@ -596,6 +596,8 @@ def _update_card(config_path: Path, info: dict) -> None:
 
 
 def _model_card(info: dict) -> str:
+    from skuaudit.detector.config import DetectorConfig
+
     cfg = info["config"]
     lines = [
         f"# Model card: {Path(cfg['out_dir']).name}",
@@ -619,6 +621,9 @@ def _model_card(info: dict) -> str:
         "## Training",
         f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
         f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}",
+        f"- loss normalised per {cfg.get('loss_normalisation', 'batch')}; anchor width/height "
+        f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}; "
+        f"dataset repeats per epoch {cfg.get('dataset_repeats') or 'all 1'}",
         f"- time: {info.get('train_seconds')} s on {info['hardware']} (TensorFlow {info['tensorflow']})",
         f"- last saved validation loss: {info.get('val_loss')}",
     ]
