@@ -134,17 +134,46 @@ def main() -> int:
         default=None,
         help="comma-separated anchor width/height ratios (default: DetectorConfig's)",
     )
+    parser.add_argument(
+        "--anchor-size-factor",
+        type=float,
+        default=None,
+        help="anchor side in strides at scale 1 (default: DetectorConfig's)",
+    )
+    parser.add_argument(
+        "--photo-textures",
+        action="store_true",
+        help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
+        "from the shelf-photos not named in row_counts.json",
+    )
     args = parser.parse_args()
     ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
 
-    synth_dir = args.work / "synth"
+    exclude = args.exclude or args.photos / "row_counts.json"
+    synth_seed, synth_dir, textures = 0, args.work / "synth", None
+    if args.photo_textures:
+        synth_seed, synth_dir = 1, args.work / "synth_tex"
+        textures = args.work / "textures"
+        textures.mkdir(parents=True, exist_ok=True)
+        for photo in self_training_photos(args.photos, exclude):
+            link = textures / photo.name
+            if not link.exists():
+                link.symlink_to(photo.resolve())
     if not (synth_dir / "data.yaml").is_file():
-        generate_dataset(synth_dir, args.synth_images, seed=0, formats=("yolo",))
+        generate_dataset(
+            synth_dir, args.synth_images, seed=synth_seed, formats=("yolo",), texture_dir=textures
+        )
     synth = read_dataset(synth_dir, "yolo")
     gaps = read_dataset(args.gaps, "yolo", class_map={"0": "gap"})
+    artwork = (
+        f", product artwork from the {len(list(textures.iterdir()))} shelf-photos not in "
+        f"{exclude.name}"
+        if textures
+        else ""
+    )
     description = [
-        f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed 0), "
-        f"{synth.num_boxes} product/gap boxes, random crops",
+        f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed {synth_seed}"
+        f"{artwork}), {synth.num_boxes} product/gap boxes, random crops",
         f"shelf-gaps (SKU-110K subset annotated by Munimul/ESD): {len(gaps)} photos 416x416, "
         f"{gaps.num_boxes} gap boxes, product loss masked, each photo x{args.gap_repeats} per epoch",
     ]
@@ -164,6 +193,7 @@ def main() -> int:
         eval_max_images=100,
         loss_normalisation=args.loss_normalisation,
         anchor_aspect_ratios=ratios,
+        anchor_size_factor=args.anchor_size_factor,
     )
     stage1 = args.stage1
     if stage1 is None:
@@ -185,7 +215,6 @@ def main() -> int:
 
     from skuaudit.detector import Detector
 
-    exclude = args.exclude or args.photos / "row_counts.json"
     photos = self_training_photos(args.photos, exclude)
     pseudo = pseudo_label_photos(
         Detector.load(stage1), photos, score_threshold=args.pseudo_threshold

@@ -69,6 +69,9 @@ class TrainConfig:
             (RetinaNet: over the batch's positives); see ``detector.model.detection_loss``.
         anchor_aspect_ratios: anchor ``width / height`` ratios (``None``: the ``DetectorConfig``
             default); saved in the model's ``config.json``.
+        anchor_size_factor: anchor side at scale 1 in strides (``None``: the ``DetectorConfig``
+            default); smaller anchors give small boxes (a shelf gap of 15 px) a matching anchor.
+            Changing it keeps the head's shape, so a model can be fine-tuned to new anchor sizes.
     """
 
     out_dir: Path
@@ -95,6 +98,7 @@ class TrainConfig:
     dataset_repeats: list[int] = field(default_factory=list)
     loss_normalisation: str = "image"
     anchor_aspect_ratios: tuple[float, ...] | None = None
+    anchor_size_factor: float | None = None
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -199,11 +203,11 @@ def train_detector(
     if not train_images:
         raise DatasetError("no training images: the datasets are empty")
     classes = list(CLASS_NAMES)
-    anchors = (
-        {"anchor_aspect_ratios": tuple(config.anchor_aspect_ratios)}
-        if config.anchor_aspect_ratios
-        else {}
-    )
+    anchors = {}
+    if config.anchor_aspect_ratios:
+        anchors["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
+    if config.anchor_size_factor:
+        anchors["anchor_size_factor"] = float(config.anchor_size_factor)
     det_config = DetectorConfig(
         image_size=config.image_size, alpha=config.alpha, class_names=classes, **anchors
     )
@@ -622,7 +626,8 @@ def _model_card(info: dict) -> str:
         f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
         f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}",
         f"- loss normalised per {cfg.get('loss_normalisation', 'batch')}; anchor width/height "
-        f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}; "
+        f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}, "
+        f"side {cfg.get('anchor_size_factor') or DetectorConfig().anchor_size_factor} x stride; "
         f"dataset repeats per epoch {cfg.get('dataset_repeats') or 'all 1'}",
         f"- time: {info.get('train_seconds')} s on {info['hardware']} (TensorFlow {info['tensorflow']})",
         f"- last saved validation loss: {info.get('val_loss')}",

@@ -115,16 +115,23 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
             export_tflite=False,
             init_model_dir=tiny_detector[0],
             dataset_repeats=[1, 3],
+            anchor_size_factor=2.5,  # other anchor sizes keep the head's shape: the weights load
         ),
         [small, pseudo],
     )
-    info = json.loads((out / "config.json").read_text())["training"]
+    saved = json.loads((out / "config.json").read_text())
+    info = saved["training"]
     assert info["train_images"] == 4 + 3 * 2
+    assert saved["detector"]["anchor_size_factor"] == 2.5
+    assert Detector.load(out).anchors_yxyx_norm.shape == (
+        Detector.load(tiny_detector[0]).anchors_yxyx_norm.shape
+    )
     kernel = lambda m: next(w for w in m.weights if "kernel" in w.path).numpy()  # noqa: E731
     np.testing.assert_allclose(
         kernel(load_raw_model(out)), kernel(load_raw_model(tiny_detector[0])), atol=1e-6
     )
-    assert "Fine-tuned from" in (out / "MODEL_CARD.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Fine-tuned from" in card and "side 2.5 x stride" in card
 
 
 @pytest.mark.parametrize(
