@@ -141,6 +141,12 @@ def main() -> int:
         help="anchor side in strides at scale 1 (default: DetectorConfig's)",
     )
     parser.add_argument(
+        "--small-photo-crop",
+        default="1.0,1.0",
+        help="LOW,HIGH: zoom-in crops of the 416 px shelf-gaps photos as a fraction of their sides "
+        "(1.0,1.0: whole photos)",
+    )
+    parser.add_argument(
         "--photo-textures",
         action="store_true",
         help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
@@ -194,6 +200,7 @@ def main() -> int:
         loss_normalisation=args.loss_normalisation,
         anchor_aspect_ratios=ratios,
         anchor_size_factor=args.anchor_size_factor,
+        small_photo_crop=tuple(float(v) for v in args.small_photo_crop.split(",")),
     )
     stage1 = args.stage1
     if stage1 is None:

@@ -37,13 +37,25 @@ class TileSpec:
 
     Attributes:
         side_fraction: crop side as a fraction of the photo's longer side, drawn uniformly.
-        min_photo_side_px: photos whose longer side is at most this are used whole.
+        min_photo_side_px: photos whose longer side is at most this are not tiled.
         min_visibility: a box cut by the crop is kept if at least this fraction of it remains.
+        small_photo_fraction: zoom-in crops of those smaller photos: the crop's sides as a
+            fraction of the photo's, drawn uniformly; ``(1.0, 1.0)`` uses them whole. The
+            416x416 shelf-gaps photos show a gap at about half the size it has in a tile of a
+            full-resolution photo, so crops of 45-100 % teach both scales.
     """
 
     side_fraction: tuple[float, float] = (0.3, 0.55)
     min_photo_side_px: int = 900
     min_visibility: float = 0.5
+    small_photo_fraction: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.small_photo_fraction
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(
+                f"small_photo_fraction must satisfy 0 < low <= high <= 1, got {self.small_photo_fraction}"
+            )
 
 
 def tile_grid(
@@ -87,9 +99,13 @@ def random_tile_xyxy(
     """A random crop window for a ``width`` x ``height`` photo (the whole photo if small)."""
     longer = max(width, height)
     if longer <= spec.min_photo_side_px:
-        return 0, 0, width, height
-    side = int(longer * rng.uniform(*spec.side_fraction))
-    cw, ch = min(side, width), min(side, height)
+        if spec.small_photo_fraction == (1.0, 1.0):
+            return 0, 0, width, height
+        fraction = rng.uniform(*spec.small_photo_fraction)
+        cw, ch = max(1, round(width * fraction)), max(1, round(height * fraction))
+    else:
+        side = int(longer * rng.uniform(*spec.side_fraction))
+        cw, ch = min(side, width), min(side, height)
     x1 = int(rng.integers(0, width - cw + 1))
     y1 = int(rng.integers(0, height - ch + 1))
     return x1, y1, x1 + cw, y1 + ch

@@ -72,6 +72,8 @@ class TrainConfig:
         anchor_size_factor: anchor side at scale 1 in strides (``None``: the ``DetectorConfig``
             default); smaller anchors give small boxes (a shelf gap of 15 px) a matching anchor.
             Changing it keeps the head's shape, so a model can be fine-tuned to new anchor sizes.
+        small_photo_crop: with ``tile``, zoom-in crops of photos too small to tile, as a
+            fraction of their sides (``TileSpec.small_photo_fraction``; ``(1.0, 1.0)``: whole).
     """
 
     out_dir: Path
@@ -99,6 +101,7 @@ class TrainConfig:
     loss_normalisation: str = "image"
     anchor_aspect_ratios: tuple[float, ...] | None = None
     anchor_size_factor: float | None = None
+    small_photo_crop: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -224,7 +227,9 @@ def train_detector(
             augment=training and config.augment,
             shuffle=training,
             seed=config.seed,
-            tile=TileSpec() if config.tile else None,
+            tile=TileSpec(small_photo_fraction=tuple(config.small_photo_crop))
+            if config.tile
+            else None,
             max_boxes=config.max_boxes,
             repeat=training,
         )

@@ -72,6 +72,22 @@ def test_random_tile_small_photo_is_whole():
     assert 480 <= x2 - x1 <= 800 and x1 >= 0 and x2 <= 1600 and y2 <= 1200
 
 
+def test_random_tile_zooms_into_small_photos_keeping_their_shape():
+    rng = np.random.default_rng(0)
+    spec = TileSpec(small_photo_fraction=(0.45, 1.0))
+    windows = np.array([random_tile_xyxy(416, 312, spec, rng) for _ in range(200)])
+    widths, heights = windows[:, 2] - windows[:, 0], windows[:, 3] - windows[:, 1]
+    assert windows[:, :2].min() >= 0 and windows[:, 2].max() <= 416 and windows[:, 3].max() <= 312
+    assert widths.min() >= round(0.45 * 416) and widths.max() <= 416 and widths.min() < 250
+    np.testing.assert_allclose(widths / heights, 416 / 312, rtol=0.02)
+
+
+@pytest.mark.parametrize("fraction", [(0.0, 1.0), (0.8, 0.5), (0.5, 1.2)])
+def test_tile_spec_rejects_bad_small_photo_fraction(fraction):
+    with pytest.raises(ValueError, match="small_photo_fraction"):
+        TileSpec(small_photo_fraction=fraction)
+
+
 @pytest.mark.parametrize("n_boxes", [0, 3, 12])
 def test_encode_example_pads(n_boxes):
     image = np.zeros((100, 200, 3), np.uint8)
