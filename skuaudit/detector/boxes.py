@@ -67,9 +67,9 @@ class AnchorSpec:
 
     image_size: int = 320
     strides: tuple[int, ...] = (8, 16, 32, 64)
-    size_factor: float = 3.0
+    size_factor: float = 2.0
     scales: tuple[float, ...] = (1.0, 1.5)
-    aspect_ratios: tuple[float, ...] = (0.33, 0.6, 1.0, 1.8)
+    aspect_ratios: tuple[float, ...] = (0.33, 0.75, 1.6, 4.0)
 
     @property
     def anchors_per_location(self) -> int:

@@ -42,6 +42,13 @@ class DetectorConfig:
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
             is dropped (its items are counted); ``0`` keeps stack boxes.
         drop_contained: drop a box nested in a higher-scored box of its class.
+
+    Anchors: side ``anchor_size_factor x stride`` (square anchors of 16-192 px at 320) and
+    width/height ratios from tall bottles (0.33) to wide shelf gaps (4.0). Against the first
+    layout (side 3 x stride, ratios up to 1.8), the share of shelf-gaps boxes with no anchor at
+    IoU >= 0.5 falls from 26 % to 9 % (wide gaps, width > 2.5 x height: 51 % to 20 %); synthetic
+    products keep such an anchor in 97 % of cases (was 99.9 %), and every box still claims its
+    best anchor.
     """
 
     image_size: int = 320
@@ -50,9 +57,9 @@ class DetectorConfig:
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     strides: tuple[int, ...] = (8, 16, 32, 64)
-    anchor_size_factor: float = 3.0
+    anchor_size_factor: float = 2.0
     anchor_scales: tuple[float, ...] = (1.0, 1.5)
-    anchor_aspect_ratios: tuple[float, ...] = (0.33, 0.6, 1.0, 1.8)
+    anchor_aspect_ratios: tuple[float, ...] = (0.33, 0.75, 1.6, 4.0)
     score_threshold: float = 0.3
     class_score_thresholds: dict[str, float] = field(default_factory=dict)
     nms_iou: float = 0.5
