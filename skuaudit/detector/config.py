@@ -37,6 +37,10 @@ class DetectorConfig:
         tile_fraction: tile side as a fraction of the image's longer side (at least ``image_size``),
             inside the range of ``TileSpec.side_fraction`` so products look as in training.
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile side.
+        whole_image_classes: in tiled mode, also run the whole image in one pass and merge its
+            boxes of these classes with the tiles' (e.g. ``["gap"]``: an empty stretch of shelf can
+            be wider than a tile, and whole shelf photos squashed to the input are what the
+            shelf-gaps data shows); ``[]`` runs the tiles alone.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
@@ -68,6 +72,7 @@ class DetectorConfig:
     tile_above_px: int = 900
     tile_fraction: float = 0.4
     tile_overlap: float = 0.25
+    whole_image_classes: list[str] = field(default_factory=list)
     containment: float = 0.8
     stack_min_contained: int = 2
     drop_contained: bool = True
@@ -83,11 +88,15 @@ class DetectorConfig:
             raise ValueError("max_detections and pre_nms_top_k must be positive")
         if not 0 <= self.tile_overlap < 0.5:
             raise ValueError(f"tile_overlap must be in [0, 0.5), got {self.tile_overlap}")
-        unknown = sorted(set(self.class_score_thresholds) - set(self.class_names))
-        if unknown:
-            raise ValueError(
-                f"class_score_thresholds names unknown classes {unknown}; known: {self.class_names}"
-            )
+        for setting, names in (
+            ("class_score_thresholds", self.class_score_thresholds),
+            ("whole_image_classes", self.whole_image_classes),
+        ):
+            unknown = sorted(set(names) - set(self.class_names))
+            if unknown:
+                raise ValueError(
+                    f"{setting} names unknown classes {unknown}; known: {self.class_names}"
+                )
         if not 0 < self.containment <= 1:
             raise ValueError(f"containment must be in (0, 1], got {self.containment}")
         if self.stack_min_contained < 0:

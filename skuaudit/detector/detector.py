@@ -175,8 +175,9 @@ class Detector:
             score_threshold: minimum score of every class; ``None`` uses the defaults of
                 ``config`` (``score_threshold``, ``class_score_thresholds``).
             tiled: ``True`` runs overlapping tiles at full resolution and merges boxes across tile
-                borders; ``False`` resizes the whole image to the model input (video frames);
-                ``None`` tiles when the longer side exceeds ``config.tile_above_px``.
+                borders (plus one whole-image pass for ``config.whole_image_classes``);
+                ``False`` resizes the whole image to the model input (video frames); ``None``
+                tiles when the longer side exceeds ``config.tile_above_px``.
 
         Returns:
             Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
@@ -203,12 +204,20 @@ class Detector:
 
         tile_px = max(cfg.image_size, round(max(width, height) * cfg.tile_fraction))
         tiles = np.array(tile_grid(width, height, tile_px, cfg.tile_overlap), dtype=np.int64)
-        inputs = np.stack([self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in tiles])
+        inputs = [self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in tiles]
+        if cfg.whole_image_classes:
+            # The whole image is one more "tile" whose edges are the image's: its boxes are never
+            # cut, and the merge below removes their duplicates among the tiles' boxes.
+            inputs.append(self._to_input(image_bgr))
+            tiles = np.vstack([tiles, [[0, 0, width, height]]])
         parts = []
-        for raw, (x1, y1, x2, y2) in zip(self.predict_raw(inputs), tiles, strict=True):
+        for raw, (x1, y1, x2, y2) in zip(self.predict_raw(np.stack(inputs)), tiles, strict=True):
             det = self._decode(raw, (int(x2 - x1), int(y2 - y1)), threshold)
             det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
             parts.append(det)
+        if cfg.whole_image_classes:
+            whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
+            parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
         merged = merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou)
         det = self._suppress_nested(merged)
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,

@@ -142,11 +142,31 @@ def test_nested_box_rules_apply_in_both_modes(tiny_detector, shelf_bgr, tiled):
         ({"containment": 1.5}, "containment"),
         ({"stack_min_contained": -1}, "stack_min_contained"),
         ({"class_score_thresholds": {"shelf": 0.5}}, "unknown classes"),
+        ({"whole_image_classes": ["shelf"]}, "whole_image_classes names unknown classes"),
     ],
 )
 def test_nested_box_settings_are_checked(settings, message):
     with pytest.raises(ValueError, match=message):
         DetectorConfig(**settings)
+
+
+def test_whole_image_pass_adds_boxes_of_its_classes_only(tiny_detector, shelf_bgr):
+    detector = Detector.load(tiny_detector[0])
+    # nested-box rules off: what remains to check is the merge (NMS across tiles and the pass)
+    detector.config.stack_min_contained, detector.config.drop_contained = 0, False
+    tiles_only = detector.detect(shelf_bgr, score_threshold=0.01, tiled=True)
+    one_pass = detector.detect(shelf_bgr, score_threshold=0.01, tiled=False)
+    detector.config.whole_image_classes = ["gap"]
+    both = detector.detect(shelf_bgr, score_threshold=0.01, tiled=True)
+    assert np.all(np.diff(both.confidence) <= 0)
+    product, gap = 0, 1
+    np.testing.assert_array_equal(
+        both[both.class_id == product].xyxy, tiles_only[tiles_only.class_id == product].xyxy
+    )
+    whole_gaps, merged_gaps = one_pass[one_pass.class_id == gap], both[both.class_id == gap]
+    assert len(whole_gaps) > 0 and len(merged_gaps) != len(tiles_only[tiles_only.class_id == gap])
+    # every gap of the whole-image pass is kept, or was suppressed by a better overlapping gap
+    assert np.all(box_iou_xyxy(whole_gaps.xyxy, merged_gaps.xyxy).max(axis=1) > 0.5 - 1e-6)
 
 
 def test_config_without_nested_box_settings_loads_defaults():
