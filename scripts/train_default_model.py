@@ -60,16 +60,22 @@ def self_training_photos(photos_dir: Path, exclude_json: Path) -> list[Path]:
     return [p for p in sorted((photos_dir / "images").glob("*.jpg")) if p.name not in excluded]
 
 
-def calibrate_product_threshold(model_dir: Path, work: Path, n: int = 30) -> dict:
-    """Set ``class_score_thresholds["product"]`` in ``model_dir/config.json``: the score at which
-    the product count equals the true count on ``n`` held-out generated shelves (render seeds
-    700000+, never used in training; tiled like a photo). The counted real rows of
-    ``row_counts.json`` are not used: they stay a yardstick."""
+def calibrate_thresholds(model_dir: Path, work: Path, gaps, n: int = 30) -> dict:
+    """Set ``class_score_thresholds`` in ``model_dir/config.json``, each at the score where the
+    detected count equals the true count (``count_matching_threshold``):
+
+    - ``product``: on ``n`` held-out generated shelves (render seeds 700000+, never used in
+      training; tiled like a photo);
+    - ``gap``: on the *training* split of the shelf-gaps photos ``gaps`` (the validation split
+      stays for AP; the photos label every gap).
+
+    The counted real rows of ``row_counts.json`` are not used: they stay a yardstick."""
     import cv2
 
+    from skuaudit.datasets.base import Dataset
     from skuaudit.datasets.synth import render_shelf
     from skuaudit.detector import Detector
-    from skuaudit.training.train import count_matching_threshold
+    from skuaudit.training.train import count_matching_threshold, split_by_image
 
     folder = work / "calibration"
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,17 +85,35 @@ def calibrate_product_threshold(model_dir: Path, work: Path, n: int = 30) -> dic
         path = folder / f"shelf_{i:03d}.jpg"
         cv2.imwrite(str(path), shelf.image_bgr)
         images.append(shelf.to_labeled_image(path))
-    result = count_matching_threshold(Detector.load(model_dir), images, "product")
+    detector = Detector.load(model_dir)
+    gaps_train, _ = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
+    results = {
+        "product": (
+            count_matching_threshold(detector, images, "product"),
+            f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled",
+        ),
+        "gap": (
+            count_matching_threshold(detector, gaps_train, "gap"),
+            f"the {len(gaps_train)} shelf-gaps training photos (split seed 0), one pass",
+        ),
+    }
     config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text())
-    config["detector"]["class_score_thresholds"] = {"product": round(result["threshold"], 3)}
-    config["training"]["product_threshold_calibration"] = {
-        "shelves": f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled",
-        **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+    config["detector"]["class_score_thresholds"] = {
+        name: round(result["threshold"], 3) for name, (result, _) in results.items()
+    }
+    config["training"].pop("product_threshold_calibration", None)
+    config["training"]["threshold_calibration"] = {
+        name: {
+            "images": images_text,
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+        }
+        for name, (result, images_text) in results.items()
     }
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-    report({"event": "calibrated", **result})
-    return result
+    for name, (result, _) in results.items():
+        report({"event": "calibrated", "class": name, **result})
+    return {name: result for name, (result, _) in results.items()}
 
 
 def main() -> int:
@@ -123,6 +147,11 @@ def main() -> int:
         help="'batch' reproduces the first default model (see detector.model.detection_loss)",
     )
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="only set the per-class thresholds of the existing model folder --out",
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")
     parser.add_argument("--pseudo-threshold", type=float, default=0.6)
@@ -154,6 +183,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
+    if args.calibrate_only:
+        calibrate_thresholds(
+            args.out, args.work, read_dataset(args.gaps, "yolo", class_map={"0": "gap"})
+        )
+        return 0
 
     exclude = args.exclude or args.photos / "row_counts.json"
     synth_seed, synth_dir, textures = 0, args.work / "synth", None
@@ -217,7 +251,7 @@ def main() -> int:
         )
         train_detector(config, [synth, gaps], progress_callback=report)
     if not args.self_train_steps:
-        calibrate_product_threshold(stage1, args.work)
+        calibrate_thresholds(stage1, args.work, gaps)
         return 0
 
     from skuaudit.detector import Detector
@@ -242,7 +276,7 @@ def main() -> int:
         **common,
     )
     train_detector(config, [synth, gaps, pseudo], progress_callback=report)
-    calibrate_product_threshold(args.out, args.work)
+    calibrate_thresholds(args.out, args.work, gaps)
     return 0
 
 
