@@ -44,6 +44,16 @@ def parse_class_map(text: str) -> dict[str, str]:
     return mapping
 
 
+def parse_fraction_range(text: str) -> tuple[float, float]:
+    """``"0.45,1.0"`` -> ``(0.45, 1.0)`` for ``--small-photo-crop``."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--small-photo-crop {text!r} is not LOW,HIGH (e.g. 0.45,1.0)") from None
+    return low, high
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skuaudit train", description="Train the SSD MobileNetV2 detector."
@@ -73,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="tile",
         action="store_false",
         help="train on whole images, no random crops",
+    )
+    p.add_argument(
+        "--small-photo-crop",
+        default="1.0,1.0",
+        help="LOW,HIGH: zoom-in crops of photos too small to tile, as a fraction of their sides "
+        "(e.g. 0.45,1.0 for 416 px gap photos; default: whole photos)",
     )
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument(
@@ -124,6 +140,7 @@ def cli_main(argv: list[str]) -> int:
             val_fraction=args.val_fraction,
             seed=args.seed,
             tile=args.tile,
+            small_photo_crop=parse_fraction_range(args.small_photo_crop),
             eval_every=args.eval_every,
             patience=args.patience,
             checkpoint_dir=args.checkpoint_dir,

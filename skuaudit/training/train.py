@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.datasets.tfdata import TileSpec
 from skuaudit.detections import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class TrainConfig:
             raise ValueError("steps, batch_size and eval_every must be positive")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        TileSpec(small_photo_fraction=tuple(self.small_photo_crop))  # checks the range
         if any(r < 1 for r in self.dataset_repeats):
             raise ValueError(f"dataset_repeats must be >= 1, got {self.dataset_repeats}")
         if self.loss_normalisation not in ("image", "batch"):
@@ -183,7 +185,7 @@ def train_detector(
     """
     import tensorflow as tf
 
-    from skuaudit.datasets.tfdata import TileSpec, make_tf_dataset
+    from skuaudit.datasets.tfdata import make_tf_dataset
     from skuaudit.detector import (
         DetectorConfig,
         LabelEncoder,

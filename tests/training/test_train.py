@@ -86,6 +86,26 @@ def test_parse_class_map(text, expected):
     assert parse_class_map(text) == expected
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--small-photo-crop", "0.5"], "is not LOW,HIGH"),
+        (["--small-photo-crop", "a,b"], "is not LOW,HIGH"),
+        (["--small-photo-crop", "0.9,0.5"], "small_photo_fraction must satisfy"),
+    ],
+)
+def test_train_cli_rejects_bad_small_photo_crop(tmp_path, capsys, argv, message):
+    from skuaudit.datasets.synth import generate_dataset
+    from skuaudit.training.cli import cli_main
+
+    generate_dataset(tmp_path / "d", 2, seed=0, formats=("yolo",), width=256, height=192)
+    out = tmp_path / "m"
+    code = cli_main(["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_parse_class_map_error():
     with pytest.raises(ValueError, match="SOURCE=CLASS"):
         parse_class_map("0:gap")
