@@ -631,7 +631,8 @@ def _model_card(info: dict) -> str:
         "",
         "## Training",
         f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
-        f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}",
+        f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}, zoom-in crops of "
+        f"photos too small to tile {list(cfg.get('small_photo_crop') or (1.0, 1.0))}",
         f"- loss normalised per {cfg.get('loss_normalisation', 'batch')}; anchor width/height "
         f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}, "
         f"side {cfg.get('anchor_size_factor') or DetectorConfig().anchor_size_factor} x stride; "

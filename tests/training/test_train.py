@@ -152,6 +152,7 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
     )
     card = (out / "MODEL_CARD.md").read_text()
     assert "Fine-tuned from" in card and "side 2.5 x stride" in card
+    assert "photos too small to tile [1.0, 1.0]" in card
 
 
 @pytest.mark.parametrize(
