@@ -26,6 +26,7 @@ def commands(full: bool) -> list[tuple[str, list[str]]]:
         ("synthetic shelves", ["bench_synth.py", "--n", "20"]),
         ("dataset readers", ["bench_readers.py", "--n", "100"]),
         ("detector", ["bench_detector.py", "--frames", "30", "--synth", "10"]),
+        ("detector sizes", ["bench_detector_sizes.py", "--sizes", "0.35:64,0.5:96,0.75:96"]),
         ("live path", ["bench_live.py", "--seconds", "10"]),
         ("audit save", ["bench_save.py", "--audits", "200"]),
         ("training", ["bench_train.py", "--steps", "30"]),

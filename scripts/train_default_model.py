@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--synth-images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of stage 1")
+    parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
     parser.add_argument(
         "--init-model",
         type=Path,
@@ -240,7 +241,7 @@ def main() -> int:
     common = dict(
         batch_size=8,
         image_size=320,
-        alpha=0.35,
+        alpha=args.alpha,
         val_fraction=0.2,
         seed=0,
         tile=True,
