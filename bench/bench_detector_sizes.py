@@ -25,19 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 
-def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
-
-
 def measure(alpha: float, fpn_channels: int, runs: int, steps: int) -> tuple[float, float, int]:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
+    from bench_detector import median_ms
 
     from skuaudit.detector import DetectorConfig, build_raw_model
     from skuaudit.detector.detector import convert_to_tflite
