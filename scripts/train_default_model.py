@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.readers import read_dataset  # noqa: E402
 from skuaudit.datasets.synth import generate_dataset  # noqa: E402
+from skuaudit.training.cli import parse_fraction_range  # noqa: E402
 from skuaudit.training.train import TrainConfig, pseudo_label_photos, train_detector  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -169,7 +170,8 @@ def main() -> int:
     parser.add_argument(
         "--calibrate-only",
         action="store_true",
-        help="only set the per-class thresholds of the existing model folder --out",
+        help="only set the photo-path settings (per-class thresholds, whole-image gap pass) of "
+        "the existing model folder --out",
     )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")
@@ -253,7 +255,7 @@ def main() -> int:
         loss_normalisation=args.loss_normalisation,
         anchor_aspect_ratios=ratios,
         anchor_size_factor=args.anchor_size_factor,
-        small_photo_crop=tuple(float(v) for v in args.small_photo_crop.split(",")),
+        small_photo_crop=parse_fraction_range(args.small_photo_crop),
     )
     stage1 = args.stage1
     if stage1 is None:
