@@ -74,10 +74,13 @@ def self_training_photos(photos_dir: Path, exclude_json: Path) -> list[Path]:
     return [p for p in sorted((photos_dir / "images").glob("*.jpg")) if p.name not in excluded]
 
 
-def calibrate_thresholds(model_dir: Path, work: Path, gaps, n: int = 30) -> dict:
+def calibrate_thresholds(
+    model_dir: Path, work: Path, gaps, n: int = 30, tile_above_px: int | None = None
+) -> dict:
     """Set the photo-path settings in ``model_dir/config.json``: ``whole_image_classes`` ``gap``,
-    and ``class_score_thresholds``, each at the score where the detected count equals the true
-    count (``count_matching_threshold``):
+    ``tile_above_px`` (when given; photos larger than that are tiled), and
+    ``class_score_thresholds``, each at the score where the detected count equals the true count
+    (``count_matching_threshold``, with the photo path's tiling rule):
 
     - ``product``: on ``n`` held-out generated shelves (render seeds 700000+, never used in
       training; tiled like a photo);
@@ -92,6 +95,16 @@ def calibrate_thresholds(model_dir: Path, work: Path, gaps, n: int = 30) -> dict
     from skuaudit.detector import Detector
     from skuaudit.training.train import count_matching_threshold, split_by_image
 
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    # Gaps wider than a tile, and whole photos squashed to the input as the shelf-gaps data shows
+    # them: the photo path adds one whole-image pass for gaps (gap AP50 0.628 -> 0.666 on the
+    # shelf-gaps validation photos resized to 1200x1600; 0.781 -> 0.753 on generated shelves).
+    config["detector"]["whole_image_classes"] = ["gap"]
+    if tile_above_px is not None:
+        config["detector"]["tile_above_px"] = tile_above_px
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
     folder = work / "calibration"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -102,6 +115,8 @@ def calibrate_thresholds(model_dir: Path, work: Path, gaps, n: int = 30) -> dict
         images.append(shelf.to_labeled_image(path))
     detector = Detector.load(model_dir)
     gaps_train, _ = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
+    tiled = [max(im.width, im.height) > config["detector"]["tile_above_px"] for im in gaps_train]
+    tiling = "tiled" if all(tiled) else "one pass" if not any(tiled) else "tiled when large"
     results = {
         "product": (
             count_matching_threshold(detector, images, "product"),
@@ -109,15 +124,10 @@ def calibrate_thresholds(model_dir: Path, work: Path, gaps, n: int = 30) -> dict
         ),
         "gap": (
             count_matching_threshold(detector, gaps_train, "gap"),
-            f"the {len(gaps_train)} shelf-gaps training photos (split seed 0), one pass",
+            f"the {len(gaps_train)} shelf-gaps training photos (split seed 0), {tiling}",
         ),
     }
-    config_path = model_dir / "config.json"
     config = json.loads(config_path.read_text())
-    # Gaps wider than a tile, and whole photos squashed to the input as the shelf-gaps data shows
-    # them: the photo path adds one whole-image pass for gaps (gap AP50 0.628 -> 0.666 on the
-    # shelf-gaps validation photos resized to 1200x1600; 0.781 -> 0.753 on generated shelves).
-    config["detector"]["whole_image_classes"] = ["gap"]
     config["detector"]["class_score_thresholds"] = {
         name: round(result["threshold"], 3) for name, (result, _) in results.items()
     }
@@ -151,6 +161,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of stage 1")
     parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    parser.add_argument(
+        "--head-depth",
+        type=int,
+        default=2,
+        help="separable convolutions of the box/class head (deeper than --init-model's: the new "
+        "ones start as the identity)",
+    )
     parser.add_argument(
         "--init-model",
         type=Path,
@@ -197,6 +214,13 @@ def main() -> int:
         "(1.0,1.0: whole photos)",
     )
     parser.add_argument(
+        "--tile-above-px",
+        type=int,
+        default=None,
+        help="photo path: tile photos whose longer side exceeds this (default: the model's "
+        "config.json value)",
+    )
+    parser.add_argument(
         "--photo-textures",
         action="store_true",
         help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
@@ -206,7 +230,10 @@ def main() -> int:
     ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
     if args.calibrate_only:
         calibrate_thresholds(
-            args.out, args.work, read_dataset(args.gaps, "yolo", class_map={"0": "gap"})
+            args.out,
+            args.work,
+            read_dataset(args.gaps, "yolo", class_map={"0": "gap"}),
+            tile_above_px=args.tile_above_px,
         )
         return 0
 
@@ -244,6 +271,7 @@ def main() -> int:
         batch_size=8,
         image_size=320,
         alpha=args.alpha,
+        head_depth=args.head_depth,
         val_fraction=0.2,
         seed=0,
         tile=True,
@@ -272,7 +300,7 @@ def main() -> int:
         )
         train_detector(config, [synth, gaps], progress_callback=report)
     if not args.self_train_steps:
-        calibrate_thresholds(stage1, args.work, gaps)
+        calibrate_thresholds(stage1, args.work, gaps, tile_above_px=args.tile_above_px)
         return 0
 
     from skuaudit.detector import Detector
@@ -297,7 +325,7 @@ def main() -> int:
         **common,
     )
     train_detector(config, [synth, gaps, pseudo], progress_callback=report)
-    calibrate_thresholds(args.out, args.work, gaps)
+    calibrate_thresholds(args.out, args.work, gaps, tile_above_px=args.tile_above_px)
     return 0
 
 

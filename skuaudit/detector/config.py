@@ -24,6 +24,8 @@ class DetectorConfig:
         image_size: square model input side in pixels (multiple of 32).
         alpha: MobileNetV2 width multiplier.
         fpn_channels: channels of the FPNLite pyramid and heads.
+        head_depth: separable 3x3 convolutions shared by the box and class outputs (every
+            pyramid level runs the same ones); models saved before this setting have 2.
         class_names: detector classes, in logit order.
         score_threshold: default minimum class score of a returned box.
         class_score_thresholds: per-class defaults (``{"product": 0.65}``) that replace
@@ -33,7 +35,10 @@ class DetectorConfig:
         max_detections: most boxes returned per image (and per tile).
         pre_nms_top_k: most candidate boxes per class entering NMS.
         tile_above_px: ``tiled=None`` tiles images whose longer side exceeds this (the training
-            crops of ``datasets.tfdata.TileSpec`` start at the same size).
+            crops of ``datasets.tfdata.TileSpec`` start at 900 px). A model trained on zoom-in
+            crops of smaller photos (``TileSpec.small_photo_fraction``) can tile those too: the
+            default model tiles above 400 px, so a 640x480 photo of a dense shelf is not squashed
+            to the input.
         tile_fraction: tile side as a fraction of the image's longer side (at least ``image_size``),
             inside the range of ``TileSpec.side_fraction`` so products look as in training.
         tile_overlap: overlap of neighbouring tiles as a fraction of the tile side.
@@ -58,6 +63,7 @@ class DetectorConfig:
     image_size: int = 320
     alpha: float = 0.35
     fpn_channels: int = 64
+    head_depth: int = 2
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     strides: tuple[int, ...] = (8, 16, 32, 64)
@@ -84,6 +90,8 @@ class DetectorConfig:
             )
         if not 0 < self.alpha <= 1.4:
             raise ValueError(f"alpha must be in (0, 1.4], got {self.alpha}")
+        if self.head_depth < 1:
+            raise ValueError(f"head_depth must be >= 1, got {self.head_depth}")
         if self.max_detections < 1 or self.pre_nms_top_k < 1:
             raise ValueError("max_detections and pre_nms_top_k must be positive")
         if not 0 <= self.tile_overlap < 0.5:

@@ -171,7 +171,7 @@ def build_raw_model(config: DetectorConfig) -> keras.Model:
         keras.layers.SeparableConv2D(
             ch, 3, padding="same", activation="relu6", name=f"head_conv{i}"
         )
-        for i in range(2)
+        for i in range(config.head_depth)
     ]
     box_out = keras.layers.SeparableConv2D(per_location * 4, 3, padding="same", name="head_box")
     prior = -float(tf.math.log((1 - 0.01) / 0.01))  # focal-loss prior: start at p=0.01

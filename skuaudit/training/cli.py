@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
     p.add_argument(
+        "--head-depth",
+        type=int,
+        default=2,
+        help="separable 3x3 convolutions of the shared box/class head",
+    )
+    p.add_argument(
         "--image-size", type=int, default=320, help="square model input (multiple of 32)"
     )
     p.add_argument("--learning-rate", type=float, default=2e-3)
@@ -136,6 +142,7 @@ def cli_main(argv: list[str]) -> int:
             batch_size=args.batch_size,
             image_size=args.image_size,
             alpha=args.alpha,
+            head_depth=args.head_depth,
             learning_rate=args.learning_rate,
             val_fraction=args.val_fraction,
             seed=args.seed,

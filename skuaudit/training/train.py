@@ -73,6 +73,10 @@ class TrainConfig:
         anchor_size_factor: anchor side at scale 1 in strides (``None``: the ``DetectorConfig``
             default); smaller anchors give small boxes (a shelf gap of 15 px) a matching anchor.
             Changing it keeps the head's shape, so a model can be fine-tuned to new anchor sizes.
+        head_depth: separable convolutions of the shared box/class head
+            (``DetectorConfig.head_depth``). Fine-tuning from a model with a shallower head copies
+            its weights and starts the new convolutions as the identity, so the run starts from
+            the same detections.
         small_photo_crop: with ``tile``, zoom-in crops of photos too small to tile, as a
             fraction of their sides (``TileSpec.small_photo_fraction``; ``(1.0, 1.0)``: whole).
     """
@@ -103,6 +107,7 @@ class TrainConfig:
     anchor_aspect_ratios: tuple[float, ...] | None = None
     anchor_size_factor: float | None = None
     small_photo_crop: tuple[float, float] = (1.0, 1.0)
+    head_depth: int = 2
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -214,7 +219,11 @@ def train_detector(
     if config.anchor_size_factor:
         anchors["anchor_size_factor"] = float(config.anchor_size_factor)
     det_config = DetectorConfig(
-        image_size=config.image_size, alpha=config.alpha, class_names=classes, **anchors
+        image_size=config.image_size,
+        alpha=config.alpha,
+        head_depth=config.head_depth,
+        class_names=classes,
+        **anchors,
     )
     encoder = LabelEncoder(
         make_anchors(det_config.anchor_spec), len(classes), det_config.box_variance
@@ -404,10 +413,17 @@ def train_detector(
 
 
 def _load_initial_weights(model, det_config, model_dir: Path) -> None:
-    """Copy the weights of the model folder ``model_dir`` into ``model`` (same architecture).
+    """Copy the weights of the model folder ``model_dir`` into ``model``.
+
+    The architectures must match, except that ``model`` may have a deeper head: the source's head
+    convolutions are copied and the extra ones start as the identity (a depthwise kernel with a
+    single 1 at its centre, an identity pointwise kernel, no bias). Their inputs come out of
+    ReLU6 and lie in ``[0, 6]``, where ReLU6 of the identity is the identity, so the new model
+    computes exactly what the source did.
 
     Raises:
-        ValueError: the folder's input size or width differs from ``det_config``.
+        ValueError: the folder's input size, width or head layout differs from ``det_config``, or
+            its head is deeper.
     """
     from skuaudit.detector import DetectorConfig, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
@@ -429,7 +445,26 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
             f"{model_dir}: its heads (anchors per location, classes, FPN channels {layout}) differ "
             f"from the run's {wanted}; pass the same anchor_aspect_ratios"
         )
-    model.set_weights(load_raw_model(model_dir).get_weights())
+    if source.head_depth > det_config.head_depth:
+        raise ValueError(
+            f"{model_dir}: its head has {source.head_depth} convolutions, more than the run's "
+            f"{det_config.head_depth}"
+        )
+    source_model = load_raw_model(model_dir)
+    added = {f"head_conv{i}" for i in range(source.head_depth, det_config.head_depth)}
+    targets = [layer for layer in model.layers if layer.weights and layer.name not in added]
+    sources = [layer for layer in source_model.layers if layer.weights]
+    shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
+    if shapes != [[tuple(w.shape) for w in layer.weights] for layer in sources]:
+        raise ValueError(f"{model_dir}: its layers differ from the run's architecture")
+    for target, layer in zip(targets, sources, strict=True):
+        target.set_weights(layer.get_weights())
+    for name in sorted(added):
+        depthwise, pointwise, bias = model.get_layer(name).get_weights()
+        depthwise[:] = 0.0
+        depthwise[depthwise.shape[0] // 2, depthwise.shape[1] // 2, :, 0] = 1.0
+        pointwise[0, 0] = np.eye(pointwise.shape[2], dtype=pointwise.dtype)
+        model.get_layer(name).set_weights([depthwise, pointwise, np.zeros_like(bias)])
 
 
 def count_matching_threshold(
@@ -563,16 +598,22 @@ def _final_metrics(config: TrainConfig, val_sets: list[list[LabeledImage]]) -> d
     }
 
 
-def evaluate_detector(detector, images: list[LabeledImage], score_threshold: float = 0.05) -> dict:
+def evaluate_detector(
+    detector,
+    images: list[LabeledImage],
+    score_threshold: float = 0.05,
+    tiled: bool | None = None,
+) -> dict:
     """Per-class COCO AP50, AP50:95 and AR300 of a detector on labelled images.
 
     ``coco_metrics`` scores each class only on images that label it (``annotated_classes``), so
     unlabelled products in gap photos do not count as false positives.
 
     Args:
-        detector: a ``Detector``; tiling follows its ``tiled=None`` rule.
+        detector: a ``Detector``.
         images: labelled images (pixel ``xyxy`` boxes).
         score_threshold: low, so the precision/recall curve is complete.
+        tiled: ``Detector.detect``'s ``tiled`` (``None``: its rule by image size).
 
     Returns:
         ``{class_name: {"AP50", "AP", "AR300", "images"}}`` for classes with ground truth.
@@ -586,7 +627,7 @@ def evaluate_detector(detector, images: list[LabeledImage], score_threshold: flo
         image = cv2.imread(str(im.path))
         if image is None:
             raise DatasetError(f"{im.path}: not a readable image")
-        predictions.append(detector.detect(image, score_threshold=score_threshold))
+        predictions.append(detector.detect(image, score_threshold=score_threshold, tiled=tiled))
     result = coco_metrics(
         Dataset(list(CLASS_NAMES), images), predictions, list(CLASS_NAMES), max_dets=300
     )
@@ -613,7 +654,8 @@ def _model_card(info: dict) -> str:
     lines = [
         f"# Model card: {Path(cfg['out_dir']).name}",
         "",
-        f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid, input {cfg['image_size']}x"
+        f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid and a head of "
+        f"{cfg.get('head_depth', 2)} separable convolutions, input {cfg['image_size']}x"
         f"{cfg['image_size']}, classes `product` and `gap`. "
         + (
             f"Fine-tuned from `{cfg['init_model_dir']}` by `skuaudit train`."

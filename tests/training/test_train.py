@@ -162,6 +162,7 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
         ({"dataset_repeats": [0]}, "dataset_repeats"),
         ({"image_size": 128, "anchor_aspect_ratios": (0.5, 1.0, 3.0)}, "heads .* differ"),
         ({"loss_normalisation": "anchor"}, "loss_normalisation"),
+        ({"image_size": 128, "head_depth": 1}, "head has 2 convolutions, more than the run's 1"),
     ],
 )
 def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, settings, message):
@@ -172,6 +173,25 @@ def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, se
             ),
             [synth_shelf_dataset],
         )
+
+
+def test_deeper_head_starts_from_the_same_outputs(tiny_detector):
+    """Fine-tuning into a deeper head copies every layer and adds identity convolutions: the new
+    model's raw outputs equal the source's before any step."""
+    from dataclasses import replace
+
+    from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.train import _load_initial_weights
+
+    source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    deeper = replace(source, head_depth=4)
+    model = build_raw_model(deeper)
+    assert len(model.weights) > len(load_raw_model(tiny_detector[0]).weights)
+    _load_initial_weights(model, deeper, tiny_detector[0])
+    image = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
+    expected = load_raw_model(tiny_detector[0])(image, training=False).numpy()
+    np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
 
 
 def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
