@@ -20,9 +20,10 @@ Every set is split 80/20 by image (sorted names, seed 0).
    1,200 steps of it (about 20 minutes on CPU) did not lower the row-count error of the first
    default model, so the shipped model has none.
 
-Each run ends by setting the photo-path settings of the model folder (``calibrate_thresholds``).
+Each run ends by setting the photo-path settings of the model folder (``calibrate_thresholds``:
+per-class thresholds, the whole-image gap pass and, with ``--tile-above-px``, the tiling rule).
 
-The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~110
+The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~153
 minutes of CPU in all)::
 
     W="--work /tmp/skuaudit_run2 --photo-textures --synth-images 1500 --gap-repeats 3 --lr 1e-3 --eval-every 500"
@@ -31,7 +32,10 @@ minutes of CPU in all)::
         --anchor-ratios 0.33,0.6,1.0,1.8 --steps 9000 --out /tmp/B    # stopped after step 2500
     python scripts/train_default_model.py $W --init-model /tmp/B --steps 8000 --out /tmp/C  # stopped after 4500
     python scripts/train_default_model.py $W --init-model /tmp/C --small-photo-crop 0.45,1.0 \
-        --steps 7000 --out models/default
+        --steps 7000 --out /tmp/D
+    python scripts/train_default_model.py $W --gap-repeats 6 --lr 7e-4 --eval-every 1000 \
+        --init-model /tmp/D --head-depth 4 --small-photo-crop 0.35,1.0 --steps 12000 \
+        --tile-above-px 400 --out models/default
 
 Other uses::
 
@@ -187,8 +191,8 @@ def main() -> int:
     parser.add_argument(
         "--calibrate-only",
         action="store_true",
-        help="only set the photo-path settings (per-class thresholds, whole-image gap pass) of "
-        "the existing model folder --out",
+        help="only set the photo-path settings (per-class thresholds, whole-image gap pass, "
+        "--tile-above-px) of the existing model folder --out",
     )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")

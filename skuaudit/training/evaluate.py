@@ -339,12 +339,16 @@ def pr_curve_figure(report: EvalReport, title: str = "Precision-recall at IoU 0.
 
 
 def predict_dataset(
-    model_dir: str | Path, gt: Dataset, score_threshold: float = AP_SCORE_THRESHOLD
+    model_dir: str | Path,
+    gt: Dataset,
+    score_threshold: float = AP_SCORE_THRESHOLD,
+    tiled: bool | None = None,
 ) -> list[Detections]:
     """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily).
 
     ``score_threshold`` is low by default so the precision/recall curve behind AP is complete
     (the model's own, higher, defaults would cut it); counting applies its thresholds afterwards.
+    ``tiled`` is ``Detector.detect``'s (``None``: the model's rule by image size).
     """
     import cv2
 
@@ -356,7 +360,7 @@ def predict_dataset(
         image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
         if image is None:
             raise DatasetError(f"{item.path}: cannot decode image")
-        predictions.append(detector.detect(image, score_threshold=score_threshold))
+        predictions.append(detector.detect(image, score_threshold=score_threshold, tiled=tiled))
     return predictions
 
 
@@ -413,6 +417,17 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    tiling = parser.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--tiled",
+        dest="tiled",
+        action="store_true",
+        default=None,
+        help="always tile (default: tile images larger than the model's tile_above_px)",
+    )
+    tiling.add_argument(
+        "--single-pass", dest="tiled", action="store_false", help="never tile: one pass per image"
+    )
     parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -431,7 +446,7 @@ def cli_main(argv: list[str]) -> int:
             train, val = split_by_image(gt, args.val_fraction, args.seed)
             gt = Dataset(gt.classes, val if args.split == "val" else train, gt.problems)
         model_dir = args.model or get_settings().default_model_dir
-        predictions = predict_dataset(model_dir, gt)
+        predictions = predict_dataset(model_dir, gt, tiled=args.tiled)
         if args.score_threshold is None:
             from skuaudit.detector.detector import read_model_config
 

@@ -120,7 +120,9 @@ def test_report_json_keys():
 
 def test_cli_json_with_stubbed_model(tmp_path, monkeypatch, capsys):
     root = generate_dataset(tmp_path / "d", n=2, seed=1, width=256, height=192, formats=("yolo",))
-    monkeypatch.setattr(evaluate, "predict_dataset", lambda model_dir, gt: _self_predictions(gt))
+    monkeypatch.setattr(
+        evaluate, "predict_dataset", lambda model_dir, gt, tiled=None: _self_predictions(gt)
+    )
     assert (
         evaluate.cli_main(
             [
@@ -209,6 +211,13 @@ def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
     assert out["per_class"]["product"]["count_mae"] == pytest.approx(
         expected["per_class"]["product"]["count_mae"]
     )
+    # --tiled forces the tiled mode on these 512x384 shelves (below the 900 px rule): the card's
+    # function with tiled=True gives the same AP
+    args = ["--dataset", str(root), "--model", str(model_dir), "--tiled", "--json"]
+    assert evaluate.cli_main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    for name, figures in evaluate_detector(detector, gt.images, tiled=True).items():
+        assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
 
 
 def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, capsys):
@@ -218,9 +227,11 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
 
     root = generate_dataset(tmp_path / "d", n=10, seed=2, width=256, height=192, formats=("yolo",))
     seen: list[list[str]] = []
+    tiling: list[bool | None] = []
 
-    def predict(model_dir, gt):
+    def predict(model_dir, gt, tiled=None):
         seen.append(sorted(str(im.path) for im in gt.images))
+        tiling.append(tiled)
         return _self_predictions(gt)
 
     monkeypatch.setattr(evaluate, "predict_dataset", predict)
@@ -230,6 +241,11 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
         assert json.loads(capsys.readouterr().out)["images"] == (2 if split == "val" else 8)
     train, val = split_by_image(read_dataset(root, "yolo"), 0.2, 0)
     assert seen == [sorted(str(im.path) for im in val), sorted(str(im.path) for im in train)]
+    # tiling: the model's rule by default, or forced either way
+    for flag in ("--single-pass", "--tiled"):
+        assert evaluate.cli_main(["--dataset", str(root), "--format", "yolo", flag, "--json"]) == 0
+    assert tiling == [None, None, False, True]
+    capsys.readouterr()
     bad = ["--dataset", str(root), "--format", "yolo", "--split", "val", "--val-fraction", "1.5"]
     assert evaluate.cli_main(bad) == 2
     assert "--val-fraction" in capsys.readouterr().err
