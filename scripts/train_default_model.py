@@ -131,7 +131,6 @@ def calibrate_thresholds(
             f"the {len(gaps_train)} shelf-gaps training photos (split seed 0), {tiling}",
         ),
     }
-    config = json.loads(config_path.read_text())
     config["detector"]["class_score_thresholds"] = {
         name: round(result["threshold"], 3) for name, (result, _) in results.items()
     }

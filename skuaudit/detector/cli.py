@@ -21,13 +21,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--score-threshold", type=float, default=None, help="minimum score (default: the model's)"
     )
-    tiling = parser.add_mutually_exclusive_group()
-    tiling.add_argument(
-        "--tiled", dest="tiled", action="store_true", default=None, help="always tile"
-    )
-    tiling.add_argument("--single-pass", dest="tiled", action="store_false", help="never tile")
+    add_tiling_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON list for all photos")
     return parser
+
+
+def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tiled`` / ``--single-pass`` into ``args.tiled`` (``None``: the model's size rule)."""
+    tiling = parser.add_mutually_exclusive_group()
+    tiling.add_argument(
+        "--tiled",
+        dest="tiled",
+        action="store_true",
+        default=None,
+        help="always tile (default: tile images larger than the model's tile_above_px)",
+    )
+    tiling.add_argument(
+        "--single-pass", dest="tiled", action="store_false", help="never tile: one pass per image"
+    )
 
 
 def _read_image(path: Path):

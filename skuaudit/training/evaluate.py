@@ -385,6 +385,7 @@ def cli_main(argv: list[str]) -> int:
     """``skuaudit evaluate``: COCO AP / AR300 and counting error of a model on a dataset."""
     from skuaudit.config import get_settings
     from skuaudit.datasets.readers import FORMATS, parse_class_map, read_dataset
+    from skuaudit.detector.cli import add_tiling_arguments
 
     parser = argparse.ArgumentParser(
         prog="skuaudit evaluate", description="COCO AP / AR300 and counting error on a dataset"
@@ -417,17 +418,7 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
-    tiling = parser.add_mutually_exclusive_group()
-    tiling.add_argument(
-        "--tiled",
-        dest="tiled",
-        action="store_true",
-        default=None,
-        help="always tile (default: tile images larger than the model's tile_above_px)",
-    )
-    tiling.add_argument(
-        "--single-pass", dest="tiled", action="store_false", help="never tile: one pass per image"
-    )
+    add_tiling_arguments(parser)
     parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
