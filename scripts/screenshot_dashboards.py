@@ -26,8 +26,13 @@ from skuaudit.demo import seed_demo
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PAGES = {"Share of shelf": "dashboard_share.png", "Stockouts": "dashboard_stockouts.png"}
 MAX_BYTES = 400 * 1024
@@ -81,10 +86,21 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
         port = _free_port()
         env = {**os.environ, "SKUAUDIT_DB_URL": db_url}
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(wrapper),
-             "--server.headless=true", "--server.address=127.0.0.1", f"--server.port={port}",
-             "--browser.gatherUsageStats=false"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(wrapper),
+                "--server.headless=true",
+                "--server.address=127.0.0.1",
+                f"--server.port={port}",
+                "--browser.gatherUsageStats=false",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             url = f"http://127.0.0.1:{port}"
@@ -102,11 +118,13 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
                     page.locator(".js-plotly-plot").first.wait_for(timeout=PAGE_TIMEOUT_MS)
                     # The wrapper's page list names files, not titles: keep it out of the picture.
                     hide_nav = page.add_style_tag(
-                        content="[data-testid=stSidebarNav] {display: none}")
+                        content="[data-testid=stSidebarNav] {display: none}"
+                    )
                     page.wait_for_timeout(2500)  # let plotly finish drawing every chart
                     # The main area scrolls inside the page: grow the window to all of it.
                     height_px = page.evaluate(
-                        "document.querySelector('[data-testid=stMain]').scrollHeight")
+                        "document.querySelector('[data-testid=stMain]').scrollHeight"
+                    )
                     page.set_viewport_size({"width": width_px, "height": int(height_px)})
                     page.wait_for_timeout(1500)
                     path = out_dir / name
@@ -127,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args(argv)
     for path in shoot(args.out):
-        print(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
-              f"{path.stat().st_size / 1024:.0f} KiB")
+        print(
+            f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
+            f"{path.stat().st_size / 1024:.0f} KiB"
+        )
     return 0
 
 

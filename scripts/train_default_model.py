@@ -79,10 +79,16 @@ def self_training_photos(photos_dir: Path, exclude_json: Path) -> list[Path]:
 
 
 def calibrate_thresholds(
-    model_dir: Path, work: Path, gaps, n: int = 30, tile_above_px: int | None = None
+    model_dir: Path,
+    work: Path,
+    gaps,
+    n: int = 30,
+    tile_above_px: int | None = None,
+    flip_test_time: bool | None = None,
 ) -> dict:
     """Set the photo-path settings in ``model_dir/config.json``: ``whole_image_classes`` ``gap``,
-    ``tile_above_px`` (when given; photos larger than that are tiled), and
+    ``tile_above_px`` and ``flip_test_time`` (when given; photos larger than that are tiled,
+    tiled photos are also run mirrored), and
     ``class_score_thresholds``, each at the score where the detected count equals the true count
     (``count_matching_threshold``, with the photo path's tiling rule):
 
@@ -107,6 +113,8 @@ def calibrate_thresholds(
     config["detector"]["whole_image_classes"] = ["gap"]
     if tile_above_px is not None:
         config["detector"]["tile_above_px"] = tile_above_px
+    if flip_test_time is not None:
+        config["detector"]["flip_test_time"] = flip_test_time
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     folder = work / "calibration"
@@ -121,10 +129,13 @@ def calibrate_thresholds(
     gaps_train, _ = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
     tiled = [max(im.width, im.height) > config["detector"]["tile_above_px"] for im in gaps_train]
     tiling = "tiled" if all(tiled) else "one pass" if not any(tiled) else "tiled when large"
+    if config["detector"].get("flip_test_time") and any(tiled):
+        tiling += ", with the mirrored view"
     results = {
         "product": (
             count_matching_threshold(detector, images, "product"),
-            f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled",
+            f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled"
+            + (", with the mirrored view" if config["detector"].get("flip_test_time") else ""),
         ),
         "gap": (
             count_matching_threshold(detector, gaps_train, "gap"),
@@ -170,6 +181,11 @@ def main() -> int:
         default=2,
         help="separable convolutions of the box/class head (deeper than --init-model's: the new "
         "ones start as the identity)",
+    )
+    parser.add_argument(
+        "--separate-towers",
+        action="store_true",
+        help="separate box and class towers (a shared --init-model tower is copied into both)",
     )
     parser.add_argument(
         "--init-model",
@@ -224,6 +240,13 @@ def main() -> int:
         "config.json value)",
     )
     parser.add_argument(
+        "--flip-test-time",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="photo path: also run tiled photos mirrored and fuse both views (default: the "
+        "model's config.json value)",
+    )
+    parser.add_argument(
         "--photo-textures",
         action="store_true",
         help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
@@ -237,6 +260,7 @@ def main() -> int:
             args.work,
             read_dataset(args.gaps, "yolo", class_map={"0": "gap"}),
             tile_above_px=args.tile_above_px,
+            flip_test_time=args.flip_test_time,
         )
         return 0
 
@@ -275,6 +299,7 @@ def main() -> int:
         image_size=320,
         alpha=args.alpha,
         head_depth=args.head_depth,
+        separate_towers=args.separate_towers,
         val_fraction=0.2,
         seed=0,
         tile=True,
@@ -303,7 +328,13 @@ def main() -> int:
         )
         train_detector(config, [synth, gaps], progress_callback=report)
     if not args.self_train_steps:
-        calibrate_thresholds(stage1, args.work, gaps, tile_above_px=args.tile_above_px)
+        calibrate_thresholds(
+            stage1,
+            args.work,
+            gaps,
+            tile_above_px=args.tile_above_px,
+            flip_test_time=args.flip_test_time,
+        )
         return 0
 
     from skuaudit.detector import Detector
@@ -328,7 +359,13 @@ def main() -> int:
         **common,
     )
     train_detector(config, [synth, gaps, pseudo], progress_callback=report)
-    calibrate_thresholds(args.out, args.work, gaps, tile_above_px=args.tile_above_px)
+    calibrate_thresholds(
+        args.out,
+        args.work,
+        gaps,
+        tile_above_px=args.tile_above_px,
+        flip_test_time=args.flip_test_time,
+    )
     return 0
 
 

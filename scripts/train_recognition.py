@@ -40,7 +40,10 @@ TRAIN_SEED, VAL_SEED, TEST_SEED = 1001, 2002, 3003
 BOX_JITTER = 0.1  # fraction of the box size each edge of a shelf crop moves: detector-like boxes
 # width / height of a facing per family, a little wider than on generated shelves
 ASPECT_RANGE: dict[str, tuple[float, float]] = {
-    "box": (0.5, 1.4), "bottle": (0.24, 0.45), "can": (0.45, 0.72), "pouch": (0.55, 0.95),
+    "box": (0.5, 1.4),
+    "bottle": (0.24, 0.45),
+    "can": (0.45, 0.72),
+    "pouch": (0.55, 0.95),
     "jar": (0.6, 1.05),
 }
 
@@ -64,13 +67,16 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         d = 0.08 * np.array([w, h])
         src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
         dst = (src + rng.uniform(-1, 1, (4, 2)) * d).astype(np.float32)
-        crop = cv2.warpPerspective(crop, cv2.getPerspectiveTransform(src, dst), (w, h),
-                                   borderMode=cv2.BORDER_REPLICATE)
+        crop = cv2.warpPerspective(
+            crop, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE
+        )
     if rng.random() < 0.3:  # occluder: a clip strip or a price label over part of the pack
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         if rng.random() < 0.5:
             x = int(rng.uniform(0, w))
-            cv2.rectangle(crop, (x, 0), (x + max(2, w // 8), int(h * rng.uniform(0.2, 0.6))), colour, -1)
+            cv2.rectangle(
+                crop, (x, 0), (x + max(2, w // 8), int(h * rng.uniform(0.2, 0.6))), colour, -1
+            )
         else:
             y = int(h * rng.uniform(0.75, 1.0))
             cv2.rectangle(crop, (0, y), (int(w * rng.uniform(0.3, 0.9)), h), colour, -1)
@@ -84,20 +90,26 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.5))
     if rng.random() < 0.3:  # low resolution: a far-away facing
         f = rng.uniform(0.3, 0.7)
-        small = cv2.resize(out, (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            out, (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA
+        )
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.uniform(30, 95))])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else out
 
 
-def product_crop(catalogue: BrandCatalogue, index: int, rng: np.random.Generator, aug: bool = True) -> np.ndarray:
+def product_crop(
+    catalogue: BrandCatalogue, index: int, rng: np.random.Generator, aug: bool = True
+) -> np.ndarray:
     """One facing of brand ``index`` in a random family, variant and size."""
     brand = catalogue.brands[index]
     family = brand.families[int(rng.integers(len(brand.families)))]
     lo, hi = ASPECT_RANGE[family]
     height = int(rng.uniform(30, 180))
     width = max(8, int(height * rng.uniform(lo, hi)))
-    crop = render_product(brand, family, width, height, rng, variant=int(rng.integers(brand.n_variants)))
+    crop = render_product(
+        brand, family, width, height, rng, variant=int(rng.integers(brand.n_variants))
+    )
     return augment(crop, rng) if aug else crop
 
 
@@ -123,7 +135,9 @@ def shelf_crops(
     return crops, labels
 
 
-def training_pool(n_brands: int, per_brand: int, n_shelves: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def training_pool(
+    n_brands: int, per_brand: int, n_shelves: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, POOL, POOL, 3) uint8 RGB, labels (N,))`` for the training catalogue."""
     catalogue = make_catalogue(n_brands, TRAIN_SEED)
     rng = np.random.default_rng(seed)
@@ -163,7 +177,9 @@ def build_embedding_model():
     return keras.Model(inputs, outputs, name="brand_embedding")
 
 
-def train(model, images: np.ndarray, labels: np.ndarray, *, minutes: float, batch: int, log) -> dict:
+def train(
+    model, images: np.ndarray, labels: np.ndarray, *, minutes: float, batch: int, log
+) -> dict:
     """CosFace training against learned proxies, until ``minutes`` have passed."""
     import tensorflow as tf
 
@@ -211,7 +227,9 @@ def train(model, images: np.ndarray, labels: np.ndarray, *, minutes: float, batc
         for i in range(0, len(order) - batch + 1, batch):
             idx = order[i : i + batch]
             progress = min(steps / total_steps, 1.0)
-            optimizer.learning_rate.assign(base_lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress))))
+            optimizer.learning_rate.assign(
+                base_lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
+            )
             losses.append(float(step(images[idx], labels[idx])))
             steps += 1
             elapsed = time.perf_counter() - start
@@ -221,11 +239,16 @@ def train(model, images: np.ndarray, labels: np.ndarray, *, minutes: float, batc
                 per_step = (time.perf_counter() - warm_start) / (steps - 20)
                 total_steps = max(100, steps + int((minutes * 60 - elapsed) / per_step))
             if steps % 100 == 0:
-                log(f"step {steps}/{total_steps} loss {np.mean(losses[-100:]):.3f} "
-                    f"{elapsed / 60:.1f} min")
+                log(
+                    f"step {steps}/{total_steps} loss {np.mean(losses[-100:]):.3f} "
+                    f"{elapsed / 60:.1f} min"
+                )
             if steps >= total_steps or elapsed > minutes * 60:
-                return {"steps": steps, "minutes": round(elapsed / 60, 1),
-                        "final_loss": round(float(np.mean(losses[-100:])), 3)}
+                return {
+                    "steps": steps,
+                    "minutes": round(elapsed / 60, 1),
+                    "final_loss": round(float(np.mean(losses[-100:])), 3),
+                }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -235,12 +258,16 @@ def held_out_set(seed: int, n_brands: int, n_shelves: int, refs_per_brand: int):
     """References (augmented facings) and queries (shelf crops) of a catalogue never trained on."""
     catalogue = make_catalogue(n_brands, seed)
     rng = np.random.default_rng(seed)
-    refs = [[product_crop(catalogue, b, rng) for _ in range(refs_per_brand)] for b in range(n_brands)]
+    refs = [
+        [product_crop(catalogue, b, rng) for _ in range(refs_per_brand)] for b in range(n_brands)
+    ]
     queries, query_labels = shelf_crops(catalogue, range(seed * 100, seed * 100 + n_shelves))
     return refs, queries, np.array(query_labels)
 
 
-def evaluate(embed, refs, queries, query_labels, *, threshold: float | None, rng_seed: int = 0) -> dict:
+def evaluate(
+    embed, refs, queries, query_labels, *, threshold: float | None, rng_seed: int = 0
+) -> dict:
     """Top-1 with 1/5/20 references per brand, and open-set rejection at ``threshold``."""
     rng = np.random.default_rng(rng_seed)
     n_brands = len(refs)
@@ -274,7 +301,11 @@ def evaluate(embed, refs, queries, query_labels, *, threshold: float | None, rng
             "unknown_precision": round(tp / max(rejected.sum(), 1), 4),
             "unknown_recall": round(tp / max(is_unknown.sum(), 1), 4),
             "known_accepted_correct": round(
-                float((~rejected & ~is_unknown & (best_label == query_labels)).sum() / max((~is_unknown).sum(), 1)), 4
+                float(
+                    (~rejected & ~is_unknown & (best_label == query_labels)).sum()
+                    / max((~is_unknown).sum(), 1)
+                ),
+                4,
             ),
         }
 
@@ -382,22 +413,45 @@ def main() -> None:
         "input_size": INPUT_SIZE,
         "embedding_dim": EMBEDDING_DIM,
         "threshold": threshold,
-        "training": {"brands": args.brands, "catalogue_seed": TRAIN_SEED, "per_brand": args.per_brand,
-                     "shelves": args.shelves, "batch": args.batch, **run},
+        "training": {
+            "brands": args.brands,
+            "catalogue_seed": TRAIN_SEED,
+            "per_brand": args.per_brand,
+            "shelves": args.shelves,
+            "batch": args.batch,
+            **run,
+        },
         "validation": val,
         "test": test,
     }
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     shelf_crops_n = int(len(images) - args.brands * args.per_brand)
-    (args.out / "MODEL_CARD.md").write_text(MODEL_CARD.format(
-        dim=EMBEDDING_DIM, size=INPUT_SIZE, params=model.count_params(),
-        kb=(args.out / "model.keras").stat().st_size / 1024, train_brands=args.brands,
-        train_seed=TRAIN_SEED, per_brand=args.per_brand, shelf_crops=shelf_crops_n,
-        shelves=args.shelves, batch=args.batch, steps=run["steps"], minutes=run["minutes"],
-        val_seed=VAL_SEED, val_brands=60, test_seed=TEST_SEED, test_brands=100,
-        queries=test["queries"], test_shelves=30, top1_at_1=test["top1_at_1"],
-        top1_at_5=test["top1_at_5"], top1_at_20=test["top1_at_20"], **test["open_set"],
-    ))
+    (args.out / "MODEL_CARD.md").write_text(
+        MODEL_CARD.format(
+            dim=EMBEDDING_DIM,
+            size=INPUT_SIZE,
+            params=model.count_params(),
+            kb=(args.out / "model.keras").stat().st_size / 1024,
+            train_brands=args.brands,
+            train_seed=TRAIN_SEED,
+            per_brand=args.per_brand,
+            shelf_crops=shelf_crops_n,
+            shelves=args.shelves,
+            batch=args.batch,
+            steps=run["steps"],
+            minutes=run["minutes"],
+            val_seed=VAL_SEED,
+            val_brands=60,
+            test_seed=TEST_SEED,
+            test_brands=100,
+            queries=test["queries"],
+            test_shelves=30,
+            top1_at_1=test["top1_at_1"],
+            top1_at_5=test["top1_at_5"],
+            top1_at_20=test["top1_at_20"],
+            **test["open_set"],
+        )
+    )
     log(f"saved to {args.out}")
 
 

@@ -195,22 +195,36 @@ def save_audit(
         raise EmptyAuditError(
             "no products or gaps were found in the photo(s): is this a shelf? Nothing was saved"
         )
-    jpegs = list(images_jpeg) if images_jpeg is not None else [encode_jpeg(a.image_bgr) for a in analyses]
+    jpegs = (
+        list(images_jpeg)
+        if images_jpeg is not None
+        else [encode_jpeg(a.image_bgr) for a in analyses]
+    )
     detections = combine(analyses)
     with session_scope(url) as s:
         names, planogram = _store_context(s, store_id)
         metrics = audit_metrics(detections, names, planogram)
         audit = m.Audit(
-            store_id=int(store_id), user_name=user_name, source=source,
-            model_version_id=model_version_id, model_name=model_name,
-            product_count=metrics.product_count, gap_count=metrics.gap_count,
-            gap_share_width=metrics.gap_share_width, shelf_width_px=metrics.shelf_width_px,
+            store_id=int(store_id),
+            user_name=user_name,
+            source=source,
+            model_version_id=model_version_id,
+            model_name=model_name,
+            product_count=metrics.product_count,
+            gap_count=metrics.gap_count,
+            gap_share_width=metrics.gap_share_width,
+            shelf_width_px=metrics.shelf_width_px,
         )
         s.add(audit)
         s.flush()
         s.add_all(
-            m.AuditImage(audit_id=audit.id, image_index=i, width=a.width_px, height=a.height_px,
-                         image_jpeg=jpeg)
+            m.AuditImage(
+                audit_id=audit.id,
+                image_index=i,
+                width=a.width_px,
+                height=a.height_px,
+                image_jpeg=jpeg,
+            )
             for i, (a, jpeg) in enumerate(zip(analyses, jpegs, strict=True))
         )
         # Core bulk insert: ~150 rows per photo, an ORM object each would dominate the save time.
@@ -218,9 +232,14 @@ def save_audit(
             s.execute(sa.insert(m.Detection), _detection_rows(audit.id, detections))
         s.add_all(
             m.BrandMetric(
-                audit_id=audit.id, brand_id=r.brand_id, facings=r.facings,
-                share_facings=r.share_facings, linear_px=r.linear_px, share_linear=r.share_linear,
-                expected_facings=r.expected_facings, is_stockout=r.is_stockout,
+                audit_id=audit.id,
+                brand_id=r.brand_id,
+                facings=r.facings,
+                share_facings=r.share_facings,
+                linear_px=r.linear_px,
+                share_linear=r.share_linear,
+                expected_facings=r.expected_facings,
+                is_stockout=r.is_stockout,
                 below_target=r.below_target,
             )
             for r in metrics.brands
@@ -243,13 +262,18 @@ def _detection_rows(audit_id: int, detections: Detections) -> list[dict]:
     xyxy = detections.xyxy.astype(np.float64).tolist()
     return [
         {
-            "audit_id": audit_id, "image_index": int(image_index[i]),
-            "x1": xyxy[i][0], "y1": xyxy[i][1], "x2": xyxy[i][2], "y2": xyxy[i][3],
+            "audit_id": audit_id,
+            "image_index": int(image_index[i]),
+            "x1": xyxy[i][0],
+            "y1": xyxy[i][1],
+            "x2": xyxy[i][2],
+            "y2": xyxy[i][3],
             "score": float(detections.confidence[i]),
             "class_name": CLASS_NAMES[detections.class_id[i]],
             "brand_id": int(brand_ids[i]) if known[i] else None,
             "brand_score": float(scores[i]) if is_product[i] else None,
-            "shelf_row": int(rows[i]), "corrected": bool(corrected[i]),
+            "shelf_row": int(rows[i]),
+            "corrected": bool(corrected[i]),
         }
         for i in range(n)
     ]
@@ -356,8 +380,16 @@ def draw_analysis(analysis: ImageAnalysis, brand_colours: dict[int, str]) -> np.
             colour = _bgr(brand_colours[int(brand)]) if int(brand) in brand_colours else UNKNOWN_BGR
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
-        cv2.putText(image, str(i), (x1 + 2, y1 + 12 * thickness), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thickness, colour, thickness, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            str(i),
+            (x1 + 2, y1 + 12 * thickness),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )
     return image
 
 
@@ -375,14 +407,16 @@ def detections_table(analyses: Sequence[ImageAnalysis], brand_names: dict[int, s
         det = a.detections
         for i in np.flatnonzero(det.class_id == 0):
             brand = int(det.data["brand_id"][i])
-            rows.append({
-                "image": image_index,
-                "detection": int(i),
-                "row": int(det.data["shelf_row"][i]),
-                "brand": brand_names.get(brand, UNKNOWN_NAME),
-                "score": round(float(det.data["brand_score"][i]), 3),
-                "corrected": bool(det.data.get("corrected", np.zeros(len(det), bool))[i]),
-            })
+            rows.append(
+                {
+                    "image": image_index,
+                    "detection": int(i),
+                    "row": int(det.data["shelf_row"][i]),
+                    "brand": brand_names.get(brand, UNKNOWN_NAME),
+                    "score": round(float(det.data["brand_score"][i]), 3),
+                    "corrected": bool(det.data.get("corrected", np.zeros(len(det), bool))[i]),
+                }
+            )
     columns = ["image", "detection", "row", "brand", "score", "corrected"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -397,9 +431,13 @@ def apply_brand_table(
     """
     from skuaudit.metrics import UNKNOWN_NAME
 
-    ids_by_name = {name: bid for bid, name in brand_names.items()} | {UNKNOWN_NAME: UNKNOWN_BRAND_ID}
+    ids_by_name = {name: bid for bid, name in brand_names.items()} | {
+        UNKNOWN_NAME: UNKNOWN_BRAND_ID
+    }
     wanted: dict[int, dict[int, int]] = {}
-    for image_index, index, brand in zip(table["image"], table["detection"], table["brand"], strict=True):
+    for image_index, index, brand in zip(
+        table["image"], table["detection"], table["brand"], strict=True
+    ):
         if brand not in ids_by_name:
             raise ValueError(f"brand {brand!r} is not in the catalogue")
         wanted.setdefault(int(image_index), {})[int(index)] = ids_by_name[brand]
@@ -419,11 +457,18 @@ def run_audit(
     url: str | None = None,
 ) -> tuple[int, AuditMetrics]:
     """Analyse photos and save them as one photo audit; returns ``(audit_id, metrics)``."""
-    analyses = [analyse_image(img, detector, recognizer, gallery, threshold=threshold) for img in images_bgr]
+    analyses = [
+        analyse_image(img, detector, recognizer, gallery, threshold=threshold) for img in images_bgr
+    ]
     audit_id = save_audit(
-        store_id, analyses, source="photo", user_name=user_name,
-        model_name=detector_name(detector), model_version_id=detector_version(detector, url),
-        allow_empty=allow_empty, url=url,
+        store_id,
+        analyses,
+        source="photo",
+        user_name=user_name,
+        model_name=detector_name(detector),
+        model_version_id=detector_version(detector, url),
+        allow_empty=allow_empty,
+        url=url,
     )
     return audit_id, metrics_for_store(analyses, store_id, url)
 
@@ -454,8 +499,15 @@ def cli_main(argv: list[str]) -> int:
         recognizer = Recognizer.load(args.recognition_model)
         gallery = Gallery.from_database(args.db_url, recognizer)
         audit_id, metrics = run_audit(
-            images, store_id, detector, recognizer, gallery, user_name=args.user,
-            threshold=args.threshold, allow_empty=args.allow_empty, url=args.db_url,
+            images,
+            store_id,
+            detector,
+            recognizer,
+            gallery,
+            user_name=args.user,
+            threshold=args.threshold,
+            allow_empty=args.allow_empty,
+            url=args.db_url,
         )
     except (ValueError, ImageError, DatabaseError, ModelLoadError, RecognitionModelError) as exc:
         print(f"skuaudit audit: {exc}", file=sys.stderr)
@@ -464,11 +516,15 @@ def cli_main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"audit {audit_id} saved for {args.store}: {metrics.product_count} facings, "
-          f"{metrics.gap_count} gaps ({metrics.gap_share_width:.0%} of shelf width)")
+    print(
+        f"audit {audit_id} saved for {args.store}: {metrics.product_count} facings, "
+        f"{metrics.gap_count} gaps ({metrics.gap_share_width:.0%} of shelf width)"
+    )
     for r in metrics.brands:
-        print(f"  {r.name:<20} {r.facings:>4} facings  {r.share_facings:6.1%} by facings  "
-              f"{r.share_linear:6.1%} by width")
+        print(
+            f"  {r.name:<20} {r.facings:>4} facings  {r.share_facings:6.1%} by facings  "
+            f"{r.share_linear:6.1%} by width"
+        )
     if metrics.stockouts:
         print(f"  stockouts: {', '.join(metrics.stockouts)}")
     return 0

@@ -23,7 +23,11 @@ ACCOUNT_ROLES = ("analyst",)
 
 def _check_username(username: str) -> str:
     username = username.strip()
-    if not username or len(username) > 100 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if (
+        not username
+        or len(username) > 100
+        or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
         raise ValueError("user name must be 1-100 letters, digits, '.', '-' or '_'")
     return username
 
@@ -66,7 +70,10 @@ def authenticate(username: str, password: str, url: str | None = None) -> str | 
 
 def list_users(url: str | None = None) -> list[tuple[str, str]]:
     with session_scope(url) as s:
-        return [tuple(r) for r in s.execute(sa.select(m.User.username, m.User.role).order_by(m.User.username))]
+        return [
+            tuple(r)
+            for r in s.execute(sa.select(m.User.username, m.User.role).order_by(m.User.username))
+        ]
 
 
 def remove_user(username: str, url: str | None = None) -> bool:
@@ -78,7 +85,11 @@ def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit user", description="Manage analyst accounts.")
     common = db_url_option(parser)
     sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", parents=[common], help="create an analyst account (password asked, or read from stdin)")
+    add = sub.add_parser(
+        "add",
+        parents=[common],
+        help="create an analyst account (password asked, or read from stdin)",
+    )
     add.add_argument("username")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     sub.add_parser("list", parents=[common], help="list accounts")

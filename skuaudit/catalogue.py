@@ -68,8 +68,9 @@ def add_brand(
     with session_scope(url) as s:
         if _name_taken(s, m.Brand, name):
             raise ValueError(f"a brand named {name!r} already exists")
-        brand = m.Brand(name=name, manufacturer=manufacturer.strip(), is_own=bool(is_own),
-                        color_hex=color_hex)
+        brand = m.Brand(
+            name=name, manufacturer=manufacturer.strip(), is_own=bool(is_own), color_hex=color_hex
+        )
         s.add(brand)
         s.flush()
         return brand.id
@@ -103,7 +104,9 @@ def parse_target(value: object, brand: str = "") -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"the target{where} must be a whole number of facings, got {value!r}") from None
+        raise ValueError(
+            f"the target{where} must be a whole number of facings, got {value!r}"
+        ) from None
     if number != int(number) or number < 0:
         raise ValueError(f"the target{where} must be a whole number of facings >= 0, got {value!r}")
     return int(number)
@@ -126,13 +129,19 @@ def set_planogram(store_id: int, targets: dict[int, object], url: str | None = N
             clean[int(brand_id)] = parse_target(value, names[int(brand_id)])
         existing = {
             t.brand_id: t
-            for t in s.scalars(sa.select(m.PlanogramTarget).where(m.PlanogramTarget.store_id == store_id))
+            for t in s.scalars(
+                sa.select(m.PlanogramTarget).where(m.PlanogramTarget.store_id == store_id)
+            )
         }
         for brand_id, target in clean.items():
             row = existing.get(brand_id)
             if target == 0 and row is not None:
                 s.delete(row)
             elif target > 0 and row is None:
-                s.add(m.PlanogramTarget(store_id=int(store_id), brand_id=brand_id, expected_facings=target))
+                s.add(
+                    m.PlanogramTarget(
+                        store_id=int(store_id), brand_id=brand_id, expected_facings=target
+                    )
+                )
             elif row is not None:
                 row.expected_facings = target

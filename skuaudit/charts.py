@@ -44,12 +44,16 @@ def share_bars(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for measure, label in MEASURES.items():
         fig.add_bar(
-            name=label, x=df["brand"], y=df[measure], marker_color=df["color_hex"],
+            name=label,
+            x=df["brand"],
+            y=df[measure],
+            marker_color=df["color_hex"],
             marker_pattern_shape="" if measure == "share_facings" else "/",
             hovertemplate="%{x}: %{y:.1%}<extra>" + label + "</extra>",
         )
-    fig.update_layout(title=title, barmode="group", yaxis_tickformat=".0%",
-                      legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        title=title, barmode="group", yaxis_tickformat=".0%", legend={"orientation": "h", "y": -0.2}
+    )
     return fig
 
 
@@ -62,7 +66,10 @@ def share_trend_lines(df: pd.DataFrame, measure: str) -> go.Figure:
     fig = go.Figure()
     for brand, rows in df.groupby("brand", sort=True):
         fig.add_scatter(
-            name=brand, x=rows["week_start"], y=rows[measure], mode="lines+markers",
+            name=brand,
+            x=rows["week_start"],
+            y=rows[measure],
+            mode="lines+markers",
             line_color=rows["color_hex"].iloc[0],
             hovertemplate="week of %{x|%d %b %Y}: %{y:.1%}<extra>" + str(brand) + "</extra>",
         )
@@ -80,12 +87,21 @@ def own_vs_competitors_bars(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for row in df.itertuples(index=False):
         fig.add_bar(
-            name=row.group, y=labels, x=[row.share_facings, row.share_linear], orientation="h",
-            marker_color=colors.get(row.group, "#bbbbbb"), texttemplate="%{x:.1%}",
+            name=row.group,
+            y=labels,
+            x=[row.share_facings, row.share_linear],
+            orientation="h",
+            marker_color=colors.get(row.group, "#bbbbbb"),
+            texttemplate="%{x:.1%}",
             hovertemplate="%{y}: %{x:.1%}<extra>" + row.group + "</extra>",
         )
-    fig.update_layout(title=title, barmode="stack", xaxis_tickformat=".0%",
-                      xaxis_range=[0, 1], legend={"orientation": "h", "y": -0.25})
+    fig.update_layout(
+        title=title,
+        barmode="stack",
+        xaxis_tickformat=".0%",
+        xaxis_range=[0, 1],
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -95,17 +111,24 @@ def store_brand_heatmap(df: pd.DataFrame, measure: str) -> go.Figure:
     title = f"{label} per store and brand"
     if df.empty:
         return _empty(title)
-    grid = df.pivot_table(index="store", columns="brand", values=measure, aggfunc="sum",
-                          fill_value=0.0)
+    grid = df.pivot_table(
+        index="store", columns="brand", values=measure, aggfunc="sum", fill_value=0.0
+    )
     fig = go.Figure(
         go.Heatmap(
-            z=grid.to_numpy(), x=list(grid.columns), y=list(grid.index), colorscale="Blues",
-            zmin=0.0, texttemplate="%{z:.0%}", colorbar_tickformat=".0%",
+            z=grid.to_numpy(),
+            x=list(grid.columns),
+            y=list(grid.index),
+            colorscale="Blues",
+            zmin=0.0,
+            texttemplate="%{z:.0%}",
+            colorbar_tickformat=".0%",
             hovertemplate="%{y} / %{x}: %{z:.1%}<extra></extra>",
         )
     )
-    fig.update_layout(title=title, height=max(320, 120 + HEATMAP_ROW_PX * len(grid)),
-                      yaxis_autorange="reversed")
+    fig.update_layout(
+        title=title, height=max(320, 120 + HEATMAP_ROW_PX * len(grid)), yaxis_autorange="reversed"
+    )
     return fig
 
 
@@ -116,15 +139,31 @@ def availability_bars(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(title)
     fig = go.Figure()
-    fig.add_bar(name="On-shelf availability", y=df["store"], x=df["availability"],
-                orientation="h", marker_color="#3182bd",
-                hovertemplate="%{y}: %{x:.0%}<extra>availability</extra>")
-    fig.add_bar(name="Planogram compliance", y=df["store"], x=df["planogram_compliance"],
-                orientation="h", marker_color="#9ecae1",
-                hovertemplate="%{y}: %{x:.0%}<extra>compliance</extra>")
-    fig.update_layout(title=title, barmode="group", xaxis_tickformat=".0%", xaxis_range=[0, 1],
-                      yaxis_autorange="reversed", height=max(320, 120 + 2 * HEATMAP_ROW_PX * len(df)),
-                      legend={"orientation": "h", "y": -0.15})
+    fig.add_bar(
+        name="On-shelf availability",
+        y=df["store"],
+        x=df["availability"],
+        orientation="h",
+        marker_color="#3182bd",
+        hovertemplate="%{y}: %{x:.0%}<extra>availability</extra>",
+    )
+    fig.add_bar(
+        name="Planogram compliance",
+        y=df["store"],
+        x=df["planogram_compliance"],
+        orientation="h",
+        marker_color="#9ecae1",
+        hovertemplate="%{y}: %{x:.0%}<extra>compliance</extra>",
+    )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        xaxis_tickformat=".0%",
+        xaxis_range=[0, 1],
+        yaxis_autorange="reversed",
+        height=max(320, 120 + 2 * HEATMAP_ROW_PX * len(df)),
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 
@@ -134,10 +173,19 @@ def gap_share_bars(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(title)
     fig = go.Figure(
-        go.Bar(y=df["store"], x=df["gap_share_width"], orientation="h", marker_color="#de2d26",
-               customdata=df["gap_count"],
-               hovertemplate="%{y}: %{x:.1%} (%{customdata} gaps)<extra></extra>")
+        go.Bar(
+            y=df["store"],
+            x=df["gap_share_width"],
+            orientation="h",
+            marker_color="#de2d26",
+            customdata=df["gap_count"],
+            hovertemplate="%{y}: %{x:.1%} (%{customdata} gaps)<extra></extra>",
+        )
     )
-    fig.update_layout(title=title, xaxis_tickformat=".0%", yaxis_autorange="reversed",
-                      height=max(320, 120 + HEATMAP_ROW_PX * len(df)))
+    fig.update_layout(
+        title=title,
+        xaxis_tickformat=".0%",
+        yaxis_autorange="reversed",
+        height=max(320, 120 + HEATMAP_ROW_PX * len(df)),
+    )
     return fig

@@ -12,13 +12,22 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "seed-demo": ("skuaudit.demo", "create the schema if needed and fill an empty database with demo data"),
+    "seed-demo": (
+        "skuaudit.demo",
+        "create the schema if needed and fill an empty database with demo data",
+    ),
     "db": ("skuaudit.storage.cli", "database: upgrade (migrations), check, remove-demo"),
-    "synth": ("skuaudit.datasets.synth", "render synthetic shelves with exact boxes (YOLO, COCO, SKU-110K CSV)"),
+    "synth": (
+        "skuaudit.datasets.synth",
+        "render synthetic shelves with exact boxes (YOLO, COCO, SKU-110K CSV)",
+    ),
     "detect": ("skuaudit.detector.cli", "detect products and gaps in photos, print JSON"),
     "audit": ("skuaudit.audit", "audit shelf photos for a store and save the result"),
     "train": ("skuaudit.training.cli", "train a detector on a dataset"),
-    "evaluate": ("skuaudit.training.evaluate", "COCO AP / AR300 and counting error of a model on a dataset"),
+    "evaluate": (
+        "skuaudit.training.evaluate",
+        "COCO AP / AR300 and counting error of a model on a dataset",
+    ),
     "export": ("skuaudit.export", "export a model to TensorFlow.js, TFLite or SavedModel"),
     "user": ("skuaudit.auth", "manage analyst accounts"),
     "serve": ("skuaudit.serve", "start the Streamlit app"),
@@ -47,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("skuaudit"):
-            print(f"skuaudit {name}: not available in this build ({exc.name} missing)", file=sys.stderr)
+            print(
+                f"skuaudit {name}: not available in this build ({exc.name} missing)",
+                file=sys.stderr,
+            )
             return 2
         raise
     return int(module.cli_main(rest) or 0)

@@ -104,13 +104,21 @@ def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedR
         stores = [m.Store(name=n, region=r, is_demo=True) for n, r in DEMO_STORES]
         identities = demo_catalogue().brands
         brands = [
-            m.Brand(name=b.name, manufacturer=mf, is_own=own, color_hex=_hex(b.primary_bgr), is_demo=True)
+            m.Brand(
+                name=b.name,
+                manufacturer=mf,
+                is_own=own,
+                color_hex=_hex(b.primary_bgr),
+                is_demo=True,
+            )
             for b, (mf, own) in zip(identities, DEMO_OWNERS, strict=True)
         ]
         s.add_all(stores + brands)
         s.flush()
         s.add_all(
-            m.ReferenceImage(brand_id=brand.id, image_png=encode_png(crop), source="demo", is_demo=True)
+            m.ReferenceImage(
+                brand_id=brand.id, image_png=encode_png(crop), source="demo", is_demo=True
+            )
             for brand, identity in zip(brands, identities, strict=True)
             for crop in demo_reference_crops(identity, rng)
         )
@@ -125,7 +133,9 @@ def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedR
             for week in range(weeks):
                 out = {b.id for b in brands if rng.random() < 0.08}
                 facings, gaps = _demo_audit(rng, expected, out)
-                _add_demo_audit(s, store.id, now - timedelta(weeks=weeks - week), facings, gaps, expected)
+                _add_demo_audit(
+                    s, store.id, now - timedelta(weeks=weeks - week), facings, gaps, expected
+                )
                 audits += 1
     return SeedResult(seeded=True, stores=len(stores), brands=len(brands), audits=audits)
 
@@ -135,10 +145,16 @@ def _add_demo_audit(s, store_id, when, facings, gap_count, expected) -> None:
     linear_total = sum(w for _, w in facings) or 1.0
     gap_width = gap_count * 70.0
     audit = m.Audit(
-        store_id=store_id, user_name="demo", created_at=when, source="photo",
-        model_name="demo", product_count=total, gap_count=gap_count,
+        store_id=store_id,
+        user_name="demo",
+        created_at=when,
+        source="photo",
+        model_name="demo",
+        product_count=total,
+        gap_count=gap_count,
         shelf_width_px=linear_total + gap_width,
-        gap_share_width=gap_width / (linear_total + gap_width), is_demo=True,
+        gap_share_width=gap_width / (linear_total + gap_width),
+        is_demo=True,
     )
     s.add(audit)
     s.flush()
@@ -148,9 +164,18 @@ def _add_demo_audit(s, store_id, when, facings, gap_count, expected) -> None:
         row, x = int(x // 1000), x + width
         left = x - width - row * 1000
         rows.append(
-            m.Detection(audit_id=audit.id, x1=left, y1=row * 200.0, x2=left + width,
-                        y2=row * 200.0 + 180, score=0.9, class_name="product",
-                        brand_id=brand_id, brand_score=0.9, shelf_row=row)
+            m.Detection(
+                audit_id=audit.id,
+                x1=left,
+                y1=row * 200.0,
+                x2=left + width,
+                y2=row * 200.0 + 180,
+                score=0.9,
+                class_name="product",
+                brand_id=brand_id,
+                brand_score=0.9,
+                shelf_row=row,
+            )
         )
     s.add_all(rows)
     for brand_id, target in expected.items():
@@ -158,10 +183,14 @@ def _add_demo_audit(s, store_id, when, facings, gap_count, expected) -> None:
         n = len(widths)
         s.add(
             m.BrandMetric(
-                audit_id=audit.id, brand_id=brand_id, facings=n,
+                audit_id=audit.id,
+                brand_id=brand_id,
+                facings=n,
                 share_facings=n / total if total else 0.0,
-                linear_px=float(sum(widths)), share_linear=float(sum(widths)) / linear_total,
-                expected_facings=target, is_stockout=n == 0 and target > 0,
+                linear_px=float(sum(widths)),
+                share_linear=float(sum(widths)) / linear_total,
+                expected_facings=target,
+                is_stockout=n == 0 and target > 0,
                 below_target=n < target,
             )
         )
@@ -169,7 +198,9 @@ def _add_demo_audit(s, store_id, when, facings, gap_count, expected) -> None:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit seed-demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--db-url", help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    parser.add_argument(
+        "--db-url", help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)"
+    )
     parser.add_argument("--weeks", type=int, default=6)
     args = parser.parse_args(argv)
     try:

@@ -142,7 +142,9 @@ def build_serving_module(model, config):
         centers = deltas[:, :2] * anchors_center[:, 2:] + anchors_center[:, :2]
         # same clip as decode_deltas: exp() of a wild output would overflow
         sizes = tf.exp(tf.clip_by_value(deltas[:, 2:], -4.0, 4.0)) * anchors_center[:, 2:]
-        boxes = tf.clip_by_value(tf.concat([centers - sizes / 2, centers + sizes / 2], axis=1), 0.0, 1.0)
+        boxes = tf.clip_by_value(
+            tf.concat([centers - sizes / 2, centers + sizes / 2], axis=1), 0.0, 1.0
+        )
         scores = tf.reshape(tf.sigmoid(raw[0, :, 4:]), [-1])  # index = anchor * C + class
         top_scores, top_idx = tf.math.top_k(scores, k=top_k, sorted=True)
         anchor_idx = top_idx // num_classes
@@ -185,7 +187,9 @@ def build_serving_module(model, config):
         )
         def detect_image(self, image, score_threshold):
             hw = tf.cast(tf.shape(image)[:2], tf.float32)
-            resized = tf.image.resize(tf.cast(image, tf.float32)[None], [size, size], antialias=True)
+            resized = tf.image.resize(
+                tf.cast(image, tf.float32)[None], [size, size], antialias=True
+            )
             out = postprocess(self.model(resized, training=False), score_threshold)
             y1x1y2x2 = out["boxes_yxyx_norm"] * tf.concat([hw, hw], axis=0)
             boxes_xyxy = tf.gather(y1x1y2x2, [1, 0, 3, 2], axis=1)
@@ -198,7 +202,9 @@ def _write_sidecars(config, out_dir: Path, info: dict) -> None:
     from skuaudit.detector import make_anchors
 
     (out_dir / "labels.json").write_text(json.dumps(list(config.class_names), indent=2) + "\n")
-    (out_dir / "config.json").write_text(json.dumps({"detector": config.to_dict()}, indent=2) + "\n")
+    (out_dir / "config.json").write_text(
+        json.dumps({"detector": config.to_dict()}, indent=2) + "\n"
+    )
     anchors = np.round(make_anchors(config.anchor_spec).astype(np.float64), 7).tolist()
     (out_dir / ANCHORS_FILE).write_text(json.dumps({"format": "yxyx_norm", "anchors": anchors}))
     base = {
@@ -235,7 +241,10 @@ def _save_module(model, config, saved_model_dir: Path) -> None:
     tf.saved_model.save(
         module,
         str(saved_model_dir),
-        signatures={"serving_default": module.detect_image, "detect_normalized": module.detect_normalized},
+        signatures={
+            "serving_default": module.detect_image,
+            "detect_normalized": module.detect_normalized,
+        },
     )
 
 
@@ -255,7 +264,10 @@ def export_savedmodel(model_dir: str | Path, out_dir: str | Path) -> Path:
         {
             "format": "savedmodel",
             "signatures": {
-                "serving_default": {"inputs": ["image", "score_threshold"], "outputs": ["boxes_xyxy", "scores", "classes"]},
+                "serving_default": {
+                    "inputs": ["image", "score_threshold"],
+                    "outputs": ["boxes_xyxy", "scores", "classes"],
+                },
                 "detect_normalized": {
                     "inputs": ["image", "score_threshold"],
                     "outputs": ["boxes_yxyx_norm", "scores", "classes", "raw"],
@@ -298,7 +310,11 @@ def _safe_bias_add_normalisation() -> Iterator[None]:
         for node in graph_def.node:
             if node.op in ("Add", "AddV2"):
                 other = nodes.get(node.input[1].split(":")[0].lstrip("^"))
-                rank = len(other.attr["value"].tensor.tensor_shape.dim) if other and other.op == "Const" else None
+                rank = (
+                    len(other.attr["value"].tensor.tensor_shape.dim)
+                    if other and other.op == "Const"
+                    else None
+                )
                 if rank != 1:
                     vetoed.append((node, node.op))
                     node.op = "_SkuauditKeepAdd"
@@ -340,11 +356,17 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path) -> Path:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise ExportError(f"TensorFlow.js conversion failed: {exc}") from exc
     inputs, outputs = tfjs_io_names(json.loads((out_dir / "model.json").read_text()))
-    _write_sidecars(config, out_dir, {"format": "tfjs", "execute": "executeAsync", "inputs": inputs, "outputs": outputs})
+    _write_sidecars(
+        config,
+        out_dir,
+        {"format": "tfjs", "execute": "executeAsync", "inputs": inputs, "outputs": outputs},
+    )
     return out_dir
 
 
-def representative_images(image_size: int, count: int = 16, seed: int = 1234) -> Iterator[np.ndarray]:
+def representative_images(
+    image_size: int, count: int = 16, seed: int = 1234
+) -> Iterator[np.ndarray]:
     """Generated shelves resized to the model input, ``(1, S, S, 3)`` float32 RGB ``0..255`` each.
 
     Used to calibrate int8 quantisation; seeded, so an export is reproducible.
@@ -355,7 +377,9 @@ def representative_images(image_size: int, count: int = 16, seed: int = 1234) ->
 
     for i in range(count):
         shelf = render_shelf(image_seed(seed, i), width=640, height=480)
-        resized = cv2.resize(shelf.image_bgr, (image_size, image_size), interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(
+            shelf.image_bgr, (image_size, image_size), interpolation=cv2.INTER_AREA
+        )
         yield cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)[None]
 
 
@@ -395,12 +419,18 @@ def export_tflite(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fa
     _write_sidecars(
         config,
         out_dir,
-        {"format": "tflite", "quantization": "int8" if int8 else "float32", "outputs": {"raw": "(1, A, 4 + C)"}},
+        {
+            "format": "tflite",
+            "quantization": "int8" if int8 else "float32",
+            "outputs": {"raw": "(1, A, 4 + C)"},
+        },
     )
     return out_dir
 
 
-def export_model(model_dir: str | Path, fmt: str, out_dir: str | Path, *, int8: bool = False) -> Path:
+def export_model(
+    model_dir: str | Path, fmt: str, out_dir: str | Path, *, int8: bool = False
+) -> Path:
     """Export ``model_dir`` to ``fmt`` (one of ``FORMATS``) in ``out_dir``; returns ``out_dir``.
 
     Raises:
@@ -457,8 +487,20 @@ def run_tfjs_in_node(
     with tempfile.TemporaryDirectory(prefix="skuaudit-node-") as tmp:
         input_path, out_path = Path(tmp) / "image.f32", Path(tmp) / "result.json"
         np.ascontiguousarray(image_rgb, dtype="<f4").tofile(input_path)
-        cmd = [node, str(NODE_RUNNER), "--model", str(export_dir), "--input", str(input_path),
-               "--backend", backend, "--repeat", str(repeat), "--out", str(out_path)]
+        cmd = [
+            node,
+            str(NODE_RUNNER),
+            "--model",
+            str(export_dir),
+            "--input",
+            str(input_path),
+            "--backend",
+            backend,
+            "--repeat",
+            str(repeat),
+            "--out",
+            str(out_path),
+        ]
         if score_threshold is not None:
             cmd += ["--score-threshold", repr(float(score_threshold))]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
@@ -466,18 +508,25 @@ def run_tfjs_in_node(
             raise ExportError(f"TF.js runner failed: {proc.stderr.strip()[-2000:]}")
         result = json.loads(out_path.read_text())
     result["outputs"] = {
-        k: np.asarray(v["data"], dtype=np.float32).reshape(v["shape"]) for k, v in result["outputs"].items()
+        k: np.asarray(v["data"], dtype=np.float32).reshape(v["shape"])
+        for k, v in result["outputs"].items()
     }
     return result
 
 
 def cli_main(argv: list[str]) -> int:
     """``skuaudit export --model DIR --format tfjs|tflite|savedmodel --out DIR [--int8]``."""
-    parser = argparse.ArgumentParser(prog="skuaudit export", description="Export a detector model folder.")
-    parser.add_argument("--model", required=True, type=Path, help="model folder (config.json, model.keras)")
+    parser = argparse.ArgumentParser(
+        prog="skuaudit export", description="Export a detector model folder."
+    )
+    parser.add_argument(
+        "--model", required=True, type=Path, help="model folder (config.json, model.keras)"
+    )
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, type=Path, help="new or empty output folder")
-    parser.add_argument("--int8", action="store_true", help="tflite: int8 post-training quantisation")
+    parser.add_argument(
+        "--int8", action="store_true", help="tflite: int8 post-training quantisation"
+    )
     args = parser.parse_args(argv)
 
     from skuaudit.detector import ModelLoadError
@@ -488,5 +537,7 @@ def cli_main(argv: list[str]) -> int:
         print(f"skuaudit export: {exc}", file=sys.stderr)
         return 2
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
-    print(f"exported {args.model} as {args.format}{' int8' if args.int8 else ''} to {out} ({size_mb:.1f} MB)")
+    print(
+        f"exported {args.model} as {args.format}{' int8' if args.int8 else ''} to {out} ({size_mb:.1f} MB)"
+    )
     return 0

@@ -82,11 +82,17 @@ class TrainParams:
         if not 1 <= self.batch_size <= 256:
             raise ValueError(f"batch size must be between 1 and 256, got {self.batch_size}")
         if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
-            raise ValueError(f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}")
+            raise ValueError(
+                f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}"
+            )
         if self.image_size < 64 or self.image_size % 32:
-            raise ValueError(f"image size must be a multiple of 32 and at least 64, got {self.image_size}")
+            raise ValueError(
+                f"image size must be a multiple of 32 and at least 64, got {self.image_size}"
+            )
         if not 2 <= self.synthetic_images <= 100_000:
-            raise ValueError(f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}")
+            raise ValueError(
+                f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}"
+            )
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
         if self.dataset != SYNTHETIC and not Path(self.dataset).is_dir():
@@ -131,11 +137,22 @@ class JobView:
     @classmethod
     def of(cls, row: m.TrainingJob) -> JobView:
         return cls(
-            id=row.id, status=row.status, created_by=row.created_by, created_at=row.created_at,
-            started_at=row.started_at, finished_at=row.finished_at, heartbeat_at=row.heartbeat_at,
-            params=json.loads(row.params_json or "{}"), progress=row.progress, step=row.step,
-            total_steps=row.total_steps, history=json.loads(row.history_json or "[]"), message=row.message,
-            pid=row.pid, cancel_requested=row.cancel_requested, output_dir=row.output_dir,
+            id=row.id,
+            status=row.status,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            heartbeat_at=row.heartbeat_at,
+            params=json.loads(row.params_json or "{}"),
+            progress=row.progress,
+            step=row.step,
+            total_steps=row.total_steps,
+            history=json.loads(row.history_json or "[]"),
+            message=row.message,
+            pid=row.pid,
+            cancel_requested=row.cancel_requested,
+            output_dir=row.output_dir,
             model_version_id=row.model_version_id,
         )
 
@@ -147,7 +164,9 @@ def create_job(params: TrainParams, created_by: str = "", url: str | None = None
     """Insert a queued job with its own new model folder name; returns the job id."""
     with session_scope(url) as s:
         job = m.TrainingJob(
-            status="queued", created_by=created_by, params_json=json.dumps(asdict(params)),
+            status="queued",
+            created_by=created_by,
+            params_json=json.dumps(asdict(params)),
             total_steps=params.steps,
         )
         s.add(job)
@@ -176,8 +195,11 @@ def start_worker(job_id: int, url: str | None = None) -> int:
     with open(output_dir / WORKER_LOG, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "skuaudit.jobs", "run", str(job_id)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
         )
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
@@ -203,14 +225,20 @@ def request_cancel(job_id: int, url: str | None = None) -> None:
             return
         job.cancel_requested = True
         if job.status == "queued":
-            job.status, job.finished_at, job.message = "cancelled", utcnow(), "cancelled before it started"
+            job.status, job.finished_at, job.message = (
+                "cancelled",
+                utcnow(),
+                "cancelled before it started",
+            )
 
 
 def _pid_alive(pid: int | None) -> bool:
     if pid is None:
         return False
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap our own exited child, or it stays a zombie that looks alive
+        os.waitpid(
+            pid, os.WNOHANG
+        )  # reap our own exited child, or it stays a zombie that looks alive
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -244,7 +272,9 @@ def reap_dead_jobs(url: str | None = None) -> list[int]:
     now = utcnow()
     failed = []
     with session_scope(url) as s:
-        for job in s.scalars(sa.select(m.TrainingJob).where(m.TrainingJob.status.in_(("queued", "running")))):
+        for job in s.scalars(
+            sa.select(m.TrainingJob).where(m.TrainingJob.status.in_(("queued", "running")))
+        ):
             reason = _dead_reason(job, now)
             if reason:
                 job.status, job.finished_at = "failed", now
@@ -267,7 +297,9 @@ def list_jobs(url: str | None = None, limit: int = 20) -> list[JobView]:
     """The newest jobs first, after failing those whose worker is gone."""
     reap_dead_jobs(url)
     with session_scope(url) as s:
-        rows = s.scalars(sa.select(m.TrainingJob).order_by(m.TrainingJob.id.desc()).limit(limit)).all()
+        rows = s.scalars(
+            sa.select(m.TrainingJob).order_by(m.TrainingJob.id.desc()).limit(limit)
+        ).all()
         return [JobView.of(r) for r in rows]
 
 
@@ -368,7 +400,9 @@ def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, e
                 for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
                     if score >= thresholds[int(cls)]:
                         x1, y1, x2, y2 = (int(v) for v in box)
-                        cv2.rectangle(canvas, (x1, y1), (x2, y2), colours.get(int(cls), (255, 255, 255)), 2)
+                        cv2.rectangle(
+                            canvas, (x1, y1), (x2, y2), colours.get(int(cls), (255, 255, 255)), 2
+                        )
                 shown.append(canvas)
         report = evaluate_detections(
             Dataset(list(CLASS_NAMES), images),
@@ -416,14 +450,23 @@ def _datasets(params: TrainParams, work_dir: Path):
         from skuaudit.datasets.synth import generate_dataset
 
         folder = generate_dataset(
-            work_dir / "synthetic-data", params.synthetic_images, params.seed, width=512, height=384, formats=("yolo",)
+            work_dir / "synthetic-data",
+            params.synthetic_images,
+            params.seed,
+            width=512,
+            height=384,
+            formats=("yolo",),
         )
-        return [read_dataset(folder, "yolo")], [f"{params.synthetic_images} generated shelves (seed {params.seed})"]
+        return [read_dataset(folder, "yolo")], [
+            f"{params.synthetic_images} generated shelves (seed {params.seed})"
+        ]
     dataset = read_dataset(params.dataset, params.dataset_format, skip_bad=True)
     return [dataset], [f"{params.dataset} ({params.dataset_format}, {len(dataset)} images)"]
 
 
-def _finish(job_id: int, url: str | None, status: str, message: str, version_id: int | None = None) -> None:
+def _finish(
+    job_id: int, url: str | None, status: str, message: str, version_id: int | None = None
+) -> None:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         job.status, job.message, job.finished_at = status, message, utcnow()
@@ -440,7 +483,12 @@ def run_job(job_id: int, url: str | None = None) -> str:
             raise ValueError(f"training job {job_id} does not exist")
         if job.status != "queued":
             raise ValueError(f"training job {job_id} is {job.status}; only a queued job can run")
-        job.status, job.started_at, job.heartbeat_at, job.pid = "running", utcnow(), utcnow(), os.getpid()
+        job.status, job.started_at, job.heartbeat_at, job.pid = (
+            "running",
+            utcnow(),
+            utcnow(),
+            os.getpid(),
+        )
         params, out_dir = TrainParams.from_json(job.params_json), Path(job.output_dir)
         cancel_now = job.cancel_requested
     if cancel_now:
@@ -470,19 +518,38 @@ def run_job(job_id: int, url: str | None = None) -> str:
             _finish(job_id, url, "cancelled", "cancelled while preparing the data")
             return "cancelled"
         config = TrainConfig(
-            out_dir=out_dir / "model", steps=params.steps, batch_size=params.batch_size,
-            image_size=params.image_size, alpha=params.alpha, learning_rate=params.learning_rate,
-            seed=params.seed, eval_every=min(250, params.steps),
-            log_every=max(1, min(10, params.steps // 20)), data_description=description,
+            out_dir=out_dir / "model",
+            steps=params.steps,
+            batch_size=params.batch_size,
+            image_size=params.image_size,
+            alpha=params.alpha,
+            learning_rate=params.learning_rate,
+            seed=params.seed,
+            eval_every=min(250, params.steps),
+            log_every=max(1, min(10, params.steps // 20)),
+            data_description=description,
         )
-        model_dir = train_detector(config, datasets, progress_callback=on_progress, should_stop=heartbeat.cancel.is_set)
+        model_dir = train_detector(
+            config, datasets, progress_callback=on_progress, should_stop=heartbeat.cancel.is_set
+        )
         if heartbeat.cancel.is_set():
-            _finish(job_id, url, "cancelled", f"cancelled at step {history[-1]['step'] if history else 0}; "
-                    f"the partial model in {model_dir} was not registered")
+            _finish(
+                job_id,
+                url,
+                "cancelled",
+                f"cancelled at step {history[-1]['step'] if history else 0}; "
+                f"the partial model in {model_dir} was not registered",
+            )
             return "cancelled"
-        metrics = json.loads((model_dir / "config.json").read_text()).get("training", {}).get("metrics", {})
+        metrics = (
+            json.loads((model_dir / "config.json").read_text())
+            .get("training", {})
+            .get("metrics", {})
+        )
         version_id = register_model_version(model_dir, metrics, name=out_dir.name, url=url)
-        _finish(job_id, url, "done", f"model version {out_dir.name} registered (not active)", version_id)
+        _finish(
+            job_id, url, "done", f"model version {out_dir.name} registered (not active)", version_id
+        )
         return "done"
     except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, with its reason
         traceback.print_exc()

@@ -124,11 +124,15 @@ def ice_servers_from_env(environ: Mapping[str, str] | None = None) -> list[dict]
     for i, server in enumerate(servers):
         urls = server.get("urls") if isinstance(server, dict) else None
         url_list = [urls] if isinstance(urls, str) else urls
-        if not isinstance(url_list, list) or not url_list or not all(
-            isinstance(u, str) and u for u in url_list
+        if (
+            not isinstance(url_list, list)
+            or not url_list
+            or not all(isinstance(u, str) and u for u in url_list)
         ):
             # The entry itself is not echoed: it may hold a credential.
-            raise ValueError(f'{ICE_SERVERS_ENV}[{i}] must be an object with "urls" (a URL or a list of URLs)')
+            raise ValueError(
+                f'{ICE_SERVERS_ENV}[{i}] must be an object with "urls" (a URL or a list of URLs)'
+            )
         entry = dict(server)
         if any(u.startswith(("turn:", "turns:")) for u in url_list):
             if "username" not in entry and username:
@@ -331,8 +335,16 @@ def draw_live_overlay(
         panel = frame_bgr[4 : 8 + line_h * len(lines), 4 : 4 + width]
         panel[:] = (panel * 0.35).astype(np.uint8)
         for i, line in enumerate(lines):
-            cv2.putText(frame_bgr, line, (10, 4 + line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                frame_bgr,
+                line,
+                (10, 4 + line_h * (i + 1)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
     return frame_bgr
 
 
@@ -456,7 +468,9 @@ class LiveProcessor:
         if latest_shape is not None and latest_shape != out.shape[:2]:
             # The camera changed resolution (device switch, rotation): rescale the last boxes.
             scale = np.array([out.shape[1] / latest_shape[1], out.shape[0] / latest_shape[0]] * 2)
-            latest = Detections(latest.xyxy * scale, latest.confidence, latest.class_id, latest.data)
+            latest = Detections(
+                latest.xyxy * scale, latest.confidence, latest.class_id, latest.data
+            )
         return draw_live_overlay(out, latest, self._brand_colours, lines)
 
     def callback(self, frame):
@@ -464,7 +478,9 @@ class LiveProcessor:
         import av
 
         # streamlit-webrtc copies pts and time_base from the input frame onto what we return.
-        return av.VideoFrame.from_ndarray(self.process(frame.to_ndarray(format="bgr24")), format="bgr24")
+        return av.VideoFrame.from_ndarray(
+            self.process(frame.to_ndarray(format="bgr24")), format="bgr24"
+        )
 
     # -- worker thread
 
@@ -511,21 +527,31 @@ class LiveProcessor:
     def _state_locked(self) -> LiveState:
         if not self._history:
             return LiveState(
-                processed_frames=self._processed, received_frames=self._received,
-                dropped_frames=self._dropped, error=self._error,
+                processed_frames=self._processed,
+                received_frames=self._received,
+                dropped_frames=self._dropped,
+                error=self._error,
             )
         # The empty key holds the gaps, so that the representative frame matches them too.
         smoothed = smooth_counts([s.counts for s in self._history])
-        best = min(
-            reversed(self._history), key=lambda s: _count_distance(s.counts, smoothed)
-        )
+        best = min(reversed(self._history), key=lambda s: _count_distance(s.counts, smoothed))
         times = self._done_times
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        fps = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else 0.0
+        )
         gaps = smoothed.pop("", 0)
         return LiveState(
-            counts=smoothed, gaps=gaps, processed_frames=self._processed,
-            received_frames=self._received, dropped_frames=self._dropped, fps=fps,
-            latency_ms=self._latency_ms, frame_bgr=best.frame_bgr, detections=best.detections,
+            counts=smoothed,
+            gaps=gaps,
+            processed_frames=self._processed,
+            received_frames=self._received,
+            dropped_frames=self._dropped,
+            fps=fps,
+            latency_ms=self._latency_ms,
+            frame_bgr=best.frame_bgr,
+            detections=best.detections,
             error=self._error,
         )
 
@@ -624,7 +650,9 @@ class LivePipeline:
         gallery = Gallery.from_database(url, recognizer)
         brands = list_brands(url)
         return cls(
-            detector=detector, recognizer=recognizer, gallery=gallery,
+            detector=detector,
+            recognizer=recognizer,
+            gallery=gallery,
             brand_names={b.id: b.name for b in brands},
             brand_colours={b.id: hex_to_bgr(b.color_hex) for b in brands},
             model_name=detector_name(detector),
@@ -663,7 +691,11 @@ def save_live_audit(
     if state.frame_bgr is None:
         raise ValueError("no frame has been analysed yet: start the camera first")
     return save_audit(
-        store_id, [ImageAnalysis(state.frame_bgr, state.detections)], source="live",
-        user_name=user_name, model_name=pipeline.model_name,
-        model_version_id=pipeline.model_version_id, url=url,
+        store_id,
+        [ImageAnalysis(state.frame_bgr, state.detections)],
+        source="live",
+        user_name=user_name,
+        model_name=pipeline.model_name,
+        model_version_id=pipeline.model_version_id,
+        url=url,
     )

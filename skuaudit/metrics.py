@@ -218,7 +218,9 @@ def audit_metrics(
     )
     is_product = detections.class_id == PRODUCT
     is_gap = detections.class_id == GAP
-    unnamed = sorted({int(b) for b in brand_ids[is_product]} - set(brand_names) - {UNKNOWN_BRAND_ID})
+    unnamed = sorted(
+        {int(b) for b in brand_ids[is_product]} - set(brand_names) - {UNKNOWN_BRAND_ID}
+    )
     if unnamed:
         raise ValueError(f"detections name brand ids {unnamed} that are not in the catalogue")
 
@@ -238,15 +240,31 @@ def audit_metrics(
         facings_by_brand[brand_id] = facings
         target = planogram.get(brand_id)
         records.append(
-            _record(brand_id, brand_names.get(brand_id, f"brand {brand_id}"), facings, product_count,
-                    widths_px[mask].sum(), norm[mask].sum(), product_rows, target)
+            _record(
+                brand_id,
+                brand_names.get(brand_id, f"brand {brand_id}"),
+                facings,
+                product_count,
+                widths_px[mask].sum(),
+                norm[mask].sum(),
+                product_rows,
+                target,
+            )
         )
     records.sort(key=lambda r: (-r.facings, r.name))
     unknown = is_product & (brand_ids == UNKNOWN_BRAND_ID)
     if unknown.any():
         records.append(
-            _record(None, UNKNOWN_NAME, int(unknown.sum()), product_count,
-                    widths_px[unknown].sum(), norm[unknown].sum(), product_rows, None)
+            _record(
+                None,
+                UNKNOWN_NAME,
+                int(unknown.sum()),
+                product_count,
+                widths_px[unknown].sum(),
+                norm[unknown].sum(),
+                product_rows,
+                None,
+            )
         )
     return AuditMetrics(
         brands=records,

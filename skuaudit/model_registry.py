@@ -40,7 +40,11 @@ def model_version_for(path: str | Path | None, url: str | None = None) -> int | 
 
 
 def register_model_version(
-    path: str | Path, metrics: dict | None = None, *, name: str | None = None, url: str | None = None
+    path: str | Path,
+    metrics: dict | None = None,
+    *,
+    name: str | None = None,
+    url: str | None = None,
 ) -> int:
     """Record a trained model folder as a new, inactive ``ModelVersion``; returns its id.
 
@@ -63,7 +67,10 @@ def register_model_version(
         if s.scalar(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name)) is not None:
             raise ValueError(f"a model version named {name!r} already exists")
         version = m.ModelVersion(
-            name=name, path=str(folder.resolve()), kind="detector", is_active=False,
+            name=name,
+            path=str(folder.resolve()),
+            kind="detector",
+            is_active=False,
             metrics_json=json.dumps(metrics or {}, default=float),
         )
         s.add(version)
@@ -82,7 +89,9 @@ def activate_model_version(version_id: int, url: str | None = None) -> None:
         if version is None or version.kind != "detector":
             raise ValueError(f"model version {version_id} does not exist")
         if not Path(version.path).is_dir():
-            raise ValueError(f"model version {version.name!r}: folder {version.path} is missing; it cannot be activated")
+            raise ValueError(
+                f"model version {version.name!r}: folder {version.path} is missing; it cannot be activated"
+            )
         s.execute(
             sa.update(m.ModelVersion)
             .where(m.ModelVersion.kind == "detector", m.ModelVersion.id != version_id)
@@ -97,12 +106,18 @@ def list_model_versions(url: str | None = None) -> list[dict]:
 
     with session_scope(url) as s:
         rows = s.scalars(
-            sa.select(m.ModelVersion).where(m.ModelVersion.kind == "detector").order_by(m.ModelVersion.id.desc())
+            sa.select(m.ModelVersion)
+            .where(m.ModelVersion.kind == "detector")
+            .order_by(m.ModelVersion.id.desc())
         ).all()
         return [
             {
-                "id": v.id, "name": v.name, "path": v.path, "is_active": v.is_active,
-                "created_at": v.created_at, "metrics": json.loads(v.metrics_json or "{}"),
+                "id": v.id,
+                "name": v.name,
+                "path": v.path,
+                "is_active": v.is_active,
+                "created_at": v.created_at,
+                "metrics": json.loads(v.metrics_json or "{}"),
             }
             for v in rows
         ]

@@ -16,11 +16,33 @@ class PageSpec:
 
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/live_audit.py", "Live audit", ":material/videocam:", ("merchandiser", "analyst")),
-    PageSpec("pages/photo_audit.py", "Photo audit", ":material/photo_camera:", ("merchandiser", "analyst")),
-    PageSpec("pages/offline_audit.py", "Offline audit", ":material/cloud_off:", ("merchandiser", "analyst")),
-    PageSpec("pages/share_of_shelf.py", "Share of shelf", ":material/pie_chart:", ("category manager", "analyst")),
-    PageSpec("pages/stockouts.py", "Stockouts", ":material/remove_shopping_cart:", ("category manager", "analyst")),
+    PageSpec(
+        "pages/live_audit.py", "Live audit", ":material/videocam:", ("merchandiser", "analyst")
+    ),
+    PageSpec(
+        "pages/photo_audit.py",
+        "Photo audit",
+        ":material/photo_camera:",
+        ("merchandiser", "analyst"),
+    ),
+    PageSpec(
+        "pages/offline_audit.py",
+        "Offline audit",
+        ":material/cloud_off:",
+        ("merchandiser", "analyst"),
+    ),
+    PageSpec(
+        "pages/share_of_shelf.py",
+        "Share of shelf",
+        ":material/pie_chart:",
+        ("category manager", "analyst"),
+    ),
+    PageSpec(
+        "pages/stockouts.py",
+        "Stockouts",
+        ":material/remove_shopping_cart:",
+        ("category manager", "analyst"),
+    ),
     PageSpec("pages/catalogue.py", "Catalogue", ":material/category:", ("analyst",)),
     PageSpec("pages/model_lab.py", "Model lab", ":material/science:", ("analyst",)),
 )

@@ -112,14 +112,18 @@ class Gallery:
             refs = s.scalars(sa.select(m.ReferenceImage).order_by(m.ReferenceImage.id)).all()
             stale = [r for r in refs if r.embedding is None or r.embedding_model != recognizer.name]
             if stale:
-                crops = [load_image_bytes(r.image_png, name=f"reference image {r.id}") for r in stale]
+                crops = [
+                    load_image_bytes(r.image_png, name=f"reference image {r.id}") for r in stale
+                ]
                 for ref, vector in zip(stale, recognizer.embed(crops), strict=True):
                     ref.embedding = vector.astype(np.float32).tobytes()
                     ref.embedding_model = recognizer.name
             vectors = [np.frombuffer(r.embedding, dtype=np.float32) for r in refs]
             return cls(
                 brand_ids=np.array([r.brand_id for r in refs], dtype=np.int64),
-                embeddings=np.stack(vectors) if vectors else np.zeros((0, recognizer.embedding_dim)),
+                embeddings=np.stack(vectors)
+                if vectors
+                else np.zeros((0, recognizer.embedding_dim)),
             )
 
     def match(self, embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +168,9 @@ class Recognizer:
         self._model = model
         self._embed_fn = tf.function(
             lambda images: model(images, training=False),
-            input_signature=[tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)],
+            input_signature=[
+                tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)
+            ],
         )
 
     @classmethod
@@ -193,7 +199,9 @@ class Recognizer:
         try:
             model = keras.models.load_model(keras_path, compile=False)
         except Exception as exc:  # keras raises many types for a damaged file
-            raise RecognitionModelError(f"{model_dir}: weights file {KERAS_FILE} does not load ({exc})") from exc
+            raise RecognitionModelError(
+                f"{model_dir}: weights file {KERAS_FILE} does not load ({exc})"
+            ) from exc
         digest = hashlib.sha256(keras_path.read_bytes()).hexdigest()[:10]
         return cls(model, name=f"{base_name}:{digest}", input_size=input_size, threshold=threshold)
 
@@ -264,8 +272,11 @@ def validate_reference(image_bgr: np.ndarray) -> np.ndarray:
         )
     scale = MAX_REFERENCE_SIDE_PX / max(h, w)
     if scale < 1:
-        image_bgr = cv2.resize(image_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA)
+        image_bgr = cv2.resize(
+            image_bgr,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     return image_bgr
 
 
@@ -309,8 +320,12 @@ def enrol_reference(
         if s.get(m.Brand, int(brand_id)) is None:
             raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")
         ref = m.ReferenceImage(
-            brand_id=int(brand_id), image_png=encode_png(image_bgr), embedding=embedding,
-            embedding_model=embedding_model, source=source, is_demo=is_demo,
+            brand_id=int(brand_id),
+            image_png=encode_png(image_bgr),
+            embedding=embedding,
+            embedding_model=embedding_model,
+            source=source,
+            is_demo=is_demo,
         )
         s.add(ref)
         s.flush()

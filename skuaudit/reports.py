@@ -48,34 +48,94 @@ MEASURES = {"share_facings": "Share by facings", "share_linear": "Share by linea
 
 BRAND_COLUMNS = ["brand_id", "brand", "manufacturer", "is_own", "color_hex"]
 SHARE_COLUMNS = [*BRAND_COLUMNS, "facings", "linear_px", "share_facings", "share_linear", "audits"]
-TREND_COLUMNS = ["week_start", *BRAND_COLUMNS, "facings", "linear_px", "share_facings", "share_linear"]
+TREND_COLUMNS = [
+    "week_start",
+    *BRAND_COLUMNS,
+    "facings",
+    "linear_px",
+    "share_facings",
+    "share_linear",
+]
 OWN_COLUMNS = ["group", "facings", "linear_px", "share_facings", "share_linear"]
 HEATMAP_COLUMNS = [
-    "store_id", "store", "region", *BRAND_COLUMNS, "facings", "linear_px", "share_facings",
+    "store_id",
+    "store",
+    "region",
+    *BRAND_COLUMNS,
+    "facings",
+    "linear_px",
+    "share_facings",
     "share_linear",
 ]
 AUDIT_COLUMNS = [
-    "audit_id", "created_at", "store_id", "store", "region", "user_name", "source",
-    "product_count", "facings", "linear_px", "share_facings", "share_linear", "images",
+    "audit_id",
+    "created_at",
+    "store_id",
+    "store",
+    "region",
+    "user_name",
+    "source",
+    "product_count",
+    "facings",
+    "linear_px",
+    "share_facings",
+    "share_linear",
+    "images",
 ]
 STOCKOUT_COLUMNS = [
-    "store_id", "store", "region", "brand_id", "brand", "status", "expected_facings", "facings",
-    "since", "audits_in_row", "audit_id", "audited_at",
+    "store_id",
+    "store",
+    "region",
+    "brand_id",
+    "brand",
+    "status",
+    "expected_facings",
+    "facings",
+    "since",
+    "audits_in_row",
+    "audit_id",
+    "audited_at",
 ]
 DURATION_COLUMNS = [
-    "store_id", "brand_id", "stockout_audits_in_row", "stockout_since", "below_audits_in_row",
+    "store_id",
+    "brand_id",
+    "stockout_audits_in_row",
+    "stockout_since",
+    "below_audits_in_row",
     "below_since",
 ]
 AVAILABILITY_COLUMNS = [
-    "rank", "store_id", "store", "region", "audit_id", "audited_at", "targeted_brands",
-    "brands_on_shelf", "availability", "planogram_compliance", "stockouts", "below_target",
+    "rank",
+    "store_id",
+    "store",
+    "region",
+    "audit_id",
+    "audited_at",
+    "targeted_brands",
+    "brands_on_shelf",
+    "availability",
+    "planogram_compliance",
+    "stockouts",
+    "below_target",
 ]
 GAP_COLUMNS = [
-    "store_id", "store", "region", "audit_id", "audited_at", "gap_count", "gap_share_width",
+    "store_id",
+    "store",
+    "region",
+    "audit_id",
+    "audited_at",
+    "gap_count",
+    "gap_share_width",
     "shelf_width_px",
 ]
 COMPLIANCE_COLUMNS = [
-    "store_id", "store", "region", "brand_id", "brand", "expected_facings", "facings",
+    "store_id",
+    "store",
+    "region",
+    "brand_id",
+    "brand",
+    "expected_facings",
+    "facings",
     "compliance",
 ]
 
@@ -263,8 +323,9 @@ def share_of_shelf(
         df = _frame(conn, stmt, ["brand_id", "facings", "linear_px", "audits"])
         df = _with_brands(conn, df)
     df = _add_shares(df)
-    return df[SHARE_COLUMNS].sort_values(["share_facings", "brand"], ascending=[False, True],
-                                         ignore_index=True)
+    return df[SHARE_COLUMNS].sort_values(
+        ["share_facings", "brand"], ascending=[False, True], ignore_index=True
+    )
 
 
 def share_trend(
@@ -301,11 +362,7 @@ def own_vs_competitors(
     """Shares of own brands, competitors and unrecognised products (one row each present)."""
     brands = share_of_shelf(url, start, end, store_ids, region)
     group = brands["is_own"].map(lambda own: OWN_GROUPS[None if pd.isna(own) else bool(own)])
-    df = (
-        brands.assign(group=group)
-        .groupby("group", as_index=False)[["facings", "linear_px"]]
-        .sum()
-    )
+    df = brands.assign(group=group).groupby("group", as_index=False)[["facings", "linear_px"]].sum()
     df = _add_shares(df)
     order = {name: i for i, name in enumerate(OWN_GROUPS.values())}
     return df[OWN_COLUMNS].sort_values("group", key=lambda s: s.map(order), ignore_index=True)
@@ -322,7 +379,9 @@ def store_brand_heatmap(
     where = _range_where(start, end, store_ids, region)
     stmt = (
         sa.select(
-            _A.c.store_id, _BM.c.brand_id, sa.func.sum(_BM.c.facings),
+            _A.c.store_id,
+            _BM.c.brand_id,
+            sa.func.sum(_BM.c.facings),
             sa.func.sum(_BM.c.linear_px),
         )
         .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
@@ -357,9 +416,19 @@ def audits_behind(
     )
     stmt = (
         sa.select(
-            _A.c.id, _A.c.created_at, _S.c.id, _S.c.name, _S.c.region, _A.c.user_name,
-            _A.c.source, _A.c.product_count, _BM.c.facings, _BM.c.linear_px,
-            _BM.c.share_facings, _BM.c.share_linear, images,
+            _A.c.id,
+            _A.c.created_at,
+            _S.c.id,
+            _S.c.name,
+            _S.c.region,
+            _A.c.user_name,
+            _A.c.source,
+            _A.c.product_count,
+            _BM.c.facings,
+            _BM.c.linear_px,
+            _BM.c.share_facings,
+            _BM.c.share_linear,
+            images,
         )
         .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
         .join(_S, _S.c.id == _A.c.store_id)
@@ -395,8 +464,13 @@ def _ranked_audits(
     )
     return (
         sa.select(
-            _A.c.id, _A.c.store_id, _A.c.created_at, _A.c.gap_count, _A.c.gap_share_width,
-            _A.c.shelf_width_px, rank.label("audit_rank"),
+            _A.c.id,
+            _A.c.store_id,
+            _A.c.created_at,
+            _A.c.gap_count,
+            _A.c.gap_share_width,
+            _A.c.shelf_width_px,
+            rank.label("audit_rank"),
         )
         .where(*where)
         .subquery("ranked_audits")
@@ -445,8 +519,12 @@ def stockout_durations(
     )
     runs = (
         sa.select(
-            ranked.c.store_id, _BM.c.brand_id, ranked.c.created_at, ranked.c.audit_rank,
-            flag_rank.label("flag_rank"), stockouts_so_far.label("stockouts_so_far"),
+            ranked.c.store_id,
+            _BM.c.brand_id,
+            ranked.c.created_at,
+            ranked.c.audit_rank,
+            flag_rank.label("flag_rank"),
+            stockouts_so_far.label("stockouts_so_far"),
         )
         .join_from(_BM, ranked, ranked.c.id == _BM.c.audit_id)
         .where(flagged, _BM.c.brand_id.is_not(None))
@@ -490,8 +568,16 @@ def current_stockouts(
     status = sa.case((_BM.c.is_stockout, "stockout"), else_="below target")
     stmt = (
         sa.select(
-            latest.c.store_id, _S.c.name, _S.c.region, _BM.c.brand_id, _B.c.name, status,
-            _BM.c.expected_facings, _BM.c.facings, latest.c.id, latest.c.created_at,
+            latest.c.store_id,
+            _S.c.name,
+            _S.c.region,
+            _BM.c.brand_id,
+            _B.c.name,
+            status,
+            _BM.c.expected_facings,
+            _BM.c.facings,
+            latest.c.id,
+            latest.c.created_at,
         )
         .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
         .join(_S, _S.c.id == latest.c.store_id)
@@ -556,27 +642,44 @@ def availability_by_store(
         store_where.append(_S.c.region == region)
     stmt = (
         sa.select(
-            _S.c.id, _S.c.name, _S.c.region, per_store.c.audit_id, per_store.c.created_at,
-            per_store.c.targeted, per_store.c.on_shelf, per_store.c.compliance,
-            per_store.c.stockouts, per_store.c.below,
+            _S.c.id,
+            _S.c.name,
+            _S.c.region,
+            per_store.c.audit_id,
+            per_store.c.created_at,
+            per_store.c.targeted,
+            per_store.c.on_shelf,
+            per_store.c.compliance,
+            per_store.c.stockouts,
+            per_store.c.below,
         )
         .join_from(_S, per_store, per_store.c.store_id == _S.c.id, isouter=True)
         .where(*store_where)
     )
     columns = [
-        "store_id", "store", "region", "audit_id", "audited_at", "targeted_brands",
-        "brands_on_shelf", "planogram_compliance", "stockouts", "below_target",
+        "store_id",
+        "store",
+        "region",
+        "audit_id",
+        "audited_at",
+        "targeted_brands",
+        "brands_on_shelf",
+        "planogram_compliance",
+        "stockouts",
+        "below_target",
     ]
     with _connect(url) as conn:
         df = _frame(conn, stmt, columns)
     counts = ["targeted_brands", "brands_on_shelf", "stockouts", "below_target"]
     df = df.astype({c: "Int64" for c in [*counts, "audit_id"]})
     df["planogram_compliance"] = df["planogram_compliance"].astype(float)
-    df["availability"] = (df["brands_on_shelf"] / df["targeted_brands"].where(
-        df["targeted_brands"] > 0)).astype(float)
+    df["availability"] = (
+        df["brands_on_shelf"] / df["targeted_brands"].where(df["targeted_brands"] > 0)
+    ).astype(float)
     df["audited_at"] = pd.to_datetime(df["audited_at"])
-    df = df.sort_values(["availability", "planogram_compliance", "store"], na_position="last",
-                        ignore_index=True)
+    df = df.sort_values(
+        ["availability", "planogram_compliance", "store"], na_position="last", ignore_index=True
+    )
     audited = df["audit_id"].notna()
     df["rank"] = pd.array([pd.NA] * len(df), dtype="Int64")
     df.loc[audited, "rank"] = range(1, int(audited.sum()) + 1)
@@ -597,8 +700,14 @@ def gap_share_by_store(
     latest = _latest_audits(as_of, store_ids, region)
     stmt = (
         sa.select(
-            latest.c.store_id, _S.c.name, _S.c.region, latest.c.id, latest.c.created_at,
-            latest.c.gap_count, latest.c.gap_share_width, latest.c.shelf_width_px,
+            latest.c.store_id,
+            _S.c.name,
+            _S.c.region,
+            latest.c.id,
+            latest.c.created_at,
+            latest.c.gap_count,
+            latest.c.gap_share_width,
+            latest.c.shelf_width_px,
         )
         .join_from(latest, _S, _S.c.id == latest.c.store_id)
         .order_by(latest.c.gap_share_width.desc(), _S.c.name)
@@ -620,8 +729,14 @@ def planogram_compliance(
     latest = _latest_audits(as_of, store_ids, region)
     stmt = (
         sa.select(
-            latest.c.store_id, _S.c.name, _S.c.region, _BM.c.brand_id, _B.c.name,
-            _BM.c.expected_facings, _BM.c.facings, _compliance(),
+            latest.c.store_id,
+            _S.c.name,
+            _S.c.region,
+            _BM.c.brand_id,
+            _B.c.name,
+            _BM.c.expected_facings,
+            _BM.c.facings,
+            _compliance(),
         )
         .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
         .join(_S, _S.c.id == latest.c.store_id)

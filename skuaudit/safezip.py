@@ -54,11 +54,15 @@ def _safe_member_path(name: str) -> PurePosixPath:
     if "\x00" in name or cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
         raise UnsafeArchiveError(f"entry {name!r} has an absolute path; the archive is refused")
     if ".." in path.parts:
-        raise UnsafeArchiveError(f"entry {name!r} points outside the archive folder ('..'); the archive is refused")
+        raise UnsafeArchiveError(
+            f"entry {name!r} points outside the archive folder ('..'); the archive is refused"
+        )
     return path
 
 
-def check_archive(archive: zipfile.ZipFile, limits: ZipLimits = ZipLimits()) -> list[zipfile.ZipInfo]:
+def check_archive(
+    archive: zipfile.ZipFile, limits: ZipLimits = ZipLimits()
+) -> list[zipfile.ZipInfo]:
     """Check every entry of an open archive against ``limits`` before anything is written.
 
     Returns:
@@ -78,14 +82,18 @@ def check_archive(archive: zipfile.ZipFile, limits: ZipLimits = ZipLimits()) -> 
         _safe_member_path(info.filename)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            raise UnsafeArchiveError(f"entry {info.filename!r} is a symbolic link; links are not accepted")
+            raise UnsafeArchiveError(
+                f"entry {info.filename!r} is a symbolic link; links are not accepted"
+            )
         total += info.file_size
         if total > limits.max_total_bytes:
             raise UnsafeArchiveError(
                 f"the archive unpacks to more than {limits.max_total_bytes / 1e9:.1f} GB; "
                 "it is refused (possible zip bomb)"
             )
-        if info.file_size >= limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        if info.file_size >= limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
             raise UnsafeArchiveError(
                 f"entry {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f} times "
                 f"(limit {limits.max_ratio:.0f}); the archive is refused (possible zip bomb)"
@@ -125,7 +133,9 @@ def safe_extract(
             for info in infos:
                 target = root.joinpath(*_safe_member_path(info.filename).parts)
                 if not target.resolve().is_relative_to(root):
-                    raise UnsafeArchiveError(f"entry {info.filename!r} resolves outside the target folder")
+                    raise UnsafeArchiveError(
+                        f"entry {info.filename!r} resolves outside the target folder"
+                    )
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue

@@ -28,7 +28,14 @@ def cli_main(argv: list[str]) -> int:
         print(f"skuaudit serve: {exc}", file=sys.stderr)
         return 2
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
-        "--server.port", str(args.port), "--server.address", args.address,
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app.py"),
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.address,
     ]
     return subprocess.call(cmd, env=os.environ.copy())

@@ -69,7 +69,10 @@ def _rows_of_image(xyxy: np.ndarray) -> np.ndarray:
     space_y = -overlap_y
     stacked = (
         (overlap_x > 0.5 * np.minimum(widths[:, None], widths[None, :]))
-        & (np.minimum(widths[:, None], widths[None, :]) > 0.8 * np.maximum(widths[:, None], widths[None, :]))
+        & (
+            np.minimum(widths[:, None], widths[None, :])
+            > 0.8 * np.maximum(widths[:, None], widths[None, :])
+        )
         & (np.abs(space_y) < MAX_STACK_SPACE * shorter)
     )
     linked |= stacked

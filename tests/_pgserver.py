@@ -50,11 +50,31 @@ class PostgresServer:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
 
     def start(self) -> PostgresServer:
-        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8", "--locale=C")
+        self._run(
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
         opts = f"-k {self.root} -c listen_addresses=127.0.0.1 -p {self.port} -c fsync=off"
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", opts,
-                  "-l", str(self.root / "log.txt"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.root / "log.txt"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -66,8 +86,10 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                                     autocommit=True) as conn:
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                    autocommit=True,
+                ) as conn:
                     conn.execute(f'CREATE DATABASE "{name}"')
                 return self.url(name)
             except psycopg.OperationalError:

@@ -24,7 +24,9 @@ def postgres_server():
 
     if find_pg_bin() is None:
         if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed; make test installs it (scripts/install_system_deps.sh)")
+            pytest.fail(
+                "PostgreSQL is not installed; make test installs it (scripts/install_system_deps.sh)"
+            )
         pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
     server = PostgresServer().start()
     yield server

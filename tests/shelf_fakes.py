@@ -34,10 +34,14 @@ class OracleRecognizer:
     def __init__(self, brand_ids_by_name: dict[str, int]) -> None:
         self._ids = brand_ids_by_name
 
-    def assign_brands(self, image_bgr, detections: Detections, gallery, threshold=None) -> Detections:
+    def assign_brands(
+        self, image_bgr, detections: Detections, gallery, threshold=None
+    ) -> Detections:
         names = detections.data.get("brand", np.array([""] * len(detections), dtype=object))
-        ids = [self._ids.get(n, -1) if c == PRODUCT else -1
-               for n, c in zip(names, detections.class_id, strict=True)]
+        ids = [
+            self._ids.get(n, -1) if c == PRODUCT else -1
+            for n, c in zip(names, detections.class_id, strict=True)
+        ]
         return detections.with_data(
             brand_id=np.array(ids, np.int64), brand_score=np.ones(len(detections), np.float32)
         )
@@ -45,6 +49,8 @@ class OracleRecognizer:
 
 def generated_counts(shelf: SynthShelf) -> dict[str, int]:
     """Facings per brand name in a generated shelf."""
-    names, counts = np.unique([b for b, c in zip(shelf.brands, shelf.class_ids, strict=True) if c == PRODUCT],
-                              return_counts=True)
+    names, counts = np.unique(
+        [b for b, c in zip(shelf.brands, shelf.class_ids, strict=True) if c == PRODUCT],
+        return_counts=True,
+    )
     return dict(zip(names.tolist(), counts.tolist(), strict=True))

@@ -48,8 +48,14 @@ def test_saved_audit_holds_exactly_the_generated_counts(demo_db_url, shelves):
     ids = _brand_ids(demo_db_url)
     detector, recognizer = GroundTruthDetector(shelves), OracleRecognizer(ids)
     analyses = [audit.analyse_image(s.image_bgr, detector, recognizer, _gallery()) for s in shelves]
-    audit_id = audit.save_audit(_store_id(demo_db_url), analyses, source="photo", user_name="ana",
-                                model_name="ground truth", url=demo_db_url)
+    audit_id = audit.save_audit(
+        _store_id(demo_db_url),
+        analyses,
+        source="photo",
+        user_name="ana",
+        model_name="ground truth",
+        url=demo_db_url,
+    )
     expected: dict[str, int] = {}
     for shelf in shelves:
         for name, n in generated_counts(shelf).items():
@@ -67,10 +73,15 @@ def test_saved_audit_holds_exactly_the_generated_counts(demo_db_url, shelves):
     assert {n: f for n, f, _ in rows if f} == expected
     assert sum(share for *_, share in rows) == pytest.approx(1.0)
     assert _count(demo_db_url, m.AuditImage, audit_id=audit_id) == 2
-    assert _count(demo_db_url, m.Detection, audit_id=audit_id) == sum(len(sh.brands) for sh in shelves)
+    assert _count(demo_db_url, m.Detection, audit_id=audit_id) == sum(
+        len(sh.brands) for sh in shelves
+    )
     with session_scope(demo_db_url) as s:
-        rows_saved = s.scalars(sa.select(m.Detection.shelf_row).where(
-            m.Detection.audit_id == audit_id, m.Detection.image_index == 0)).all()
+        rows_saved = s.scalars(
+            sa.select(m.Detection.shelf_row).where(
+                m.Detection.audit_id == audit_id, m.Detection.image_index == 0
+            )
+        ).all()
     assert sorted(set(rows_saved)) == sorted(set(shelves[0].shelf_rows.tolist()))
 
 
@@ -81,10 +92,12 @@ def test_empty_photo_is_not_saved_unless_asked(demo_db_url):
     with pytest.raises(audit.EmptyAuditError, match="Nothing was saved"):
         audit.save_audit(_store_id(demo_db_url), [analysis], source="photo", url=demo_db_url)
     assert _count(demo_db_url, m.Audit) == before
-    audit_id = audit.save_audit(_store_id(demo_db_url), [analysis], source="photo",
-                                allow_empty=True, url=demo_db_url)
+    audit_id = audit.save_audit(
+        _store_id(demo_db_url), [analysis], source="photo", allow_empty=True, url=demo_db_url
+    )
     assert _count(demo_db_url, m.BrandMetric, audit_id=audit_id) == _count(
-        demo_db_url, m.PlanogramTarget, store_id=_store_id(demo_db_url))  # all stockouts
+        demo_db_url, m.PlanogramTarget, store_id=_store_id(demo_db_url)
+    )  # all stockouts
 
 
 def test_failure_half_way_leaves_nothing(demo_db_url, shelves):
@@ -92,7 +105,9 @@ def test_failure_half_way_leaves_nothing(demo_db_url, shelves):
         shelves[0].image_bgr,
         Detections([[0, 0, 10, 10]], class_id=[0], data={"brand_id": np.array([99_999])}),
     )
-    before = {t: _count(demo_db_url, t) for t in (m.Audit, m.AuditImage, m.Detection, m.BrandMetric)}
+    before = {
+        t: _count(demo_db_url, t) for t in (m.Audit, m.AuditImage, m.Detection, m.BrandMetric)
+    }
     with pytest.raises(ValueError, match="not in the catalogue"):
         audit.save_audit(_store_id(demo_db_url), [analysis], source="photo", url=demo_db_url)
     assert {t: _count(demo_db_url, t) for t in before} == before
@@ -100,14 +115,24 @@ def test_failure_half_way_leaves_nothing(demo_db_url, shelves):
 
 def test_hand_corrections_are_saved(demo_db_url, shelves):
     ids = _brand_ids(demo_db_url)
-    analysis = audit.analyse_image(shelves[0].image_bgr, GroundTruthDetector(shelves),
-                                   OracleRecognizer({}), _gallery())
+    analysis = audit.analyse_image(
+        shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer({}), _gallery()
+    )
     first_product = int(np.flatnonzero(analysis.detections.class_id == 0)[0])
     corrected = audit.correct_brands(analysis, {first_product: ids["Kapku"]})
-    audit_id = audit.save_audit(_store_id(demo_db_url), [corrected], source="photo", url=demo_db_url)
+    audit_id = audit.save_audit(
+        _store_id(demo_db_url), [corrected], source="photo", url=demo_db_url
+    )
     with session_scope(demo_db_url) as s:
-        fixed = s.execute(sa.select(m.Detection.brand_id).where(
-            m.Detection.audit_id == audit_id, m.Detection.corrected.is_(True))).scalars().all()
+        fixed = (
+            s.execute(
+                sa.select(m.Detection.brand_id).where(
+                    m.Detection.audit_id == audit_id, m.Detection.corrected.is_(True)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert fixed == [ids["Kapku"]]
     with pytest.raises(ValueError, match="not a product"):
         audit.correct_brands(analysis, {10_000: 1})
@@ -117,21 +142,32 @@ def test_cli_audits_a_photo(demo_db_url, shelves, tmp_path, monkeypatch, capsys)
     photo = tmp_path / "shelf.png"
     photo.write_bytes(encode_png(shelves[0].image_bgr))
     monkeypatch.setattr(audit, "load_detector", lambda *_a, **_k: GroundTruthDetector(shelves))
-    monkeypatch.setattr("skuaudit.recognition.Recognizer.load",
-                        classmethod(lambda cls, *_a: OracleRecognizer(_brand_ids(demo_db_url))))
-    monkeypatch.setattr("skuaudit.recognition.Gallery.from_database", classmethod(lambda cls, *_a: _gallery()))
+    monkeypatch.setattr(
+        "skuaudit.recognition.Recognizer.load",
+        classmethod(lambda cls, *_a: OracleRecognizer(_brand_ids(demo_db_url))),
+    )
+    monkeypatch.setattr(
+        "skuaudit.recognition.Gallery.from_database", classmethod(lambda cls, *_a: _gallery())
+    )
     assert audit.cli_main([str(photo), "--store", "Harbour Foods", "--user", "ana", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["audit_id"] == _count(demo_db_url, m.Audit)
-    assert {n: b["facings"] for n, b in out["brands"].items() if b["facings"]} == generated_counts(shelves[0])
-    assert set(out["gaps"]) == {"count", "width_px", "share_width"} and isinstance(out["stockouts"], list)
+    assert {n: b["facings"] for n, b in out["brands"].items() if b["facings"]} == generated_counts(
+        shelves[0]
+    )
+    assert set(out["gaps"]) == {"count", "width_px", "share_width"} and isinstance(
+        out["stockouts"], list
+    )
 
 
 CLI_ERRORS = [
     (["missing.jpg", "--store", "Harbour Foods"], "cannot read the file"),
     (["{photo}", "--store", "Nowhere"], "no store named 'Nowhere'"),
     (["{text}", "--store", "Harbour Foods"], "not a readable image"),
-    (["{photo}", "--store", "Harbour Foods", "--model", "{tmp}/no_model"], "model folder not found"),
+    (
+        ["{photo}", "--store", "Harbour Foods", "--model", "{tmp}/no_model"],
+        "model folder not found",
+    ),
 ]
 
 
@@ -150,16 +186,24 @@ def test_cli_errors_are_one_line(demo_db_url, shelves, tmp_path, capsys):
 def test_review_table_round_trip_and_drawing(demo_db_url, shelves):
     ids = _brand_ids(demo_db_url)
     names = {i: n for n, i in ids.items()}
-    analysis = audit.analyse_image(shelves[0].image_bgr, GroundTruthDetector(shelves),
-                                   OracleRecognizer(ids), _gallery())
+    analysis = audit.analyse_image(
+        shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer(ids), _gallery()
+    )
     table = audit.detections_table([analysis], names)
     assert len(table) == int((shelves[0].class_ids == 0).sum())
-    assert audit.apply_brand_table([analysis], table, names)[0].detections.data["corrected"].sum() == 0
+    assert (
+        audit.apply_brand_table([analysis], table, names)[0].detections.data["corrected"].sum() == 0
+    )
     table.loc[0, "brand"] = "unknown"
     fixed = audit.apply_brand_table([analysis], table, names)[0].detections
-    assert fixed.data["brand_id"][table.loc[0, "detection"]] == -1 and fixed.data["corrected"].sum() == 1
+    assert (
+        fixed.data["brand_id"][table.loc[0, "detection"]] == -1
+        and fixed.data["corrected"].sum() == 1
+    )
     table.loc[1, "brand"] = "No Such Brand"
     with pytest.raises(ValueError, match="not in the catalogue"):
         audit.apply_brand_table([analysis], table, names)
     drawn = audit.draw_analysis(analysis, {ids["Kapku"]: "#ff0000"})
-    assert drawn.shape == shelves[0].image_bgr.shape and not np.array_equal(drawn, shelves[0].image_bgr)
+    assert drawn.shape == shelves[0].image_bgr.shape and not np.array_equal(
+        drawn, shelves[0].image_bgr
+    )

@@ -36,8 +36,9 @@ def test_seed_demo_creates_schema_fills_once_and_is_removable(tmp_path):
 def test_demo_shares_sum_to_one_per_audit(demo_db_url):
     with session_scope(demo_db_url) as s:
         sums = s.execute(
-            sa.select(sa.func.sum(m.BrandMetric.share_facings), sa.func.sum(m.BrandMetric.facings))
-            .group_by(m.BrandMetric.audit_id)
+            sa.select(
+                sa.func.sum(m.BrandMetric.share_facings), sa.func.sum(m.BrandMetric.facings)
+            ).group_by(m.BrandMetric.audit_id)
         ).all()
     for share_sum, facings in sums:
         if facings:
@@ -56,7 +57,9 @@ def test_cli_db_error_is_one_line_not_traceback(tmp_path):
     env_url = "sqlite:////no/such/dir/x.db"
     out = subprocess.run(
         [sys.executable, "-m", "skuaudit", "seed-demo", "--db-url", env_url],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
@@ -72,4 +75,6 @@ def test_default_database_folder_exists_in_a_fresh_checkout(monkeypatch):
     url = get_settings().db_url
     assert url.startswith("sqlite:///")
     folder = Path(url.removeprefix("sqlite:///")).parent
-    assert folder.is_dir() and (folder / "README.md").is_file()  # tracked, so make run can create the DB
+    assert (
+        folder.is_dir() and (folder / "README.md").is_file()
+    )  # tracked, so make run can create the DB

@@ -36,7 +36,9 @@ def exports(tiny_detector, tmp_path_factory) -> dict[str, Path]:
 
     model_dir, _ = tiny_detector
     root = tmp_path_factory.mktemp("exports")
-    assert cli_main(["--model", str(model_dir), "--format", "tfjs", "--out", str(root / "tfjs")]) == 0
+    assert (
+        cli_main(["--model", str(model_dir), "--format", "tfjs", "--out", str(root / "tfjs")]) == 0
+    )
     out = {"tfjs": root / "tfjs"}
     out["savedmodel"] = export_model(model_dir, "savedmodel", root / "savedmodel")
     out["tflite"] = export_model(model_dir, "tflite", root / "tflite")
@@ -71,7 +73,11 @@ def match_detections(ref: dict, other: dict) -> tuple[float, float]:
     """
     if len(ref["scores"]) == 0:
         return (1.0 if len(other["scores"]) == 0 else 0.0), 0.0
-    iou = _iou(ref["boxes"], other["boxes"]) if len(other["scores"]) else np.zeros((len(ref["scores"]), 0))
+    iou = (
+        _iou(ref["boxes"], other["boxes"])
+        if len(other["scores"])
+        else np.zeros((len(ref["scores"]), 0))
+    )
     iou = np.where(ref["classes"][:, None] == other["classes"][None, :], iou, 0.0)
     diffs, matched = [], 0
     for i in range(len(ref["scores"])):
@@ -89,13 +95,18 @@ def test_every_format_is_written(exports):
     assert shards and all(p.stat().st_size <= TFJS_SHARD_BYTES for p in shards)
     info = json.loads((exports["tfjs"] / "export.json").read_text())
     assert set(info["outputs"]) == {"boxes_yxyx_norm", "scores", "classes", "raw"}
-    assert info["outputs"]["boxes_yxyx_norm"] == model_json["signature"]["outputs"]["boxes_yxyx_norm"]["name"]
+    assert (
+        info["outputs"]["boxes_yxyx_norm"]
+        == model_json["signature"]["outputs"]["boxes_yxyx_norm"]["name"]
+    )
     assert "NonMaxSuppressionV5" in {n["op"] for n in model_json["modelTopology"]["node"]}
     assert (exports["savedmodel"] / "saved_model.pb").is_file()
     for key in ("tflite", "tflite_int8"):
         assert (exports[key] / "model.tflite").stat().st_size > 0
         assert len(json.loads((exports[key] / "anchors.json").read_text())["anchors"]) > 0
-    assert (exports["tflite_int8"] / "model.tflite").stat().st_size < (exports["tflite"] / "model.tflite").stat().st_size
+    assert (exports["tflite_int8"] / "model.tflite").stat().st_size < (
+        exports["tflite"] / "model.tflite"
+    ).stat().st_size
 
 
 def _savedmodel_detect(saved_model_dir: Path, image: np.ndarray, threshold: float) -> dict:
@@ -111,9 +122,13 @@ def python_reference(exports, shelf_input) -> tuple[dict, float]:
     """SavedModel detections on the shelf, with a threshold low enough to keep a few dozen boxes."""
     import tensorflow as tf
 
-    raw = tf.saved_model.load(str(exports["savedmodel"])).signatures["detect_normalized"](
-        image=tf.constant(shelf_input), score_threshold=tf.constant(0.0)
-    )["raw"].numpy()
+    raw = (
+        tf.saved_model.load(str(exports["savedmodel"]))
+        .signatures["detect_normalized"](
+            image=tf.constant(shelf_input), score_threshold=tf.constant(0.0)
+        )["raw"]
+        .numpy()
+    )
     scores = np.sort(1 / (1 + np.exp(-raw[0, :, 4:].ravel())))[::-1]
     threshold = float(scores[min(60, len(scores) - 1)])
     return _savedmodel_detect(exports["savedmodel"], shelf_input, threshold), threshold
@@ -122,15 +137,23 @@ def python_reference(exports, shelf_input) -> tuple[dict, float]:
 def test_tfjs_parity_in_node(exports, shelf_input, python_reference):
     _needs_node()
     ref, threshold = python_reference
-    result = run_tfjs_in_node(exports["tfjs"], shelf_input, score_threshold=threshold, backend="wasm")
+    result = run_tfjs_in_node(
+        exports["tfjs"], shelf_input, score_threshold=threshold, backend="wasm"
+    )
     js = result["outputs"]
     raw_diff = float(np.max(np.abs(js["raw"] - ref["raw"])))
     fraction, score_diff = match_detections(
         {"boxes": ref["boxes_yxyx_norm"], "scores": ref["scores"], "classes": ref["classes"]},
-        {"boxes": js["boxes_yxyx_norm"], "scores": js["scores"], "classes": js["classes"].astype(np.int32)},
+        {
+            "boxes": js["boxes_yxyx_norm"],
+            "scores": js["scores"],
+            "classes": js["classes"].astype(np.int32),
+        },
     )
-    print(f"tfjs parity: {len(ref['scores'])} boxes, matched {fraction:.3f}, max score diff {score_diff:.2e}, "
-          f"max raw diff {raw_diff:.2e}")
+    print(
+        f"tfjs parity: {len(ref['scores'])} boxes, matched {fraction:.3f}, max score diff {score_diff:.2e}, "
+        f"max raw diff {raw_diff:.2e}"
+    )
     assert len(ref["scores"]) > 10
     assert fraction >= 0.95
     assert score_diff <= SCORE_TOL
@@ -155,8 +178,13 @@ def test_tflite_parity(tiny_detector, exports, shelf_input, key, tolerance):
 
     def decode(raw):
         det = decode_detections(
-            raw, detector.anchors_yxyx_norm, (cfg.image_size, cfg.image_size), box_variance=cfg.box_variance,
-            score_threshold=threshold, nms_iou=cfg.nms_iou, max_detections=cfg.max_detections,
+            raw,
+            detector.anchors_yxyx_norm,
+            (cfg.image_size, cfg.image_size),
+            box_variance=cfg.box_variance,
+            score_threshold=threshold,
+            nms_iou=cfg.nms_iou,
+            max_detections=cfg.max_detections,
             pre_nms_top_k=cfg.pre_nms_top_k,
         )
         return {"boxes": det.xyxy, "scores": det.confidence, "classes": det.class_id}
@@ -164,8 +192,10 @@ def test_tflite_parity(tiny_detector, exports, shelf_input, key, tolerance):
     ref, lite = decode(reference_raw), decode(lite_raw)
     raw_diff = float(np.max(np.abs(lite_raw - reference_raw)))
     fraction, score_diff = match_detections(ref, lite)
-    print(f"{key} parity: {len(ref['scores'])} boxes, matched {fraction:.3f}, max score diff {score_diff:.2e}, "
-          f"max raw diff {raw_diff:.2e}")
+    print(
+        f"{key} parity: {len(ref['scores'])} boxes, matched {fraction:.3f}, max score diff {score_diff:.2e}, "
+        f"max raw diff {raw_diff:.2e}"
+    )
     if key == "tflite":
         assert fraction >= 0.95
         assert score_diff <= tolerance
@@ -195,7 +225,9 @@ def test_savedmodel_serving_signature_takes_any_image(exports):
         ("no_folder", "model folder not found"),
     ],
 )
-def test_cli_bad_model_folder_exits_2_without_traceback(tiny_detector, tmp_path, capsys, breakage, message):
+def test_cli_bad_model_folder_exits_2_without_traceback(
+    tiny_detector, tmp_path, capsys, breakage, message
+):
     model_dir = tmp_path / "model"
     if breakage != "no_folder":
         shutil.copytree(tiny_detector[0], model_dir, ignore=shutil.ignore_patterns("checkpoints"))
@@ -205,14 +237,18 @@ def test_cli_bad_model_folder_exits_2_without_traceback(tiny_detector, tmp_path,
         (model_dir / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
     elif breakage == "missing_config":
         (model_dir / "config.json").unlink()
-    code = cli_main(["--model", str(model_dir), "--format", "savedmodel", "--out", str(tmp_path / "out")])
+    code = cli_main(
+        ["--model", str(model_dir), "--format", "savedmodel", "--out", str(tmp_path / "out")]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err
 
 
 def test_cli_refuses_int8_for_tfjs(tiny_detector, tmp_path, capsys):
-    code = cli_main(["--model", str(tiny_detector[0]), "--format", "tfjs", "--out", str(tmp_path), "--int8"])
+    code = cli_main(
+        ["--model", str(tiny_detector[0]), "--format", "tfjs", "--out", str(tmp_path), "--int8"]
+    )
     assert code == 2 and "tflite format only" in capsys.readouterr().err
 
 
@@ -277,7 +313,10 @@ def test_counting_js_applies_the_python_rules(rules):
         )
     got = _js_counted_indices(cases)
     assert [sorted(g) for g in got] == expected
-    assert any(len(e) < int(np.sum(np.asarray(c["scores"]) >= 0.3)) for e, c in zip(expected, cases, strict=True))
+    assert any(
+        len(e) < int(np.sum(np.asarray(c["scores"]) >= 0.3))
+        for e, c in zip(expected, cases, strict=True)
+    )
 
 
 def test_node_counts_match_the_python_detector(tiny_detector, tmp_path, shelf_input):

@@ -75,12 +75,19 @@ def test_size_limits_come_from_settings(monkeypatch):
 
 @pytest.mark.parametrize(
     "box, shape",
-    [([2, 1, 5, 4], (3, 3, 3)), ([-5, -5, 3, 2], (2, 3, 3)), ([7, 5, 20, 20], (1, 1, 3)), ([9, 9, 12, 12], (0, 0, 3))],
+    [
+        ([2, 1, 5, 4], (3, 3, 3)),
+        ([-5, -5, 3, 2], (2, 3, 3)),
+        ([7, 5, 20, 20], (1, 1, 3)),
+        ([9, 9, 12, 12], (0, 0, 3)),
+    ],
 )
 def test_crop_is_clipped_to_the_image(box, shape):
     assert crop_xyxy(np.zeros((6, 8, 3), np.uint8), np.array(box)).shape == shape
 
 
 def test_jpeg_round_trip():
-    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8), (5, 5), 2)
+    image = cv2.GaussianBlur(
+        np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8), (5, 5), 2
+    )
     assert load_image_bytes(encode_jpeg(image)).shape == (32, 48, 3)

@@ -66,7 +66,13 @@ def test_running_job_with_dead_pid_or_stale_heartbeat_fails(db_url, models_dir):
     dead = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
     _set(dead, db_url, status="running", pid=exited.pid, heartbeat_at=m.utcnow())
     stale = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
-    _set(stale, db_url, status="running", pid=os.getpid(), heartbeat_at=m.utcnow() - timedelta(minutes=10))
+    _set(
+        stale,
+        db_url,
+        status="running",
+        pid=os.getpid(),
+        heartbeat_at=m.utcnow() - timedelta(minutes=10),
+    )
     alive = jobs.create_job(TrainParams(steps=5, **TINY), url=db_url)
     _set(alive, db_url, status="running", pid=os.getpid(), heartbeat_at=m.utcnow())
     views = {j.id: j for j in jobs.list_jobs(db_url)}
@@ -111,7 +117,13 @@ def worker_runs(tmp_path_factory):
         jobs.request_cancel(cancelled, url)
         for job_id in (done, cancelled, killed):
             _wait(job_id, url, lambda j: j.is_final)
-        yield {"url": url, "done": done, "cancelled": cancelled, "killed": killed, "current": current}
+        yield {
+            "url": url,
+            "done": done,
+            "cancelled": cancelled,
+            "killed": killed,
+            "current": current,
+        }
     finally:
         for pid in pids:
             if pid and jobs._pid_alive(pid):

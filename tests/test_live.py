@@ -91,7 +91,9 @@ def test_count_by_brand(detections, expected):
         ([(9, 9, 9), (9, 9, 9), (2, 0, 0), (2, 0, 0), (2, 0, 0)], 3, {"Acme": 2}, 0),
     ],
 )
-def test_processor_smooths_over_window(make_processor, sequence, window, expected_counts, expected_gaps):
+def test_processor_smooths_over_window(
+    make_processor, sequence, window, expected_counts, expected_gaps
+):
     results = iter([_detections(*counts) for counts in sequence])
     proc = make_processor(lambda frame: next(results), window=window)
     for i in range(len(sequence)):
@@ -104,8 +106,10 @@ def test_processor_smooths_over_window(make_processor, sequence, window, expecte
     # the saved frame is one whose own counts equal the medians (newest such frame)
     assert count_by_brand(state.detections, BRANDS) == expected_counts
     last_match = max(
-        i for i, counts in enumerate(sequence)
-        if count_by_brand(_detections(*counts), BRANDS) == expected_counts and counts[2] == expected_gaps
+        i
+        for i, counts in enumerate(sequence)
+        if count_by_brand(_detections(*counts), BRANDS) == expected_counts
+        and counts[2] == expected_gaps
     )
     assert int(state.frame_bgr[0, 0, 0]) == last_match
 
@@ -252,7 +256,10 @@ def test_reset_and_close(make_processor):
     proc.reset()
     state = proc.snapshot()
     assert (state.processed_frames, state.received_frames, state.counts, state.frame_bgr) == (
-        0, 0, {}, None
+        0,
+        0,
+        {},
+        None,
     )
     proc.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -293,8 +300,13 @@ def test_callback_converts_video_frames(make_processor):
                 "SKUAUDIT_TURN_USERNAME": "u",
                 "SKUAUDIT_TURN_CREDENTIAL": "secret",
             },
-            [{"urls": ["turn:t.example:3478", "turns:t.example:5349"], "username": "u",
-              "credential": "secret"}],
+            [
+                {
+                    "urls": ["turn:t.example:3478", "turns:t.example:5349"],
+                    "username": "u",
+                    "credential": "secret",
+                }
+            ],
         ),
         # credentials in the entry win over the environment
         (
@@ -307,8 +319,11 @@ def test_callback_converts_video_frames(make_processor):
         ),
         # STUN entries get no credentials
         (
-            {"SKUAUDIT_ICE_SERVERS": '[{"urls": "stun:s:3478"}]', "SKUAUDIT_TURN_USERNAME": "u",
-             "SKUAUDIT_TURN_CREDENTIAL": "p"},
+            {
+                "SKUAUDIT_ICE_SERVERS": '[{"urls": "stun:s:3478"}]',
+                "SKUAUDIT_TURN_USERNAME": "u",
+                "SKUAUDIT_TURN_CREDENTIAL": "p",
+            },
             [{"urls": "stun:s:3478"}],
         ),
     ],
@@ -323,7 +338,10 @@ def test_ice_servers_from_env(env, expected):
     [
         ({"SKUAUDIT_ICE_SERVERS": "[{urls: stun}]"}, "SKUAUDIT_ICE_SERVERS is not valid JSON: "),
         ({"SKUAUDIT_ICE_SERVERS": '{"urls": "stun:s"}'}, "must be a JSON list"),
-        ({"SKUAUDIT_ICE_SERVERS": '["stun:s"]'}, r'SKUAUDIT_ICE_SERVERS\[0\] must be an object with "urls"'),
+        (
+            {"SKUAUDIT_ICE_SERVERS": '["stun:s"]'},
+            r'SKUAUDIT_ICE_SERVERS\[0\] must be an object with "urls"',
+        ),
         ({"SKUAUDIT_ICE_SERVERS": '[{"urls": []}]'}, r'\[0\] must be an object with "urls"'),
         ({"SKUAUDIT_ICE_SERVERS": '[{"url": "stun:s"}]'}, r'\[0\] must be an object with "urls"'),
         (

@@ -15,8 +15,10 @@ def _shelf(boxes: list[tuple[float, float, int, int, int]]) -> Detections:
     return Detections(
         np.array(xyxy, np.float32).reshape(-1, 4),
         class_id=[c for _, _, c, _, _ in boxes],
-        data={"brand_id": np.array([b for *_, b, _ in boxes], np.int64),
-              "shelf_row": np.array([r for *_, r in boxes], np.int32)},
+        data={
+            "brand_id": np.array([b for *_, b, _ in boxes], np.int64),
+            "shelf_row": np.array([r for *_, r in boxes], np.int32),
+        },
     )
 
 
@@ -24,22 +26,56 @@ def _shelf(boxes: list[tuple[float, float, int, int, int]]) -> Detections:
     "boxes, planogram, expected_brands, expected_totals",
     [
         # empty shelf: no brands, no gaps; targeted brands are stockouts
-        ([], None, {}, {"product_count": 0, "gap_count": 0, "gap_share_width": 0.0, "planogram_compliance": None}),
+        (
+            [],
+            None,
+            {},
+            {
+                "product_count": 0,
+                "gap_count": 0,
+                "gap_share_width": 0.0,
+                "planogram_compliance": None,
+            },
+        ),
         ([], {1: 2}, {"Alpha": (0, 0.0, 0.0)}, {"product_count": 0, "planogram_compliance": 0.0}),
         # one brand only: every share is 1
-        ([(0, 10, PRODUCT, 1, 0), (10, 30, PRODUCT, 1, 0)], None, {"Alpha": (2, 1.0, 1.0)},
-         {"product_count": 2, "gap_count": 0, "gap_share_width": 0.0}),
+        (
+            [(0, 10, PRODUCT, 1, 0), (10, 30, PRODUCT, 1, 0)],
+            None,
+            {"Alpha": (2, 1.0, 1.0)},
+            {"product_count": 2, "gap_count": 0, "gap_share_width": 0.0},
+        ),
         # one row: 2 facings of Alpha (20 px), 1 of Beta (20 px), a 40 px gap
-        ([(0, 10, PRODUCT, 1, 0), (10, 10, PRODUCT, 1, 0), (20, 20, PRODUCT, 2, 0), (40, 40, GAP, -1, 0)],
-         {1: 2, 2: 2, 3: 1},
-         {"Alpha": (2, 2 / 3, 0.5), "Beta": (1, 1 / 3, 0.5), "Gamma": (0, 0.0, 0.0)},
-         {"product_count": 3, "gap_count": 1, "gap_share_width": 0.5, "planogram_compliance": (1 + 0.5 + 0) / 3}),
+        (
+            [
+                (0, 10, PRODUCT, 1, 0),
+                (10, 10, PRODUCT, 1, 0),
+                (20, 20, PRODUCT, 2, 0),
+                (40, 40, GAP, -1, 0),
+            ],
+            {1: 2, 2: 2, 3: 1},
+            {"Alpha": (2, 2 / 3, 0.5), "Beta": (1, 1 / 3, 0.5), "Gamma": (0, 0.0, 0.0)},
+            {
+                "product_count": 3,
+                "gap_count": 1,
+                "gap_share_width": 0.5,
+                "planogram_compliance": (1 + 0.5 + 0) / 3,
+            },
+        ),
         # two rows of different scale weigh the same: row 0 is 100 px of Alpha, row 1 is 1000 px of Beta
-        ([(0, 100, PRODUCT, 1, 0), (0, 500, PRODUCT, 2, 1), (500, 500, PRODUCT, 2, 1)], None,
-         {"Alpha": (1, 1 / 3, 0.5), "Beta": (2, 2 / 3, 0.5)}, {"gap_share_width": 0.0}),
+        (
+            [(0, 100, PRODUCT, 1, 0), (0, 500, PRODUCT, 2, 1), (500, 500, PRODUCT, 2, 1)],
+            None,
+            {"Alpha": (1, 1 / 3, 0.5), "Beta": (2, 2 / 3, 0.5)},
+            {"gap_share_width": 0.0},
+        ),
         # unknown products count in totals, under "unknown"
-        ([(0, 30, PRODUCT, 1, 0), (30, 10, PRODUCT, -1, 0)], None,
-         {"Alpha": (1, 0.5, 0.75), "unknown": (1, 0.5, 0.25)}, {"product_count": 2}),
+        (
+            [(0, 30, PRODUCT, 1, 0), (30, 10, PRODUCT, -1, 0)],
+            None,
+            {"Alpha": (1, 0.5, 0.75), "unknown": (1, 0.5, 0.25)},
+            {"product_count": 2},
+        ),
     ],
 )
 def test_audit_metrics_table(boxes, planogram, expected_brands, expected_totals):
@@ -67,7 +103,9 @@ def test_stockouts_and_below_target():
 
 
 def test_rows_of_different_images_are_separate():
-    d = _shelf([(0, 10, PRODUCT, 1, 0), (0, 30, GAP, -1, 0)]).with_data(image_index=np.array([0, 1]))
+    d = _shelf([(0, 10, PRODUCT, 1, 0), (0, 30, GAP, -1, 0)]).with_data(
+        image_index=np.array([0, 1])
+    )
     metrics = audit_metrics(d, NAMES)
     assert metrics.row_count == 2
     assert metrics.gap_share_width == pytest.approx(0.5)  # image 1's only row is all gap
@@ -83,10 +121,17 @@ def test_to_json_shape():
 
 @pytest.mark.parametrize(
     "facings, planogram, expected",
-    [({}, {}, None), ({1: 5}, {1: 0}, None), ({1: 5}, {1: 4}, 1.0), ({1: 1, 2: 3}, {1: 4, 2: 3}, 0.625)],
+    [
+        ({}, {}, None),
+        ({1: 5}, {1: 0}, None),
+        ({1: 5}, {1: 4}, 1.0),
+        ({1: 1, 2: 3}, {1: 4, 2: 3}, 0.625),
+    ],
 )
 def test_planogram_compliance(facings, planogram, expected):
-    assert planogram_compliance(facings, planogram) == (None if expected is None else pytest.approx(expected))
+    assert planogram_compliance(facings, planogram) == (
+        None if expected is None else pytest.approx(expected)
+    )
 
 
 def test_bad_input_is_refused():

@@ -43,10 +43,14 @@ def held_out():
     rng = np.random.default_rng(0)
     refs = []
     for brand in catalogue.brands:
-        refs.append([
-            render_product(brand, brand.families[i % len(brand.families)], 48, 90, rng, variant=i)
-            for i in range(5)
-        ])
+        refs.append(
+            [
+                render_product(
+                    brand, brand.families[i % len(brand.families)], 48, 90, rng, variant=i
+                )
+                for i in range(5)
+            ]
+        )
     index = {n: i for i, n in enumerate(catalogue.names)}
     queries, labels = [], []
     for seed in range(4):
@@ -66,7 +70,10 @@ def test_shipped_model_is_small_and_documented():
 
 
 def test_embeddings_are_unit_vectors(recognizer):
-    crops = [np.random.default_rng(i).integers(0, 255, (30 + i, 20 + 2 * i, 3), dtype=np.uint8) for i in range(5)]
+    crops = [
+        np.random.default_rng(i).integers(0, 255, (30 + i, 20 + 2 * i, 3), dtype=np.uint8)
+        for i in range(5)
+    ]
     emb = recognizer.embed(crops + [np.zeros((0, 0, 3), np.uint8)])
     assert emb.shape == (6, recognizer.embedding_dim) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
@@ -76,7 +83,9 @@ def test_embeddings_are_unit_vectors(recognizer):
 @pytest.mark.parametrize("k, expected", [(1, TOP1_AT_1), (5, TOP1_AT_5)])
 def test_top1_on_held_out_brands(recognizer, held_out, k, expected):
     refs, queries, labels = held_out
-    gallery = Gallery(np.repeat(np.arange(len(refs)), k), recognizer.embed([c for r in refs for c in r[:k]]))
+    gallery = Gallery(
+        np.repeat(np.arange(len(refs)), k), recognizer.embed([c for r in refs for c in r[:k]])
+    )
     found, _ = gallery.match(recognizer.embed(queries), threshold=-1.0)
     assert (found == labels).mean() >= expected - MARGIN
 
@@ -84,8 +93,10 @@ def test_top1_on_held_out_brands(recognizer, held_out, k, expected):
 def test_brands_not_enrolled_are_rejected(recognizer, held_out):
     refs, queries, labels = held_out
     enrolled = np.arange(len(refs)) < len(refs) // 2
-    gallery = Gallery(np.repeat(np.flatnonzero(enrolled), 5),
-                      recognizer.embed([c for b, r in enumerate(refs) if enrolled[b] for c in r]))
+    gallery = Gallery(
+        np.repeat(np.flatnonzero(enrolled), 5),
+        recognizer.embed([c for b, r in enumerate(refs) if enrolled[b] for c in r]),
+    )
     found, scores = gallery.match(recognizer.embed(queries), recognizer.threshold)
     unknown, rejected = ~enrolled[labels], found == -1
     assert (rejected & unknown).sum() / unknown.sum() >= UNKNOWN_RECALL - MARGIN
@@ -97,7 +108,9 @@ def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url
     gallery = Gallery.from_database(demo_db_url, recognizer)
     with session_scope(demo_db_url) as s:
         names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
-        assert all(r.embedding_model == recognizer.name for r in s.scalars(sa.select(m.ReferenceImage)))
+        assert all(
+            r.embedding_model == recognizer.name for r in s.scalars(sa.select(m.ReferenceImage))
+        )
     shelf = render_shelf(5, catalogue=demo_catalogue())
     det = recognizer.assign_brands(shelf.image_bgr, shelf.to_detections(), gallery)
     products = det.class_id == PRODUCT
@@ -129,7 +142,11 @@ def _ref_count(url) -> int:
     [
         (encode_png(np.full((80, 50, 3), 128, np.uint8)), ValueError, "blank"),
         (np.full((10, 40, 3), 30, np.uint8), ValueError, "at least 16 pixels"),
-        (np.random.default_rng(0).integers(0, 255, (20, 400, 3), dtype=np.uint8), ValueError, "elongated"),
+        (
+            np.random.default_rng(0).integers(0, 255, (20, 400, 3), dtype=np.uint8),
+            ValueError,
+            "elongated",
+        ),
         (b"GIF89a nonsense", ImageError, "not a readable image"),
     ],
 )
@@ -145,9 +162,16 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
     from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer
 
     brand_id = _brand_id(demo_db_url)
-    crop = render_product(demo_catalogue().brands[0], demo_catalogue().brands[0].families[0], 40, 80,
-                          np.random.default_rng(1))
-    ref_id = enrol_reference(brand_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer)
+    crop = render_product(
+        demo_catalogue().brands[0],
+        demo_catalogue().brands[0].families[0],
+        40,
+        80,
+        np.random.default_rng(1),
+    )
+    ref_id = enrol_reference(
+        brand_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer
+    )
     with session_scope(demo_db_url) as s:
         assert s.get(m.ReferenceImage, ref_id).embedding_model == recognizer.name
         store_id = s.scalar(sa.select(m.Store.id).limit(1))
@@ -155,12 +179,19 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
         enrol_reference(99_999, crop, "upload", demo_db_url)
 
     shelf = render_shelf(8, catalogue=demo_catalogue())
-    analysis = audit.analyse_image(shelf.image_bgr, GroundTruthDetector([shelf]), OracleRecognizer({}),
-                                   Gallery(np.zeros(0), np.zeros((0, 64))))
+    analysis = audit.analyse_image(
+        shelf.image_bgr,
+        GroundTruthDetector([shelf]),
+        OracleRecognizer({}),
+        Gallery(np.zeros(0), np.zeros((0, 64))),
+    )
     audit_id = audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
     with session_scope(demo_db_url) as s:
-        detection_id = s.scalar(sa.select(m.Detection.id).where(
-            m.Detection.audit_id == audit_id, m.Detection.class_name == "product"))
+        detection_id = s.scalar(
+            sa.select(m.Detection.id).where(
+                m.Detection.audit_id == audit_id, m.Detection.class_name == "product"
+            )
+        )
     before = _ref_count(demo_db_url)
     enrol_from_detection(detection_id, brand_id, demo_db_url)
     assert _ref_count(demo_db_url) == before + 1

@@ -27,9 +27,13 @@ MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 
 def _metric(brand, facings, linear_px, target, total_facings, total_px):
     return m.BrandMetric(
-        brand_id=brand.id if brand else None, facings=facings, linear_px=linear_px,
-        share_facings=facings / total_facings, share_linear=linear_px / total_px,
-        expected_facings=target, is_stockout=bool(target) and facings == 0,
+        brand_id=brand.id if brand else None,
+        facings=facings,
+        linear_px=linear_px,
+        share_facings=facings / total_facings,
+        share_linear=linear_px / total_px,
+        expected_facings=target,
+        is_stockout=bool(target) and facings == 0,
         below_target=bool(target) and facings < target,
     )
 
@@ -49,28 +53,50 @@ def chain(storage_url) -> dict:
         def audit(store, when, gap_share, rows):
             total_f = sum(r[1] for r in rows) or 1
             total_px = sum(r[2] for r in rows) or 1.0
-            a = m.Audit(store_id=store.id, created_at=when, source="photo",
-                        product_count=total_f, gap_count=round(gap_share * 10),
-                        gap_share_width=gap_share, shelf_width_px=1000.0)
+            a = m.Audit(
+                store_id=store.id,
+                created_at=when,
+                source="photo",
+                product_count=total_f,
+                gap_count=round(gap_share * 10),
+                gap_share_width=gap_share,
+                shelf_width_px=1000.0,
+            )
             a.brand_metrics = [_metric(*r, total_f, total_px) for r in rows]
             s.add(a)
             s.flush()
             return a.id
 
         ids = {
-            "a1": audit(alpha, datetime(2026, 3, 2, 10), 0.1,
-                        [(own, 6, 600.0, 5), (rival, 2, 100.0, 4), (None, 2, 300.0, None)]),
-            "a2": audit(alpha, datetime(2026, 3, 9, 10), 0.3,
-                        [(own, 0, 0.0, 5), (rival, 3, 300.0, 4)]),
-            "a4": audit(beta, datetime(2026, 3, 10, 10), 0.05,
-                        [(own, 4, 400.0, 4), (rival, 4, 200.0, 2)]),
-            "a3": audit(alpha, datetime(2026, 3, 16, 10), 0.2,
-                        [(own, 0, 0.0, 5), (rival, 1, 100.0, 4)]),
+            "a1": audit(
+                alpha,
+                datetime(2026, 3, 2, 10),
+                0.1,
+                [(own, 6, 600.0, 5), (rival, 2, 100.0, 4), (None, 2, 300.0, None)],
+            ),
+            "a2": audit(
+                alpha, datetime(2026, 3, 9, 10), 0.3, [(own, 0, 0.0, 5), (rival, 3, 300.0, 4)]
+            ),
+            "a4": audit(
+                beta, datetime(2026, 3, 10, 10), 0.05, [(own, 4, 400.0, 4), (rival, 4, 200.0, 2)]
+            ),
+            "a3": audit(
+                alpha, datetime(2026, 3, 16, 10), 0.2, [(own, 0, 0.0, 5), (rival, 1, 100.0, 4)]
+            ),
         }
-        s.add(m.AuditImage(audit_id=ids["a1"], image_index=0, width=4, height=3,
-                           image_jpeg=b"\xff\xd8jpeg"))
-        ids.update(url=storage_url, alpha=alpha.id, beta=beta.id, gamma=gamma.id, own=own.id,
-                   rival=rival.id)
+        s.add(
+            m.AuditImage(
+                audit_id=ids["a1"], image_index=0, width=4, height=3, image_jpeg=b"\xff\xd8jpeg"
+            )
+        )
+        ids.update(
+            url=storage_url,
+            alpha=alpha.id,
+            beta=beta.id,
+            gamma=gamma.id,
+            own=own.id,
+            rival=rival.id,
+        )
     return ids
 
 
@@ -81,14 +107,24 @@ def _by_brand(df: pd.DataFrame, column: str) -> dict:
 @pytest.mark.parametrize(
     "scope, facings, share_facings, share_linear",
     [
-        ({}, {"Own": 10, "Rival": 10, "Unknown brand": 2},
-         {"Own": 10 / 22, "Rival": 10 / 22, "Unknown brand": 2 / 22},
-         {"Own": 0.5, "Rival": 0.35, "Unknown brand": 0.15}),
-        ({"region": "North"}, {"Own": 10, "Rival": 10, "Unknown brand": 2},
-         {"Own": 10 / 22, "Rival": 10 / 22, "Unknown brand": 2 / 22},
-         {"Own": 0.5, "Rival": 0.35, "Unknown brand": 0.15}),
-        ({"store_ids": "beta"}, {"Own": 4, "Rival": 4}, {"Own": 0.5, "Rival": 0.5},
-         {"Own": 400 / 600, "Rival": 200 / 600}),
+        (
+            {},
+            {"Own": 10, "Rival": 10, "Unknown brand": 2},
+            {"Own": 10 / 22, "Rival": 10 / 22, "Unknown brand": 2 / 22},
+            {"Own": 0.5, "Rival": 0.35, "Unknown brand": 0.15},
+        ),
+        (
+            {"region": "North"},
+            {"Own": 10, "Rival": 10, "Unknown brand": 2},
+            {"Own": 10 / 22, "Rival": 10 / 22, "Unknown brand": 2 / 22},
+            {"Own": 0.5, "Rival": 0.35, "Unknown brand": 0.15},
+        ),
+        (
+            {"store_ids": "beta"},
+            {"Own": 4, "Rival": 4},
+            {"Own": 0.5, "Rival": 0.5},
+            {"Own": 400 / 600, "Rival": 200 / 600},
+        ),
         ({"region": "South"}, {}, {}, {}),
         ({"store_ids": "gamma"}, {}, {}, {}),
         ({"store_ids": []}, {}, {}, {}),
@@ -112,8 +148,15 @@ def test_share_of_shelf_end_day_is_included_and_empty_range_has_columns(chain):
     assert empty.empty and list(empty.columns) == reports.SHARE_COLUMNS
 
 
-@pytest.mark.parametrize("report", [reports.share_of_shelf, reports.share_trend,
-                                    reports.own_vs_competitors, reports.store_brand_heatmap])
+@pytest.mark.parametrize(
+    "report",
+    [
+        reports.share_of_shelf,
+        reports.share_trend,
+        reports.own_vs_competitors,
+        reports.store_brand_heatmap,
+    ],
+)
 def test_start_after_end_is_refused(chain, report):
     with pytest.raises(ValueError, match="start date 2026-03-31 is after the end date 2026-03-01"):
         report(chain["url"], date(2026, 3, 31), date(2026, 3, 1))
@@ -122,13 +165,18 @@ def test_start_after_end_is_refused(chain, report):
 def test_share_trend_buckets_by_monday(chain):
     df = reports.share_trend(chain["url"], *MARCH)
     assert list(df.columns) == reports.TREND_COLUMNS
-    got = {(w.date().isoformat(), b): round(s, 6)
-           for w, b, s in zip(df["week_start"], df["brand"], df["share_facings"], strict=True)}
+    got = {
+        (w.date().isoformat(), b): round(s, 6)
+        for w, b, s in zip(df["week_start"], df["brand"], df["share_facings"], strict=True)
+    }
     assert got == {
-        ("2026-03-02", "Own"): 0.6, ("2026-03-02", "Rival"): 0.2,
+        ("2026-03-02", "Own"): 0.6,
+        ("2026-03-02", "Rival"): 0.2,
         ("2026-03-02", "Unknown brand"): 0.2,
-        ("2026-03-09", "Own"): round(4 / 11, 6), ("2026-03-09", "Rival"): round(7 / 11, 6),
-        ("2026-03-16", "Own"): 0.0, ("2026-03-16", "Rival"): 1.0,
+        ("2026-03-09", "Own"): round(4 / 11, 6),
+        ("2026-03-09", "Rival"): round(7 / 11, 6),
+        ("2026-03-16", "Own"): 0.0,
+        ("2026-03-16", "Rival"): 1.0,
     }
     assert reports.share_trend(chain["url"], date(2025, 1, 1), date(2025, 2, 1)).empty
 
@@ -144,12 +192,18 @@ def test_own_vs_competitors(chain):
 
 def test_store_brand_heatmap_shares_within_store(chain):
     df = reports.store_brand_heatmap(chain["url"], *MARCH)
-    got = {(st, b): v for st, b, v in zip(df["store"], df["brand"], df["share_linear"], strict=True)}
-    assert got == pytest.approx({
-        ("Alpha", "Own"): 600 / 1400, ("Alpha", "Rival"): 500 / 1400,
-        ("Alpha", "Unknown brand"): 300 / 1400, ("Beta", "Own"): 400 / 600,
-        ("Beta", "Rival"): 200 / 600,
-    })
+    got = {
+        (st, b): v for st, b, v in zip(df["store"], df["brand"], df["share_linear"], strict=True)
+    }
+    assert got == pytest.approx(
+        {
+            ("Alpha", "Own"): 600 / 1400,
+            ("Alpha", "Rival"): 500 / 1400,
+            ("Alpha", "Unknown brand"): 300 / 1400,
+            ("Beta", "Own"): 400 / 600,
+            ("Beta", "Rival"): 200 / 600,
+        }
+    )
     assert "Gamma" not in set(df["store"])
 
 
@@ -163,25 +217,50 @@ def test_audits_behind_and_snapshots(chain):
     assert list(unknown["audit_id"]) == [chain["a1"]]
     assert reports.audits_behind(url, chain["own"], *MARCH, region="South").empty
     (snap,) = reports.audit_snapshots(url, chain["a1"])
-    assert (snap.image_index, snap.width, snap.height, snap.image_jpeg) == (0, 4, 3, b"\xff\xd8jpeg")
+    assert (snap.image_index, snap.width, snap.height, snap.image_jpeg) == (
+        0,
+        4,
+        3,
+        b"\xff\xd8jpeg",
+    )
     assert reports.audit_snapshots(url, chain["a2"]) == []
 
 
 @pytest.mark.parametrize(
     "as_of, expected",
     [
-        (None, [("Alpha", "Own", "stockout", 5, 0, "2026-03-09", 2),
-                ("Alpha", "Rival", "below target", 4, 1, "2026-03-02", 3)]),
-        (date(2026, 3, 9), [("Alpha", "Own", "stockout", 5, 0, "2026-03-09", 1),
-                            ("Alpha", "Rival", "below target", 4, 3, "2026-03-02", 2)]),
+        (
+            None,
+            [
+                ("Alpha", "Own", "stockout", 5, 0, "2026-03-09", 2),
+                ("Alpha", "Rival", "below target", 4, 1, "2026-03-02", 3),
+            ],
+        ),
+        (
+            date(2026, 3, 9),
+            [
+                ("Alpha", "Own", "stockout", 5, 0, "2026-03-09", 1),
+                ("Alpha", "Rival", "below target", 4, 3, "2026-03-02", 2),
+            ],
+        ),
         (date(2026, 3, 1), []),
     ],
 )
 def test_current_stockouts_with_durations(chain, as_of, expected):
     df = reports.current_stockouts(chain["url"], as_of=as_of)
     assert list(df.columns) == reports.STOCKOUT_COLUMNS
-    got = [(r.store, r.brand, r.status, r.expected_facings, r.facings, r.since.date().isoformat(),
-            r.audits_in_row) for r in df.itertuples()]
+    got = [
+        (
+            r.store,
+            r.brand,
+            r.status,
+            r.expected_facings,
+            r.facings,
+            r.since.date().isoformat(),
+            r.audits_in_row,
+        )
+        for r in df.itertuples()
+    ]
     assert got == expected
 
 
@@ -214,15 +293,22 @@ def test_availability_ranks_worst_first_and_lists_unaudited_stores(chain):
 def test_gap_share_and_compliance_use_the_latest_audit(chain):
     gaps = reports.gap_share_by_store(chain["url"])
     assert list(zip(gaps["store"], gaps["gap_share_width"], strict=True)) == [
-        ("Alpha", 0.2), ("Beta", 0.05)]
+        ("Alpha", 0.2),
+        ("Beta", 0.05),
+    ]
     earlier = reports.gap_share_by_store(chain["url"], as_of=date(2026, 3, 9))
     assert list(zip(earlier["store"], earlier["gap_share_width"], strict=True)) == [("Alpha", 0.3)]
     assert reports.gap_share_by_store(chain["url"], as_of=date(2026, 1, 1)).empty
     comp = reports.planogram_compliance(chain["url"])
-    got = {(r.store, r.brand): (r.expected_facings, r.facings, r.compliance)
-           for r in comp.itertuples()}
-    assert got == {("Alpha", "Own"): (5, 0, 0.0), ("Alpha", "Rival"): (4, 1, 0.25),
-                   ("Beta", "Own"): (4, 4, 1.0), ("Beta", "Rival"): (2, 4, 1.0)}
+    got = {
+        (r.store, r.brand): (r.expected_facings, r.facings, r.compliance) for r in comp.itertuples()
+    }
+    assert got == {
+        ("Alpha", "Own"): (5, 0, 0.0),
+        ("Alpha", "Rival"): (4, 1, 0.25),
+        ("Beta", "Own"): (4, 4, 1.0),
+        ("Beta", "Rival"): (2, 4, 1.0),
+    }
 
 
 def test_helpers(chain):
@@ -230,8 +316,13 @@ def test_helpers(chain):
     assert reports.latest_audit_id(url) == chain["a3"]
     assert reports.audit_date_range(url) == (date(2026, 3, 2), date(2026, 3, 16))
     assert [s.label for s in reports.scopes(url)] == [
-        "All stores", "Region: North", "Region: South", "Store: Alpha", "Store: Beta",
-        "Store: Gamma"]
+        "All stores",
+        "Region: North",
+        "Region: South",
+        "Store: Alpha",
+        "Store: Beta",
+        "Store: Gamma",
+    ]
 
 
 def test_empty_database(storage_url):

@@ -11,7 +11,9 @@ import pytest
 from skuaudit.safezip import UnsafeArchiveError, ZipLimits, safe_extract
 
 
-def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> io.BytesIO:
+def _zip(
+    entries: list[tuple[str | zipfile.ZipInfo, bytes]], compression: int = zipfile.ZIP_DEFLATED
+) -> io.BytesIO:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, data in entries:
@@ -31,9 +33,18 @@ def _symlink(name: str, target: str) -> zipfile.ZipInfo:
     [
         ([], []),
         ([("a.txt", b"x")], ["a.txt"]),
-        ([("data/", b""), ("data/images/1.jpg", b"jpg"), ("data/labels/1.txt", b"0 0.5 0.5 0.1 0.1")],
-         ["data/images/1.jpg", "data/labels/1.txt"]),
-        ([("odd name ü.txt", b"ok"), ("dots..in..name.txt", b"ok")], ["odd name ü.txt", "dots..in..name.txt"]),
+        (
+            [
+                ("data/", b""),
+                ("data/images/1.jpg", b"jpg"),
+                ("data/labels/1.txt", b"0 0.5 0.5 0.1 0.1"),
+            ],
+            ["data/images/1.jpg", "data/labels/1.txt"],
+        ),
+        (
+            [("odd name ü.txt", b"ok"), ("dots..in..name.txt", b"ok")],
+            ["odd name ü.txt", "dots..in..name.txt"],
+        ),
     ],
 )
 def test_extracts_ordinary_archives(tmp_path, entries, expected):

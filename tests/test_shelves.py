@@ -21,9 +21,8 @@ def _rotate_boxes(xyxy: np.ndarray, degrees: float, width: int, height: int) -> 
 def _same_rows(found: np.ndarray, truth: np.ndarray) -> bool:
     """Exact match up to relabelling, with the top-to-bottom order kept."""
     pairs = sorted(set(zip(truth.tolist(), found.tolist(), strict=True)))
-    return (
-        len(pairs) == len(set(truth.tolist())) == len(set(found.tolist()))
-        and all(np.diff([f for _, f in pairs]) > 0)
+    return len(pairs) == len(set(truth.tolist())) == len(set(found.tolist())) and all(
+        np.diff([f for _, f in pairs]) > 0
     )
 
 
@@ -58,7 +57,9 @@ def test_gaps_join_their_row():
     ],
 )
 def test_group_rows_table(xyxy, expected):
-    assert group_rows(Detections(np.asarray(xyxy, np.float32))).data["shelf_row"].tolist() == expected
+    assert (
+        group_rows(Detections(np.asarray(xyxy, np.float32))).data["shelf_row"].tolist() == expected
+    )
 
 
 def test_images_are_grouped_separately():

@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--tiled`` / ``--single-pass`` into ``args.tiled`` (``None``: the model's size rule)."""
+    """The photo-path switches: ``--tiled`` / ``--single-pass`` into ``args.tiled`` (``None``:
+    the model's size rule), ``--flip`` / ``--no-flip`` into ``args.flip_test_time`` (``None``:
+    the model's ``flip_test_time``)."""
     tiling = parser.add_mutually_exclusive_group()
     tiling.add_argument(
         "--tiled",
@@ -38,6 +40,18 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tiling.add_argument(
         "--single-pass", dest="tiled", action="store_false", help="never tile: one pass per image"
+    )
+    flip = parser.add_mutually_exclusive_group()
+    flip.add_argument(
+        "--flip",
+        dest="flip_test_time",
+        action="store_true",
+        default=None,
+        help="tiled photos: also run the mirrored tiles and fuse both views (default: the "
+        "model's flip_test_time)",
+    )
+    flip.add_argument(
+        "--no-flip", dest="flip_test_time", action="store_false", help="tiled photos: one view"
     )
 
 
@@ -72,6 +86,8 @@ def cli_main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         print(f"skuaudit detect: {exc}", file=sys.stderr)
         return 2
+    if args.flip_test_time is not None:
+        detector.config.flip_test_time = args.flip_test_time
     results = []
     for path, image in zip(args.photos, images, strict=True):
         detections = detector.detect(image, score_threshold=args.score_threshold, tiled=args.tiled)

@@ -26,6 +26,9 @@ class DetectorConfig:
         fpn_channels: channels of the FPNLite pyramid and heads.
         head_depth: separable 3x3 convolutions shared by the box and class outputs (every
             pyramid level runs the same ones); models saved before this setting have 2.
+        separate_towers: give the box and the class outputs a tower of ``head_depth``
+            convolutions each (RetinaNet) instead of one shared tower; models saved before this
+            setting share theirs.
         class_names: detector classes, in logit order.
         score_threshold: default minimum class score of a returned box.
         class_score_thresholds: per-class defaults (``{"product": 0.65}``) that replace
@@ -46,6 +49,10 @@ class DetectorConfig:
             boxes of these classes with the tiles' (e.g. ``["gap"]``: an empty stretch of shelf can
             be wider than a tile, and whole shelf photos squashed to the input are what the
             shelf-gaps data shows); ``[]`` runs the tiles alone.
+        flip_test_time: in tiled mode (photos, not video frames), also run every tile mirrored
+            left-right and fuse the two views' boxes (weighted box fusion,
+            ``postprocess.fuse_views``): twice the model runs for a steadier photo result.
+        fusion_iou: IoU above which boxes of the two views are fused into one.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
@@ -64,6 +71,7 @@ class DetectorConfig:
     alpha: float = 0.35
     fpn_channels: int = 64
     head_depth: int = 2
+    separate_towers: bool = False
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     box_variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     strides: tuple[int, ...] = (8, 16, 32, 64)
@@ -79,6 +87,8 @@ class DetectorConfig:
     tile_fraction: float = 0.4
     tile_overlap: float = 0.25
     whole_image_classes: list[str] = field(default_factory=list)
+    flip_test_time: bool = False
+    fusion_iou: float = 0.55
     containment: float = 0.8
     stack_min_contained: int = 2
     drop_contained: bool = True
@@ -105,6 +115,8 @@ class DetectorConfig:
                 raise ValueError(
                     f"{setting} names unknown classes {unknown}; known: {self.class_names}"
                 )
+        if not 0 < self.fusion_iou < 1:
+            raise ValueError(f"fusion_iou must be in (0, 1), got {self.fusion_iou}")
         if not 0 < self.containment <= 1:
             raise ValueError(f"containment must be in (0, 1], got {self.containment}")
         if self.stack_min_contained < 0:

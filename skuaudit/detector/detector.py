@@ -21,6 +21,7 @@ from skuaudit.detector.boxes import make_anchors
 from skuaudit.detector.config import DetectorConfig
 from skuaudit.detector.postprocess import (
     decode_detections,
+    fuse_views,
     merge_tile_detections,
     suppress_contained,
 )
@@ -177,7 +178,9 @@ class Detector:
             tiled: ``True`` runs overlapping tiles at full resolution and merges boxes across tile
                 borders (plus one whole-image pass for ``config.whole_image_classes``);
                 ``False`` resizes the whole image to the model input (video frames); ``None``
-                tiles when the longer side exceeds ``config.tile_above_px``.
+                tiles when the longer side exceeds ``config.tile_above_px``. With
+                ``config.flip_test_time`` the tiled mode also runs every tile mirrored and fuses
+                the two views (``postprocess.fuse_views``).
 
         Returns:
             Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
@@ -210,15 +213,27 @@ class Detector:
             # cut, and the merge below removes their duplicates among the tiles' boxes.
             inputs.append(self._to_input(image_bgr))
             tiles = np.vstack([tiles, [[0, 0, width, height]]])
-        parts = []
-        for raw, (x1, y1, x2, y2) in zip(self.predict_raw(np.stack(inputs)), tiles, strict=True):
-            det = self._decode(raw, (int(x2 - x1), int(y2 - y1)), threshold)
-            det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
-            parts.append(det)
-        if cfg.whole_image_classes:
-            whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
-            parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
-        merged = merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou)
+        batch = np.stack(inputs)
+        num_views = 2 if cfg.flip_test_time else 1
+        if cfg.flip_test_time:  # the mirrored tiles of the same batch
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        raws = self.predict_raw(batch)
+        views = []
+        for view in range(num_views):
+            parts = []
+            view_raws = raws[view * len(tiles) : (view + 1) * len(tiles)]
+            for raw, (x1, y1, x2, y2) in zip(view_raws, tiles, strict=True):
+                tile_w = int(x2 - x1)
+                det = self._decode(raw, (tile_w, int(y2 - y1)), threshold)
+                if view:  # boxes of the mirrored tile, back to the tile's own x
+                    det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
+                det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
+                parts.append(det)
+            if cfg.whole_image_classes:
+                whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
+                parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
+            views.append(merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou))
+        merged = views[0] if num_views == 1 else fuse_views(views, iou_threshold=cfg.fusion_iou)
         det = self._suppress_nested(merged)
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.

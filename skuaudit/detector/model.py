@@ -167,12 +167,19 @@ def build_raw_model(config: DetectorConfig) -> keras.Model:
     levels.append(_separable_block(levels[-1], ch, "fpn_p6", strides=2))
 
     per_location = config.anchor_spec.anchors_per_location
-    head_convs = [
-        keras.layers.SeparableConv2D(
-            ch, 3, padding="same", activation="relu6", name=f"head_conv{i}"
-        )
-        for i in range(config.head_depth)
-    ]
+
+    def tower(prefix: str) -> list:
+        return [
+            keras.layers.SeparableConv2D(
+                ch, 3, padding="same", activation="relu6", name=f"{prefix}{i}"
+            )
+            for i in range(config.head_depth)
+        ]
+
+    if config.separate_towers:
+        box_convs, cls_convs = tower("head_box_conv"), tower("head_class_conv")
+    else:
+        box_convs = cls_convs = tower("head_conv")
     box_out = keras.layers.SeparableConv2D(per_location * 4, 3, padding="same", name="head_box")
     prior = -float(tf.math.log((1 - 0.01) / 0.01))  # focal-loss prior: start at p=0.01
     cls_out = keras.layers.SeparableConv2D(
@@ -182,14 +189,19 @@ def build_raw_model(config: DetectorConfig) -> keras.Model:
         bias_initializer=keras.initializers.Constant(prior),
         name="head_class",
     )
+
+    def run(convs: list, x: tf.Tensor) -> tf.Tensor:
+        for conv in convs:
+            x = conv(x)
+        return x
+
     boxes, logits = [], []
     for i, level in enumerate(levels):
-        h = level
-        for conv in head_convs:
-            h = conv(h)
-        boxes.append(keras.layers.Reshape((-1, 4), name=f"box_level{i}")(box_out(h)))
+        box_h = run(box_convs, level)
+        cls_h = box_h if cls_convs is box_convs else run(cls_convs, level)
+        boxes.append(keras.layers.Reshape((-1, 4), name=f"box_level{i}")(box_out(box_h)))
         logits.append(
-            keras.layers.Reshape((-1, config.num_classes), name=f"class_level{i}")(cls_out(h))
+            keras.layers.Reshape((-1, config.num_classes), name=f"class_level{i}")(cls_out(cls_h))
         )
     box_all = keras.layers.Concatenate(axis=1, name="box_deltas")(boxes)
     cls_all = keras.layers.Concatenate(axis=1, name="class_logits")(logits)

@@ -229,3 +229,64 @@ def suppress_contained(
     if drop_contained:
         keep &= ~np.any(inside & better.T & keep[:, None], axis=0)
     return keep
+
+
+def fuse_views(views: list[Detections], *, iou_threshold: float) -> Detections:
+    """Weighted box fusion (Solovyev et al., 2021) of one image's detections from several views.
+
+    Each view is the same image seen differently (e.g. mirrored, boxes mapped back). Per class,
+    boxes are taken best score first; a box joins the cluster whose fused box it overlaps most
+    when that IoU exceeds ``iou_threshold``, or starts a new one. A cluster's box is the
+    score-weighted mean of its members' boxes, its score the mean member score times
+    ``min(members, views) / views``: an object every view finds keeps its score, one only a single
+    view of two finds has it halved, so agreement ranks above a lone guess.
+
+    Args:
+        views: one Detections per view, pixel ``xyxy`` of the same image.
+        iou_threshold: IoU with a cluster's fused box above which a box joins it.
+
+    Returns:
+        Fused Detections, best score first (extras in ``data`` are dropped).
+    """
+    num_views = len(views)
+    merged = Detections.merge([Detections(v.xyxy, v.confidence, v.class_id) for v in views])
+    if len(merged) == 0:
+        return merged
+    out_xyxy, out_scores, out_classes = [], [], []
+    for class_id in np.unique(merged.class_id):
+        idx = np.flatnonzero(merged.class_id == class_id)
+        idx = idx[np.argsort(-merged.confidence[idx], kind="stable")]
+        boxes, scores = merged.xyxy[idx].astype(np.float64), merged.confidence[idx]
+        fused = np.empty((0, 4))
+        weighted_sum = np.empty((0, 4))
+        score_sum, members = [], []
+        for box, score in zip(boxes, scores, strict=True):
+            if len(fused):
+                inter = _intersection_areas(box[None], fused)[0]
+                area = (box[2] - box[0]) * (box[3] - box[1])
+                areas = (fused[:, 2] - fused[:, 0]) * (fused[:, 3] - fused[:, 1])
+                iou = inter / np.maximum(area + areas - inter, 1e-9)
+                best = int(np.argmax(iou))
+                if iou[best] > iou_threshold:
+                    weighted_sum[best] += score * box
+                    score_sum[best] += score
+                    members[best] += 1
+                    fused[best] = weighted_sum[best] / score_sum[best]
+                    continue
+            fused = np.vstack([fused, box])
+            weighted_sum = np.vstack([weighted_sum, score * box])
+            score_sum.append(float(score))
+            members.append(1)
+        counts = np.asarray(members, dtype=np.float64)
+        out_xyxy.append(fused)
+        out_scores.append(
+            np.asarray(score_sum) / counts * np.minimum(counts, num_views) / num_views
+        )
+        out_classes.append(np.full(len(fused), class_id))
+    scores = np.concatenate(out_scores)
+    order = np.argsort(-scores, kind="stable")
+    return Detections(
+        np.concatenate(out_xyxy)[order].astype(np.float32),
+        scores[order].astype(np.float32),
+        np.concatenate(out_classes)[order],
+    )

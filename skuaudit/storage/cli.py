@@ -12,8 +12,11 @@ def db_url_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """A parent parser with ``--db-url`` for subcommands; ``parser`` accepts it too, so the option
     reads naturally before or after the action (``skuaudit user add ann --db-url ...``)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db-url", default=argparse.SUPPRESS,
-                        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)")
+    common.add_argument(
+        "--db-url",
+        default=argparse.SUPPRESS,
+        help="database URL (default: SKUAUDIT_DB_URL or data/skuaudit.db)",
+    )
     parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
     return common
 
@@ -45,7 +48,9 @@ def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit db", description="Database maintenance.")
     common = db_url_option(parser)
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("upgrade", parents=[common], help="apply migrations (creates the schema on a new database)")
+    sub.add_parser(
+        "upgrade", parents=[common], help="apply migrations (creates the schema on a new database)"
+    )
     sub.add_parser("check", parents=[common], help="exit 0 if the schema is current")
     sub.add_parser("remove-demo", parents=[common], help="delete all demo rows")
     args = parser.parse_args(argv)

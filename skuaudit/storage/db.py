@@ -34,7 +34,9 @@ def _busy_timeout_ms() -> int:
     if not raw:
         return DEFAULT_SQLITE_BUSY_TIMEOUT_MS
     if not raw.isdigit():
-        raise DatabaseError(f"SKUAUDIT_DB_BUSY_TIMEOUT_MS must be a whole number of ms, got {raw!r}")
+        raise DatabaseError(
+            f"SKUAUDIT_DB_BUSY_TIMEOUT_MS must be a whole number of ms, got {raw!r}"
+        )
     return int(raw)
 
 

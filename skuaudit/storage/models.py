@@ -114,7 +114,9 @@ class Audit(Base):
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
     user_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    source: Mapped[str] = mapped_column(String(10))  # "live" | "photo" | "offline" (TF.js in the browser)
+    source: Mapped[str] = mapped_column(
+        String(10)
+    )  # "live" | "photo" | "offline" (TF.js in the browser)
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True
     )
@@ -183,8 +185,14 @@ class BrandMetric(Base):
         Index("ix_brand_metrics_brand_audit", "brand_id", "audit_id"),
         # Covers every dashboard query (skuaudit.reports): no table lookups per metric row.
         Index(
-            "ix_dash_brand_metrics_cover", "audit_id", "brand_id", "facings", "linear_px",
-            "expected_facings", "is_stockout", "below_target",
+            "ix_dash_brand_metrics_cover",
+            "audit_id",
+            "brand_id",
+            "facings",
+            "linear_px",
+            "expected_facings",
+            "is_stockout",
+            "below_target",
         ),
     )
 

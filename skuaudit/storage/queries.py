@@ -52,8 +52,14 @@ def list_brands(url: str | None = None) -> list[BrandRow]:
             .subquery()
         )
         rows = s.execute(
-            sa.select(m.Brand.id, m.Brand.name, m.Brand.manufacturer, m.Brand.is_own,
-                      m.Brand.color_hex, sa.func.coalesce(refs.c.n, 0))
+            sa.select(
+                m.Brand.id,
+                m.Brand.name,
+                m.Brand.manufacturer,
+                m.Brand.is_own,
+                m.Brand.color_hex,
+                sa.func.coalesce(refs.c.n, 0),
+            )
             .outerjoin(refs, refs.c.brand_id == m.Brand.id)
             .order_by(m.Brand.name)
         )
@@ -91,8 +97,9 @@ def recent_audits(limit: int = 50, url: str | None = None) -> list[AuditRow]:
     """The latest audits that kept an image, newest first."""
     with session_scope(url) as s:
         rows = s.execute(
-            sa.select(m.Audit.id, m.Store.name, m.Audit.created_at, m.Audit.source,
-                      m.Audit.product_count)
+            sa.select(
+                m.Audit.id, m.Store.name, m.Audit.created_at, m.Audit.source, m.Audit.product_count
+            )
             .join(m.Store, m.Store.id == m.Audit.store_id)
             .where(sa.exists().where(m.AuditImage.audit_id == m.Audit.id))
             .order_by(m.Audit.created_at.desc(), m.Audit.id.desc())
@@ -115,9 +122,17 @@ def product_detections(audit_id: int, url: str | None = None) -> list[DetectionR
     """The product detections of one audit, by image, row and x."""
     with session_scope(url) as s:
         rows = s.execute(
-            sa.select(m.Detection.id, m.Detection.image_index, m.Detection.x1, m.Detection.y1,
-                      m.Detection.x2, m.Detection.y2, m.Detection.brand_id,
-                      m.Detection.brand_score, m.Detection.shelf_row)
+            sa.select(
+                m.Detection.id,
+                m.Detection.image_index,
+                m.Detection.x1,
+                m.Detection.y1,
+                m.Detection.x2,
+                m.Detection.y2,
+                m.Detection.brand_id,
+                m.Detection.brand_score,
+                m.Detection.shelf_row,
+            )
             .where(m.Detection.audit_id == audit_id, m.Detection.class_name == "product")
             .order_by(m.Detection.image_index, m.Detection.shelf_row, m.Detection.x1)
         )

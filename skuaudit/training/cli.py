@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--head-depth",
         type=int,
         default=2,
-        help="separable 3x3 convolutions of the shared box/class head",
+        help="separable 3x3 convolutions of the box/class head (of each tower with "
+        "--separate-towers)",
+    )
+    p.add_argument(
+        "--separate-towers",
+        action="store_true",
+        help="one tower of convolutions for the boxes and one for the classes (RetinaNet) "
+        "instead of a shared one; fine-tuning from a shared tower starts both as copies of it",
     )
     p.add_argument(
         "--image-size", type=int, default=320, help="square model input (multiple of 32)"
@@ -143,6 +150,7 @@ def cli_main(argv: list[str]) -> int:
             image_size=args.image_size,
             alpha=args.alpha,
             head_depth=args.head_depth,
+            separate_towers=args.separate_towers,
             learning_rate=args.learning_rate,
             val_fraction=args.val_fraction,
             seed=args.seed,

@@ -343,18 +343,22 @@ def predict_dataset(
     gt: Dataset,
     score_threshold: float = AP_SCORE_THRESHOLD,
     tiled: bool | None = None,
+    flip_test_time: bool | None = None,
 ) -> list[Detections]:
     """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily).
 
     ``score_threshold`` is low by default so the precision/recall curve behind AP is complete
     (the model's own, higher, defaults would cut it); counting applies its thresholds afterwards.
-    ``tiled`` is ``Detector.detect``'s (``None``: the model's rule by image size).
+    ``tiled`` is ``Detector.detect``'s (``None``: the model's rule by image size);
+    ``flip_test_time`` replaces the model's setting of that name unless ``None``.
     """
     import cv2
 
     from skuaudit.detector import Detector
 
     detector = Detector.load(model_dir)
+    if flip_test_time is not None:
+        detector.config.flip_test_time = flip_test_time
     predictions = []
     for item in gt.images:
         image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
@@ -437,7 +441,9 @@ def cli_main(argv: list[str]) -> int:
             train, val = split_by_image(gt, args.val_fraction, args.seed)
             gt = Dataset(gt.classes, val if args.split == "val" else train, gt.problems)
         model_dir = args.model or get_settings().default_model_dir
-        predictions = predict_dataset(model_dir, gt, tiled=args.tiled)
+        predictions = predict_dataset(
+            model_dir, gt, tiled=args.tiled, flip_test_time=args.flip_test_time
+        )
         if args.score_threshold is None:
             from skuaudit.detector.detector import read_model_config
 

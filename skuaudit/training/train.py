@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,9 @@ class TrainConfig:
             (``DetectorConfig.head_depth``). Fine-tuning from a model with a shallower head copies
             its weights and starts the new convolutions as the identity, so the run starts from
             the same detections.
+        separate_towers: one tower of ``head_depth`` convolutions for the boxes and one for
+            the classes (``DetectorConfig.separate_towers``). Fine-tuning from a model whose
+            tower is shared starts both towers as copies of it (same detections).
         small_photo_crop: with ``tile``, zoom-in crops of photos too small to tile, as a
             fraction of their sides (``TileSpec.small_photo_fraction``; ``(1.0, 1.0)``: whole).
     """
@@ -108,6 +112,7 @@ class TrainConfig:
     anchor_size_factor: float | None = None
     small_photo_crop: tuple[float, float] = (1.0, 1.0)
     head_depth: int = 2
+    separate_towers: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -222,6 +227,7 @@ def train_detector(
         image_size=config.image_size,
         alpha=config.alpha,
         head_depth=config.head_depth,
+        separate_towers=config.separate_towers,
         class_names=classes,
         **anchors,
     )
@@ -415,15 +421,16 @@ def train_detector(
 def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     """Copy the weights of the model folder ``model_dir`` into ``model``.
 
-    The architectures must match, except that ``model`` may have a deeper head: the source's head
-    convolutions are copied and the extra ones start as the identity (a depthwise kernel with a
-    single 1 at its centre, an identity pointwise kernel, no bias). Their inputs come out of
-    ReLU6 and lie in ``[0, 6]``, where ReLU6 of the identity is the identity, so the new model
-    computes exactly what the source did.
+    The architectures must match, except that ``model`` may have a deeper head, or separate box
+    and class towers where the source shares one. A shared tower's convolutions are copied into
+    both towers. Extra convolutions start as the identity (a depthwise kernel with a single 1 at
+    its centre, an identity pointwise kernel, no bias): their inputs come out of ReLU6 and lie in
+    ``[0, 6]``, where ReLU6 of the identity is the identity. Either way the new model computes
+    exactly what the source did.
 
     Raises:
-        ValueError: the folder's input size, width or head layout differs from ``det_config``, or
-            its head is deeper.
+        ValueError: the folder's input size, width or head layout differs from ``det_config``, its
+            head is deeper, or it has separate towers and the run shares one.
     """
     from skuaudit.detector import DetectorConfig, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
@@ -450,21 +457,35 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
             f"{model_dir}: its head has {source.head_depth} convolutions, more than the run's "
             f"{det_config.head_depth}"
         )
+    if source.separate_towers and not det_config.separate_towers:
+        raise ValueError(f"{model_dir}: it has separate box and class towers, the run shares one")
     source_model = load_raw_model(model_dir)
-    added = {f"head_conv{i}" for i in range(source.head_depth, det_config.head_depth)}
-    targets = [layer for layer in model.layers if layer.weights and layer.name not in added]
-    sources = [layer for layer in source_model.layers if layer.weights]
+
+    def is_head(layer) -> bool:  # matched by name; the rest by order (auto-named sub-models)
+        return layer.name.startswith("head_")
+
+    targets = [layer for layer in model.layers if layer.weights and not is_head(layer)]
+    sources = [layer for layer in source_model.layers if layer.weights and not is_head(layer)]
     shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
     if shapes != [[tuple(w.shape) for w in layer.weights] for layer in sources]:
         raise ValueError(f"{model_dir}: its layers differ from the run's architecture")
     for target, layer in zip(targets, sources, strict=True):
         target.set_weights(layer.get_weights())
-    for name in sorted(added):
-        depthwise, pointwise, bias = model.get_layer(name).get_weights()
+    source_head = {layer.name: layer for layer in source_model.layers if is_head(layer)}
+    for layer in model.layers:
+        if not is_head(layer) or not layer.weights:
+            continue
+        name = layer.name
+        if not source.separate_towers:
+            name = re.sub(r"^head_(box|class)_conv", "head_conv", name)
+        if name in source_head:
+            layer.set_weights(source_head[name].get_weights())
+            continue
+        depthwise, pointwise, bias = layer.get_weights()  # a convolution the source lacks
         depthwise[:] = 0.0
         depthwise[depthwise.shape[0] // 2, depthwise.shape[1] // 2, :, 0] = 1.0
         pointwise[0, 0] = np.eye(pointwise.shape[2], dtype=pointwise.dtype)
-        model.get_layer(name).set_weights([depthwise, pointwise, np.zeros_like(bias)])
+        layer.set_weights([depthwise, pointwise, np.zeros_like(bias)])
 
 
 def count_matching_threshold(
@@ -655,7 +676,9 @@ def _model_card(info: dict) -> str:
         f"# Model card: {Path(cfg['out_dir']).name}",
         "",
         f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid and a head of "
-        f"{cfg.get('head_depth', 2)} separable convolutions, input {cfg['image_size']}x"
+        f"{cfg.get('head_depth', 2)} separable convolutions"
+        f"{' per tower (separate box and class towers)' if cfg.get('separate_towers') else ''}"
+        f", input {cfg['image_size']}x"
         f"{cfg['image_size']}, classes `product` and `gap`. "
         + (
             f"Fine-tuned from `{cfg['init_model_dir']}` by `skuaudit train`."

@@ -34,7 +34,9 @@ def browser_model_key(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     weights = model_dir / "model.keras"
     if not weights.is_file():
-        raise OfflineModeError(f"{model_dir}: model.keras is missing; the model cannot run in the browser")
+        raise OfflineModeError(
+            f"{model_dir}: model.keras is missing; the model cannot run in the browser"
+        )
     # The weights and config.json (thresholds, nested-box rules) both change what the browser
     # runs; EXPORT_LAYOUT changes when export.json gains fields the component reads.
     parts = [EXPORT_LAYOUT]
@@ -56,7 +58,9 @@ def prepare_browser_model(model_dir: str | Path) -> dict:
 
     missing = [f for f in VENDOR_FILES if not (COMPONENT_DIR / "vendor" / f).is_file()]
     if missing:
-        raise OfflineModeError(f"TensorFlow.js browser files are missing ({', '.join(missing)}): run 'npm ci'")
+        raise OfflineModeError(
+            f"TensorFlow.js browser files are missing ({', '.join(missing)}): run 'npm ci'"
+        )
     key = browser_model_key(model_dir)
     target = BROWSER_MODELS_DIR / key
     if not (target / EXPORT_INFO_FILE).is_file():
@@ -80,7 +84,9 @@ def prepare_browser_model(model_dir: str | Path) -> dict:
     }
 
 
-def offline_audit_component(args: dict, *, test_image_url: str | None = None, key: str = "offline_audit"):
+def offline_audit_component(
+    args: dict, *, test_image_url: str | None = None, key: str = "offline_audit"
+):
     """Draw the in-browser detector; returns the last counts it sent (``None`` until then).
 
     Args:
@@ -100,7 +106,11 @@ def offline_audit_component(args: dict, *, test_image_url: str | None = None, ke
 
 
 def save_offline_audit(
-    store_id: int, user_name: str, counts: dict[str, int], model_dir: str | Path, url: str | None = None
+    store_id: int,
+    user_name: str,
+    counts: dict[str, int],
+    model_dir: str | Path,
+    url: str | None = None,
 ) -> int:
     """Save counts from the browser as an audit (source ``offline``, notes ``offline-tfjs``); returns its id.
 
@@ -114,8 +124,13 @@ def save_offline_audit(
     version_id = model_version_for(model_dir, url)
     with session_scope(url) as s:
         audit = m.Audit(
-            store_id=store_id, user_name=user_name, source="offline", model_version_id=version_id,
-            model_name=Path(model_dir).name, product_count=counts.get("product", 0), gap_count=counts.get("gap", 0),
+            store_id=store_id,
+            user_name=user_name,
+            source="offline",
+            model_version_id=version_id,
+            model_name=Path(model_dir).name,
+            product_count=counts.get("product", 0),
+            gap_count=counts.get("gap", 0),
             notes=OFFLINE_NOTES,
         )
         s.add(audit)

@@ -156,8 +156,14 @@ def test_validation_passes_repeat_the_same_crops(tmp_path):
 
     def passes(**kwargs) -> list[np.ndarray]:
         ds = make_tf_dataset(
-            data, ["product", "gap"], image_size=(64, 64), batch_size=3, max_boxes=16,
-            tile=TileSpec(), shuffle=False, **kwargs,
+            data,
+            ["product", "gap"],
+            image_size=(64, 64),
+            batch_size=3,
+            max_boxes=16,
+            tile=TileSpec(),
+            shuffle=False,
+            **kwargs,
         )
         return [np.concatenate([b[1]["boxes_yxyx_norm"].numpy() for b in ds]) for _ in range(2)]
 

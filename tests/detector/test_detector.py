@@ -194,3 +194,50 @@ def test_class_score_thresholds(
     for class_id, minimum in expected_min.items():
         expected = low[(low.class_id == class_id) & (low.confidence >= minimum)]
         np.testing.assert_array_equal(det[det.class_id == class_id].xyxy, expected.xyxy)
+
+
+def test_flip_test_time_fuses_the_photo_with_its_mirror(tiny_detector, shelf_bgr):
+    """Tiled mode with ``flip_test_time`` equals fusing the plain tiled boxes of the photo with
+    the mirrored tiled boxes of its mirror image; single-pass mode (video) ignores the setting."""
+    from skuaudit.detector.postprocess import fuse_views
+
+    detector = Detector.load(tiny_detector[0])
+    detector.config.stack_min_contained, detector.config.drop_contained = 0, False
+    width = shelf_bgr.shape[1]
+    plain = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    mirrored = detector.detect(
+        np.ascontiguousarray(shelf_bgr[:, ::-1]), score_threshold=0.05, tiled=True
+    )
+    mirrored.xyxy[:, [0, 2]] = width - mirrored.xyxy[:, [2, 0]]
+    one_pass = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
+    detector.config.flip_test_time = True
+    fused = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    expected = fuse_views([plain, mirrored], iou_threshold=detector.config.fusion_iou)
+    expected = expected[expected.confidence >= 0.05]
+    assert len(fused) > len(plain) // 2
+    np.testing.assert_array_equal(fused.class_id, expected.class_id)
+    np.testing.assert_allclose(fused.xyxy, expected.xyxy, atol=0.5)
+    np.testing.assert_allclose(fused.confidence, expected.confidence, atol=1e-3)
+    again = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
+    np.testing.assert_array_equal(again.xyxy, one_pass.xyxy)
+
+
+def test_fusion_iou_is_checked():
+    with pytest.raises(ValueError, match="fusion_iou"):
+        DetectorConfig(fusion_iou=1.0)
+
+
+@pytest.mark.parametrize("flag, flip", [("--flip", True), ("--no-flip", False)])
+def test_cli_flip_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag, flip):
+    from skuaudit.cli import main
+
+    photo = tmp_path / "shelf.png"
+    cv2.imwrite(str(photo), shelf_bgr)
+    argv = ["detect", str(photo), "--model", str(tiny_detector[0]), "--json", "--tiled", flag]
+    assert main([*argv, "--score-threshold", "0.05"]) == 0
+    out = json.loads(capsys.readouterr().out)[0]["detections"]
+    detector = Detector.load(tiny_detector[0])
+    detector.config.flip_test_time = flip
+    expected = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    assert len(out) == len(expected)
+    np.testing.assert_allclose([d["xyxy"] for d in out], expected.xyxy, atol=0.01)

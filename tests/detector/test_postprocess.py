@@ -8,6 +8,7 @@ from skuaudit.detections import Detections, box_iou_xyxy
 from skuaudit.detector.boxes import AnchorSpec, encode_deltas, make_anchors
 from skuaudit.detector.postprocess import (
     decode_detections,
+    fuse_views,
     merge_tile_detections,
     nms_per_class,
     suppress_contained,
@@ -197,3 +198,40 @@ def test_suppress_contained_commutes_with_a_score_threshold():
     keep_above = suppress_contained(boxes[above], scores[above], class_ids[above], **rules)
     assert keep_above.tolist() == keep_all[above].tolist()
     assert 0 < keep_all.sum() < 300
+
+
+def _dets(boxes, scores, classes=None):
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Detections(boxes, np.asarray(scores, np.float32), classes)
+
+
+def test_fuse_views_of_identical_views_is_the_view():
+    view = _dets([[0, 0, 10, 10], [20, 0, 30, 10]], [0.9, 0.6], [0, 1])
+    fused = fuse_views([view, view], iou_threshold=0.6)
+    np.testing.assert_allclose(fused.xyxy, view.xyxy)
+    np.testing.assert_allclose(fused.confidence, view.confidence)
+    np.testing.assert_array_equal(fused.class_id, view.class_id)
+
+
+def test_fuse_views_weights_boxes_by_score_and_halves_lone_boxes():
+    a = _dets([[0, 0, 10, 10], [50, 50, 60, 60]], [0.8, 0.7])
+    b = _dets([[2, 0, 12, 10]], [0.2])  # the same object, shifted; the second object is missed
+    fused = fuse_views([a, b], iou_threshold=0.5)
+    assert len(fused) == 2
+    np.testing.assert_allclose(fused.xyxy[0], [0.4, 0, 10.4, 10], atol=1e-5)  # 0.8 / 0.2 mean
+    np.testing.assert_allclose(fused.confidence, [0.5, 0.35])  # (0.8 + 0.2) / 2, 0.7 / 2
+
+
+def test_fuse_views_keeps_classes_and_distant_boxes_apart():
+    a = _dets([[0, 0, 10, 10]], [0.9], [0])
+    b = _dets([[0, 0, 10, 10], [0, 0, 10, 4]], [0.9, 0.8], [1, 0])  # other class; low IoU box
+    fused = fuse_views([a, b], iou_threshold=0.6)
+    got = sorted(zip(fused.class_id.tolist(), fused.confidence.tolist(), strict=True))
+    assert [c for c, _ in got] == [0, 0, 1]
+    np.testing.assert_allclose([s for _, s in got], [0.4, 0.45, 0.45], rtol=1e-6)
+
+
+def test_fuse_views_empty():
+    assert len(fuse_views([Detections.empty(), Detections.empty()], iou_threshold=0.6)) == 0
+    one = fuse_views([_dets([[0, 0, 5, 5]], [0.6]), Detections.empty()], iou_threshold=0.6)
+    np.testing.assert_allclose(one.confidence, [0.3])

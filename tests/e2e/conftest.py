@@ -66,8 +66,14 @@ def write_shelf_video(
     """
     from skuaudit.demo import demo_catalogue
 
-    shelf = render_shelf(seed, width + pan_px, height, n_rows=n_rows, difficulty=difficulty,
-                         catalogue=demo_catalogue())
+    shelf = render_shelf(
+        seed,
+        width + pan_px,
+        height,
+        n_rows=n_rows,
+        difficulty=difficulty,
+        catalogue=demo_catalogue(),
+    )
     offsets = pan_offsets(pan_px, frames)
     counts = [int(products_in_view(shelf, x0, width).sum()) for x0 in offsets]
     first = products_in_view(shelf, offsets[0], width)

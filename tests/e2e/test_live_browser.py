@@ -85,16 +85,37 @@ def live_server(tmp_path_factory):
         "PYTHONUNBUFFERED": "1",
     }
     bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / "skuaudit"), "seed-demo"], env=env, check=True, cwd=REPO_ROOT,
-                   capture_output=True)
+    subprocess.run(
+        [str(bin_dir / "skuaudit"), "seed-demo"],
+        env=env,
+        check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+    )
     port = _free_port()
     log_path = work / "streamlit.log"
     log_file = open(log_path, "w")  # noqa: SIM115 - closed in the teardown below
     server = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH, "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            LAUNCH,
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -132,9 +153,15 @@ def browser_page(shelf_video):
             executable_path=CHROMIUM,
             headless=True,
             args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-video-capture={shelf_video.path}",
             ],
         )
@@ -162,7 +189,9 @@ def _status(page) -> Status | None:
     if match is None:
         return None
     stream, facings, gaps, processed, fps, latency = match.groups()
-    return Status(stream == "live", int(facings), int(gaps), int(processed), float(fps), int(latency))
+    return Status(
+        stream == "live", int(facings), int(gaps), int(processed), float(fps), int(latency)
+    )
 
 
 def _wait_status(page, predicate, timeout_s: float) -> tuple[bool, Status | None]:
@@ -233,10 +262,16 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
             _wait_status(page, lambda s: not s.live, 30)
 
     races = log_path.read_text().count(RACE_LOG)
-    assert not failures, f"{len(failures)} of {STARTS} STARTs did not stream ({races} race resets): {failures}"
+    assert not failures, (
+        f"{len(failures)} of {STARTS} STARTs did not stream ({races} race resets): {failures}"
+    )
     assert races == 0, "streamlit-webrtc reset a live stream (start-up race)"
     for facings in facings_seen:
-        assert truth_low - tolerance <= facings <= truth_high + tolerance, (facings_seen, truth_low, truth_high)
+        assert truth_low - tolerance <= facings <= truth_high + tolerance, (
+            facings_seen,
+            truth_low,
+            truth_high,
+        )
 
     # Save while still streaming: the audit holds the smoothed counts and the snapshot frame.
     shown = _status(page)

@@ -21,8 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -52,13 +57,29 @@ def offline_server(tiny_detector, db_url, tmp_path):
         pytest.skip(str(exc))
     ok, jpeg = cv2.imencode(".jpg", render_shelf(seed=11, width=640, height=480).image_bgr)
     env = os.environ.copy()
-    env["SKUAUDIT_OFFLINE_TEST_IMAGE"] = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode()
+    env["SKUAUDIT_OFFLINE_TEST_IMAGE"] = (
+        "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode()
+    )
     port = _free_port()
     with open(tmp_path / "server.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "pages/offline_audit.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "pages/offline_audit.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield f"http://127.0.0.1:{port}", tmp_path / "server.log"

@@ -23,9 +23,17 @@ def shelf_analysis(brand_ids: list[int], rng: np.random.Generator) -> ImageAnaly
     xyxy = np.stack([x1, np.zeros(n), x1 + 18, np.full(n, 40)], axis=1)
     class_id = np.array([0] * PRODUCTS_PER_AUDIT + [1] * GAPS_PER_AUDIT)
     brands = np.concatenate([rng.choice(brand_ids, PRODUCTS_PER_AUDIT), [-1] * GAPS_PER_AUDIT])
-    det = Detections(xyxy, np.full(n, 0.9), class_id,
-                     {"brand_id": brands, "brand_score": np.full(n, 0.8),
-                      "shelf_row": np.zeros(n, int), "corrected": np.zeros(n, bool)})
+    det = Detections(
+        xyxy,
+        np.full(n, 0.9),
+        class_id,
+        {
+            "brand_id": brands,
+            "brand_score": np.full(n, 0.8),
+            "shelf_row": np.zeros(n, int),
+            "corrected": np.zeros(n, bool),
+        },
+    )
     return ImageAnalysis(np.zeros((40, 700, 3), np.uint8), det)
 
 
@@ -36,8 +44,14 @@ def main() -> None:
     rng = np.random.default_rng(store_id * 1000 + n)
     done = 0
     while forever or done < n:
-        save_audit(store_id, [shelf_analysis(brand_ids, rng)], source="photo",
-                   user_name="worker", images_jpeg=[JPEG], url=url)
+        save_audit(
+            store_id,
+            [shelf_analysis(brand_ids, rng)],
+            source="photo",
+            user_name="worker",
+            images_jpeg=[JPEG],
+            url=url,
+        )
         done += 1
         if forever and done == 1:
             print("saving", flush=True)

@@ -109,10 +109,18 @@ def _yolo_set(root: Path, label_text: bytes, classes: bytes = b"product\ngap\n")
 
 
 ANNOTATION_CASES = {
-    "box outside image": (b"0 0.5 0.5 0.4 0.4\n0 1.3 0.5 0.2 0.2\n", b"product\ngap\n", r"a\.txt.*line 2"),
+    "box outside image": (
+        b"0 0.5 0.5 0.4 0.4\n0 1.3 0.5 0.2 0.2\n",
+        b"product\ngap\n",
+        r"a\.txt.*line 2",
+    ),
     "unknown class": (b"7 0.5 0.5 0.2 0.2\n", b"product\ngap\n", r"a\.txt.*line 1.*class"),
     "not a number": (b"0 0.5 abc 0.2 0.2\n", b"product\ngap\n", r"a\.txt.*line 1"),
-    "wrong encoding": (b"0 0.5 0.5 0.2 0.2\n", "produkt\u00e9\n".encode("latin-1"), "classes.txt.*UTF-8"),
+    "wrong encoding": (
+        b"0 0.5 0.5 0.2 0.2\n",
+        "produkt\u00e9\n".encode("latin-1"),
+        "classes.txt.*UTF-8",
+    ),
 }
 
 
@@ -165,13 +173,22 @@ def test_locked_database_gives_clear_error_and_keeps_data(demo_db_url, monkeypat
         _engine_for.cache_clear()
     assert _audit_count(demo_db_url) == before
     with session_scope(demo_db_url) as s:
-        assert s.scalar(sa.select(m.Store.id).where(m.Store.name == "Written during the failure")) is None
+        assert (
+            s.scalar(sa.select(m.Store.id).where(m.Store.name == "Written during the failure"))
+            is None
+        )
 
 
 MODEL_CASES = {
     "missing weights": ({"config.json": None}, "model.keras is missing"),
-    "corrupt weights": ({"config.json": None, "model.keras": b"not a keras zip",
-                         "model.tflite": b"not a flatbuffer"}, "corrupt"),
+    "corrupt weights": (
+        {
+            "config.json": None,
+            "model.keras": b"not a keras zip",
+            "model.tflite": b"not a flatbuffer",
+        },
+        "corrupt",
+    ),
     "corrupt config": ({"config.json": b"{broken", "model.keras": b"x"}, "config.json"),
     "no folder": (None, "not found"),
 }
@@ -206,7 +223,9 @@ def test_cli_audit_of_corrupt_photo_saves_nothing(demo_db_url, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     run = subprocess.run(
         [sys.executable, "-m", "skuaudit", "audit", str(bad), "--store", "Meadow Mart", "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "shelf.jpg" in run.stderr

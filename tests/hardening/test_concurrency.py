@@ -35,8 +35,9 @@ def _assert_every_audit_whole(url: str) -> int:
             sa.select(m.Detection.audit_id, sa.func.count()).group_by(m.Detection.audit_id)
         ).all()
         facings = s.execute(
-            sa.select(m.BrandMetric.audit_id, sa.func.sum(m.BrandMetric.facings))
-            .group_by(m.BrandMetric.audit_id)
+            sa.select(m.BrandMetric.audit_id, sa.func.sum(m.BrandMetric.facings)).group_by(
+                m.BrandMetric.audit_id
+            )
         ).all()
         images = s.scalar(sa.select(sa.func.count()).select_from(m.AuditImage))
         counts = s.execute(sa.select(m.Audit.product_count, m.Audit.gap_count)).all()
@@ -50,8 +51,11 @@ def _assert_every_audit_whole(url: str) -> int:
 def test_20_processes_save_100_audits_each(db_url):
     store_id, brands = _setup(db_url)
     procs = [
-        subprocess.Popen([sys.executable, str(WORKER), db_url, str(store_id), brands, "100"],
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), db_url, str(store_id), brands, "100"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(20)
     ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
@@ -63,7 +67,9 @@ def test_killed_process_leaves_no_partial_audit(db_url):
     store_id, brands = _setup(db_url)
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), db_url, str(store_id), brands, "0", "--forever"],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert proc.stdout.readline().strip() == "saving"

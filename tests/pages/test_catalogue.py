@@ -55,7 +55,10 @@ def test_edit_brand(page, demo_db_url):
     page.text_input(key=f"edit_manufacturer_{brand.id}").input("New Owner")
     _submit(page, "Save brand")
     assert not page.exception and "saved" in page.success[0].value
-    assert _scalar(demo_db_url, sa.select(m.Brand.manufacturer).where(m.Brand.id == brand.id)) == "New Owner"
+    assert (
+        _scalar(demo_db_url, sa.select(m.Brand.manufacturer).where(m.Brand.id == brand.id))
+        == "New Owner"
+    )
 
 
 def test_upload_references_good_and_blank(page, demo_db_url):
@@ -65,7 +68,8 @@ def test_upload_references_good_and_blank(page, demo_db_url):
     good = encode_png(render_product(brand, brand.families[0], 50, 90, np.random.default_rng(3)))
     blank = encode_png(np.full((90, 50, 3), 240, np.uint8))
     page.file_uploader(key="ref_uploads").set_value(
-        [("pack.png", good, "image/png"), ("blank.png", blank, "image/png")]).run()
+        [("pack.png", good, "image/png"), ("blank.png", blank, "image/png")]
+    ).run()
     page.button(key="ref_enrol_uploads").click().run()
     assert not page.exception, page.exception
     assert any("pack.png enrolled" in s.value for s in page.success)
@@ -80,8 +84,12 @@ def test_pick_reference_from_past_audit(demo_db_url):
     from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer
 
     shelf = render_shelf(9, catalogue=demo_catalogue())
-    analysis = audit.analyse_image(shelf.image_bgr, GroundTruthDetector([shelf]), OracleRecognizer({}),
-                                   Gallery(np.zeros(0), np.zeros((0, 64))))
+    analysis = audit.analyse_image(
+        shelf.image_bgr,
+        GroundTruthDetector([shelf]),
+        OracleRecognizer({}),
+        Gallery(np.zeros(0), np.zeros((0, 64))),
+    )
     store_id = _scalar(demo_db_url, sa.select(m.Store.id).limit(1))
     audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
     at = AppTest.from_file(APP, default_timeout=120)
@@ -92,8 +100,15 @@ def test_pick_reference_from_past_audit(demo_db_url):
     assert len(at.get("image")) == 1  # the crop of the first detection
     at.button(key="ref_enrol_detection").click().run()
     assert not at.exception and any("Crop enrolled" in s.value for s in at.success)
-    assert _scalar(demo_db_url, sa.select(sa.func.count()).select_from(m.ReferenceImage)
-                   .where(m.ReferenceImage.source == "audit")) == 1
+    assert (
+        _scalar(
+            demo_db_url,
+            sa.select(sa.func.count())
+            .select_from(m.ReferenceImage)
+            .where(m.ReferenceImage.source == "audit"),
+        )
+        == 1
+    )
 
 
 def test_planogram_targets(page, demo_db_url):
@@ -102,20 +117,30 @@ def test_planogram_targets(page, demo_db_url):
     page.number_input(key=f"target_{store.id}_{brand_id}").set_value(17)
     _submit(page, "Save targets")
     assert not page.exception and "saved" in page.success[0].value
-    saved = _scalar(demo_db_url, sa.select(m.PlanogramTarget.expected_facings).where(
-        m.PlanogramTarget.store_id == store.id, m.PlanogramTarget.brand_id == brand_id))
+    saved = _scalar(
+        demo_db_url,
+        sa.select(m.PlanogramTarget.expected_facings).where(
+            m.PlanogramTarget.store_id == store.id, m.PlanogramTarget.brand_id == brand_id
+        ),
+    )
     assert saved == 17
 
 
-@pytest.mark.parametrize("value, message", [(-1, ">= 0"), (2.5, "whole number"), ("many", "whole number")])
+@pytest.mark.parametrize(
+    "value, message", [(-1, ">= 0"), (2.5, "whole number"), ("many", "whole number")]
+)
 def test_planogram_validation_writes_nothing(demo_db_url, value, message):
     store_id = _scalar(demo_db_url, sa.select(m.Store.id).limit(1))
-    brand_ids = _scalar(demo_db_url, sa.select(sa.func.min(m.Brand.id))), _scalar(
-        demo_db_url, sa.select(sa.func.max(m.Brand.id)))
+    brand_ids = (
+        _scalar(demo_db_url, sa.select(sa.func.min(m.Brand.id))),
+        _scalar(demo_db_url, sa.select(sa.func.max(m.Brand.id))),
+    )
     before = _scalar(demo_db_url, sa.select(sa.func.sum(m.PlanogramTarget.expected_facings)))
     with pytest.raises(ValueError, match=message):
         catalogue.set_planogram(store_id, {brand_ids[0]: 50, brand_ids[1]: value}, demo_db_url)
-    assert _scalar(demo_db_url, sa.select(sa.func.sum(m.PlanogramTarget.expected_facings))) == before
+    assert (
+        _scalar(demo_db_url, sa.select(sa.func.sum(m.PlanogramTarget.expected_facings))) == before
+    )
 
 
 def test_add_store_and_refuse_duplicate(page, demo_db_url):

@@ -100,7 +100,9 @@ def test_share_page_filters_change_the_figures(demo_db_url, downloads):
     first, last = reports.audit_date_range(demo_db_url)
     expected = reports.store_brand_heatmap(demo_db_url, first, last, store_ids=scope.store_ids)
     assert heat["x"] == sorted(expected["brand"])
-    assert _values(heat["z"])[0] == pytest.approx(list(expected.sort_values("brand")["share_linear"]))
+    assert _values(heat["z"])[0] == pytest.approx(
+        list(expected.sort_values("brand")["share_linear"])
+    )
     trend = figures["Share by linear width per week"]["data"]
     assert len(trend) == 6 and len(_values(trend[0]["x"])) == 6  # 6 brands, 6 weekly audits
     assert set(_csv(downloads, "share_of_shelf_store_brand.csv")["store"]) == {"Meadow Mart"}
@@ -108,9 +110,14 @@ def test_share_page_filters_change_the_figures(demo_db_url, downloads):
 
 def test_share_page_drill_down_shows_audits_and_snapshot(demo_db_url):
     with session_scope(demo_db_url) as s:
-        audit_id = s.query(m.Audit.id).order_by(m.Audit.created_at.desc(), m.Audit.id.desc()).first()[0]
-        s.add(m.AuditImage(audit_id=audit_id, image_index=0, width=2, height=2,
-                           image_jpeg=_tiny_jpeg()))
+        audit_id = (
+            s.query(m.Audit.id).order_by(m.Audit.created_at.desc(), m.Audit.id.desc()).first()[0]
+        )
+        s.add(
+            m.AuditImage(
+                audit_id=audit_id, image_index=0, width=2, height=2, image_jpeg=_tiny_jpeg()
+            )
+        )
     at = _open(SHARE)
     brand = at.selectbox(key="sos_drill_brand")
     brand.set_value(brand.options[1]).run()
@@ -149,8 +156,12 @@ def test_new_audit_shows_at_once(demo_db_url):
     before = at.metric[2].value
     with session_scope(demo_db_url) as s:
         store = s.query(m.Store).filter_by(name="Meadow Mart").one()
-        audit = m.Audit(store_id=store.id, created_at=datetime(2026, 12, 28, 18), source="photo",
-                        product_count=100)
+        audit = m.Audit(
+            store_id=store.id,
+            created_at=datetime(2026, 12, 28, 18),
+            source="photo",
+            product_count=100,
+        )
         audit.brand_metrics = [m.BrandMetric(brand_id=None, facings=100, linear_px=5000.0)]
         s.add(audit)
     at.run()
@@ -165,8 +176,17 @@ def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
     assert list(table["status"]) == list(expected["status"])
     assert list(table["audits_in_row"]) == list(expected["audits_in_row"])
     csv = _csv(downloads, "stockouts_to_act_on.csv")
-    assert list(csv.columns) == ["store", "region", "brand", "status", "expected_facings",
-                                 "facings", "since", "audits_in_row", "audited_at"]
+    assert list(csv.columns) == [
+        "store",
+        "region",
+        "brand",
+        "status",
+        "expected_facings",
+        "facings",
+        "since",
+        "audits_in_row",
+        "audited_at",
+    ]
     assert len(csv) == len(expected)
     avail = _figures(at)["Availability and compliance"]["data"]
     ranking = reports.availability_by_store(demo_db_url)

@@ -59,8 +59,11 @@ def captured(monkeypatch, demo_db_url):
 
     def fake_load(cls, url=None, model_dir=None):
         return live.LivePipeline(
-            detector=live._SinglePass(_FakeDetector()), recognizer=_FakeRecognizer(),
-            gallery=[brand_id], brand_names=names, brand_colours={brand_id: (0, 255, 0)},
+            detector=live._SinglePass(_FakeDetector()),
+            recognizer=_FakeRecognizer(),
+            gallery=[brand_id],
+            brand_names=names,
+            brand_colours={brand_id: (0, 255, 0)},
             model_name="fake",
         )
 
@@ -104,7 +107,10 @@ def test_frames_counts_and_save(captured):
     status = " ".join(md.value for md in at.markdown)
     assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in status
     table = at.table[0].value
-    assert dict(zip(table["brand"], table["facings"], strict=True)) == {captured.brand: 2, "unknown": 1}
+    assert dict(zip(table["brand"], table["facings"], strict=True)) == {
+        captured.brand: 2,
+        "unknown": 1,
+    }
 
     at.button[0].click().run()
     assert not at.exception, at.exception

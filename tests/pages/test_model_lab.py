@@ -50,7 +50,9 @@ def test_start_training_job_from_the_form(db_url, monkeypatch, tmp_path):
 def test_bad_settings_show_an_error(db_url, monkeypatch, tmp_path):
     at = _lab(monkeypatch, tmp_path)
     at.selectbox(key="train_size").set_value(128)
-    monkeypatch.setattr(jobs.TrainParams, "__post_init__", lambda self: (_ for _ in ()).throw(ValueError("no GPU")))
+    monkeypatch.setattr(
+        jobs.TrainParams, "__post_init__", lambda self: (_ for _ in ()).throw(ValueError("no GPU"))
+    )
     at.button[1].click().run()
     assert not at.exception
     assert "Starting the job failed: no GPU" in at.error[0].value
@@ -58,8 +60,17 @@ def test_bad_settings_show_an_error(db_url, monkeypatch, tmp_path):
 
 def test_running_job_progress_is_shown(db_url, monkeypatch, tmp_path):
     job_id = jobs.create_job(jobs.TrainParams(steps=100), created_by="ana")
-    history = [{"event": "step", "step": s, "epoch": s / 10, "loss": 2.0 - s / 100, "val_loss": None, "eta_s": 120}
-               for s in (10, 20, 30)]
+    history = [
+        {
+            "event": "step",
+            "step": s,
+            "epoch": s / 10,
+            "loss": 2.0 - s / 100,
+            "val_loss": None,
+            "eta_s": 120,
+        }
+        for s in (10, 20, 30)
+    ]
     with session_scope() as s:
         job = s.get(m.TrainingJob, job_id)
         job.status, job.pid, job.heartbeat_at = "running", __import__("os").getpid(), m.utcnow()

@@ -32,10 +32,16 @@ def page(demo_db_url, shelf, monkeypatch):
     with session_scope(demo_db_url) as s:
         ids = {n: i for i, n in s.execute(sa.select(m.Brand.id, m.Brand.name)).all()}
     st.cache_resource.clear()
-    monkeypatch.setattr(audit, "load_models",
-                        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids)))
-    monkeypatch.setattr(Gallery, "from_database",
-                        classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))))
+    monkeypatch.setattr(
+        audit,
+        "load_models",
+        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids)),
+    )
+    monkeypatch.setattr(
+        Gallery,
+        "from_database",
+        classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))),
+    )
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "merchandiser"
     at.run()
@@ -50,7 +56,10 @@ def _audits(url) -> list[m.Audit]:
 def test_upload_review_and_save(page, shelf, demo_db_url):
     assert not page.exception
     page.file_uploader(key="photo_uploads").set_value(
-        [("shelf.png", encode_png(shelf.image_bgr), "image/png"), ("notes.jpg", b"not a photo", "image/jpeg")]
+        [
+            ("shelf.png", encode_png(shelf.image_bgr), "image/png"),
+            ("notes.jpg", b"not a photo", "image/jpeg"),
+        ]
     ).run()
     assert not page.exception, page.exception
     assert "notes.jpg: not a readable image" in page.error[0].value
@@ -61,9 +70,13 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     assert len(saved) == 1 and saved[0].source == "photo"
     assert f"Audit {saved[0].id} saved" in page.success[0].value
     with session_scope(demo_db_url) as s:
-        facings = dict(s.execute(
-            sa.select(m.Brand.name, m.BrandMetric.facings).join(m.Brand)
-            .where(m.BrandMetric.audit_id == saved[0].id, m.BrandMetric.facings > 0)).all())
+        facings = dict(
+            s.execute(
+                sa.select(m.Brand.name, m.BrandMetric.facings)
+                .join(m.Brand)
+                .where(m.BrandMetric.audit_id == saved[0].id, m.BrandMetric.facings > 0)
+            ).all()
+        )
     assert facings == generated_counts(shelf)
     page.run()  # a rerun must not save twice
     assert len(_audits(demo_db_url)) == 1
@@ -95,6 +108,8 @@ def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypat
     at.session_state["role"] = "merchandiser"
     at.run()
     at.switch_page("pages/photo_audit.py").run()
-    at.file_uploader(key="photo_uploads").set_value(("shelf.png", encode_png(shelf.image_bgr), "image/png")).run()
+    at.file_uploader(key="photo_uploads").set_value(
+        ("shelf.png", encode_png(shelf.image_bgr), "image/png")
+    ).run()
     assert not at.exception
     assert "model folder not found" in at.error[0].value

@@ -37,9 +37,7 @@ def test_unknown_role_is_refused():
         pages_for_role("intern")
 
 
-@pytest.mark.parametrize(
-    "role, page", [(r, p.path) for r in ROLES for p in pages_for_role(r)]
-)
+@pytest.mark.parametrize("role, page", [(r, p.path) for r in ROLES for p in pages_for_role(r)])
 def test_page_renders_for_role(demo_db_url, role, page):
     at = _app(role, analyst="ann" if role == "analyst" else None).run()
     assert not at.exception, at.exception

@@ -16,8 +16,17 @@ from skuaudit.storage.db import (
 )
 
 TABLES = {
-    "stores", "brands", "reference_images", "planogram_targets", "model_versions", "audits",
-    "audit_images", "detections", "brand_metrics", "training_jobs", "users",
+    "stores",
+    "brands",
+    "reference_images",
+    "planogram_targets",
+    "model_versions",
+    "audits",
+    "audit_images",
+    "detections",
+    "brand_metrics",
+    "training_jobs",
+    "users",
 }
 
 
@@ -54,20 +63,50 @@ def test_round_trip_every_table(storage_url):
         brand = m.Brand(name="B1", manufacturer="Acme", is_own=True, color_hex="#112233")
         s.add_all([store, brand])
         s.flush()
-        mv = m.ModelVersion(name="v1", path="models/v1", is_active=True, metrics_json='{"ap50": 0.5}')
+        mv = m.ModelVersion(
+            name="v1", path="models/v1", is_active=True, metrics_json='{"ap50": 0.5}'
+        )
         s.add(mv)
         s.flush()
         s.add(m.ReferenceImage(brand_id=brand.id, image_png=b"\x89PNG", embedding=b"\0" * 8))
         s.add(m.PlanogramTarget(store_id=store.id, brand_id=brand.id, expected_facings=6))
-        audit = m.Audit(store_id=store.id, user_name="ann", source="photo", model_version_id=mv.id,
-                        product_count=1, gap_count=1)
+        audit = m.Audit(
+            store_id=store.id,
+            user_name="ann",
+            source="photo",
+            model_version_id=mv.id,
+            product_count=1,
+            gap_count=1,
+        )
         s.add(audit)
         s.flush()
         s.add(m.AuditImage(audit_id=audit.id, width=4, height=3, image_jpeg=b"\xff\xd8"))
-        s.add(m.Detection(audit_id=audit.id, x1=1, y1=2, x2=3, y2=4, score=0.9,
-                          class_name="product", brand_id=brand.id, brand_score=0.8, shelf_row=0))
-        s.add(m.BrandMetric(audit_id=audit.id, brand_id=brand.id, facings=1, share_facings=1.0,
-                            linear_px=2.0, share_linear=1.0, expected_facings=6, below_target=True))
+        s.add(
+            m.Detection(
+                audit_id=audit.id,
+                x1=1,
+                y1=2,
+                x2=3,
+                y2=4,
+                score=0.9,
+                class_name="product",
+                brand_id=brand.id,
+                brand_score=0.8,
+                shelf_row=0,
+            )
+        )
+        s.add(
+            m.BrandMetric(
+                audit_id=audit.id,
+                brand_id=brand.id,
+                facings=1,
+                share_facings=1.0,
+                linear_px=2.0,
+                share_linear=1.0,
+                expected_facings=6,
+                below_target=True,
+            )
+        )
         s.add(m.TrainingJob(status="running", progress=0.5, step=5, total_steps=10))
         s.add(m.User(username="ann", password_hash="x", role="analyst"))
     with session_scope(db_url) as s:

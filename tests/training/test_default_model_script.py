@@ -36,3 +36,21 @@ def test_calibration_writes_the_photo_path_settings(tiny_detector, synth_shelf_d
     assert calibration["gap"]["images"].endswith(", tiled")
     assert "render seeds 700000-700001" in calibration["product"]["images"]
     assert len(list((tmp_path / "work" / "calibration").glob("*.jpg"))) == 2
+
+
+def test_calibration_with_the_mirrored_view(tiny_detector, synth_shelf_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector[0], model_dir)
+    _script().calibrate_thresholds(
+        model_dir,
+        tmp_path / "work",
+        synth_shelf_dataset,
+        n=1,
+        tile_above_px=300,
+        flip_test_time=True,
+    )
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["detector"]["flip_test_time"] is True
+    calibration = saved["training"]["threshold_calibration"]
+    assert calibration["gap"]["images"].endswith(", tiled, with the mirrored view")
+    assert calibration["product"]["images"].endswith(", tiled, with the mirrored view")

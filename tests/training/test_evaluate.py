@@ -121,7 +121,9 @@ def test_report_json_keys():
 def test_cli_json_with_stubbed_model(tmp_path, monkeypatch, capsys):
     root = generate_dataset(tmp_path / "d", n=2, seed=1, width=256, height=192, formats=("yolo",))
     monkeypatch.setattr(
-        evaluate, "predict_dataset", lambda model_dir, gt, tiled=None: _self_predictions(gt)
+        evaluate,
+        "predict_dataset",
+        lambda model_dir, gt, tiled=None, flip_test_time=None: _self_predictions(gt),
     )
     assert (
         evaluate.cli_main(
@@ -166,9 +168,7 @@ def test_counting_with_per_class_thresholds():
         CLASSES,
         [LabeledImage("a.jpg", 100, 100, [[0, 0, 9, 9], [20, 0, 29, 9]], ["product", "gap"])],
     )
-    pred = Detections(
-        [[0, 0, 9, 9], [40, 0, 49, 9], [20, 0, 29, 9]], [0.9, 0.6, 0.35], [0, 0, 1]
-    )
+    pred = Detections([[0, 0, 9, 9], [40, 0, 49, 9], [20, 0, 29, 9]], [0.9, 0.6, 0.35], [0, 0, 1])
     per_class = counting_errors(gt, [pred], CLASSES, {"product": 0.65, "gap": 0.3})
     assert per_class["count_mae"] == 0.0
     one_value = counting_errors(gt, [pred], CLASSES, 0.5)  # product 0.6 counted, gap 0.35 not
@@ -218,6 +218,12 @@ def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     for name, figures in evaluate_detector(detector, gt.images, tiled=True).items():
         assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
+    # --flip adds the mirrored view to the tiled photo path, as the model setting would
+    assert evaluate.cli_main([*args, "--flip"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    detector.config.flip_test_time = True
+    for name, figures in evaluate_detector(detector, gt.images, tiled=True).items():
+        assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
 
 
 def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, capsys):
@@ -229,7 +235,7 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
     seen: list[list[str]] = []
     tiling: list[bool | None] = []
 
-    def predict(model_dir, gt, tiled=None):
+    def predict(model_dir, gt, tiled=None, flip_test_time=None):
         seen.append(sorted(str(im.path) for im in gt.images))
         tiling.append(tiled)
         return _self_predictions(gt)

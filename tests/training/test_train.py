@@ -100,10 +100,36 @@ def test_train_cli_rejects_bad_small_photo_crop(tmp_path, capsys, argv, message)
 
     generate_dataset(tmp_path / "d", 2, seed=0, formats=("yolo",), width=256, height=192)
     out = tmp_path / "m"
-    code = cli_main(["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out), *argv])
+    code = cli_main(
+        ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out), *argv]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_cli_separate_towers(tmp_path):
+    """``skuaudit train --separate-towers`` writes a model folder whose config, weights and card
+    say so, and that loads and detects."""
+    import json
+
+    import cv2
+
+    from skuaudit.datasets.synth import generate_dataset
+    from skuaudit.detector import Detector
+    from skuaudit.training.cli import cli_main
+
+    generate_dataset(tmp_path / "d", 4, seed=0, formats=("yolo",), width=256, height=192)
+    out = tmp_path / "m"
+    argv = ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out)]
+    argv += ["--steps", "2", "--batch-size", "2", "--image-size", "64", "--head-depth", "1"]
+    assert cli_main([*argv, "--separate-towers", "--no-tile", "--eval-every", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["detector"]["separate_towers"] is True
+    assert "per tower (separate box and class towers)" in (out / "MODEL_CARD.md").read_text()
+    detector = Detector.load(out)
+    assert detector.config.separate_towers
+    image = cv2.imread(str(sorted((tmp_path / "d" / "images").glob("*"))[0]))
+    assert detector.detect(image, score_threshold=0.0).xyxy.shape[1] == 4
 
 
 def test_parse_class_map_error():
@@ -175,9 +201,14 @@ def test_bad_fine_tune_settings(tiny_detector, tmp_path, synth_shelf_dataset, se
         )
 
 
-def test_deeper_head_starts_from_the_same_outputs(tiny_detector):
-    """Fine-tuning into a deeper head copies every layer and adds identity convolutions: the new
-    model's raw outputs equal the source's before any step."""
+@pytest.mark.parametrize(
+    "growth",
+    [{"head_depth": 4}, {"separate_towers": True}, {"head_depth": 3, "separate_towers": True}],
+)
+def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
+    """Fine-tuning into a deeper head and/or separate box and class towers copies every layer
+    (a shared tower into both towers) and adds identity convolutions: the new model's raw outputs
+    equal the source's before any step."""
     from dataclasses import replace
 
     from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
@@ -185,13 +216,35 @@ def test_deeper_head_starts_from_the_same_outputs(tiny_detector):
     from skuaudit.training.train import _load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
-    deeper = replace(source, head_depth=4)
-    model = build_raw_model(deeper)
+    assert not source.separate_towers
+    grown = replace(source, **growth)
+    model = build_raw_model(grown)
     assert len(model.weights) > len(load_raw_model(tiny_detector[0]).weights)
-    _load_initial_weights(model, deeper, tiny_detector[0])
+    if grown.separate_towers:
+        names = {layer.name for layer in model.layers}
+        assert {"head_box_conv0", "head_class_conv0"} <= names and "head_conv0" not in names
+    _load_initial_weights(model, grown, tiny_detector[0])
     image = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
     expected = load_raw_model(tiny_detector[0])(image, training=False).numpy()
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
+
+
+def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_path):
+    import json
+    import shutil
+
+    from skuaudit.detector import DetectorConfig, build_raw_model
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.train import _load_initial_weights
+
+    source = tmp_path / "towers"
+    shutil.copytree(tiny_detector[0], source)
+    raw = json.loads((source / CONFIG_FILE).read_text())
+    raw["detector"]["separate_towers"] = True
+    (source / CONFIG_FILE).write_text(json.dumps(raw))
+    shared = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    with pytest.raises(ValueError, match="separate box and class towers, the run shares one"):
+        _load_initial_weights(build_raw_model(shared), shared, source)
 
 
 def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
@@ -255,7 +308,9 @@ def test_greedy_matches():
     from skuaudit.training.train import _greedy_matches
 
     truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [50, 50, 60, 60]], np.float32)
+    boxes = np.array(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [50, 50, 60, 60]], np.float32
+    )
     # the second box duplicates the first truth: the better-scored one claims it
     hits = _greedy_matches(boxes, np.array([0.5, 0.9, 0.8, 0.7]), truth)
     assert hits.tolist() == [False, True, True, False]

@@ -21,7 +21,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BRAND_METRICS_COVER = [
-    "audit_id", "brand_id", "facings", "linear_px", "expected_facings", "is_stockout",
+    "audit_id",
+    "brand_id",
+    "facings",
+    "linear_px",
+    "expected_facings",
+    "is_stockout",
     "below_target",
 ]
 
