@@ -60,16 +60,30 @@ def generate(path: Path, n_stores: int, n_weeks: int, seed: int = 0) -> None:
     con.executemany(
         "INSERT INTO brands (id, name, manufacturer, is_own, color_hex, is_demo, created_at) "
         "VALUES (?, ?, ?, ?, ?, 0, ?)",
-        [(int(b), f"Brand {b:02d}", "Us" if b <= N_OWN_BRANDS else f"Rival {b % 3}",
-          int(b <= N_OWN_BRANDS), "#888888", str(FIRST_WEEK)) for b in brand_ids],
+        [
+            (
+                int(b),
+                f"Brand {b:02d}",
+                "Us" if b <= N_OWN_BRANDS else f"Rival {b % 3}",
+                int(b <= N_OWN_BRANDS),
+                "#888888",
+                str(FIRST_WEEK),
+            )
+            for b in brand_ids
+        ],
     )
     con.executemany(
         "INSERT INTO stores (id, name, region, address, is_demo, created_at) "
         "VALUES (?, ?, ?, '', 0, ?)",
-        [(s, f"Store {s:04d}", f"Region {s % 10}", str(FIRST_WEEK)) for s in range(1, n_stores + 1)],
+        [
+            (s, f"Store {s:04d}", f"Region {s % 10}", str(FIRST_WEEK))
+            for s in range(1, n_stores + 1)
+        ],
     )
     # Each store targets ~10 of the brands with 8-22 facings (0 = not in its planogram).
-    targets = rng.integers(8, 23, size=(n_stores, N_BRANDS)) * (rng.random((n_stores, N_BRANDS)) < 0.83)
+    targets = rng.integers(8, 23, size=(n_stores, N_BRANDS)) * (
+        rng.random((n_stores, N_BRANDS)) < 0.83
+    )
     con.executemany(
         "INSERT INTO planogram_targets (store_id, brand_id, expected_facings, is_demo) "
         "VALUES (?, ?, ?, 0)",
@@ -85,8 +99,13 @@ def generate(path: Path, n_stores: int, n_weeks: int, seed: int = 0) -> None:
     con.close()
 
 
-def _insert_week(con: sqlite3.Connection, rng: np.random.Generator, week: int,
-                 audit_ids: np.ndarray, targets: np.ndarray) -> None:
+def _insert_week(
+    con: sqlite3.Connection,
+    rng: np.random.Generator,
+    week: int,
+    audit_ids: np.ndarray,
+    targets: np.ndarray,
+) -> None:
     """One audit per store for ``week``: detections, brand metrics and the audit rows."""
     n_stores = len(audit_ids)
     stockout = (rng.random(targets.shape) < 0.03) & (targets > 0)
@@ -111,8 +130,16 @@ def _insert_week(con: sqlite3.Connection, rng: np.random.Generator, week: int,
         "INSERT INTO detections (audit_id, image_index, x1, y1, x2, y2, score, class_name, "
         "brand_id, brand_score, shelf_row, corrected) VALUES (?, 0, ?, ?, ?, ?, 0.9, 'product', "
         "?, 0.8, ?, 0)",
-        zip(det_audit.tolist(), x1.tolist(), y1.tolist(), (x1 + widths).tolist(),
-            (y1 + 180.0).tolist(), brand_list, row.tolist(), strict=True),
+        zip(
+            det_audit.tolist(),
+            x1.tolist(),
+            y1.tolist(),
+            (x1 + widths).tolist(),
+            (y1 + 180.0).tolist(),
+            brand_list,
+            row.tolist(),
+            strict=True,
+        ),
     )
     gap_audit = np.repeat(audit_ids, gaps)
     con.executemany(
@@ -129,15 +156,24 @@ def _insert_week(con: sqlite3.Connection, rng: np.random.Generator, week: int,
     total = np.maximum(per_audit, 1)
     gap_width = gaps * GAP_WIDTH_PX
     # Stored exactly as SQLAlchemy's DateTime writes them on SQLite.
-    created = [(FIRST_WEEK + timedelta(weeks=week, minutes=s)).strftime("%Y-%m-%d %H:%M:%S.%f")
-               for s in range(n_stores)]
+    created = [
+        (FIRST_WEEK + timedelta(weeks=week, minutes=s)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        for s in range(n_stores)
+    ]
     con.executemany(
         "INSERT INTO audits (id, store_id, user_name, created_at, source, model_name, "
         "product_count, gap_count, gap_share_width, shelf_width_px, notes, is_demo) "
         "VALUES (?, ?, 'bench', ?, 'photo', 'bench', ?, ?, ?, ?, '', 0)",
-        zip(audit_ids.tolist(), range(1, n_stores + 1), created, per_audit.tolist(),
-            gaps.tolist(), (gap_width / (linear_total + gap_width)).tolist(),
-            (linear_total + gap_width).tolist(), strict=True),
+        zip(
+            audit_ids.tolist(),
+            range(1, n_stores + 1),
+            created,
+            per_audit.tolist(),
+            gaps.tolist(),
+            (gap_width / (linear_total + gap_width)).tolist(),
+            (linear_total + gap_width).tolist(),
+            strict=True,
+        ),
     )
     metrics = []
     for s in range(n_stores):
@@ -146,11 +182,19 @@ def _insert_week(con: sqlite3.Connection, rng: np.random.Generator, week: int,
             facings = int(counts_all[s, b])
             if b < N_BRANDS and not target and not facings:
                 continue
-            metrics.append((
-                int(audit_ids[s]), b + 1 if b < N_BRANDS else None, facings,
-                facings / total[s], float(linear[s, b]), float(linear[s, b] / linear_total[s]),
-                target or None, int(target > 0 and facings == 0), int(facings < target),
-            ))
+            metrics.append(
+                (
+                    int(audit_ids[s]),
+                    b + 1 if b < N_BRANDS else None,
+                    facings,
+                    facings / total[s],
+                    float(linear[s, b]),
+                    float(linear[s, b] / linear_total[s]),
+                    target or None,
+                    int(target > 0 and facings == 0),
+                    int(facings < target),
+                )
+            )
     con.executemany(
         "INSERT INTO brand_metrics (audit_id, brand_id, facings, share_facings, linear_px, "
         "share_linear, expected_facings, is_stockout, below_target) "
@@ -176,12 +220,14 @@ def _queries(url: str, first: date, last: date) -> dict[str, Callable[[], object
         "latest_audit_id": lambda: reports.latest_audit_id(url),
         "share_of_shelf (all stores, all weeks)": lambda: reports.share_of_shelf(url, first, last),
         "share_of_shelf (one region, 12 weeks)": lambda: reports.share_of_shelf(
-            url, last - timedelta(weeks=12), last, region=region),
+            url, last - timedelta(weeks=12), last, region=region
+        ),
         "share_trend (all stores)": lambda: reports.share_trend(url, first, last),
         "own_vs_competitors (all stores)": lambda: reports.own_vs_competitors(url, first, last),
         "store_brand_heatmap (all stores)": lambda: reports.store_brand_heatmap(url, first, last),
         "audits_behind (brand 1, one region)": lambda: reports.audits_behind(
-            url, 1, first, last, region=region),
+            url, 1, first, last, region=region
+        ),
         "current_stockouts (all stores)": lambda: reports.current_stockouts(url),
         "stockout_durations (all stores)": lambda: reports.stockout_durations(url),
         "availability_by_store (all stores)": lambda: reports.availability_by_store(url),
@@ -197,12 +243,15 @@ def _pandas_share_of_shelf(url: str, first: date, last: date) -> pd.DataFrame:
         "JOIN audits a ON a.id = d.audit_id "
         "WHERE d.class_name = 'product' AND a.created_at >= ? AND a.created_at < ?"
     )
-    lo, hi = datetime.combine(first, datetime.min.time()), datetime.combine(
-        last + timedelta(days=1), datetime.min.time())
+    lo, hi = (
+        datetime.combine(first, datetime.min.time()),
+        datetime.combine(last + timedelta(days=1), datetime.min.time()),
+    )
     with get_engine(url).connect() as conn:
         rows = pd.read_sql_query(sql, conn.connection.driver_connection, params=(lo, hi))
-    out = rows.groupby("brand_id", dropna=False).agg(facings=("width_px", "size"),
-                                                    linear_px=("width_px", "sum"))
+    out = rows.groupby("brand_id", dropna=False).agg(
+        facings=("width_px", "size"), linear_px=("width_px", "sum")
+    )
     out["share_facings"] = out["facings"] / out["facings"].sum()
     out["share_linear"] = out["linear_px"] / out["linear_px"].sum()
     return out
@@ -212,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stores", type=int, default=1000)
     parser.add_argument("--weeks", type=int, default=52)
-    parser.add_argument("--db", type=Path, default=None,
-                        help="database file (default /tmp/skuaudit_bench_<stores>x<weeks>.db)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="database file (default /tmp/skuaudit_bench_<stores>x<weeks>.db)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs per query (median)")
     args = parser.parse_args(argv)
     path = args.db or Path(f"/tmp/skuaudit_bench_{args.stores}x{args.weeks}.db")
@@ -227,10 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     url = f"sqlite:///{path}"
     upgrade_database(url)
     with get_engine(url).connect() as conn:
-        counts = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
-                  for t in ("stores", "audits", "detections", "brand_metrics")}
-    print(", ".join(f"{n:,} {t}" for t, n in counts.items())
-          + f"; {path.stat().st_size / 2**20:,.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+        counts = {
+            t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar()
+            for t in ("stores", "audits", "detections", "brand_metrics")
+        }
+    print(
+        ", ".join(f"{n:,} {t}" for t, n in counts.items())
+        + f"; {path.stat().st_size / 2**20:,.0f} MiB; load average {os.getloadavg()[0]:.1f}"
+    )
     first, last = reports.audit_date_range(url)
     queries = _queries(url, first, last)
 
@@ -255,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in timed.items():
         print(f"{name:<{width}}  {ms:9.1f}  {unindexed[name]:20.1f}  {unindexed[name] / ms:5.1f}x")
     share_ms = timed["share_of_shelf (all stores, all weeks)"]
-    print(f"baseline: share of shelf with pandas over all detection rows: {pandas_ms:,.0f} ms "
-          f"({pandas_ms / share_ms:,.0f}x the stored-metrics query)")
+    print(
+        f"baseline: share of shelf with pandas over all detection rows: {pandas_ms:,.0f} ms "
+        f"({pandas_ms / share_ms:,.0f}x the stored-metrics query)"
+    )
     slow = [n for n, ms in timed.items() if ms >= 1000]
     print("all queries under 1 s" if not slow else f"over 1 s: {', '.join(slow)}")
     return 0

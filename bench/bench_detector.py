@@ -3,12 +3,14 @@
 Prints:
 
 - single-pass ms/frame (median) of the raw network per runtime, and of a full ``detect()`` call
-  (resize + network + decode + NMS), with the ratio to a plain ``tf.function`` call;
+  (resize + network + decode + NMS), with the ratio to a plain ``tf.function`` call; the tiled
+  photo path on a 1200x1600 photo with one view and with the mirrored view;
 - product AP50 / AR300 on freshly rendered synthetic shelves (seeds never used in training), tiled;
   and on 640x480 renders in one pass vs the photo path;
 - gap AP50 / AP50:95 on the validation split of ``../shared/data/shelf-gaps`` (same split as
   training: sorted names, seed 0, 20 %), in one pass (squashed to the input), through the photo
-  path as they come (416x416: tiled when ``tile_above_px`` is below that), and resized to
+  path as they come (416x416: tiled when ``tile_above_px`` is below that) with one view and with
+  the mirrored view fused in for gaps (``flip_classes``), and resized to
   1200x1600 through the tiled photo path (gaps at the scale of a merchandiser's photo);
 - on ``../shared/data/shelf-photos`` (tiled): mean product boxes per photo and the row-count
   error against ``row_counts.json`` (mean absolute error as % of the true count).
@@ -71,6 +73,17 @@ def bench_speed(model_dir: Path, frames: int) -> None:
     )
     for runtime, raw_ms, detect_ms in rows:
         print(f"| {runtime} | {raw_ms:.1f} | {detect_ms:.1f} | {base / raw_ms:.2f}x |")
+    # The photo path on a phone-sized photo: tiles (+ the whole-image pass), one or two views.
+    photo = render_shelf(seed=999_002, width=1200, height=1600).image_bgr
+    detector = Detector.load(model_dir)
+    times = {}
+    for mirrored in (False, True):
+        detector.config.flip_classes = ["gap"] if mirrored else []
+        times[mirrored] = median_ms(lambda: detector.detect(photo, tiled=True), max(5, frames // 5))
+    print(
+        f"\nTiled detect() on a 1200x1600 photo (TFLite, median): one view {times[False]:.0f} ms, "
+        f"with the mirrored view {times[True]:.0f} ms ({times[True] / times[False]:.2f}x)"
+    )
 
 
 def bench_synthetic(detector: Detector, n: int) -> None:
@@ -112,15 +125,20 @@ def bench_gaps(detector: Detector) -> None:
     gaps = read_dataset(SHARED / "shelf-gaps", "yolo", class_map={"0": "gap"})
     _, val = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
     print(f"\n## shelf-gaps validation split ({len(val)} photos 416x416)")
-    for label, tiled in (
-        ("one pass (squashed to the input)", False),
-        (f"photo path (tiled above {detector.config.tile_above_px} px)", None),
+    flip = detector.config.flip_classes
+    path = f"photo path (tiled above {detector.config.tile_above_px} px)"
+    for label, tiled, mirrored in (
+        ("one pass (squashed to the input)", False, False),
+        (f"{path}, one view", None, False),
+        (f"{path}, with the mirrored view (gaps)", None, True),
     ):
+        detector.config.flip_classes = ["gap"] if mirrored else []
         m = evaluate_detector(detector, val, tiled=tiled)["gap"]
         print(
             f"- {label}: gap AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f}"
             " (YOLOv7 of the data set's authors: AP50 0.761)"
         )
+    detector.config.flip_classes = flip
     # The photo path: a merchandiser's photo is ~1200x1600 and tiled, so a gap is about twice the
     # size it has in a 416x416 squashed photo run in one pass. Un-squashing the same photos to the
     # SKU-110K aspect measures gaps at that scale (the upscaled photos are softer than real ones).

@@ -31,8 +31,15 @@ from skuaudit.export import export_savedmodel, export_tfjs, export_tflite, run_t
 from skuaudit.web import COMPONENT_DIR  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAGE = """<!doctype html><script src="vendor/tf.min.js"></script><script src="vendor/tf-backend-wasm.min.js"></script>
 <script>
 async function bench(backend, repeat, info) {
@@ -95,7 +102,9 @@ def _chromium(tfjs_dir: Path, repeat: int) -> dict[str, float | None]:
                     page = browser.new_page()
                     page.goto(f"http://127.0.0.1:{httpd.server_port}/index.html")
                     try:
-                        out[backend] = page.evaluate("([b, r, i]) => bench(b, r, i)", [backend, repeat, info])
+                        out[backend] = page.evaluate(
+                            "([b, r, i]) => bench(b, r, i)", [backend, repeat, info]
+                        )
                     except Exception as exc:  # noqa: BLE001 - a backend this browser lacks is reported, not fatal
                         print(f"chromium {backend}: unavailable ({str(exc).splitlines()[0]})")
                         out[backend] = None
@@ -122,9 +131,14 @@ def main() -> int:
             from skuaudit.detector import DetectorConfig, build_raw_model, save_model_folder
 
             config = DetectorConfig(image_size=320, alpha=0.35)
-            model_dir = save_model_folder(build_raw_model(config), config, tmp / "model", with_tflite=False)
-        saved, tfjs_dir, lite = export_savedmodel(model_dir, tmp / "sm"), export_tfjs(model_dir, tmp / "tfjs"), \
-            export_tflite(model_dir, tmp / "tflite")
+            model_dir = save_model_folder(
+                build_raw_model(config), config, tmp / "model", with_tflite=False
+            )
+        saved, tfjs_dir, lite = (
+            export_savedmodel(model_dir, tmp / "sm"),
+            export_tfjs(model_dir, tmp / "tfjs"),
+            export_tflite(model_dir, tmp / "tflite"),
+        )
         import json
 
         info = json.loads((tfjs_dir / "export.json").read_text())
@@ -132,8 +146,11 @@ def main() -> int:
         image = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
         thr = tf.constant(info["score_threshold"])
         fn = tf.saved_model.load(str(saved)).signatures["detect_normalized"]
-        results = {"python savedmodel (tf.function, decode+NMS in graph)": _median_ms(
-            lambda: fn(image=tf.constant(image), score_threshold=thr), args.repeat)}
+        results = {
+            "python savedmodel (tf.function, decode+NMS in graph)": _median_ms(
+                lambda: fn(image=tf.constant(image), score_threshold=thr), args.repeat
+            )
+        }
         interp = Interpreter(model_path=str(lite / "model.tflite"), num_threads=2)
         interp.allocate_tensors()
         inp, outp = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]

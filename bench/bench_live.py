@@ -27,14 +27,18 @@ from skuaudit.demo import seed_demo
 from skuaudit.live import LivePipeline, draw_live_overlay
 
 
-def camera_frames(n: int, width: int = 640, height: int = 480, pan_px: int = 64) -> list[np.ndarray]:
+def camera_frames(
+    n: int, width: int = 640, height: int = 480, pan_px: int = 64
+) -> list[np.ndarray]:
     """A slow pan across a generated shelf, like a phone held in front of it."""
     shelf = render_shelf(11, width + pan_px, height, n_rows=3, difficulty=0.5)
     offsets = np.linspace(0, pan_px, n).round().astype(int)
     return [np.ascontiguousarray(shelf.image_bgr[:, x : x + width]) for x in offsets]
 
 
-def bench_serial(pipeline: LivePipeline, frames: list[np.ndarray], seconds: float, camera_fps: float) -> dict:
+def bench_serial(
+    pipeline: LivePipeline, frames: list[np.ndarray], seconds: float, camera_fps: float
+) -> dict:
     """Analyse and draw each camera frame before returning it; frames that arrive meanwhile are lost."""
     interval = 1.0 / camera_fps
     latencies, shown, start = [], 0, time.perf_counter()
@@ -49,11 +53,16 @@ def bench_serial(pipeline: LivePipeline, frames: list[np.ndarray], seconds: floa
         next_at = max(next_at + interval, time.perf_counter())
         time.sleep(max(0.0, next_at - time.perf_counter()))
     elapsed = time.perf_counter() - start
-    return {"processed_fps": shown / elapsed, "video_fps": shown / elapsed,
-            "latency_ms": statistics.median(latencies)}
+    return {
+        "processed_fps": shown / elapsed,
+        "video_fps": shown / elapsed,
+        "latency_ms": statistics.median(latencies),
+    }
 
 
-def bench_live(pipeline: LivePipeline, frames: list[np.ndarray], seconds: float, camera_fps: float) -> dict:
+def bench_live(
+    pipeline: LivePipeline, frames: list[np.ndarray], seconds: float, camera_fps: float
+) -> dict:
     processor = pipeline.new_processor()
     processor.process(frames[0])
     processor.wait_processed(1, timeout_s=60)  # warm-up: first inference traces the graphs
@@ -74,14 +83,20 @@ def bench_live(pipeline: LivePipeline, frames: list[np.ndarray], seconds: float,
     elapsed = time.perf_counter() - start
     state = processor.snapshot()
     processor.close()
-    return {"processed_fps": state.processed_frames / elapsed, "video_fps": returned / elapsed,
-            "latency_ms": statistics.median(latencies) if latencies else float("nan"),
-            "dropped": state.dropped_frames, "received": state.received_frames}
+    return {
+        "processed_fps": state.processed_frames / elapsed,
+        "video_fps": returned / elapsed,
+        "latency_ms": statistics.median(latencies) if latencies else float("nan"),
+        "dropped": state.dropped_frames,
+        "received": state.received_frames,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, help="detector folder (default: the active model)")
+    parser.add_argument(
+        "--model-dir", type=Path, help="detector folder (default: the active model)"
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--camera-fps", type=float, default=30.0)
     args = parser.parse_args()
@@ -95,15 +110,21 @@ def main() -> None:
         serial = bench_serial(pipeline, frames, args.seconds, args.camera_fps)
         live = bench_live(pipeline, frames, args.seconds, args.camera_fps)
 
-    print(f"model {pipeline.model_name}, 640x480 frames, camera {args.camera_fps:.0f} fps, "
-          f"{args.seconds:.0f} s each")
+    print(
+        f"model {pipeline.model_name}, 640x480 frames, camera {args.camera_fps:.0f} fps, "
+        f"{args.seconds:.0f} s each"
+    )
     print(f"{'path':<8} {'processed fps':>14} {'video fps':>10} {'latency ms (median)':>20}")
     for name, r in (("serial", serial), ("live", live)):
-        print(f"{name:<8} {r['processed_fps']:>14.1f} {r['video_fps']:>10.1f} {r['latency_ms']:>20.0f}")
-    print(f"ratios live/serial: processed fps x{live['processed_fps'] / serial['processed_fps']:.2f}, "
-          f"video fps x{live['video_fps'] / serial['video_fps']:.2f}, "
-          f"latency x{live['latency_ms'] / serial['latency_ms']:.2f}; "
-          f"dropped {live['dropped']} of {live['received']} camera frames")
+        print(
+            f"{name:<8} {r['processed_fps']:>14.1f} {r['video_fps']:>10.1f} {r['latency_ms']:>20.0f}"
+        )
+    print(
+        f"ratios live/serial: processed fps x{live['processed_fps'] / serial['processed_fps']:.2f}, "
+        f"video fps x{live['video_fps'] / serial['video_fps']:.2f}, "
+        f"latency x{live['latency_ms'] / serial['latency_ms']:.2f}; "
+        f"dropped {live['dropped']} of {live['received']} camera frames"
+    )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,17 @@ def _analysis(rng: np.random.Generator, brand_ids: list[int], n: int = 150, gaps
     y1 = rng.uniform(0, 1000, n + gaps).astype(np.float32)
     xyxy = np.stack([x1, y1, x1 + 40, y1 + 90], axis=1)
     class_id = np.array([0] * n + [1] * gaps)
-    det = Detections(xyxy, np.full(n + gaps, 0.8), class_id, {
-        "brand_id": np.concatenate([rng.choice(brand_ids, n), [-1] * gaps]),
-        "brand_score": np.full(n + gaps, 0.7), "shelf_row": (y1 // 200).astype(int),
-        "corrected": np.zeros(n + gaps, bool)})
+    det = Detections(
+        xyxy,
+        np.full(n + gaps, 0.8),
+        class_id,
+        {
+            "brand_id": np.concatenate([rng.choice(brand_ids, n), [-1] * gaps]),
+            "brand_score": np.full(n + gaps, 0.7),
+            "shelf_row": (y1 // 200).astype(int),
+            "corrected": np.zeros(n + gaps, bool),
+        },
+    )
     return ImageAnalysis(np.zeros((1000, 1600, 3), np.uint8), det)
 
 
@@ -54,22 +61,39 @@ def plain(path: Path, store_id: int, analyses) -> float:
                 "INSERT INTO audits (store_id, user_name, created_at, source, model_name, product_count,"
                 " gap_count, gap_share_width, shelf_width_px, notes, is_demo)"
                 " VALUES (?, '', datetime('now'), 'photo', '', ?, ?, 0, 0, '', 0)",
-                (store_id, int((d.class_id == 0).sum()), int((d.class_id == 1).sum())))
+                (store_id, int((d.class_id == 0).sum()), int((d.class_id == 1).sum())),
+            )
             audit_id = cur.lastrowid
-            conn.execute("INSERT INTO audit_images (audit_id, image_index, width, height, image_jpeg)"
-                         " VALUES (?, 0, 1600, 1000, ?)", (audit_id, JPEG))
+            conn.execute(
+                "INSERT INTO audit_images (audit_id, image_index, width, height, image_jpeg)"
+                " VALUES (?, 0, 1600, 1000, ?)",
+                (audit_id, JPEG),
+            )
             conn.executemany(
                 "INSERT INTO detections (audit_id, image_index, x1, y1, x2, y2, score, class_name,"
                 " brand_id, brand_score, shelf_row, corrected) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                [(audit_id, *map(float, d.xyxy[i]), float(d.confidence[i]),
-                  "product" if d.class_id[i] == 0 else "gap",
-                  int(d.data["brand_id"][i]) if d.data["brand_id"][i] >= 0 else None, 0.7,
-                  int(d.data["shelf_row"][i])) for i in range(len(d))])
+                [
+                    (
+                        audit_id,
+                        *map(float, d.xyxy[i]),
+                        float(d.confidence[i]),
+                        "product" if d.class_id[i] == 0 else "gap",
+                        int(d.data["brand_id"][i]) if d.data["brand_id"][i] >= 0 else None,
+                        0.7,
+                        int(d.data["shelf_row"][i]),
+                    )
+                    for i in range(len(d))
+                ],
+            )
             brands, counts = np.unique(d.data["brand_id"][d.class_id == 0], return_counts=True)
             conn.executemany(
                 "INSERT INTO brand_metrics (audit_id, brand_id, facings, share_facings, linear_px,"
                 " share_linear, is_stockout, below_target) VALUES (?, ?, ?, ?, 0, 0, 0, 0)",
-                [(audit_id, int(b), int(c), float(c / counts.sum())) for b, c in zip(brands, counts, strict=True)])
+                [
+                    (audit_id, int(b), int(c), float(c / counts.sum()))
+                    for b, c in zip(brands, counts, strict=True)
+                ],
+            )
     conn.close()
     return len(analyses) / (time.perf_counter() - start)
 
@@ -92,8 +116,11 @@ def main() -> None:
                 s.flush()
                 store_id, brand_ids = store.id, [b.id for b in brands]
             analyses = [_analysis(rng, brand_ids) for _ in range(args.audits)]
-            results[name] = (ours(url, store_id, brand_ids, analyses) if name == "ours"
-                             else plain(path, store_id, analyses))
+            results[name] = (
+                ours(url, store_id, brand_ids, analyses)
+                if name == "ours"
+                else plain(path, store_id, analyses)
+            )
     print(f"audit save, {args.audits} audits of 155 boxes, SQLite WAL, one transaction each")
     print(f"  save_audit (ORM + metrics) : {results['ours']:7.1f} audits/s")
     print(f"  plain sqlite3 executemany  : {results['plain']:7.1f} audits/s")

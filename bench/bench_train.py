@@ -33,8 +33,15 @@ def ours(steps: int, batch_size: int, image_size: int, folder: Path) -> float:
         images.append(shelf.to_labeled_image(path))
     events: list[dict] = []
     config = TrainConfig(
-        out_dir=folder / "model", steps=steps, batch_size=batch_size, image_size=image_size,
-        eval_every=10**6, log_every=5, export_tflite=False, val_fraction=0.1, eval_max_images=1,
+        out_dir=folder / "model",
+        steps=steps,
+        batch_size=batch_size,
+        image_size=image_size,
+        eval_every=10**6,
+        log_every=5,
+        export_tflite=False,
+        val_fraction=0.1,
+        eval_max_images=1,
     )
     train_detector(config, [Dataset(["product", "gap"], images)], progress_callback=events.append)
     rates = [e["images_per_s"] for e in events if e.get("event") == "step" and e["step"] > 10]
@@ -54,8 +61,13 @@ def baseline(steps: int, batch_size: int, image_size: int) -> float:
     def step(x):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                      model.trainable_variables, strict=True))
+        optimizer.apply_gradients(
+            zip(
+                tape.gradient(loss, model.trainable_variables),
+                model.trainable_variables,
+                strict=True,
+            )
+        )
         return loss
 
     step(batch)  # trace

@@ -40,8 +40,10 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="full-size dashboard database")
     parser.add_argument("--only", nargs="*", help="run only these scripts (e.g. bench_save.py)")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     timings, failed = [], []
     for title, (script, *rest) in commands(args.full):
         if args.only and script not in args.only:

@@ -84,11 +84,11 @@ def calibrate_thresholds(
     gaps,
     n: int = 30,
     tile_above_px: int | None = None,
-    flip_test_time: bool | None = None,
+    flip_classes: list[str] | None = None,
 ) -> dict:
     """Set the photo-path settings in ``model_dir/config.json``: ``whole_image_classes`` ``gap``,
-    ``tile_above_px`` and ``flip_test_time`` (when given; photos larger than that are tiled,
-    tiled photos are also run mirrored), and
+    ``tile_above_px`` and ``flip_classes`` (when given; photos larger than that are tiled,
+    and also run mirrored for those classes), and
     ``class_score_thresholds``, each at the score where the detected count equals the true count
     (``count_matching_threshold``, with the photo path's tiling rule):
 
@@ -113,8 +113,9 @@ def calibrate_thresholds(
     config["detector"]["whole_image_classes"] = ["gap"]
     if tile_above_px is not None:
         config["detector"]["tile_above_px"] = tile_above_px
-    if flip_test_time is not None:
-        config["detector"]["flip_test_time"] = flip_test_time
+    if flip_classes is not None:
+        config["detector"]["flip_classes"] = list(flip_classes)
+    mirrored = set(config["detector"].get("flip_classes", []))
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     folder = work / "calibration"
@@ -129,13 +130,13 @@ def calibrate_thresholds(
     gaps_train, _ = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
     tiled = [max(im.width, im.height) > config["detector"]["tile_above_px"] for im in gaps_train]
     tiling = "tiled" if all(tiled) else "one pass" if not any(tiled) else "tiled when large"
-    if config["detector"].get("flip_test_time") and any(tiled):
+    if "gap" in mirrored and any(tiled):
         tiling += ", with the mirrored view"
     results = {
         "product": (
             count_matching_threshold(detector, images, "product"),
             f"{n} generated shelves, render seeds 700000-{700000 + n - 1}, tiled"
-            + (", with the mirrored view" if config["detector"].get("flip_test_time") else ""),
+            + (", with the mirrored view" if "product" in mirrored else ""),
         ),
         "gap": (
             count_matching_threshold(detector, gaps_train, "gap"),
@@ -240,11 +241,11 @@ def main() -> int:
         "config.json value)",
     )
     parser.add_argument(
-        "--flip-test-time",
-        action=argparse.BooleanOptionalAction,
+        "--flip-classes",
+        type=lambda text: [c for c in text.split(",") if c],
         default=None,
-        help="photo path: also run tiled photos mirrored and fuse both views (default: the "
-        "model's config.json value)",
+        help="photo path: classes whose boxes fuse tiled photos with their mirror image, e.g. "
+        "gap; '' for none (default: the model's config.json value)",
     )
     parser.add_argument(
         "--photo-textures",
@@ -260,7 +261,7 @@ def main() -> int:
             args.work,
             read_dataset(args.gaps, "yolo", class_map={"0": "gap"}),
             tile_above_px=args.tile_above_px,
-            flip_test_time=args.flip_test_time,
+            flip_classes=args.flip_classes,
         )
         return 0
 
@@ -333,7 +334,7 @@ def main() -> int:
             args.work,
             gaps,
             tile_above_px=args.tile_above_px,
-            flip_test_time=args.flip_test_time,
+            flip_classes=args.flip_classes,
         )
         return 0
 
@@ -364,7 +365,7 @@ def main() -> int:
         args.work,
         gaps,
         tile_above_px=args.tile_above_px,
-        flip_test_time=args.flip_test_time,
+        flip_classes=args.flip_classes,
     )
     return 0
 

@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """The photo-path switches: ``--tiled`` / ``--single-pass`` into ``args.tiled`` (``None``:
-    the model's size rule), ``--flip`` / ``--no-flip`` into ``args.flip_test_time`` (``None``:
-    the model's ``flip_test_time``)."""
+    the model's size rule), ``--flip`` / ``--no-flip`` into ``args.flip`` (``None``: the
+    model's ``flip_classes``; see :func:`apply_flip_argument`)."""
     tiling = parser.add_mutually_exclusive_group()
     tiling.add_argument(
         "--tiled",
@@ -44,15 +44,20 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     flip = parser.add_mutually_exclusive_group()
     flip.add_argument(
         "--flip",
-        dest="flip_test_time",
+        dest="flip",
         action="store_true",
         default=None,
-        help="tiled photos: also run the mirrored tiles and fuse both views (default: the "
-        "model's flip_test_time)",
+        help="tiled photos: also run the mirrored tiles and fuse both views' boxes of every "
+        "class (default: the model's flip_classes)",
     )
-    flip.add_argument(
-        "--no-flip", dest="flip_test_time", action="store_false", help="tiled photos: one view"
-    )
+    flip.add_argument("--no-flip", dest="flip", action="store_false", help="tiled photos: one view")
+
+
+def apply_flip_argument(config, flip: bool | None) -> None:
+    """``--flip`` fuses the mirrored view for every class, ``--no-flip`` for none, ``None`` keeps
+    the model's ``flip_classes``."""
+    if flip is not None:
+        config.flip_classes = list(config.class_names) if flip else []
 
 
 def _read_image(path: Path):
@@ -86,8 +91,7 @@ def cli_main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         print(f"skuaudit detect: {exc}", file=sys.stderr)
         return 2
-    if args.flip_test_time is not None:
-        detector.config.flip_test_time = args.flip_test_time
+    apply_flip_argument(detector.config, args.flip)
     results = []
     for path, image in zip(args.photos, images, strict=True):
         detections = detector.detect(image, score_threshold=args.score_threshold, tiled=args.tiled)

@@ -49,9 +49,10 @@ class DetectorConfig:
             boxes of these classes with the tiles' (e.g. ``["gap"]``: an empty stretch of shelf can
             be wider than a tile, and whole shelf photos squashed to the input are what the
             shelf-gaps data shows); ``[]`` runs the tiles alone.
-        flip_test_time: in tiled mode (photos, not video frames), also run every tile mirrored
-            left-right and fuse the two views' boxes (weighted box fusion,
-            ``postprocess.fuse_views``): twice the model runs for a steadier photo result.
+        flip_classes: in tiled mode (photos, not video frames), also run every tile mirrored
+            left-right and, for these classes, fuse the boxes of the two views (weighted box
+            fusion, ``postprocess.fuse_views``; e.g. ``["gap"]``); the other classes keep the
+            plain view's boxes. ``[]`` runs one view.
         fusion_iou: IoU above which boxes of the two views are fused into one.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).
@@ -87,7 +88,7 @@ class DetectorConfig:
     tile_fraction: float = 0.4
     tile_overlap: float = 0.25
     whole_image_classes: list[str] = field(default_factory=list)
-    flip_test_time: bool = False
+    flip_classes: list[str] = field(default_factory=list)
     fusion_iou: float = 0.55
     containment: float = 0.8
     stack_min_contained: int = 2
@@ -109,6 +110,7 @@ class DetectorConfig:
         for setting, names in (
             ("class_score_thresholds", self.class_score_thresholds),
             ("whole_image_classes", self.whole_image_classes),
+            ("flip_classes", self.flip_classes),
         ):
             unknown = sorted(set(names) - set(self.class_names))
             if unknown:

@@ -179,8 +179,8 @@ class Detector:
                 borders (plus one whole-image pass for ``config.whole_image_classes``);
                 ``False`` resizes the whole image to the model input (video frames); ``None``
                 tiles when the longer side exceeds ``config.tile_above_px``. With
-                ``config.flip_test_time`` the tiled mode also runs every tile mirrored and fuses
-                the two views (``postprocess.fuse_views``).
+                ``config.flip_classes`` the tiled mode also runs every tile mirrored and fuses
+                the two views' boxes of those classes (``postprocess.fuse_views``).
 
         Returns:
             Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
@@ -214,8 +214,8 @@ class Detector:
             inputs.append(self._to_input(image_bgr))
             tiles = np.vstack([tiles, [[0, 0, width, height]]])
         batch = np.stack(inputs)
-        num_views = 2 if cfg.flip_test_time else 1
-        if cfg.flip_test_time:  # the mirrored tiles of the same batch
+        num_views = 2 if cfg.flip_classes else 1
+        if cfg.flip_classes:  # the mirrored tiles of the same batch
             batch = np.concatenate([batch, batch[:, :, ::-1]])
         raws = self.predict_raw(batch)
         views = []
@@ -233,11 +233,23 @@ class Detector:
                 whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
                 parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
             views.append(merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou))
-        merged = views[0] if num_views == 1 else fuse_views(views, iou_threshold=cfg.fusion_iou)
+        merged = views[0] if num_views == 1 else self._fuse_mirrored(*views)
         det = self._suppress_nested(merged)
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.
         return det[det.confidence >= per_class[det.class_id]]
+
+    def _fuse_mirrored(self, plain: Detections, mirrored: Detections) -> Detections:
+        """The plain view's boxes, those of ``config.flip_classes`` fused with the mirrored's."""
+        cfg = self.config
+        flip_ids = [cfg.class_names.index(c) for c in cfg.flip_classes]
+        fused_plain = np.isin(plain.class_id, flip_ids)
+        fused = fuse_views(
+            [plain[fused_plain], mirrored[np.isin(mirrored.class_id, flip_ids)]],
+            iou_threshold=cfg.fusion_iou,
+        )
+        merged = Detections.merge([plain[~fused_plain], fused])
+        return merged[np.argsort(-merged.confidence, kind="stable")]
 
     def _suppress_nested(self, det: Detections) -> Detections:
         cfg = self.config

@@ -343,22 +343,23 @@ def predict_dataset(
     gt: Dataset,
     score_threshold: float = AP_SCORE_THRESHOLD,
     tiled: bool | None = None,
-    flip_test_time: bool | None = None,
+    flip: bool | None = None,
 ) -> list[Detections]:
     """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily).
 
     ``score_threshold`` is low by default so the precision/recall curve behind AP is complete
     (the model's own, higher, defaults would cut it); counting applies its thresholds afterwards.
     ``tiled`` is ``Detector.detect``'s (``None``: the model's rule by image size);
-    ``flip_test_time`` replaces the model's setting of that name unless ``None``.
+    ``flip`` is ``skuaudit detect --flip`` (every class) / ``--no-flip`` (none), ``None`` the
+    model's ``flip_classes``.
     """
     import cv2
 
     from skuaudit.detector import Detector
+    from skuaudit.detector.cli import apply_flip_argument
 
     detector = Detector.load(model_dir)
-    if flip_test_time is not None:
-        detector.config.flip_test_time = flip_test_time
+    apply_flip_argument(detector.config, flip)
     predictions = []
     for item in gt.images:
         image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
@@ -441,9 +442,7 @@ def cli_main(argv: list[str]) -> int:
             train, val = split_by_image(gt, args.val_fraction, args.seed)
             gt = Dataset(gt.classes, val if args.split == "val" else train, gt.problems)
         model_dir = args.model or get_settings().default_model_dir
-        predictions = predict_dataset(
-            model_dir, gt, tiled=args.tiled, flip_test_time=args.flip_test_time
-        )
+        predictions = predict_dataset(model_dir, gt, tiled=args.tiled, flip=args.flip)
         if args.score_threshold is None:
             from skuaudit.detector.detector import read_model_config
 

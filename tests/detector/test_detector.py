@@ -196,9 +196,11 @@ def test_class_score_thresholds(
         np.testing.assert_array_equal(det[det.class_id == class_id].xyxy, expected.xyxy)
 
 
-def test_flip_test_time_fuses_the_photo_with_its_mirror(tiny_detector, shelf_bgr):
-    """Tiled mode with ``flip_test_time`` equals fusing the plain tiled boxes of the photo with
-    the mirrored tiled boxes of its mirror image; single-pass mode (video) ignores the setting."""
+@pytest.mark.parametrize("flip_classes", [["product", "gap"], ["gap"]])
+def test_flip_classes_fuse_the_photo_with_its_mirror(tiny_detector, shelf_bgr, flip_classes):
+    """Tiled mode with ``flip_classes`` equals fusing, for those classes, the plain tiled boxes
+    of the photo with the mirrored tiled boxes of its mirror image; the other classes keep the
+    plain boxes; single-pass mode (video) ignores the setting."""
     from skuaudit.detector.postprocess import fuse_views
 
     detector = Detector.load(tiny_detector[0])
@@ -210,21 +212,29 @@ def test_flip_test_time_fuses_the_photo_with_its_mirror(tiny_detector, shelf_bgr
     )
     mirrored.xyxy[:, [0, 2]] = width - mirrored.xyxy[:, [2, 0]]
     one_pass = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
-    detector.config.flip_test_time = True
-    fused = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
-    expected = fuse_views([plain, mirrored], iou_threshold=detector.config.fusion_iou)
-    expected = expected[expected.confidence >= 0.05]
-    assert len(fused) > len(plain) // 2
-    np.testing.assert_array_equal(fused.class_id, expected.class_id)
-    np.testing.assert_allclose(fused.xyxy, expected.xyxy, atol=0.5)
-    np.testing.assert_allclose(fused.confidence, expected.confidence, atol=1e-3)
+    detector.config.flip_classes = flip_classes
+    result = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    for class_id, name in enumerate(detector.config.class_names):
+        got = result[result.class_id == class_id]
+        expected = plain[plain.class_id == class_id]
+        if name in flip_classes:
+            expected = fuse_views(
+                [expected, mirrored[mirrored.class_id == class_id]],
+                iou_threshold=detector.config.fusion_iou,
+            )
+            expected = expected[expected.confidence >= 0.05]
+        np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=0.5)
+        np.testing.assert_allclose(got.confidence, expected.confidence, atol=1e-3)
+    assert len(result) > 0 and np.all(np.diff(result.confidence) <= 0)
     again = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
     np.testing.assert_array_equal(again.xyxy, one_pass.xyxy)
 
 
-def test_fusion_iou_is_checked():
+def test_flip_settings_are_checked():
     with pytest.raises(ValueError, match="fusion_iou"):
         DetectorConfig(fusion_iou=1.0)
+    with pytest.raises(ValueError, match="flip_classes names unknown classes"):
+        DetectorConfig(flip_classes=["shelf"])
 
 
 @pytest.mark.parametrize("flag, flip", [("--flip", True), ("--no-flip", False)])
@@ -237,7 +247,7 @@ def test_cli_flip_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag, flip)
     assert main([*argv, "--score-threshold", "0.05"]) == 0
     out = json.loads(capsys.readouterr().out)[0]["detections"]
     detector = Detector.load(tiny_detector[0])
-    detector.config.flip_test_time = flip
+    detector.config.flip_classes = ["product", "gap"] if flip else []
     expected = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
     assert len(out) == len(expected)
     np.testing.assert_allclose([d["xyxy"] for d in out], expected.xyxy, atol=0.01)

@@ -47,10 +47,10 @@ def test_calibration_with_the_mirrored_view(tiny_detector, synth_shelf_dataset, 
         synth_shelf_dataset,
         n=1,
         tile_above_px=300,
-        flip_test_time=True,
+        flip_classes=["gap"],
     )
     saved = json.loads((model_dir / "config.json").read_text())
-    assert saved["detector"]["flip_test_time"] is True
+    assert saved["detector"]["flip_classes"] == ["gap"]
     calibration = saved["training"]["threshold_calibration"]
     assert calibration["gap"]["images"].endswith(", tiled, with the mirrored view")
-    assert calibration["product"]["images"].endswith(", tiled, with the mirrored view")
+    assert calibration["product"]["images"].endswith(", tiled")

@@ -123,7 +123,7 @@ def test_cli_json_with_stubbed_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
         evaluate,
         "predict_dataset",
-        lambda model_dir, gt, tiled=None, flip_test_time=None: _self_predictions(gt),
+        lambda model_dir, gt, tiled=None, flip=None: _self_predictions(gt),
     )
     assert (
         evaluate.cli_main(
@@ -218,10 +218,10 @@ def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     for name, figures in evaluate_detector(detector, gt.images, tiled=True).items():
         assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
-    # --flip adds the mirrored view to the tiled photo path, as the model setting would
+    # --flip adds the mirrored view of every class to the tiled photo path
     assert evaluate.cli_main([*args, "--flip"]) == 0
     out = json.loads(capsys.readouterr().out)
-    detector.config.flip_test_time = True
+    detector.config.flip_classes = ["product", "gap"]
     for name, figures in evaluate_detector(detector, gt.images, tiled=True).items():
         assert out["per_class"][name]["ap50"] == pytest.approx(figures["AP50"], abs=1e-9)
 
@@ -235,7 +235,7 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
     seen: list[list[str]] = []
     tiling: list[bool | None] = []
 
-    def predict(model_dir, gt, tiled=None, flip_test_time=None):
+    def predict(model_dir, gt, tiled=None, flip=None):
         seen.append(sorted(str(im.path) for im in gt.images))
         tiling.append(tiled)
         return _self_predictions(gt)
