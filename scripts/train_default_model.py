@@ -23,7 +23,7 @@ Every set is split 80/20 by image (sorted names, seed 0).
 Each run ends by setting the photo-path settings of the model folder (``calibrate_thresholds``:
 per-class thresholds, the whole-image gap pass and, with ``--tile-above-px``, the tiling rule).
 
-The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~153
+The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~196
 minutes of CPU in all)::
 
     W="--work /tmp/skuaudit_run2 --photo-textures --synth-images 1500 --gap-repeats 3 --lr 1e-3 --eval-every 500"
@@ -35,7 +35,10 @@ minutes of CPU in all)::
         --steps 7000 --out /tmp/D
     python scripts/train_default_model.py $W --gap-repeats 6 --lr 7e-4 --eval-every 1000 \
         --init-model /tmp/D --head-depth 4 --small-photo-crop 0.35,1.0 --steps 12000 \
-        --tile-above-px 400 --out models/default
+        --tile-above-px 400 --out /tmp/E
+    python scripts/train_default_model.py $W --gap-repeats 6 --lr 7e-4 --eval-every 1000 \
+        --init-model /tmp/E --head-depth 4 --separate-towers --small-photo-crop 0.35,1.0 \
+        --steps 9000 --tile-above-px 400 --flip-classes gap --out models/default
 
 Other uses::
 
