@@ -21,7 +21,8 @@ Every set is split 80/20 by image (sorted names, seed 0).
    default model, so the shipped model has none.
 
 Each run ends by setting the photo-path settings of the model folder (``calibrate_thresholds``:
-per-class thresholds, the whole-image gap pass and, with ``--tile-above-px``, the tiling rule).
+per-class thresholds, the whole-image gap pass and, with ``--tile-above-px`` and ``--flip-classes``,
+the tiling rule and the classes fused with the mirrored view).
 
 The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~196
 minutes of CPU in all)::
