@@ -27,19 +27,10 @@ import streamlit_webrtc  # noqa: F401, I001  (before TensorFlow: STACK.md)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from skuaudit.chromium import CHROMIUM, HEADLESS_FLAGS  # noqa: E402
 from skuaudit.export import export_savedmodel, export_tfjs, export_tflite, run_tfjs_in_node  # noqa: E402
 from skuaudit.web import COMPONENT_DIR  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE = """<!doctype html><script src="vendor/tf.min.js"></script><script src="vendor/tf-backend-wasm.min.js"></script>
 <script>
 async function bench(backend, repeat, info) {
@@ -97,7 +88,9 @@ def _chromium(tfjs_dir: Path, repeat: int) -> dict[str, float | None]:
         out = {}
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+                browser = p.chromium.launch(
+                    executable_path=CHROMIUM, args=HEADLESS_FLAGS, headless=True
+                )
                 for backend in ("wasm", "webgl"):
                     page = browser.new_page()
                     page.goto(f"http://127.0.0.1:{httpd.server_port}/index.html")

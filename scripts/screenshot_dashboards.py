@@ -21,19 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from skuaudit.chromium import CHROMIUM, HEADLESS_FLAGS
 from skuaudit.demo import seed_demo
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = {"Share of shelf": "dashboard_share.png", "Stockouts": "dashboard_stockouts.png"}
 MAX_BYTES = 400 * 1024
 PAGE_TIMEOUT_MS = 240_000
@@ -106,7 +97,7 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
             url = f"http://127.0.0.1:{port}"
             _wait_until_up(url, server)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_FLAGS)
                 page = browser.new_page(viewport={"width": width_px, "height": 1000})
                 page.goto(url)
                 saved = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from skuaudit.detections import Detections
+from skuaudit.detections import Detections, box_iou_xyxy
 from skuaudit.detector.boxes import decode_deltas
 
 
@@ -262,10 +262,7 @@ def fuse_views(views: list[Detections], *, iou_threshold: float) -> Detections:
         score_sum, members = [], []
         for box, score in zip(boxes, scores, strict=True):
             if len(fused):
-                inter = _intersection_areas(box[None], fused)[0]
-                area = (box[2] - box[0]) * (box[3] - box[1])
-                areas = (fused[:, 2] - fused[:, 0]) * (fused[:, 3] - fused[:, 1])
-                iou = inter / np.maximum(area + areas - inter, 1e-9)
+                iou = box_iou_xyxy(box[None], fused)[0]
                 best = int(np.argmax(iou))
                 if iou[best] > iou_threshold:
                     weighted_sum[best] += score * box

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import pytest
 
+from skuaudit.chromium import HEADLESS_FLAGS
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -153,13 +155,7 @@ def browser_page(shelf_video):
             executable_path=CHROMIUM,
             headless=True,
             args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_FLAGS,
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-video-capture={shelf_video.path}",

@@ -18,17 +18,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from skuaudit.chromium import CHROMIUM, HEADLESS_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _free_port() -> int:
@@ -94,7 +86,7 @@ def test_browser_runs_model_and_reports_counts(offline_server):
 
     url, log = offline_server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_FLAGS, headless=True)
         try:
             page = browser.new_page()
             deadline = time.monotonic() + 60
