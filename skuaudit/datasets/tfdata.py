@@ -195,7 +195,7 @@ def _class_mask(item: LabeledImage, classes: list[str]) -> np.ndarray:
     return np.array([1.0 if c in annotated else 0.0 for c in classes], np.float32)
 
 
-def _load_example(
+def load_training_example(
     item: LabeledImage,
     classes: list[str],
     image_size: tuple[int, int],
@@ -204,6 +204,13 @@ def _load_example(
     augmenter: Callable | None,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One training example of a labelled image, as ``make_tf_dataset`` yields it (without
+    TensorFlow, so other trainers share it): a random tile (``tile``, drawn from ``rng``),
+    ``augmenter``, resize, padded targets (see ``encode_example``).
+
+    Raises:
+        DatasetError: the image cannot be decoded.
+    """
     image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(f"{item.path}: cannot decode image")
@@ -313,7 +320,7 @@ def make_tf_dataset(
 
     def load(index) -> tuple[np.ndarray, ...]:
         draw = [seed, int(index)] if fixed else [seed, int(index), next(counter)]
-        return _load_example(
+        return load_training_example(
             items[int(index)],
             classes,
             image_size,

@@ -1,10 +1,8 @@
-"""Training-side TensorFlow: the label encoder, the SSD network (MobileNetV2 backbone, FPNLite
-pyramid, shared heads) and its loss.
+"""Training-side TensorFlow: the label encoder and the loss of ``skuaudit train``.
 
-``build_raw_model(config)`` returns a plain Keras model (only built-in layers, so ``model.keras``
-loads without custom objects): input ``(B, S, S, 3)`` float32 RGB in ``0..255``, output
-``(B, A, 4 + C)``: SSD box deltas (see ``boxes.encode_deltas``) then class logits (sigmoid), one row
-per anchor of ``boxes.make_anchors(config.anchor_spec)``.
+The network itself (``build_raw_model``, re-exported here) is backend-agnostic Keras 3 in
+``detector.network``, which also holds ``keras.ops`` versions of the encoder and the loss for the
+JAX trainer (``training.jax_train``); the tests hold both versions equal.
 """
 
 from __future__ import annotations
@@ -13,12 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from skuaudit.detector.config import DetectorConfig
+from skuaudit.detector.network import build_raw_model
 
-_BACKBONE_TAPS = ("block_5_add", "block_12_add", "block_16_project_BN")  # strides 8, 16, 32
-# Keras' MobileNetV2 uses 0.999: trained from scratch for a few thousand CPU steps, its moving
-# statistics would still be half at their initial values and inference-mode outputs useless.
-_BN_MOMENTUM = 0.9
+__all__ = ["LabelEncoder", "build_raw_model", "detection_loss", "iou_yxyx_tf"]
 
 
 def iou_yxyx_tf(boxes: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
@@ -119,94 +114,6 @@ class LabelEncoder:
             (boxes_yxyx_norm, class_ids),
             fn_output_signature=tf.TensorSpec([None, 4 + self.num_classes + 1], tf.float32),
         )
-
-
-def _separable_block(x: tf.Tensor, channels: int, name: str, strides: int = 1) -> tf.Tensor:
-    x = keras.layers.SeparableConv2D(
-        channels, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_sep"
-    )(x)
-    x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(6.0, name=f"{name}_relu")(x)
-
-
-def build_raw_model(config: DetectorConfig) -> keras.Model:
-    """SSD MobileNetV2-FPNLite, randomly initialised (no downloads).
-
-    Args:
-        config: sizes, width and anchor layout.
-
-    Returns:
-        Keras model ``(B, S, S, 3)`` RGB ``0..255`` -> ``(B, A, 4 + C)`` deltas and class logits.
-    """
-    size = config.image_size
-    inputs = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), alpha=config.alpha, include_top=False, weights=None
-    )
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = _BN_MOMENTUM
-    taps = keras.Model(backbone.input, [backbone.get_layer(n).output for n in _BACKBONE_TAPS])
-    c3, c4, c5 = taps(x)
-    ch = config.fpn_channels
-    lateral = [
-        keras.layers.Conv2D(ch, 1, name=f"fpn_lateral{i}")(c)
-        for i, c in zip((3, 4, 5), (c3, c4, c5), strict=True)
-    ]
-    p5 = lateral[2]
-    p4 = keras.layers.Add(name="fpn_add4")(
-        [lateral[1], keras.layers.UpSampling2D(name="fpn_up5")(p5)]
-    )
-    p3 = keras.layers.Add(name="fpn_add3")(
-        [lateral[0], keras.layers.UpSampling2D(name="fpn_up4")(p4)]
-    )
-    levels = [
-        _separable_block(p, ch, f"fpn_p{i}") for i, p in zip((3, 4, 5), (p3, p4, p5), strict=True)
-    ]
-    levels.append(_separable_block(levels[-1], ch, "fpn_p6", strides=2))
-
-    per_location = config.anchor_spec.anchors_per_location
-
-    def tower(prefix: str) -> list:
-        return [
-            keras.layers.SeparableConv2D(
-                ch, 3, padding="same", activation="relu6", name=f"{prefix}{i}"
-            )
-            for i in range(config.head_depth)
-        ]
-
-    if config.separate_towers:
-        box_convs, cls_convs = tower("head_box_conv"), tower("head_class_conv")
-    else:
-        box_convs = cls_convs = tower("head_conv")
-    box_out = keras.layers.SeparableConv2D(per_location * 4, 3, padding="same", name="head_box")
-    prior = -float(tf.math.log((1 - 0.01) / 0.01))  # focal-loss prior: start at p=0.01
-    cls_out = keras.layers.SeparableConv2D(
-        per_location * config.num_classes,
-        3,
-        padding="same",
-        bias_initializer=keras.initializers.Constant(prior),
-        name="head_class",
-    )
-
-    def run(convs: list, x: tf.Tensor) -> tf.Tensor:
-        for conv in convs:
-            x = conv(x)
-        return x
-
-    boxes, logits = [], []
-    for i, level in enumerate(levels):
-        box_h = run(box_convs, level)
-        cls_h = box_h if cls_convs is box_convs else run(cls_convs, level)
-        boxes.append(keras.layers.Reshape((-1, 4), name=f"box_level{i}")(box_out(box_h)))
-        logits.append(
-            keras.layers.Reshape((-1, config.num_classes), name=f"class_level{i}")(cls_out(cls_h))
-        )
-    box_all = keras.layers.Concatenate(axis=1, name="box_deltas")(boxes)
-    cls_all = keras.layers.Concatenate(axis=1, name="class_logits")(logits)
-    outputs = keras.layers.Concatenate(axis=-1, name="raw_outputs")([box_all, cls_all])
-    return keras.Model(inputs, outputs, name=f"ssd_mobilenetv2_fpnlite_{size}")
 
 
 def detection_loss(

@@ -172,6 +172,52 @@ def _to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
     return out
 
 
+def split_datasets(
+    config: TrainConfig, datasets: Sequence[Dataset]
+) -> tuple[list[LabeledImage], list[LabeledImage], list[list[LabeledImage]]]:
+    """Each dataset split by image (``split_by_image``), training images repeated per
+    ``config.dataset_repeats``.
+
+    Returns:
+        ``(train_images, val_images, val_sets)``: all training images, all validation images, and
+        the validation images of each dataset in order.
+
+    Raises:
+        DatasetError: no training images, or classes that are not detector classes.
+    """
+    train_images, val_images, val_sets = [], [], []
+    for i, ds in enumerate(datasets):
+        tr, va = split_by_image(
+            Dataset(ds.classes, _to_detector_classes(ds)), config.val_fraction, config.seed
+        )
+        repeats = config.dataset_repeats[i] if i < len(config.dataset_repeats) else 1
+        train_images += tr * repeats
+        val_images += va
+        val_sets.append(va)
+    if not train_images:
+        raise DatasetError("no training images: the datasets are empty")
+    return train_images, val_images, val_sets
+
+
+def detector_config_for(config: TrainConfig, alpha: float | None = None):
+    """The ``DetectorConfig`` a run of ``config`` trains (``alpha`` overrides ``config.alpha``)."""
+    from skuaudit.detector.config import DetectorConfig
+
+    anchors = {}
+    if config.anchor_aspect_ratios:
+        anchors["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
+    if config.anchor_size_factor:
+        anchors["anchor_size_factor"] = float(config.anchor_size_factor)
+    return DetectorConfig(
+        image_size=config.image_size,
+        alpha=config.alpha if alpha is None else alpha,
+        head_depth=config.head_depth,
+        separate_towers=config.separate_towers,
+        class_names=list(CLASS_NAMES),
+        **anchors,
+    )
+
+
 def train_detector(
     config: TrainConfig,
     datasets: Sequence[Dataset],
@@ -197,7 +243,6 @@ def train_detector(
 
     from skuaudit.datasets.tfdata import make_tf_dataset
     from skuaudit.detector import (
-        DetectorConfig,
         LabelEncoder,
         build_raw_model,
         detection_loss,
@@ -206,31 +251,9 @@ def train_detector(
     )
     from skuaudit.detector.detector import CONFIG_FILE
 
-    train_images, val_images, val_sets = [], [], []
-    for i, ds in enumerate(datasets):
-        tr, va = split_by_image(
-            Dataset(ds.classes, _to_detector_classes(ds)), config.val_fraction, config.seed
-        )
-        repeats = config.dataset_repeats[i] if i < len(config.dataset_repeats) else 1
-        train_images += tr * repeats
-        val_images += va
-        val_sets.append(va)
-    if not train_images:
-        raise DatasetError("no training images: the datasets are empty")
+    train_images, val_images, val_sets = split_datasets(config, datasets)
     classes = list(CLASS_NAMES)
-    anchors = {}
-    if config.anchor_aspect_ratios:
-        anchors["anchor_aspect_ratios"] = tuple(config.anchor_aspect_ratios)
-    if config.anchor_size_factor:
-        anchors["anchor_size_factor"] = float(config.anchor_size_factor)
-    det_config = DetectorConfig(
-        image_size=config.image_size,
-        alpha=config.alpha,
-        head_depth=config.head_depth,
-        separate_towers=config.separate_towers,
-        class_names=classes,
-        **anchors,
-    )
+    det_config = detector_config_for(config)
     encoder = LabelEncoder(
         make_anchors(det_config.anchor_spec), len(classes), det_config.box_variance
     )
@@ -672,6 +695,7 @@ def _model_card(info: dict) -> str:
     from skuaudit.detector.config import DetectorConfig
 
     cfg = info["config"]
+    trainer = f"`{info['trainer']}`" if info.get("trainer") else "`skuaudit train`"
     lines = [
         f"# Model card: {Path(cfg['out_dir']).name}",
         "",
@@ -681,9 +705,9 @@ def _model_card(info: dict) -> str:
         f", input {cfg['image_size']}x"
         f"{cfg['image_size']}, classes `product` and `gap`. "
         + (
-            f"Fine-tuned from `{cfg['init_model_dir']}` by `skuaudit train`."
+            f"Fine-tuned from `{cfg['init_model_dir']}` by {trainer}."
             if cfg.get("init_model_dir")
-            else "Trained from scratch by `skuaudit train`."
+            else f"Trained from scratch by {trainer}."
         ),
         "",
         "## Data",
@@ -702,7 +726,8 @@ def _model_card(info: dict) -> str:
         f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}, "
         f"side {cfg.get('anchor_size_factor') or DetectorConfig().anchor_size_factor} x stride; "
         f"dataset repeats per epoch {cfg.get('dataset_repeats') or 'all 1'}",
-        f"- time: {info.get('train_seconds')} s on {info['hardware']} (TensorFlow {info['tensorflow']})",
+        f"- time: {info.get('train_seconds')} s on {info['hardware']} "
+        f"({info.get('framework') or 'TensorFlow ' + str(info.get('tensorflow'))})",
         f"- last saved validation loss: {info.get('val_loss')}",
     ]
     metrics = info.get("metrics")
