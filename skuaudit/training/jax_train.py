@@ -26,6 +26,7 @@ the other. ``scripts/train_on_accelerator.py`` drives both halves.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import logging
@@ -33,8 +34,11 @@ import math
 import multiprocessing
 import os
 import platform
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -284,6 +288,23 @@ def _load_batch(batch_id: int, indices: list[int], fixed: bool) -> tuple[np.ndar
     return tuple(np.stack(part) for part in out)
 
 
+@contextlib.contextmanager
+def _without_main_file():
+    """Hide the parent's ``__main__`` from process start-up.
+
+    ``spawn`` re-runs the parent's ``__main__`` file in every new process, and that may be anything
+    (under Streamlit's AppTest it is ``app.py``); the data workers need only what they unpickle.
+    (``fork`` is no option: the trainer's process holds a GPU and threads.)
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class BatchStream:
     """Training batches loaded by a pool of worker processes, in order, a few batches ahead.
 
@@ -311,11 +332,13 @@ class BatchStream:
         self.batch_size = batch_size
         self._n_train = n_train
         self._seed = seed
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding a GPU
-        self._pool = context.Pool(
+        # An executor, not a multiprocessing.Pool: a worker that dies (or fails to start) raises
+        # BrokenProcessPool in the caller instead of leaving it waiting for a lost task.
+        self._pool = ProcessPoolExecutor(
             max(1, workers),
-            _init_worker,
-            (items, classes, image_size, max_boxes, tile, augment, seed),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(items, classes, image_size, max_boxes, tile, augment, seed),
         )
         self._depth = prefetch or 3 * max(1, workers)
         self._order = self._epochs()
@@ -329,7 +352,8 @@ class BatchStream:
 
     def _submit(self) -> None:
         indices = [next(self._order) for _ in range(self.batch_size)]
-        self._pending.append(self._pool.apply_async(_load_batch, (self._next_id, indices, False)))
+        with _without_main_file():  # workers start on submit
+            self._pending.append(self._pool.submit(_load_batch, self._next_id, indices, False))
         self._next_id += 1
 
     def __iter__(self) -> BatchStream:
@@ -338,7 +362,7 @@ class BatchStream:
     def __next__(self) -> tuple[np.ndarray, ...]:
         while len(self._pending) < self._depth:
             self._submit()
-        batch = self._pending.popleft().get()
+        batch = self._pending.popleft().result()
         self._submit()
         return batch
 
@@ -347,12 +371,12 @@ class BatchStream:
         chunks = [
             list(indices[i : i + self.batch_size]) for i in range(0, len(indices), self.batch_size)
         ]
-        jobs = [self._pool.apply_async(_load_batch, (-1, chunk, True)) for chunk in chunks]
-        return [job.get() for job in jobs]
+        with _without_main_file():
+            jobs = [self._pool.submit(_load_batch, -1, chunk, True) for chunk in chunks]
+        return [job.result() for job in jobs]
 
     def close(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- the JAX training loop -------------------------------------------------------------------

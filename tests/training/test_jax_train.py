@@ -278,3 +278,57 @@ print(json.dumps({{"backend": keras.backend.backend(), "events": [e["event"] for
     init_model = build_raw_model(config)
     jax_train.load_weights(init_model, init)
     assert not np.allclose(np.asarray(init_model(probe)), np.load(run / "a.probe.npy"))
+
+
+def test_batch_stream_reports_an_unreadable_image(tmp_path):
+    from skuaudit.datasets.base import DatasetError
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    item = LabeledImage(broken, 64, 64, np.zeros((0, 4), np.float32), [])
+    stream = jax_train.BatchStream(
+        [item],
+        1,
+        ["product", "gap"],
+        image_size=64,
+        batch_size=1,
+        max_boxes=4,
+        tile=None,
+        augment=False,
+        seed=0,
+        workers=1,
+    )
+    try:
+        with pytest.raises(DatasetError, match="cannot decode"):
+            next(stream)
+    finally:
+        stream.close()
+
+
+def test_batch_stream_does_not_run_the_parents_main_file(
+    synth_shelf_dataset, tmp_path, monkeypatch
+):
+    """Streamlit's AppTest leaves ``__main__`` pointing at a page script; workers must not run it."""
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('the parent main file ran in a data worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    stream = jax_train.BatchStream(
+        list(synth_shelf_dataset.images[:2]),
+        2,
+        ["product", "gap"],
+        image_size=64,
+        batch_size=2,
+        max_boxes=10,
+        tile=None,
+        augment=False,
+        seed=0,
+        workers=1,
+    )
+    try:
+        assert next(stream)[0].shape == (2, 64, 64, 3)
+    finally:
+        stream.close()
