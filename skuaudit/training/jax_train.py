@@ -578,6 +578,23 @@ def train_variants(
         )
         end = deadline - reserve_s
         step, images_seen = 0, 0
+
+        def evaluate(final: bool) -> dict[str, dict]:
+            return _evaluate(
+                runs,
+                val_batches,
+                step,
+                images_seen,
+                started,
+                config,
+                train_images,
+                val_images,
+                hardware,
+                out_dir,
+                emit,
+                final=final,
+            )
+
         rate_origin: tuple[int, float] | None = None
         last_eval = time.monotonic()
         recent: list[list] = [[] for _ in runs]
@@ -628,34 +645,8 @@ def train_variants(
                 )
             if time.monotonic() - last_eval >= eval_every_s:
                 last_eval = time.monotonic()
-                _evaluate(
-                    runs,
-                    val_batches,
-                    step,
-                    images_seen,
-                    started,
-                    config,
-                    train_images,
-                    val_images,
-                    hardware,
-                    out_dir,
-                    emit,
-                    final=False,
-                )
-        info = _evaluate(
-            runs,
-            val_batches,
-            step,
-            images_seen,
-            started,
-            config,
-            train_images,
-            val_images,
-            hardware,
-            out_dir,
-            emit,
-            final=True,
-        )
+                evaluate(final=False)
+        info = evaluate(final=True)
     finally:
         stream.close()
     return info
