@@ -45,6 +45,8 @@ def report(event: dict) -> None:
 def pack(args: argparse.Namespace) -> int:
     import cv2
 
+    from skuaudit.datasets.synth import shrink_texture
+
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     gaps = out / "shelf-gaps"
@@ -61,10 +63,9 @@ def pack(args: argparse.Namespace) -> int:
         image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if image is None:
             continue
-        scale = 512 / max(image.shape[:2])
-        if scale < 1:
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(textures / photo.name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            str(textures / photo.name), shrink_texture(image), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
         count += 1
     if args.init_model is not None:
         from skuaudit.training.jax_train import export_model_weights

@@ -234,6 +234,14 @@ def default_catalogue(n_brands: int = 24, seed: int = 0) -> BrandCatalogue:
 # --------------------------------------------------------------------------- one product facing
 
 
+def shrink_texture(image_bgr: np.ndarray, longest: int = 512) -> np.ndarray:
+    """A real photo as product artwork: shrunk (INTER_AREA) so its longer side is at most ``longest``."""
+    scale = longest / max(image_bgr.shape[:2])
+    if scale >= 1:
+        return image_bgr
+    return cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_textures(texture_dir: str) -> tuple[np.ndarray, ...]:
     """Real photos from ``texture_dir``, shrunk to at most 512 px, for product artwork."""
@@ -247,10 +255,7 @@ def _load_textures(texture_dir: str) -> tuple[np.ndarray, ...]:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             continue
-        scale = 512 / max(image.shape[:2])
-        if scale < 1:
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        textures.append(image)
+        textures.append(shrink_texture(image))
     if not textures:
         raise ValueError(f"texture_dir {folder} holds no readable images")
     return tuple(textures)

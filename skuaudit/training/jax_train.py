@@ -579,21 +579,58 @@ def train_variants(
         end = deadline - reserve_s
         step, images_seen = 0, 0
 
-        def evaluate(final: bool) -> dict[str, dict]:
-            return _evaluate(
-                runs,
-                val_batches,
-                step,
-                images_seen,
-                started,
-                config,
-                train_images,
-                val_images,
-                hardware,
-                out_dir,
-                emit,
-                final=final,
-            )
+        def evaluate(*, final: bool) -> dict[str, dict]:
+            """Validate every variant; write its weights if better (and at the end)."""
+            infos = {}
+            for run in runs:
+                val_loss = run.validation_loss(val_batches)
+                improved = val_loss is None or val_loss < run.best_val
+                v = run.variant
+                run_config = replace(
+                    config,
+                    alpha=v.alpha,
+                    learning_rate=v.learning_rate,
+                    steps=max(step, 1),
+                    init_model_dir=None,
+                )
+                info = {
+                    "train_images": len(train_images),
+                    "val_images": len(val_images),
+                    "config": {
+                        **{
+                            k: str(x) if isinstance(x, Path) else x
+                            for k, x in asdict(run_config).items()
+                        },
+                        "init_model_dir": str(v.init_weights) if v.init_weights else None,
+                        "learning_rate_schedule": "linear warm-up, cosine over the wall-clock budget",
+                    },
+                    "steps_done": step,
+                    "images_seen": images_seen,
+                    "train_seconds": round(time.monotonic() - started, 1),
+                    "hardware": hardware,
+                    "framework": f"Keras {keras.__version__} on JAX {jax.__version__}",
+                    "trainer": "scripts/train_on_accelerator.py (skuaudit.training.jax_train)",
+                    "val_loss": val_loss,
+                    "best_val_loss": min(run.best_val, val_loss) if val_loss is not None else None,
+                }
+                if run.init_meta is not None:
+                    info["init_weights_info"] = run.init_meta.get("info", {})
+                if improved:
+                    run.best_val = math.inf if val_loss is None else val_loss
+                    run.save(out_dir / f"{v.name}.best.npz", info)
+                if final:
+                    run.save(out_dir / f"{v.name}.last.npz", info)
+                infos[v.name] = info
+                emit(
+                    {
+                        "event": "final" if final else "eval",
+                        "variant": v.name,
+                        "step": step,
+                        "val_loss": val_loss,
+                        "improved": improved,
+                    }
+                )
+            return infos
 
         rate_origin: tuple[int, float] | None = None
         last_eval = time.monotonic()
@@ -650,73 +687,6 @@ def train_variants(
     finally:
         stream.close()
     return info
-
-
-def _evaluate(
-    runs,
-    val_batches,
-    step,
-    images_seen,
-    started,
-    config,
-    train_images,
-    val_images,
-    hardware,
-    out_dir: Path,
-    emit,
-    *,
-    final: bool,
-) -> dict[str, dict]:
-    import jax
-    import keras
-
-    infos = {}
-    for run in runs:
-        val_loss = run.validation_loss(val_batches)
-        improved = val_loss is None or val_loss < run.best_val
-        v = run.variant
-        run_config = replace(
-            config,
-            alpha=v.alpha,
-            learning_rate=v.learning_rate,
-            steps=max(step, 1),
-            init_model_dir=None,
-        )
-        info = {
-            "train_images": len(train_images),
-            "val_images": len(val_images),
-            "config": {
-                **{k: str(x) if isinstance(x, Path) else x for k, x in asdict(run_config).items()},
-                "init_model_dir": str(v.init_weights) if v.init_weights else None,
-                "learning_rate_schedule": "linear warm-up, cosine over the wall-clock budget",
-            },
-            "steps_done": step,
-            "images_seen": images_seen,
-            "train_seconds": round(time.monotonic() - started, 1),
-            "hardware": hardware,
-            "framework": f"Keras {keras.__version__} on JAX {jax.__version__}",
-            "trainer": "scripts/train_on_accelerator.py (skuaudit.training.jax_train)",
-            "val_loss": val_loss,
-            "best_val_loss": min(run.best_val, val_loss) if val_loss is not None else None,
-        }
-        if run.init_meta is not None:
-            info["init_weights_info"] = run.init_meta.get("info", {})
-        if improved:
-            run.best_val = math.inf if val_loss is None else val_loss
-            run.save(out_dir / f"{v.name}.best.npz", info)
-        if final:
-            run.save(out_dir / f"{v.name}.last.npz", info)
-        infos[v.name] = info
-        emit(
-            {
-                "event": "final" if final else "eval",
-                "variant": v.name,
-                "step": step,
-                "val_loss": val_loss,
-                "improved": improved,
-            }
-        )
-    return infos
 
 
 def _interleave(sizes: Sequence[int]) -> list[int]:
