@@ -10,7 +10,8 @@ Prints:
 - gap AP50 / AP50:95 on the validation split of ``../shared/data/shelf-gaps`` (same split as
   training: sorted names, seed 0, 20 %), in one pass (squashed to the input), through the photo
   path as they come (416x416: tiled when ``tile_above_px`` is below that) with one view and with
-  the mirrored view fused in for gaps (``flip_classes``), and resized to
+  the mirrored view fused in for gaps (``flip_classes``), with the extra tile sizes fused in as
+  well (``multiscale_classes``, when the model has ``extra_tile_fractions``), and resized to
   1200x1600 through the tiled photo path (gaps at the scale of a merchandiser's photo);
 - on ``../shared/data/shelf-photos`` (tiled): mean product boxes per photo and the row-count
   error against ``row_counts.json`` (mean absolute error as % of the true count).
@@ -77,13 +78,31 @@ def bench_speed(model_dir: Path, frames: int) -> None:
     photo = render_shelf(seed=999_002, width=1200, height=1600).image_bgr
     detector = Detector.load(model_dir)
     times = {}
-    for mirrored in (False, True):
-        detector.config.flip_classes = ["gap"] if mirrored else []
-        times[mirrored] = median_ms(lambda: detector.detect(photo, tiled=True), max(5, frames // 5))
+    for label, mirrored, multiscale in photo_path_views(detector.config)[1:]:
+        set_views(detector, mirrored, multiscale)
+        times[label] = median_ms(lambda: detector.detect(photo, tiled=True), max(5, frames // 5))
+    one = times["one view"]
     print(
-        f"\nTiled detect() on a 1200x1600 photo (TFLite, median): one view {times[False]:.0f} ms, "
-        f"with the mirrored view {times[True]:.0f} ms ({times[True] / times[False]:.2f}x)"
+        "\nTiled detect() on a 1200x1600 photo (TFLite, median): "
+        + ", ".join(f"{label} {ms:.0f} ms ({ms / one:.2f}x)" for label, ms in times.items())
     )
+
+
+def photo_path_views(config) -> list[tuple[str, bool, bool]]:
+    """``(label, mirrored, extra tile sizes)`` of the photo path's view settings for gaps."""
+    views = [("one pass", False, False), ("one view", False, False)]
+    views.append(("with the mirrored view", True, False))
+    if config.extra_tile_fractions:
+        scales = " / ".join(f"{s:g}" for s in config.extra_tile_fractions)
+        views.append(
+            (f"with the mirrored view and gap tiles of {scales} x the longer side", True, True)
+        )
+    return views
+
+
+def set_views(detector: Detector, mirrored: bool, multiscale: bool) -> None:
+    detector.config.flip_classes = ["gap"] if mirrored else []
+    detector.config.multiscale_classes = ["gap"] if multiscale else []
 
 
 def bench_synthetic(detector: Detector, n: int) -> None:
@@ -125,20 +144,18 @@ def bench_gaps(detector: Detector) -> None:
     gaps = read_dataset(SHARED / "shelf-gaps", "yolo", class_map={"0": "gap"})
     _, val = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
     print(f"\n## shelf-gaps validation split ({len(val)} photos 416x416)")
-    flip = detector.config.flip_classes
+    saved = detector.config.flip_classes, detector.config.multiscale_classes
     path = f"photo path (tiled above {detector.config.tile_above_px} px)"
-    for label, tiled, mirrored in (
-        ("one pass (squashed to the input)", False, False),
-        (f"{path}, one view", None, False),
-        (f"{path}, with the mirrored view (gaps)", None, True),
-    ):
-        detector.config.flip_classes = ["gap"] if mirrored else []
+    for label, mirrored, multiscale in photo_path_views(detector.config):
+        set_views(detector, mirrored, multiscale)
+        tiled = False if label == "one pass" else None
+        label = "one pass (squashed to the input)" if tiled is False else f"{path}, {label}"
         m = evaluate_detector(detector, val, tiled=tiled)["gap"]
         print(
             f"- {label}: gap AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f}"
             " (YOLOv7 of the data set's authors: AP50 0.761)"
         )
-    detector.config.flip_classes = flip
+    detector.config.flip_classes, detector.config.multiscale_classes = saved
     # The photo path: a merchandiser's photo is ~1200x1600 and tiled, so a gap is about twice the
     # size it has in a 416x416 squashed photo run in one pass. Un-squashing the same photos to the
     # SKU-110K aspect measures gaps at that scale (the upscaled photos are softer than real ones).

@@ -21,8 +21,9 @@ Every set is split 80/20 by image (sorted names, seed 0).
    default model, so the shipped model has none.
 
 Each run ends by setting the photo-path settings of the model folder (``calibrate_thresholds``:
-per-class thresholds, the whole-image gap pass and, with ``--tile-above-px`` and ``--flip-classes``,
-the tiling rule and the classes fused with the mirrored view).
+per-class thresholds, the whole-image gap pass and, with ``--tile-above-px``, ``--flip-classes``
+and ``--multiscale-classes``, the tiling rule and the classes fused with the mirrored view and
+with more tile sizes).
 
 The shipped model is a chain of fine-tunings (``models/default/MODEL_CARD.md`` lists them; ~196
 minutes of CPU in all)::
@@ -40,6 +41,8 @@ minutes of CPU in all)::
     python scripts/train_default_model.py $W --gap-repeats 6 --lr 7e-4 --eval-every 1000 \
         --init-model /tmp/E --head-depth 4 --separate-towers --small-photo-crop 0.35,1.0 \
         --steps 9000 --tile-above-px 400 --flip-classes gap --out models/default
+    python scripts/train_default_model.py --calibrate-only --out models/default \
+        --multiscale-classes gap --extra-tile-fractions 0.5,0.75   # the extra gap tile sizes
 
 Other uses::
 
@@ -89,10 +92,12 @@ def calibrate_thresholds(
     n: int = 30,
     tile_above_px: int | None = None,
     flip_classes: list[str] | None = None,
+    multiscale: tuple[list[str], list[float]] | None = None,
 ) -> dict:
     """Set the photo-path settings in ``model_dir/config.json``: ``whole_image_classes`` ``gap``,
-    ``tile_above_px`` and ``flip_classes`` (when given; photos larger than that are tiled,
-    and also run mirrored for those classes), and
+    ``tile_above_px``, ``flip_classes`` and ``multiscale`` (``(multiscale_classes,
+    extra_tile_fractions)``) when given (photos larger than that are tiled, and also run mirrored
+    and at more tile sizes for those classes), and
     ``class_score_thresholds``, each at the score where the detected count equals the true count
     (``count_matching_threshold``, with the photo path's tiling rule):
 
@@ -119,6 +124,9 @@ def calibrate_thresholds(
         config["detector"]["tile_above_px"] = tile_above_px
     if flip_classes is not None:
         config["detector"]["flip_classes"] = list(flip_classes)
+    if multiscale is not None:
+        config["detector"]["multiscale_classes"] = list(multiscale[0])
+        config["detector"]["extra_tile_fractions"] = list(multiscale[1])
     mirrored = set(config["detector"].get("flip_classes", []))
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
@@ -136,6 +144,12 @@ def calibrate_thresholds(
     tiling = "tiled" if all(tiled) else "one pass" if not any(tiled) else "tiled when large"
     if "gap" in mirrored and any(tiled):
         tiling += ", with the mirrored view"
+    detector_config = config["detector"]
+    if "gap" in detector_config.get("multiscale_classes", []) and any(tiled):
+        scales = detector_config.get("extra_tile_fractions", [])
+        tiling += (
+            ", with tiles of " + " / ".join(f"{s:g}" for s in scales) + " x the longer side too"
+        )
     results = {
         "product": (
             count_matching_threshold(detector, images, "product"),
@@ -252,6 +266,20 @@ def main() -> int:
         "gap; '' for none (default: the model's config.json value)",
     )
     parser.add_argument(
+        "--multiscale-classes",
+        type=lambda text: [c for c in text.split(",") if c],
+        default=None,
+        help="photo path: classes whose boxes fuse more tile sizes (--extra-tile-fractions), e.g. "
+        "gap; '' for none (default: the model's config.json value)",
+    )
+    parser.add_argument(
+        "--extra-tile-fractions",
+        type=lambda text: [float(s) for s in text.split(",") if s],
+        default=[],
+        help="with --multiscale-classes: sides of the extra tile sets as fractions of the "
+        "first's, e.g. 0.65",
+    )
+    parser.add_argument(
         "--photo-textures",
         action="store_true",
         help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
@@ -259,6 +287,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
+    multiscale = None
+    if args.multiscale_classes is not None:
+        multiscale = (args.multiscale_classes, args.extra_tile_fractions)
     if args.calibrate_only:
         calibrate_thresholds(
             args.out,
@@ -266,6 +297,7 @@ def main() -> int:
             read_dataset(args.gaps, "yolo", class_map={"0": "gap"}),
             tile_above_px=args.tile_above_px,
             flip_classes=args.flip_classes,
+            multiscale=multiscale,
         )
         return 0
 
@@ -339,6 +371,7 @@ def main() -> int:
             gaps,
             tile_above_px=args.tile_above_px,
             flip_classes=args.flip_classes,
+            multiscale=multiscale,
         )
         return 0
 
@@ -370,6 +403,7 @@ def main() -> int:
         gaps,
         tile_above_px=args.tile_above_px,
         flip_classes=args.flip_classes,
+        multiscale=multiscale,
     )
     return 0
 

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """The photo-path switches: ``--tiled`` / ``--single-pass`` into ``args.tiled`` (``None``:
     the model's size rule), ``--flip`` / ``--no-flip`` into ``args.flip`` (``None``: the
-    model's ``flip_classes``; see :func:`apply_flip_argument`)."""
+    model's ``flip_classes``) and ``--multiscale`` / ``--no-multiscale`` into
+    ``args.multiscale`` (``None``: the model's ``multiscale_classes``); see
+    :func:`apply_view_arguments`."""
     tiling = parser.add_mutually_exclusive_group()
     tiling.add_argument(
         "--tiled",
@@ -51,13 +53,37 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         "class (default: the model's flip_classes)",
     )
     flip.add_argument("--no-flip", dest="flip", action="store_false", help="tiled photos: one view")
+    multiscale = parser.add_mutually_exclusive_group()
+    multiscale.add_argument(
+        "--multiscale",
+        dest="multiscale",
+        action="store_true",
+        default=None,
+        help="tiled photos: fuse the boxes of the model's extra tile sizes for every class "
+        "(default: the model's multiscale_classes)",
+    )
+    multiscale.add_argument(
+        "--no-multiscale",
+        dest="multiscale",
+        action="store_false",
+        help="tiled photos: one tile size",
+    )
 
 
-def apply_flip_argument(config, flip: bool | None) -> None:
-    """``--flip`` fuses the mirrored view for every class, ``--no-flip`` for none, ``None`` keeps
-    the model's ``flip_classes``."""
+def apply_view_arguments(config, flip: bool | None, multiscale: bool | None = None) -> None:
+    """``--flip`` fuses the mirrored view for every class, ``--no-flip`` for none;
+    ``--multiscale`` fuses the extra tile sizes for every class, ``--no-multiscale`` for none;
+    ``None`` keeps the model's ``flip_classes`` / ``multiscale_classes``.
+
+    Raises:
+        ValueError: ``multiscale=True`` for a model without ``extra_tile_fractions``.
+    """
     if flip is not None:
         config.flip_classes = list(config.class_names) if flip else []
+    if multiscale and not config.extra_tile_fractions:
+        raise ValueError("--multiscale: the model has no extra_tile_fractions in its config.json")
+    if multiscale is not None:
+        config.multiscale_classes = list(config.class_names) if multiscale else []
 
 
 def _read_image(path: Path):
@@ -91,7 +117,11 @@ def cli_main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         print(f"skuaudit detect: {exc}", file=sys.stderr)
         return 2
-    apply_flip_argument(detector.config, args.flip)
+    try:
+        apply_view_arguments(detector.config, args.flip, args.multiscale)
+    except ValueError as exc:
+        print(f"skuaudit detect: {exc}", file=sys.stderr)
+        return 2
     results = []
     for path, image in zip(args.photos, images, strict=True):
         detections = detector.detect(image, score_threshold=args.score_threshold, tiled=args.tiled)

@@ -53,7 +53,15 @@ class DetectorConfig:
             left-right and, for these classes, fuse the boxes of the two views (weighted box
             fusion, ``postprocess.fuse_views``; e.g. ``["gap"]``); the other classes keep the
             plain view's boxes. ``[]`` runs one view.
-        fusion_iou: IoU above which boxes of the two views are fused into one.
+        extra_tile_fractions: in tiled mode (photos, not video frames), more sets of tiles whose
+            side is this fraction of the photo's longer side (like ``tile_fraction``, without the
+            ``image_size`` floor; e.g. ``[0.5, 0.75]``), run (and mirrored, for ``flip_classes``)
+            for ``multiscale_classes`` only. A set whose side is within 10 % of one already run
+            is skipped (it would show the model the same view again). ``[]``: one tile size.
+        multiscale_classes: classes whose boxes from every tile set are fused (weighted box
+            fusion with the other views, ``postprocess.fuse_views``); the other classes keep the
+            first set's boxes.
+        fusion_iou: IoU above which boxes of two views are fused into one.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
@@ -89,6 +97,8 @@ class DetectorConfig:
     tile_overlap: float = 0.25
     whole_image_classes: list[str] = field(default_factory=list)
     flip_classes: list[str] = field(default_factory=list)
+    extra_tile_fractions: tuple[float, ...] = ()
+    multiscale_classes: list[str] = field(default_factory=list)
     fusion_iou: float = 0.55
     containment: float = 0.8
     stack_min_contained: int = 2
@@ -111,12 +121,17 @@ class DetectorConfig:
             ("class_score_thresholds", self.class_score_thresholds),
             ("whole_image_classes", self.whole_image_classes),
             ("flip_classes", self.flip_classes),
+            ("multiscale_classes", self.multiscale_classes),
         ):
             unknown = sorted(set(names) - set(self.class_names))
             if unknown:
                 raise ValueError(
                     f"{setting} names unknown classes {unknown}; known: {self.class_names}"
                 )
+        if any(not 0.05 <= fraction <= 1.0 for fraction in self.extra_tile_fractions):
+            raise ValueError(
+                f"extra_tile_fractions must be in [0.05, 1], got {list(self.extra_tile_fractions)}"
+            )
         if not 0 < self.fusion_iou < 1:
             raise ValueError(f"fusion_iou must be in (0, 1), got {self.fusion_iou}")
         if not 0 < self.containment <= 1:
@@ -129,6 +144,7 @@ class DetectorConfig:
         self.strides = tuple(self.strides)
         self.anchor_scales = tuple(self.anchor_scales)
         self.anchor_aspect_ratios = tuple(self.anchor_aspect_ratios)
+        self.extra_tile_fractions = tuple(self.extra_tile_fractions)
 
     @property
     def num_classes(self) -> int:

@@ -179,8 +179,9 @@ class Detector:
                 borders (plus one whole-image pass for ``config.whole_image_classes``);
                 ``False`` resizes the whole image to the model input (video frames); ``None``
                 tiles when the longer side exceeds ``config.tile_above_px``. With
-                ``config.flip_classes`` the tiled mode also runs every tile mirrored and fuses
-                the two views' boxes of those classes (``postprocess.fuse_views``).
+                ``config.flip_classes`` the tiled mode also runs every tile mirrored, with
+                ``config.extra_tile_fractions`` more tile sizes, and fuses the views' boxes of
+                ``flip_classes`` / ``multiscale_classes`` (``postprocess.fuse_views``).
 
         Returns:
             Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
@@ -205,50 +206,80 @@ class Detector:
             return det[det.confidence >= per_class[det.class_id]]
         from skuaudit.datasets.tfdata import tile_grid
 
-        tile_px = max(cfg.image_size, round(max(width, height) * cfg.tile_fraction))
-        tiles = np.array(tile_grid(width, height, tile_px, cfg.tile_overlap), dtype=np.int64)
-        inputs = [self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in tiles]
+        longer = max(width, height)
+        sides = [max(cfg.image_size, round(longer * cfg.tile_fraction))]
+        for fraction in cfg.extra_tile_fractions if cfg.multiscale_classes else ():
+            side = max(1, round(longer * fraction))
+            if all(abs(side - seen) > 0.1 * seen for seen in sides):
+                sides.append(side)
+        tile_sets = [
+            np.array(tile_grid(width, height, side, cfg.tile_overlap), dtype=np.int64).reshape(
+                -1, 4
+            )
+            for side in sides
+        ]
         if cfg.whole_image_classes:
             # The whole image is one more "tile" whose edges are the image's: its boxes are never
             # cut, and the merge below removes their duplicates among the tiles' boxes.
-            inputs.append(self._to_input(image_bgr))
-            tiles = np.vstack([tiles, [[0, 0, width, height]]])
-        batch = np.stack(inputs)
-        num_views = 2 if cfg.flip_classes else 1
+            tile_sets[0] = np.vstack([tile_sets[0], [[0, 0, width, height]]])
+        all_tiles = np.vstack(tile_sets)
+        batch = np.stack([self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in all_tiles])
+        mirrored = [False, True] if cfg.flip_classes else [False]
         if cfg.flip_classes:  # the mirrored tiles of the same batch
             batch = np.concatenate([batch, batch[:, :, ::-1]])
         raws = self.predict_raw(batch)
-        views = []
-        for view in range(num_views):
-            parts = []
-            view_raws = raws[view * len(tiles) : (view + 1) * len(tiles)]
-            for raw, (x1, y1, x2, y2) in zip(view_raws, tiles, strict=True):
-                tile_w = int(x2 - x1)
-                det = self._decode(raw, (tile_w, int(y2 - y1)), threshold)
-                if view:  # boxes of the mirrored tile, back to the tile's own x
-                    det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
-                det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
-                parts.append(det)
-            if cfg.whole_image_classes:
-                whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
-                parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
-            views.append(merge_tile_detections(parts, tiles, (width, height), nms_iou=cfg.nms_iou))
-        merged = views[0] if num_views == 1 else self._fuse_mirrored(*views)
-        det = self._suppress_nested(merged)
+        views: dict[tuple[int, bool], Detections] = {}
+        offset = 0
+        for mirror in mirrored:
+            for set_index, tiles in enumerate(tile_sets):
+                parts = []
+                for raw, (x1, y1, x2, y2) in zip(
+                    raws[offset : offset + len(tiles)], tiles, strict=True
+                ):
+                    tile_w = int(x2 - x1)
+                    det = self._decode(raw, (tile_w, int(y2 - y1)), threshold)
+                    if mirror:  # boxes of the mirrored tile, back to the tile's own x
+                        det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
+                    det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
+                    parts.append(det)
+                offset += len(tiles)
+                if set_index == 0 and cfg.whole_image_classes:
+                    whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
+                    parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
+                views[set_index, mirror] = merge_tile_detections(
+                    parts, tiles, (width, height), nms_iou=cfg.nms_iou
+                )
+        det = self._suppress_nested(self._fuse_views(views))
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.
         return det[det.confidence >= per_class[det.class_id]]
 
-    def _fuse_mirrored(self, plain: Detections, mirrored: Detections) -> Detections:
-        """The plain view's boxes, those of ``config.flip_classes`` fused with the mirrored's."""
+    def _fuse_views(self, views: dict[tuple[int, bool], Detections]) -> Detections:
+        """One set of boxes from the views ``{(tile set, mirrored): boxes}`` of a tiled photo.
+
+        Each class keeps the first tile set's plain view, fused (``postprocess.fuse_views``)
+        with the mirrored views when it is in ``config.flip_classes`` and with the other tile
+        sets' views when it is in ``config.multiscale_classes``.
+        """
         cfg = self.config
-        flip_ids = [cfg.class_names.index(c) for c in cfg.flip_classes]
-        fused_plain = np.isin(plain.class_id, flip_ids)
-        fused = fuse_views(
-            [plain[fused_plain], mirrored[np.isin(mirrored.class_id, flip_ids)]],
-            iou_threshold=cfg.fusion_iou,
-        )
-        merged = Detections.merge([plain[~fused_plain], fused])
+        groups: dict[tuple[tuple[int, bool], ...], list[int]] = {}
+        for class_id, name in enumerate(cfg.class_names):
+            used = tuple(
+                key
+                for key in views
+                if (key[0] == 0 or name in cfg.multiscale_classes)
+                and (not key[1] or name in cfg.flip_classes)
+            )
+            groups.setdefault(used, []).append(class_id)
+        parts = []
+        for used, class_ids in groups.items():
+            of_group = [views[key][np.isin(views[key].class_id, class_ids)] for key in used]
+            parts.append(
+                of_group[0]
+                if len(used) == 1
+                else fuse_views(of_group, iou_threshold=cfg.fusion_iou)
+            )
+        merged = Detections.merge(parts)
         return merged[np.argsort(-merged.confidence, kind="stable")]
 
     def _suppress_nested(self, det: Detections) -> Detections:

@@ -344,6 +344,7 @@ def predict_dataset(
     score_threshold: float = AP_SCORE_THRESHOLD,
     tiled: bool | None = None,
     flip: bool | None = None,
+    multiscale: bool | None = None,
 ) -> list[Detections]:
     """Run the detector in ``model_dir`` on every image of ``gt`` (loaded lazily).
 
@@ -351,15 +352,15 @@ def predict_dataset(
     (the model's own, higher, defaults would cut it); counting applies its thresholds afterwards.
     ``tiled`` is ``Detector.detect``'s (``None``: the model's rule by image size);
     ``flip`` is ``skuaudit detect --flip`` (every class) / ``--no-flip`` (none), ``None`` the
-    model's ``flip_classes``.
+    model's ``flip_classes``; ``multiscale`` likewise for ``multiscale_classes``.
     """
     import cv2
 
     from skuaudit.detector import Detector
-    from skuaudit.detector.cli import apply_flip_argument
+    from skuaudit.detector.cli import apply_view_arguments
 
     detector = Detector.load(model_dir)
-    apply_flip_argument(detector.config, flip)
+    apply_view_arguments(detector.config, flip, multiscale)
     predictions = []
     for item in gt.images:
         image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
@@ -442,7 +443,9 @@ def cli_main(argv: list[str]) -> int:
             train, val = split_by_image(gt, args.val_fraction, args.seed)
             gt = Dataset(gt.classes, val if args.split == "val" else train, gt.problems)
         model_dir = args.model or get_settings().default_model_dir
-        predictions = predict_dataset(model_dir, gt, tiled=args.tiled, flip=args.flip)
+        predictions = predict_dataset(
+            model_dir, gt, tiled=args.tiled, flip=args.flip, multiscale=args.multiscale
+        )
         if args.score_threshold is None:
             from skuaudit.detector.detector import read_model_config
 

@@ -444,12 +444,15 @@ def train_detector(
 def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     """Copy the weights of the model folder ``model_dir`` into ``model``.
 
-    The architectures must match, except that ``model`` may have a deeper head, or separate box
-    and class towers where the source shares one. A shared tower's convolutions are copied into
-    both towers. Extra convolutions start as the identity (a depthwise kernel with a single 1 at
-    its centre, an identity pointwise kernel, no bias): their inputs come out of ReLU6 and lie in
-    ``[0, 6]``, where ReLU6 of the identity is the identity. Either way the new model computes
-    exactly what the source did.
+    The architectures must match, except that ``model`` may have a deeper head, separate box
+    and class towers where the source shares one, or more anchor aspect ratios (the source's,
+    then new ones). A shared tower's convolutions are copied into both towers. Extra
+    convolutions start as the identity (a depthwise kernel with a single 1 at its centre, an
+    identity pointwise kernel, no bias): their inputs come out of ReLU6 and lie in ``[0, 6]``,
+    where ReLU6 of the identity is the identity. A new anchor shape starts as a copy of the
+    source's anchor of the same scale and the nearest ratio, with its box outputs rescaled to
+    its own shape (:func:`_grow_anchor_outputs`), so it predicts the same boxes and scores as
+    that anchor. Either way the new model's detections (after NMS) are the source's.
 
     Raises:
         ValueError: the folder's input size, width or head layout differs from ``det_config``, its
@@ -464,12 +467,22 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
             f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} differ from the "
             f"run's {det_config.image_size} / {det_config.alpha}"
         )
+    old_ratios = tuple(source.anchor_aspect_ratios)
+    new_ratios = tuple(det_config.anchor_aspect_ratios)
+    grows_anchors = (
+        new_ratios[: len(old_ratios)] == old_ratios
+        and len(new_ratios) > len(old_ratios)
+        and (source.anchor_scales, source.anchor_size_factor, source.strides)
+        == (det_config.anchor_scales, det_config.anchor_size_factor, det_config.strides)
+    )
     layout = (source.anchor_spec.anchors_per_location, source.num_classes, source.fpn_channels)
     wanted = (
         det_config.anchor_spec.anchors_per_location,
         det_config.num_classes,
         det_config.fpn_channels,
     )
+    if grows_anchors:
+        layout = wanted[:1] + layout[1:]
     if layout != wanted:
         raise ValueError(
             f"{model_dir}: its heads (anchors per location, classes, FPN channels {layout}) differ "
@@ -502,13 +515,51 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
         if not source.separate_towers:
             name = re.sub(r"^head_(box|class)_conv", "head_conv", name)
         if name in source_head:
-            layer.set_weights(source_head[name].get_weights())
+            weights = source_head[name].get_weights()
+            if grows_anchors and name in ("head_box", "head_class"):
+                weights = _grow_anchor_outputs(weights, source, det_config, box=name == "head_box")
+            layer.set_weights(weights)
             continue
         depthwise, pointwise, bias = layer.get_weights()  # a convolution the source lacks
         depthwise[:] = 0.0
         depthwise[depthwise.shape[0] // 2, depthwise.shape[1] // 2, :, 0] = 1.0
         pointwise[0, 0] = np.eye(pointwise.shape[2], dtype=pointwise.dtype)
         layer.set_weights([depthwise, pointwise, np.zeros_like(bias)])
+
+
+def _grow_anchor_outputs(weights: list, source, target, *, box: bool) -> list:
+    """``head_box`` / ``head_class`` weights ``[depthwise, pointwise, bias]`` of ``source``
+    grown to the anchors of ``target`` (the source's aspect ratios followed by new ones).
+
+    Output channels are ordered by anchor (``scales x aspect_ratios``), then by box delta
+    ``[ty, tx, th, tw]`` or class. A new anchor copies the channels of the source anchor of the
+    same scale whose ratio is nearest (in log), rescaled so that it decodes to the same box:
+    with ``k = sqrt(new ratio / source ratio)`` the new anchor is ``k`` times wider and ``1/k``
+    times as high, so ``ty`` is multiplied by ``k``, ``tx`` by ``1/k``, and ``th`` / ``tw``
+    shift by ``+log k`` / ``-log k`` (over ``box_variance``).
+    """
+    depthwise, pointwise, bias = weights
+    width = 4 if box else source.num_classes
+    old_ratios, new_ratios = source.anchor_aspect_ratios, target.anchor_aspect_ratios
+    variance = np.asarray(target.box_variance, dtype=np.float64)
+    out_w, out_b = [], []
+    for scale in range(len(target.anchor_scales)):
+        for ratio in new_ratios:
+            nearest = int(np.argmin([abs(np.log(ratio / r)) for r in old_ratios]))
+            start = (scale * len(old_ratios) + nearest) * width
+            w = pointwise[..., start : start + width].astype(np.float64)
+            b = bias[start : start + width].astype(np.float64)
+            if box:
+                k = np.sqrt(ratio / old_ratios[nearest])
+                factor = np.array([k, 1.0 / k, 1.0, 1.0])
+                w, b = (
+                    w * factor,
+                    b * factor + np.array([0.0, 0.0, np.log(k), -np.log(k)]) / variance,
+                )
+            out_w.append(w)
+            out_b.append(b)
+    grown_w = np.concatenate(out_w, axis=-1).astype(pointwise.dtype)
+    return [depthwise, grown_w, np.concatenate(out_b).astype(bias.dtype)]
 
 
 def count_matching_threshold(

@@ -230,6 +230,102 @@ def test_flip_classes_fuse_the_photo_with_its_mirror(tiny_detector, shelf_bgr, f
     np.testing.assert_array_equal(again.xyxy, one_pass.xyxy)
 
 
+def test_multiscale_classes_fuse_a_second_tile_size(tiny_detector, shelf_bgr):
+    """With ``extra_tile_fractions`` [0.25] and ``multiscale_classes`` [NAME], the tiled photo's
+    boxes of NAME are the fusion of the plain tiled boxes with those of a second set of tiles a
+    quarter of the photo's longer side (each tile run on its own, boxes merged across tile
+    borders); the other class keeps the plain boxes, and one-pass mode (video) ignores the
+    setting; a fraction giving tiles within 10 % of the first set's size adds nothing. (The tiny model's boxes
+    are mostly products, so products are the fused class here; the default model fuses gaps.)"""
+    from skuaudit.datasets.tfdata import tile_grid
+    from skuaudit.detector.postprocess import fuse_views, merge_tile_detections
+
+    detector = Detector.load(tiny_detector[0])
+    cfg = detector.config
+    cfg.stack_min_contained, cfg.drop_contained = 0, False
+    cfg.whole_image_classes = ["gap"]
+    height, width = shelf_bgr.shape[:2]
+    plain = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    one_pass = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
+    base_px = max(cfg.image_size, round(max(width, height) * cfg.tile_fraction))
+    small = tile_grid(width, height, round(max(width, height) * 0.25), cfg.tile_overlap)
+    assert len(small) > len(tile_grid(width, height, base_px, cfg.tile_overlap))
+    parts = []
+    for x1, y1, x2, y2 in small:
+        part = detector.detect(shelf_bgr[y1:y2, x1:x2], score_threshold=0.05, tiled=False)
+        part.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
+        parts.append(part)
+    second = merge_tile_detections(parts, np.array(small), (width, height), nms_iou=cfg.nms_iou)
+    cfg.extra_tile_fractions, cfg.multiscale_classes = (0.25,), ["product"]
+    result = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    fused, kept = cfg.class_names.index("product"), cfg.class_names.index("gap")
+    expected = fuse_views(
+        [plain[plain.class_id == fused], second[second.class_id == fused]],
+        iou_threshold=cfg.fusion_iou,
+    )
+    expected = expected[expected.confidence >= 0.05]
+    got = result[result.class_id == fused]
+    assert len(got) > 0 and len(got) != (plain.class_id == fused).sum()
+    np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=0.5)
+    np.testing.assert_allclose(got.confidence, expected.confidence, atol=1e-3)
+    np.testing.assert_array_equal(
+        result[result.class_id == kept].xyxy, plain[plain.class_id == kept].xyxy
+    )
+    assert np.all(np.diff(result.confidence) <= 0)
+    again = detector.detect(shelf_bgr, score_threshold=0.05, tiled=False)
+    np.testing.assert_array_equal(again.xyxy, one_pass.xyxy)
+    # Without multiscale classes the extra tiles are not run at all: the plain result; nor is
+    # a set of (nearly) the first set's size.
+    cfg.multiscale_classes = []
+    np.testing.assert_array_equal(
+        detector.detect(shelf_bgr, score_threshold=0.05, tiled=True).xyxy, plain.xyxy
+    )
+    cfg.multiscale_classes = ["product"]
+    cfg.extra_tile_fractions = (1.05 * base_px / max(width, height),)
+    np.testing.assert_array_equal(
+        detector.detect(shelf_bgr, score_threshold=0.05, tiled=True).xyxy, plain.xyxy
+    )
+
+
+def test_multiscale_settings_are_checked():
+    with pytest.raises(ValueError, match="extra_tile_fractions"):
+        DetectorConfig(extra_tile_fractions=[1.5])
+    with pytest.raises(ValueError, match="multiscale_classes names unknown classes"):
+        DetectorConfig(multiscale_classes=["shelf"])
+    assert DetectorConfig(extra_tile_fractions=[0.65]).extra_tile_fractions == (0.65,)
+
+
+@pytest.mark.parametrize("flag", ["--multiscale", "--no-multiscale"])
+def test_cli_multiscale_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag):
+    """``--multiscale`` fuses the model's extra tile sizes for every class (and is refused for a
+    model without any), ``--no-multiscale`` runs one tile size."""
+    from skuaudit.cli import main
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector[0], model_dir)
+    photo = tmp_path / "shelf.png"
+    cv2.imwrite(str(photo), shelf_bgr)
+    argv = ["detect", str(photo), "--model", str(model_dir), "--json", "--tiled", flag]
+    argv += ["--score-threshold", "0.05"]
+    if flag == "--multiscale":
+        assert main(argv) == 2
+        assert "no extra_tile_fractions" in capsys.readouterr().err
+    config_path = model_dir / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["detector"].update(extra_tile_fractions=[0.25], multiscale_classes=["product"])
+    config_path.write_text(json.dumps(saved))
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)[0]["detections"]
+    detector = Detector.load(model_dir)
+    detector.config.multiscale_classes = ["product", "gap"] if flag == "--multiscale" else []
+    expected = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    assert len(out) == len(expected) > 0
+    np.testing.assert_allclose([d["xyxy"] for d in out], expected.xyxy, atol=0.01)
+    if flag == "--multiscale":  # differs from the one-size result
+        detector.config.multiscale_classes = []
+        assert len(detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)) != len(out)
+
+
 def test_flip_settings_are_checked():
     with pytest.raises(ValueError, match="fusion_iou"):
         DetectorConfig(fusion_iou=1.0)

@@ -123,7 +123,7 @@ def test_cli_json_with_stubbed_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(
         evaluate,
         "predict_dataset",
-        lambda model_dir, gt, tiled=None, flip=None: _self_predictions(gt),
+        lambda model_dir, gt, tiled=None, flip=None, multiscale=None: _self_predictions(gt),
     )
     assert (
         evaluate.cli_main(
@@ -235,9 +235,12 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
     seen: list[list[str]] = []
     tiling: list[bool | None] = []
 
-    def predict(model_dir, gt, tiled=None, flip=None):
+    views: list[tuple[bool | None, bool | None]] = []
+
+    def predict(model_dir, gt, tiled=None, flip=None, multiscale=None):
         seen.append(sorted(str(im.path) for im in gt.images))
         tiling.append(tiled)
+        views.append((flip, multiscale))
         return _self_predictions(gt)
 
     monkeypatch.setattr(evaluate, "predict_dataset", predict)
@@ -251,6 +254,11 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
     for flag in ("--single-pass", "--tiled"):
         assert evaluate.cli_main(["--dataset", str(root), "--format", "yolo", flag, "--json"]) == 0
     assert tiling == [None, None, False, True]
+    assert views == [(None, None)] * 4
+    args = ["--dataset", str(root), "--format", "yolo", "--json"]
+    assert evaluate.cli_main([*args, "--no-flip", "--no-multiscale"]) == 0
+    assert evaluate.cli_main([*args, "--multiscale"]) == 0
+    assert views[-2:] == [(False, False), (None, True)]
     capsys.readouterr()
     bad = ["--dataset", str(root), "--format", "yolo", "--split", "val", "--val-fraction", "1.5"]
     assert evaluate.cli_main(bad) == 2

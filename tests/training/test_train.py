@@ -229,6 +229,50 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
 
 
+def test_grown_anchor_shapes_start_as_copies_of_their_nearest_source_anchor(
+    tiny_detector, synth_shelf_dataset
+):
+    """Fine-tuning into more anchor aspect ratios (the source's, then 8.0 and 0.2): the old
+    anchors' outputs are copied, and each new anchor decodes to the same box with the same
+    scores as the source anchor of its scale with the nearest ratio (4.0 and 0.33), so the
+    detections after NMS are the source's before any step."""
+    from dataclasses import replace
+
+    import cv2
+
+    from skuaudit.detector import Detector, DetectorConfig, build_raw_model, load_raw_model
+    from skuaudit.detector.boxes import decode_deltas, make_anchors
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.train import _load_initial_weights
+
+    source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    old = source.anchor_aspect_ratios
+    grown = replace(source, anchor_aspect_ratios=(*old, 8.0, 0.2))
+    model = build_raw_model(grown)
+    _load_initial_weights(model, grown, tiny_detector[0])
+    image = cv2.imread(str(synth_shelf_dataset.images[0].path))
+    batch = cv2.resize(image, (128, 128))[None, :, :, ::-1].astype(np.float32)
+    before = load_raw_model(tiny_detector[0])(batch, training=False).numpy()[0]
+    after = model(batch, training=False).numpy()[0]
+    n_old, n_new, n_scales = len(old), len(old) + 2, len(source.anchor_scales)
+    before = before.reshape(-1, n_scales, n_old, before.shape[-1])
+    after = after.reshape(-1, n_scales, n_new, after.shape[-1])
+    np.testing.assert_allclose(after[:, :, :n_old], before, atol=1e-4)
+    anchors_old = make_anchors(source.anchor_spec).reshape(-1, n_scales, n_old, 4)
+    anchors_new = make_anchors(grown.anchor_spec).reshape(-1, n_scales, n_new, 4)
+    variance = source.box_variance
+    for new_index, nearest in ((n_old, old.index(4.0)), (n_old + 1, old.index(0.33))):
+        got = decode_deltas(after[:, :, new_index, :4], anchors_new[:, :, new_index], variance)
+        want = decode_deltas(before[:, :, nearest, :4], anchors_old[:, :, nearest], variance)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(after[:, :, new_index, 4:], before[:, :, nearest, 4:], atol=1e-4)
+    plain = Detector.load(tiny_detector[0], runtime="tf").detect(image, score_threshold=0.05)
+    again = Detector.from_keras(model, grown).detect(image, score_threshold=0.05)
+    assert len(plain) > 0 and len(again) == len(plain)
+    np.testing.assert_allclose(again.xyxy, plain.xyxy, atol=0.5)
+    np.testing.assert_allclose(again.confidence, plain.confidence, atol=1e-4)
+
+
 def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_path):
     import json
     import shutil
