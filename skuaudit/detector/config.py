@@ -128,9 +128,10 @@ class DetectorConfig:
                 raise ValueError(
                     f"{setting} names unknown classes {unknown}; known: {self.class_names}"
                 )
-        if any(not 0.05 <= fraction <= 1.0 for fraction in self.extra_tile_fractions):
+        if any(not 0.2 <= fraction <= 1.0 for fraction in self.extra_tile_fractions):
+            # below 0.2 a set has more than ~50 tiles per view
             raise ValueError(
-                f"extra_tile_fractions must be in [0.05, 1], got {list(self.extra_tile_fractions)}"
+                f"extra_tile_fractions must be in [0.2, 1], got {list(self.extra_tile_fractions)}"
             )
         if not 0 < self.fusion_iou < 1:
             raise ValueError(f"fusion_iou must be in (0, 1), got {self.fusion_iou}")

@@ -204,8 +204,18 @@ class Detector:
             raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
             det = self._suppress_nested(self._decode(raw, (width, height), threshold))
             return det[det.confidence >= per_class[det.class_id]]
+        views = self._tiled_views(image_bgr, threshold)
+        det = self._suppress_nested(self._fuse_views(views))
+        # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
+        # so the order does not change the result.
+        return det[det.confidence >= per_class[det.class_id]]
+
+    def _tile_sets(self, width: int, height: int) -> list[np.ndarray]:
+        """``(T, 4)`` pixel tiles of each tile set of a tiled photo: the product tiles (plus the
+        whole image for ``whole_image_classes``), then the ``extra_tile_fractions`` sets."""
         from skuaudit.datasets.tfdata import tile_grid
 
+        cfg = self.config
         longer = max(width, height)
         sides = [max(cfg.image_size, round(longer * cfg.tile_fraction))]
         for fraction in cfg.extra_tile_fractions if cfg.multiscale_classes else ():
@@ -220,39 +230,41 @@ class Detector:
         ]
         if cfg.whole_image_classes:
             # The whole image is one more "tile" whose edges are the image's: its boxes are never
-            # cut, and the merge below removes their duplicates among the tiles' boxes.
+            # cut, and the merge removes their duplicates among the tiles' boxes.
             tile_sets[0] = np.vstack([tile_sets[0], [[0, 0, width, height]]])
+        return tile_sets
+
+    def _tiled_views(
+        self, image_bgr: np.ndarray, threshold: float
+    ) -> dict[tuple[int, bool], Detections]:
+        """``{(tile set, mirrored): boxes merged across that set's tiles}``, one network batch."""
+        cfg = self.config
+        height, width = image_bgr.shape[:2]
+        tile_sets = self._tile_sets(width, height)
         all_tiles = np.vstack(tile_sets)
         batch = np.stack([self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in all_tiles])
         mirrored = [False, True] if cfg.flip_classes else [False]
         if cfg.flip_classes:  # the mirrored tiles of the same batch
             batch = np.concatenate([batch, batch[:, :, ::-1]])
-        raws = self.predict_raw(batch)
+        raws = iter(self.predict_raw(batch))
         views: dict[tuple[int, bool], Detections] = {}
-        offset = 0
         for mirror in mirrored:
             for set_index, tiles in enumerate(tile_sets):
                 parts = []
-                for raw, (x1, y1, x2, y2) in zip(
-                    raws[offset : offset + len(tiles)], tiles, strict=True
-                ):
+                for x1, y1, x2, y2 in tiles:
                     tile_w = int(x2 - x1)
-                    det = self._decode(raw, (tile_w, int(y2 - y1)), threshold)
+                    det = self._decode(next(raws), (tile_w, int(y2 - y1)), threshold)
                     if mirror:  # boxes of the mirrored tile, back to the tile's own x
                         det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
                     det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
                     parts.append(det)
-                offset += len(tiles)
                 if set_index == 0 and cfg.whole_image_classes:
                     whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
                     parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
                 views[set_index, mirror] = merge_tile_detections(
                     parts, tiles, (width, height), nms_iou=cfg.nms_iou
                 )
-        det = self._suppress_nested(self._fuse_views(views))
-        # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
-        # so the order does not change the result.
-        return det[det.confidence >= per_class[det.class_id]]
+        return views
 
     def _fuse_views(self, views: dict[tuple[int, bool], Detections]) -> Detections:
         """One set of boxes from the views ``{(tile set, mirrored): boxes}`` of a tiled photo.

@@ -452,7 +452,9 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     where ReLU6 of the identity is the identity. A new anchor shape starts as a copy of the
     source's anchor of the same scale and the nearest ratio, with its box outputs rescaled to
     its own shape (:func:`_grow_anchor_outputs`), so it predicts the same boxes and scores as
-    that anchor. Either way the new model's detections (after NMS) are the source's.
+    that anchor. Either way the new model's detections (after NMS) are the source's. (The same
+    number of anchor shapes with other ratios or sizes is copied as is, and the head learns the
+    new shapes: stages B and C of the default model changed theirs that way.)
 
     Raises:
         ValueError: the folder's input size, width or head layout differs from ``det_config``, its
@@ -486,7 +488,7 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     if layout != wanted:
         raise ValueError(
             f"{model_dir}: its heads (anchors per location, classes, FPN channels {layout}) differ "
-            f"from the run's {wanted}; pass the same anchor_aspect_ratios"
+            f"from the run's {wanted}; pass the same anchor_aspect_ratios (new ones may follow them)"
         )
     if source.head_depth > det_config.head_depth:
         raise ValueError(

@@ -273,6 +273,23 @@ def test_grown_anchor_shapes_start_as_copies_of_their_nearest_source_anchor(
     np.testing.assert_allclose(again.confidence, plain.confidence, atol=1e-4)
 
 
+@pytest.mark.parametrize("ratios", [(8.0, 0.33, 0.75, 1.6, 4.0), (0.33, 0.75, 1.6)])
+def test_anchor_ratios_can_only_grow_after_the_source_ones(tiny_detector, ratios):
+    """New anchor shapes go after the source's, and none can be dropped: otherwise the head's
+    outputs have no source anchor to start from. (The same number of shapes with other ratios is
+    copied as is; stage C of the default model changed its ratios that way.)"""
+    from dataclasses import replace
+
+    from skuaudit.detector import DetectorConfig, build_raw_model
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.train import _load_initial_weights
+
+    source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    changed = replace(source, anchor_aspect_ratios=ratios)
+    with pytest.raises(ValueError, match="pass the same anchor_aspect_ratios"):
+        _load_initial_weights(build_raw_model(changed), changed, tiny_detector[0])
+
+
 def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_path):
     import json
     import shutil
