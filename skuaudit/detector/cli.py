@@ -32,42 +32,23 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     model's ``flip_classes``) and ``--multiscale`` / ``--no-multiscale`` into
     ``args.multiscale`` (``None``: the model's ``multiscale_classes``); see
     :func:`apply_view_arguments`."""
-    tiling = parser.add_mutually_exclusive_group()
-    tiling.add_argument(
-        "--tiled",
-        dest="tiled",
-        action="store_true",
-        default=None,
-        help="always tile (default: tile images larger than the model's tile_above_px)",
-    )
-    tiling.add_argument(
-        "--single-pass", dest="tiled", action="store_false", help="never tile: one pass per image"
-    )
-    flip = parser.add_mutually_exclusive_group()
-    flip.add_argument(
-        "--flip",
-        dest="flip",
-        action="store_true",
-        default=None,
-        help="tiled photos: also run the mirrored tiles and fuse both views' boxes of every "
-        "class (default: the model's flip_classes)",
-    )
-    flip.add_argument("--no-flip", dest="flip", action="store_false", help="tiled photos: one view")
-    multiscale = parser.add_mutually_exclusive_group()
-    multiscale.add_argument(
-        "--multiscale",
-        dest="multiscale",
-        action="store_true",
-        default=None,
-        help="tiled photos: fuse the boxes of the model's extra tile sizes for every class "
-        "(default: the model's multiscale_classes)",
-    )
-    multiscale.add_argument(
-        "--no-multiscale",
-        dest="multiscale",
-        action="store_false",
-        help="tiled photos: one tile size",
-    )
+    switches = (
+        ("--tiled", "--single-pass", "tiled",
+         "always tile (default: tile images larger than the model's tile_above_px)",
+         "never tile: one pass per image"),
+        ("--flip", "--no-flip", "flip",
+         "tiled photos: also run the mirrored tiles and fuse both views' boxes of every class "
+         "(default: the model's flip_classes)",
+         "tiled photos: one view"),
+        ("--multiscale", "--no-multiscale", "multiscale",
+         "tiled photos: fuse the boxes of the model's extra tile sizes for every class "
+         "(default: the model's multiscale_classes)",
+         "tiled photos: one tile size"),
+    )  # fmt: skip
+    for on, off, dest, on_help, off_help in switches:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(on, dest=dest, action="store_true", default=None, help=on_help)
+        group.add_argument(off, dest=dest, action="store_false", help=off_help)
 
 
 def apply_view_arguments(config, flip: bool | None, multiscale: bool | None = None) -> None:
