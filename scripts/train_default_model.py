@@ -72,6 +72,11 @@ from skuaudit.training.train import TrainConfig, pseudo_label_photos, train_dete
 SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
+def class_list(text: str) -> list[str]:
+    """``--flip-classes`` / ``--multiscale-classes``: ``"gap"`` -> ``["gap"]``, ``""`` -> ``[]``."""
+    return [c for c in text.split(",") if c]
+
+
 def report(event: dict) -> None:
     print(
         json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in event.items()}),
@@ -260,14 +265,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--flip-classes",
-        type=lambda text: [c for c in text.split(",") if c],
+        type=class_list,
         default=None,
         help="photo path: classes whose boxes fuse tiled photos with their mirror image, e.g. "
         "gap; '' for none (default: the model's config.json value)",
     )
     parser.add_argument(
         "--multiscale-classes",
-        type=lambda text: [c for c in text.split(",") if c],
+        type=class_list,
         default=None,
         help="photo path: classes whose boxes fuse more tile sizes (--extra-tile-fractions), e.g. "
         "gap; '' for none (default: the model's config.json value)",
@@ -277,7 +282,7 @@ def main() -> int:
         type=lambda text: [float(s) for s in text.split(",") if s],
         default=[],
         help="with --multiscale-classes: sides of the extra tile sets as fractions of the "
-        "first's, e.g. 0.65",
+        "photo's longer side, e.g. 0.5,0.75",
     )
     parser.add_argument(
         "--photo-textures",
