@@ -198,7 +198,13 @@ def main() -> int:
     parser.add_argument("--synth-images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of stage 1")
-    parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.35,
+        help="MobileNetV2 width multiplier (wider than --init-model's: its channels are kept and "
+        "the new ones start without effect on them)",
+    )
     parser.add_argument(
         "--head-depth",
         type=int,

@@ -54,6 +54,30 @@ def parse_fraction_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+# Architecture of a run from scratch; a fine-tuning run (--init-model) takes its source's.
+_NEW_MODEL = {"alpha": 0.35, "head_depth": 2, "separate_towers": False, "image_size": 320}
+
+
+def architecture(args: argparse.Namespace) -> dict:
+    """``TrainConfig`` architecture fields of the parsed ``args``: those given on the command
+    line, the rest from ``--init-model``'s ``config.json`` (anchors included) or ``_NEW_MODEL``.
+
+    Raises:
+        ModelLoadError: ``--init-model`` is not a model folder with a readable ``config.json``.
+    """
+    chosen = {key: getattr(args, key) for key in _NEW_MODEL}
+    if args.init_model is None:
+        return {key: _NEW_MODEL[key] if value is None else value for key, value in chosen.items()}
+    from skuaudit.detector.detector import read_model_config
+
+    source = read_model_config(args.init_model)
+    fields = {key: getattr(source, key) for key in _NEW_MODEL}
+    fields.update({key: value for key, value in chosen.items() if value is not None})
+    fields["anchor_aspect_ratios"] = tuple(source.anchor_aspect_ratios)
+    fields["anchor_size_factor"] = source.anchor_size_factor
+    return fields
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skuaudit train", description="Train the SSD MobileNetV2 detector."
@@ -72,22 +96,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    p.add_argument(
+        "--init-model",
+        type=Path,
+        default=None,
+        help="fine-tune: start from this model folder's weights (e.g. models/default); the "
+        "architecture options below default to its own",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help=f"MobileNetV2 width multiplier (default {_NEW_MODEL['alpha']}; with --init-model "
+        "its alpha, or a larger one: a wider backbone that starts from its outputs)",
+    )
     p.add_argument(
         "--head-depth",
         type=int,
-        default=2,
+        default=None,
         help="separable 3x3 convolutions of the box/class head (of each tower with "
-        "--separate-towers)",
+        f"--separate-towers; default {_NEW_MODEL['head_depth']}; with --init-model its depth, or "
+        "more: the new ones start as the identity)",
     )
     p.add_argument(
         "--separate-towers",
         action="store_true",
+        default=None,
         help="one tower of convolutions for the boxes and one for the classes (RetinaNet) "
         "instead of a shared one; fine-tuning from a shared tower starts both as copies of it",
     )
     p.add_argument(
-        "--image-size", type=int, default=320, help="square model input (multiple of 32)"
+        "--image-size",
+        type=int,
+        default=None,
+        help=f"square model input, a multiple of 32 (default {_NEW_MODEL['image_size']}; with "
+        "--init-model its size)",
     )
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--val-fraction", type=float, default=0.2)
@@ -131,6 +174,7 @@ def cli_main(argv: list[str]) -> int:
         return 2
     from skuaudit.datasets.base import DatasetError
     from skuaudit.datasets.readers import read_dataset
+    from skuaudit.detector import ModelLoadError
     from skuaudit.training.train import TrainConfig, train_detector
 
     try:
@@ -147,10 +191,8 @@ def cli_main(argv: list[str]) -> int:
             out_dir=args.out,
             steps=args.steps,
             batch_size=args.batch_size,
-            image_size=args.image_size,
-            alpha=args.alpha,
-            head_depth=args.head_depth,
-            separate_towers=args.separate_towers,
+            init_model_dir=args.init_model,
+            **architecture(args),
             learning_rate=args.learning_rate,
             val_fraction=args.val_fraction,
             seed=args.seed,
@@ -166,7 +208,7 @@ def cli_main(argv: list[str]) -> int:
                 for s, d in zip(sources, datasets, strict=True)
             ],
         )
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ModelLoadError, ValueError, FileNotFoundError) as exc:
         print(f"skuaudit train: {exc}", file=sys.stderr)
         return 2
 
@@ -181,7 +223,7 @@ def cli_main(argv: list[str]) -> int:
 
     try:
         out = train_detector(config, datasets, progress_callback=report)
-    except DatasetError as exc:
+    except (DatasetError, ModelLoadError, ValueError) as exc:  # data, or a model that cannot fit
         print(f"skuaudit train: {exc}", file=sys.stderr)
         return 2
     print(out)

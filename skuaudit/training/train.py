@@ -60,8 +60,9 @@ class TrainConfig:
         log_every: steps between ``"step"`` progress events.
         export_tflite: also write ``model.tflite`` at each save (a few seconds each).
         data_description: one line per data source, for the model card.
-        init_model_dir: start from the weights of this model folder (same ``image_size`` and
-            ``alpha``) instead of random ones, e.g. to fine-tune on pseudo-labels; a checkpoint
+        init_model_dir: start from the weights of this model folder (same ``image_size``,
+            ``alpha`` at most this run's: a wider backbone starts from the narrower one's
+            outputs) instead of random ones, e.g. to fine-tune on pseudo-labels; a checkpoint
             found with ``resume`` takes precedence.
         dataset_repeats: times each dataset's training images appear per epoch, in the order of
             the datasets (missing entries: 1), so a small set is not drowned by a large one; the
@@ -444,9 +445,10 @@ def train_detector(
 def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     """Copy the weights of the model folder ``model_dir`` into ``model``.
 
-    The architectures must match, except that ``model`` may have a deeper head, separate box
-    and class towers where the source shares one, or more anchor aspect ratios (the source's,
-    then new ones). A shared tower's convolutions are copied into both towers. Extra
+    The architectures must match, except that ``model`` may have a wider backbone (a larger
+    ``alpha``, see :func:`_widen_weights`), a deeper head, separate box and class towers where
+    the source shares one, or more anchor aspect ratios (the source's, then new ones). A shared
+    tower's convolutions are copied into both towers. Extra
     convolutions start as the identity (a depthwise kernel with a single 1 at its centre, an
     identity pointwise kernel, no bias): their inputs come out of ReLU6 and lie in ``[0, 6]``,
     where ReLU6 of the identity is the identity. A new anchor shape starts as a copy of the
@@ -457,17 +459,18 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     new shapes: stages B and C of the default model changed theirs that way.)
 
     Raises:
-        ValueError: the folder's input size, width or head layout differs from ``det_config``, its
-            head is deeper, or it has separate towers and the run shares one.
+        ValueError: the folder's input size or head layout differs from ``det_config``, its
+            backbone is wider, its head is deeper, or it has separate towers and the run shares
+            one.
     """
     from skuaudit.detector import DetectorConfig, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
 
     source = DetectorConfig.from_json(model_dir / CONFIG_FILE)
-    if (source.image_size, source.alpha) != (det_config.image_size, det_config.alpha):
+    if source.image_size != det_config.image_size or source.alpha > det_config.alpha:
         raise ValueError(
-            f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} differ from the "
-            f"run's {det_config.image_size} / {det_config.alpha}"
+            f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} do not fit the "
+            f"run's {det_config.image_size} / {det_config.alpha} (same size, alpha at most the run's)"
         )
     old_ratios = tuple(source.anchor_aspect_ratios)
     new_ratios = tuple(det_config.anchor_aspect_ratios)
@@ -502,13 +505,24 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
     def is_head(layer) -> bool:  # matched by name; the rest by order (auto-named sub-models)
         return layer.name.startswith("head_")
 
-    targets = [layer for layer in model.layers if layer.weights and not is_head(layer)]
-    sources = [layer for layer in source_model.layers if layer.weights and not is_head(layer)]
+    targets = [layer for layer in _leaf_layers(model) if layer.weights and not is_head(layer)]
+    sources = [
+        layer for layer in _leaf_layers(source_model) if layer.weights and not is_head(layer)
+    ]
     shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
-    if shapes != [[tuple(w.shape) for w in layer.weights] for layer in sources]:
+    source_shapes = [[tuple(w.shape) for w in layer.weights] for layer in sources]
+    fits = len(shapes) == len(source_shapes) and all(
+        len(a) == len(b)
+        and all(
+            len(x) == len(y) and all(i >= j for i, j in zip(x, y, strict=True))
+            for x, y in zip(a, b, strict=True)
+        )
+        for a, b in zip(shapes, source_shapes, strict=True)
+    )
+    if not fits or (source.alpha == det_config.alpha and shapes != source_shapes):
         raise ValueError(f"{model_dir}: its layers differ from the run's architecture")
     for target, layer in zip(targets, sources, strict=True):
-        target.set_weights(layer.get_weights())
+        target.set_weights(_widen_weights(target, layer.get_weights()))
     source_head = {layer.name: layer for layer in source_model.layers if is_head(layer)}
     for layer in model.layers:
         if not is_head(layer) or not layer.weights:
@@ -527,6 +541,46 @@ def _load_initial_weights(model, det_config, model_dir: Path) -> None:
         depthwise[depthwise.shape[0] // 2, depthwise.shape[1] // 2, :, 0] = 1.0
         pointwise[0, 0] = np.eye(pointwise.shape[2], dtype=pointwise.dtype)
         layer.set_weights([depthwise, pointwise, np.zeros_like(bias)])
+
+
+def _leaf_layers(model) -> list:
+    """The layers of ``model`` in order, nested models (the backbone's taps) opened up."""
+    import keras
+
+    leaves = []
+    for layer in model.layers:
+        leaves.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return leaves
+
+
+def _widen_weights(layer, source_weights: list) -> list:
+    """The weights of ``layer`` (already built, freshly initialised) holding ``source_weights``,
+    the same layer of a narrower network, so that the wider network computes the same outputs.
+
+    Every channel of the narrower layer keeps its index; the new channels come after. Per
+    weight: a depthwise kernel ``(h, w, C, 1)`` and 1-D weights (batch-norm statistics, biases)
+    take the source's values in their first channels; a convolution kernel ``(h, w, in, out)``
+    takes them in ``[:in, :out]`` and gets **zeros from the new input channels to the old
+    output channels**. The new channels keep their random initial values, so they compute
+    something, but it does not reach any old channel until training moves those zeros: the
+    old channels, the residual sums and the heads (whose inputs do not widen) see exactly what
+    the source computed. Training then grows the new weights (the zeros get gradients from the
+    start, as the new channels are not zero). With equal shapes this is a plain copy.
+    """
+    import keras
+
+    weights = [np.array(w) for w in layer.get_weights()]
+    for index, (target, source) in enumerate(zip(weights, source_weights, strict=True)):
+        if target.shape == source.shape:
+            weights[index] = np.array(source, dtype=target.dtype)
+            continue
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
+            isinstance(layer, keras.layers.SeparableConv2D) and index == 0
+        )
+        target[tuple(slice(0, n) for n in source.shape)] = source
+        if target.ndim == 4 and not depthwise:
+            target[:, :, source.shape[2] :, : source.shape[3]] = 0.0
+    return weights
 
 
 def _grow_anchor_outputs(weights: list, source, target, *, box: bool) -> list:

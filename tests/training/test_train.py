@@ -132,6 +132,41 @@ def test_train_cli_separate_towers(tmp_path):
     assert detector.detect(image, score_threshold=0.0).xyxy.shape[1] == 4
 
 
+def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsys):
+    """``skuaudit train --init-model DIR`` starts from DIR's weights with DIR's architecture
+    (input size, width, head, anchors) unless an option grows it; a folder that is not a model
+    is a one-line error."""
+    import json
+
+    from skuaudit.datasets.synth import generate_dataset
+    from skuaudit.detector import DetectorConfig
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.cli import cli_main
+
+    generate_dataset(tmp_path / "d", 4, seed=0, formats=("yolo",), width=256, height=192)
+    source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    out = tmp_path / "m"
+    argv = ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out)]
+    argv += ["--steps", "2", "--batch-size", "2", "--no-tile", "--eval-every", "2"]
+    assert cli_main([*argv, "--init-model", str(tiny_detector[0]), "--head-depth", "3"]) == 0
+    saved = json.loads((out / CONFIG_FILE).read_text())
+    tuned = DetectorConfig.from_json(out / CONFIG_FILE)
+    assert (tuned.image_size, tuned.alpha, tuned.head_depth) == (source.image_size, 0.35, 3)
+    assert tuned.anchor_aspect_ratios == source.anchor_aspect_ratios
+    assert saved["training"]["config"]["init_model_dir"] == str(tiny_detector[0])
+    assert "Fine-tuned from" in (out / "MODEL_CARD.md").read_text()
+
+    for folder, message in (
+        (tmp_path / "nowhere", "model folder not found"),
+        (tmp_path / "d", "config.json is missing"),
+    ):
+        capsys.readouterr()
+        code = cli_main([*argv[:-2], "--out", str(tmp_path / "x"), "--init-model", str(folder)])
+        assert code == 2 and message in capsys.readouterr().err
+    code = cli_main([*argv, "--init-model", str(tiny_detector[0]), "--alpha", "0.25"])
+    assert code == 2 and "alpha at most the run's" in capsys.readouterr().err
+
+
 def test_parse_class_map_error():
     with pytest.raises(ValueError, match="SOURCE=CLASS"):
         parse_class_map("0:gap")
@@ -184,7 +219,8 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"image_size": 64}, "image_size 128 / alpha 0.35 differ"),
+        ({"image_size": 64}, "image_size 128 / alpha 0.35 do not fit"),
+        ({"image_size": 128, "alpha": 0.25}, "alpha at most the run's"),
         ({"dataset_repeats": [0]}, "dataset_repeats"),
         ({"image_size": 128, "anchor_aspect_ratios": (0.5, 1.0, 3.0)}, "heads .* differ"),
         ({"loss_normalisation": "anchor"}, "loss_normalisation"),
@@ -227,6 +263,64 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
     image = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
     expected = load_raw_model(tiny_detector[0])(image, training=False).numpy()
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
+
+
+def test_widened_backbone_starts_from_the_same_outputs(tiny_detector, synth_shelf_dataset):
+    """Fine-tuning into a wider backbone (alpha 0.35 -> 0.5, about twice the weights there)
+    keeps the source's channels and zeroes what the new channels send to them: the raw outputs
+    equal the source's before any step, although the new channels compute something; a few
+    training steps then move those zeros."""
+    from dataclasses import replace
+
+    import cv2
+    import keras
+
+    from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.train import (
+        TrainConfig,
+        _leaf_layers,
+        _load_initial_weights,
+        train_detector,
+    )
+
+    source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
+    wider = replace(source, alpha=0.5)
+    model = build_raw_model(wider)
+    narrow = load_raw_model(tiny_detector[0])
+    assert model.count_params() > 1.3 * narrow.count_params()
+    _load_initial_weights(model, wider, tiny_detector[0])
+    image = cv2.imread(str(synth_shelf_dataset.images[0].path))
+    batch = cv2.resize(image, (128, 128))[None, :, :, ::-1].astype(np.float32)
+    np.testing.assert_allclose(
+        model(batch, training=False).numpy(), narrow(batch, training=False).numpy(), atol=1e-4
+    )
+    # The new channels are alive: the stride-16 feature map differs from zero past the old width.
+    tap = keras.Model(model.input, model.get_layer("fpn_lateral4").input)
+    old_width = narrow.get_layer("fpn_lateral4").input.shape[-1]
+    assert np.abs(tap(batch, training=False).numpy()[..., old_width:]).max() > 1e-3
+
+    out = train_detector(
+        TrainConfig(
+            out_dir=tiny_detector[0].parent / "wider",
+            steps=3,
+            batch_size=2,
+            image_size=128,
+            alpha=0.5,
+            tile=False,
+            augment=False,
+            eval_every=3,
+            eval_max_images=1,
+            export_tflite=False,
+            init_model_dir=tiny_detector[0],
+        ),
+        [synth_shelf_dataset],
+    )
+    trained = load_raw_model(out)
+    lateral = trained.get_layer("fpn_lateral4").get_weights()[0]
+    assert DetectorConfig.from_json(out / CONFIG_FILE).alpha == 0.5
+    assert np.abs(lateral[:, :, old_width:]).max() > 0  # the zeros moved
+    assert len(_leaf_layers(trained)) > len(trained.layers)
 
 
 def test_grown_anchor_shapes_start_as_copies_of_their_nearest_source_anchor(
