@@ -49,6 +49,11 @@ Other uses::
     python scripts/train_default_model.py --resume          # continue a run cut short
     python scripts/train_default_model.py --calibrate-only --out models/default   # settings only
     python scripts/train_default_model.py --stage1 models/default --self-train-steps 1200
+    python scripts/train_default_model.py $W --gap-repeats 6 --lr 7e-4 --eval-every 1000 \
+        --init-model models/default --alpha 0.75 --head-depth 4 --separate-towers \
+        --small-photo-crop 0.35,1.0 --steps 9000 --tile-above-px 400 --flip-classes gap \
+        --multiscale-classes gap --extra-tile-fractions 0.5,0.75 --out /tmp/H
+        # the wider stage H of the model card (69 min; not shipped)
 
 The model folder of each stage is rewritten at every evaluation that improves the validation loss,
 so an interrupted run still leaves a usable model.
@@ -340,8 +345,6 @@ def main() -> int:
         f"shelf-gaps (SKU-110K subset annotated by Munimul/ESD): {len(gaps)} photos 416x416, "
         f"{gaps.num_boxes} gap boxes, product loss masked, each photo x{args.gap_repeats} per epoch",
     ]
-    if args.init_model is not None:
-        description.append(f"stage 1 fine-tuned from the weights of {args.init_model}")
     common = dict(
         batch_size=8,
         image_size=320,
