@@ -34,19 +34,30 @@ with tab_train:
 
     st.subheader("Start a training job")
     datasets = {"Generated shelves": jobs.SYNTHETIC} | {p.name: str(p) for p in jobs.list_datasets()}
+    starts = {"Random weights": ""}
+    with ui.user_errors("Reading the model versions"):
+        starts |= jobs.fine_tune_sources()
     with st.form("train"):
         source = st.selectbox("Dataset", list(datasets), key="train_dataset")
+        start = st.selectbox(
+            "Start from", list(starts), key="train_start",
+            help="A trained model is fine-tuned (its width, image size and anchors; peak learning rate "
+            f"{jobs.FINE_TUNE_LEARNING_RATE:g} instead of {jobs.SCRATCH_LEARNING_RATE:g}): far fewer steps than "
+            "from random weights. A data set that labels only products leaves the gap class's loss out.",
+        )
         c1, c2, c3, c4 = st.columns(4)
         steps = c1.number_input("Steps", 1, 1_000_000, 500, step=100, key="train_steps")
         batch = c2.number_input("Batch", 1, 256, 8, key="train_batch")
-        alpha = c3.selectbox("Width alpha", [0.35, 0.5, 0.75, 1.0], key="train_alpha")
-        size = c4.selectbox("Image size", [128, 192, 256, 320, 416], index=3, key="train_size")
+        alpha = c3.selectbox("Width alpha", [0.35, 0.5, 0.75, 1.0], key="train_alpha",
+                             help="From random weights only (a fine-tuned model keeps its own)")
+        size = c4.selectbox("Image size", [128, 192, 256, 320, 416], index=3, key="train_size",
+                            help="From random weights only (a fine-tuned model keeps its own)")
         synthetic = st.number_input("Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth")
         if st.form_submit_button("Start training", type="primary"):
             with ui.user_errors("Starting the job"):
                 params = jobs.TrainParams(
                     dataset=datasets[source], steps=int(steps), batch_size=int(batch), alpha=float(alpha),
-                    image_size=int(size), synthetic_images=int(synthetic),
+                    image_size=int(size), synthetic_images=int(synthetic), init_model=starts[start],
                 )
                 job_id = jobs.submit_job(params, created_by=ui.signed_in_analyst())
                 st.session_state["lab_job"] = job_id

@@ -50,6 +50,12 @@ SYNTHETIC = "synthetic"
 WORKER_LOG = "worker.log"
 
 
+# Peak learning rates of a job: from random weights, and fine-tuning a trained model (lower, so
+# the first steps do not undo what it learned; the default model's later stages used 5e-4-7e-4).
+SCRATCH_LEARNING_RATE = 2e-3
+FINE_TUNE_LEARNING_RATE = 5e-4
+
+
 @dataclass(frozen=True)
 class TrainParams:
     """The settings a person chooses for a training job.
@@ -60,10 +66,14 @@ class TrainParams:
         synthetic_images: shelves to generate when ``dataset`` is synthetic.
         steps: optimiser steps.
         batch_size: images per step.
-        alpha: MobileNetV2 width multiplier.
-        image_size: square model input in pixels (multiple of 32).
-        learning_rate: peak learning rate.
+        alpha: MobileNetV2 width multiplier (of a run from random weights).
+        image_size: square model input in pixels, a multiple of 32 (of a run from random
+            weights).
+        learning_rate: peak learning rate; ``None``: ``SCRATCH_LEARNING_RATE`` from random
+            weights, ``FINE_TUNE_LEARNING_RATE`` from ``init_model``.
         seed: seed of the data split, the generated shelves and the weights.
+        init_model: a model folder to fine-tune (its width, input size, head and anchors;
+            ``alpha`` and ``image_size`` are then not used); ``""``: random weights.
     """
 
     dataset: str = SYNTHETIC
@@ -73,8 +83,9 @@ class TrainParams:
     batch_size: int = 8
     alpha: float = 0.35
     image_size: int = 320
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None
     seed: int = 0
+    init_model: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1_000_000:
@@ -93,10 +104,18 @@ class TrainParams:
             raise ValueError(
                 f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}"
             )
-        if not 0 < self.learning_rate < 1:
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
         if self.dataset != SYNTHETIC and not Path(self.dataset).is_dir():
             raise ValueError(f"dataset folder {self.dataset} does not exist")
+        if self.init_model and not (Path(self.init_model) / "config.json").is_file():
+            raise ValueError(f"{self.init_model} is not a model folder (no config.json)")
+
+    @property
+    def peak_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return FINE_TUNE_LEARNING_RATE if self.init_model else SCRATCH_LEARNING_RATE
 
     @classmethod
     def from_json(cls, text: str) -> TrainParams:
@@ -158,6 +177,23 @@ class JobView:
 
 
 # --------------------------------------------------------------------------- reading and control
+
+
+def fine_tune_sources(url: str | None = None) -> dict[str, str]:
+    """``{label: model folder}`` a training job can start from: the active detector first, then
+    the other registered versions (newest first); folders without a ``config.json`` are left
+    out."""
+    from skuaudit.model_registry import active_model_dir, list_model_versions
+
+    active = active_model_dir(url)
+    sources = {}
+    if (active / "config.json").is_file():
+        sources[f"Active model ({active.name})"] = str(active)
+    for version in list_model_versions(url):
+        folder = Path(version["path"])
+        if (folder / "config.json").is_file() and folder.resolve() != active.resolve():
+            sources[f"Version {version['name']}"] = str(folder)
+    return sources
 
 
 def create_job(params: TrainParams, created_by: str = "", url: str | None = None) -> int:
@@ -511,19 +547,23 @@ def run_job(job_id: int, url: str | None = None) -> str:
 
     try:
         from skuaudit.model_registry import register_model_version
-        from skuaudit.training.train import TrainConfig, train_detector
+        from skuaudit.training.train import TrainConfig, architecture_of, train_detector
 
         datasets, description = _datasets(params, out_dir)
         if heartbeat.cancel.is_set():
             _finish(job_id, url, "cancelled", "cancelled while preparing the data")
             return "cancelled"
+        if params.init_model:
+            architecture = architecture_of(params.init_model)
+        else:
+            architecture = {"image_size": params.image_size, "alpha": params.alpha}
         config = TrainConfig(
             out_dir=out_dir / "model",
             steps=params.steps,
             batch_size=params.batch_size,
-            image_size=params.image_size,
-            alpha=params.alpha,
-            learning_rate=params.learning_rate,
+            init_model_dir=params.init_model or None,
+            **architecture,
+            learning_rate=params.peak_learning_rate,
             seed=params.seed,
             eval_every=min(250, params.steps),
             log_every=max(1, min(10, params.steps // 20)),

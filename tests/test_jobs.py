@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -33,11 +34,41 @@ def models_dir(tmp_path, monkeypatch):
         (dict(image_size=100), "multiple of 32"),
         (dict(synthetic_images=1), "synthetic images"),
         (dict(dataset="/no/such/folder"), "does not exist"),
+        (dict(init_model="/no/such/model"), "is not a model folder"),
+        (dict(learning_rate=0.0), "learning rate"),
     ],
 )
 def test_params_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainParams(**kwargs)
+
+
+def test_job_fine_tunes_a_model_with_its_own_architecture(db_url, models_dir, tiny_detector):
+    """A job started from a model folder keeps that model's input size and width (not the
+    job's), starts from its weights at the lower fine-tuning learning rate, and registers the
+    result; the choices offered are the active model and the other registered versions."""
+    import json
+
+    from skuaudit.model_registry import activate_model_version, register_model_version
+
+    source = tiny_detector[0]
+    version = register_model_version(source, {}, name="tiny", url=db_url)
+    (models_dir / "default").mkdir(parents=True)  # an active folder that is not a model
+    register_model_version(models_dir / "default", {}, name="empty", url=db_url)
+    assert jobs.fine_tune_sources(db_url) == {"Version tiny": str(source)}
+    activate_model_version(version, db_url)
+    assert list(jobs.fine_tune_sources(db_url).values()) == [str(source)]
+
+    params = TrainParams(steps=2, init_model=str(source), **TINY)
+    assert params.peak_learning_rate == jobs.FINE_TUNE_LEARNING_RATE
+    assert TrainParams(**TINY).peak_learning_rate == jobs.SCRATCH_LEARNING_RATE
+    job_id = jobs.create_job(params, created_by="ana", url=db_url)
+    assert jobs.run_job(job_id, db_url) == "done", jobs.get_job(job_id, db_url).message
+    out = Path(jobs.get_job(job_id, db_url).output_dir) / "model"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["detector"]["image_size"] == 128 != TINY["image_size"]
+    assert saved["training"]["config"]["init_model_dir"] == str(source)
+    assert saved["training"]["config"]["learning_rate"] == jobs.FINE_TUNE_LEARNING_RATE
 
 
 def test_queued_job_is_cancelled_at_once(db_url, models_dir):

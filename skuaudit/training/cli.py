@@ -68,13 +68,10 @@ def architecture(args: argparse.Namespace) -> dict:
     chosen = {key: getattr(args, key) for key in _NEW_MODEL}
     if args.init_model is None:
         return {key: _NEW_MODEL[key] if value is None else value for key, value in chosen.items()}
-    from skuaudit.detector.detector import read_model_config
+    from skuaudit.training.train import architecture_of
 
-    source = read_model_config(args.init_model)
-    fields = {key: getattr(source, key) for key in _NEW_MODEL}
+    fields = architecture_of(args.init_model)
     fields.update({key: value for key, value in chosen.items() if value is not None})
-    fields["anchor_aspect_ratios"] = tuple(source.anchor_aspect_ratios)
-    fields["anchor_size_factor"] = source.anchor_size_factor
     return fields
 
 

@@ -200,6 +200,26 @@ def split_datasets(
     return train_images, val_images, val_sets
 
 
+def architecture_of(model_dir: str | Path) -> dict:
+    """The ``TrainConfig`` architecture fields of a model folder, to fine-tune it as it is:
+    ``image_size``, ``alpha``, ``head_depth``, ``separate_towers`` and its anchors.
+
+    Raises:
+        ModelLoadError: not a model folder with a readable ``config.json``.
+    """
+    from skuaudit.detector.detector import read_model_config
+
+    source = read_model_config(model_dir)
+    return {
+        "image_size": source.image_size,
+        "alpha": source.alpha,
+        "head_depth": source.head_depth,
+        "separate_towers": source.separate_towers,
+        "anchor_aspect_ratios": tuple(source.anchor_aspect_ratios),
+        "anchor_size_factor": source.anchor_size_factor,
+    }
+
+
 def detector_config_for(config: TrainConfig, alpha: float | None = None):
     """The ``DetectorConfig`` a run of ``config`` trains (``alpha`` overrides ``config.alpha``)."""
     from skuaudit.detector.config import DetectorConfig

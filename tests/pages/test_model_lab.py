@@ -47,6 +47,26 @@ def test_start_training_job_from_the_form(db_url, monkeypatch, tmp_path):
     assert (job.status, job.params["steps"], job.params["image_size"]) == ("queued", 20, 128)
 
 
+def test_start_a_fine_tuning_job_from_the_active_model(db_url, monkeypatch, tmp_path):
+    """The "Start from" choice offers the active model (the shipped default here); the job
+    records it."""
+    from skuaudit.model_registry import active_model_dir
+
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(ROOT / "models" / "default"))
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda job_id, url=None: started.append(job_id) or 1)
+    at = _lab(monkeypatch, tmp_path)
+    start = at.selectbox(key="train_start")
+    assert start.options[0] == "Random weights" and start.options[1].startswith("Active model")
+    start.set_value(start.options[1])
+    at.button[1].click().run()
+    assert not at.exception, at.exception
+    assert started, [e.value for e in at.error]
+    job = jobs.get_job(started[0], db_url)
+    assert job.params["init_model"] == str(active_model_dir())
+    assert jobs.TrainParams(**job.params).peak_learning_rate == jobs.FINE_TUNE_LEARNING_RATE
+
+
 def test_bad_settings_show_an_error(db_url, monkeypatch, tmp_path):
     at = _lab(monkeypatch, tmp_path)
     at.selectbox(key="train_size").set_value(128)
