@@ -38,6 +38,7 @@ from skuaudit.config import get_settings
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 from skuaudit.storage.models import utcnow
+from skuaudit.training.rates import FINE_TUNE_LEARNING_RATE, SCRATCH_LEARNING_RATE
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,6 @@ STALE_AFTER_S = 90.0  # no heartbeat for this long: the worker is gone
 START_GRACE_S = 120.0  # a queued job whose worker never reported is failed after this long
 SYNTHETIC = "synthetic"
 WORKER_LOG = "worker.log"
-
-
-# Peak learning rates of a job: from random weights, and fine-tuning a trained model (lower, so
-# the first steps do not undo what it learned; the default model's later stages used 5e-4-7e-4).
-SCRATCH_LEARNING_RATE = 2e-3
-FINE_TUNE_LEARNING_RATE = 5e-4
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from skuaudit.training.rates import FINE_TUNE_LEARNING_RATE, SCRATCH_LEARNING_RATE
+
 FORMATS = ("yolo", "voc", "coco", "sku110k", "synth")
 # A `skuaudit synth` folder (generate_dataset) is read through its YOLO labels.
 _READER_FORMAT = {"synth": "yolo"}
@@ -129,7 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"square model input, a multiple of 32 (default {_NEW_MODEL['image_size']}; with "
         "--init-model its size)",
     )
-    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help=f"peak learning rate (default {SCRATCH_LEARNING_RATE:g}; with --init-model "
+        f"{FINE_TUNE_LEARNING_RATE:g})",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument(
         "--no-tile",
@@ -190,7 +198,13 @@ def cli_main(argv: list[str]) -> int:
             batch_size=args.batch_size,
             init_model_dir=args.init_model,
             **architecture(args),
-            learning_rate=args.learning_rate,
+            learning_rate=(
+                args.learning_rate
+                if args.learning_rate is not None
+                else FINE_TUNE_LEARNING_RATE
+                if args.init_model
+                else SCRATCH_LEARNING_RATE
+            ),
             val_fraction=args.val_fraction,
             seed=args.seed,
             tile=args.tile,

@@ -134,14 +134,15 @@ def test_train_cli_separate_towers(tmp_path):
 
 def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsys):
     """``skuaudit train --init-model DIR`` starts from DIR's weights with DIR's architecture
-    (input size, width, head, anchors) unless an option grows it; a folder that is not a model
-    is a one-line error."""
+    (input size, width, head, anchors) unless an option grows it, at the fine-tuning learning
+    rate; a folder that is not a model is a one-line error."""
     import json
 
     from skuaudit.datasets.synth import generate_dataset
     from skuaudit.detector import DetectorConfig
     from skuaudit.detector.detector import CONFIG_FILE
     from skuaudit.training.cli import cli_main
+    from skuaudit.training.rates import FINE_TUNE_LEARNING_RATE
 
     generate_dataset(tmp_path / "d", 4, seed=0, formats=("yolo",), width=256, height=192)
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
@@ -154,6 +155,7 @@ def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsy
     assert (tuned.image_size, tuned.alpha, tuned.head_depth) == (source.image_size, 0.35, 3)
     assert tuned.anchor_aspect_ratios == source.anchor_aspect_ratios
     assert saved["training"]["config"]["init_model_dir"] == str(tiny_detector[0])
+    assert saved["training"]["config"]["learning_rate"] == FINE_TUNE_LEARNING_RATE
     assert "Fine-tuned from" in (out / "MODEL_CARD.md").read_text()
 
     for folder, message in (
