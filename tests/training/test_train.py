@@ -267,7 +267,9 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
 
 
-def test_widened_backbone_starts_from_the_same_outputs(tiny_detector, synth_shelf_dataset):
+def test_widened_backbone_starts_from_the_same_outputs(
+    tiny_detector, synth_shelf_dataset, tmp_path
+):
     """Fine-tuning into a wider backbone (alpha 0.35 -> 0.5, about twice the weights there)
     keeps the source's channels and zeroes what the new channels send to them: the raw outputs
     equal the source's before any step, although the new channels compute something; a few
@@ -304,7 +306,7 @@ def test_widened_backbone_starts_from_the_same_outputs(tiny_detector, synth_shel
 
     out = train_detector(
         TrainConfig(
-            out_dir=tiny_detector[0].parent / "wider",
+            out_dir=tmp_path / "wider",
             steps=3,
             batch_size=2,
             image_size=128,
