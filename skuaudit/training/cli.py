@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from skuaudit.training.rates import FINE_TUNE_LEARNING_RATE, SCRATCH_LEARNING_RATE
+from skuaudit.training.train import TrainConfig
 
 FORMATS = ("yolo", "voc", "coco", "sku110k", "synth")
 # A `skuaudit synth` folder (generate_dataset) is read through its YOLO labels.
@@ -56,8 +58,13 @@ def parse_fraction_range(text: str) -> tuple[float, float]:
     return low, high
 
 
-# Architecture of a run from scratch; a fine-tuning run (--init-model) takes its source's.
-_NEW_MODEL = {"alpha": 0.35, "head_depth": 2, "separate_towers": False, "image_size": 320}
+# Architecture of a run from scratch (TrainConfig's defaults); a fine-tuning run (--init-model)
+# takes its source's.
+_NEW_MODEL = {
+    f.name: f.default
+    for f in fields(TrainConfig)
+    if f.name in ("alpha", "head_depth", "separate_towers", "image_size")
+}
 
 
 def architecture(args: argparse.Namespace) -> dict:
@@ -180,7 +187,7 @@ def cli_main(argv: list[str]) -> int:
     from skuaudit.datasets.base import DatasetError
     from skuaudit.datasets.readers import read_dataset
     from skuaudit.detector import ModelLoadError
-    from skuaudit.training.train import TrainConfig, train_detector
+    from skuaudit.training.train import train_detector
 
     try:
         datasets = [
