@@ -268,6 +268,13 @@ def main() -> int:
         "(1.0,1.0: whole photos)",
     )
     parser.add_argument(
+        "--mosaic",
+        type=float,
+        default=0.0,
+        help="probability that a shelf-gaps training photo becomes a 2x2 mosaic of it and three "
+        "others (default 0)",
+    )
+    parser.add_argument(
         "--tile-above-px",
         type=int,
         default=None,
@@ -363,6 +370,7 @@ def main() -> int:
         anchor_aspect_ratios=ratios,
         anchor_size_factor=args.anchor_size_factor,
         small_photo_crop=parse_fraction_range(args.small_photo_crop),
+        mosaic=args.mosaic,
     )
     stage1 = args.stage1
     if stage1 is None:

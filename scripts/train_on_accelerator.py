@@ -114,6 +114,7 @@ def train(args: argparse.Namespace) -> int:
         anchor_aspect_ratios=ANCHOR_RATIOS,
         anchor_size_factor=2.0,
         small_photo_crop=parse_fraction_range(args.small_photo_crop),
+        mosaic=args.mosaic,
         head_depth=args.head_depth,
         separate_towers=True,
         export_tflite=False,
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--gap-repeats", type=int, default=6)
     t.add_argument("--small-photo-crop", default="0.35,1.0")
+    t.add_argument("--mosaic", type=float, default=0.0, help="see skuaudit train --mosaic")
     t.add_argument("--head-depth", type=int, default=4)
     t.add_argument("--max-boxes", type=int, default=300)
     t.add_argument("--val-batches", type=int, default=8)

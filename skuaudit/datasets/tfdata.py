@@ -43,12 +43,19 @@ class TileSpec:
             fraction of the photo's, drawn uniformly; ``(1.0, 1.0)`` uses them whole. The
             416x416 shelf-gaps photos show a gap at about half the size it has in a tile of a
             full-resolution photo, so crops of 45-100 % teach both scales.
+        mosaic: probability that a photo too small to tile is replaced, before its zoom-in crop,
+            by a 2x2 mosaic of the same size: itself and three other small photos with the same
+            annotated classes, each a random crop at its own scale, split at a random point in
+            the middle half of each side (YOLO-style mosaic, without its shrinking, so the
+            objects keep the sizes the photo path sees). It needs the partner photos
+            (``mosaic_partners``) and is meant for training only.
     """
 
     side_fraction: tuple[float, float] = (0.3, 0.55)
     min_photo_side_px: int = 900
     min_visibility: float = 0.5
     small_photo_fraction: tuple[float, float] = (1.0, 1.0)
+    mosaic: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.small_photo_fraction
@@ -56,6 +63,8 @@ class TileSpec:
             raise ValueError(
                 f"small_photo_fraction must satisfy 0 < low <= high <= 1, got {self.small_photo_fraction}"
             )
+        if not 0 <= self.mosaic <= 1:
+            raise ValueError(f"mosaic must be a probability in [0, 1], got {self.mosaic}")
 
 
 def tile_grid(
@@ -195,6 +204,90 @@ def _class_mask(item: LabeledImage, classes: list[str]) -> np.ndarray:
     return np.array([1.0 if c in annotated else 0.0 for c in classes], np.float32)
 
 
+def _is_small(item: LabeledImage, tile: TileSpec) -> bool:
+    return max(item.width, item.height) <= tile.min_photo_side_px
+
+
+def mosaic_partners(
+    items: Sequence[LabeledImage], classes: list[str], tile: TileSpec | None
+) -> list[tuple[LabeledImage, ...]]:
+    """For each of ``items``, the photos a mosaic of it may use (``TileSpec.mosaic``).
+
+    They are the distinct photos (by path) that are too small to tile and annotate the same
+    classes, so the class mask of the mosaic is the item's own (a gap-only photo is never
+    pasted next to a fully labelled one). Large photos, and every item when the spec has no
+    mosaic, get ``()``. Items of one group share one tuple.
+    """
+    if tile is None or tile.mosaic == 0:
+        return [()] * len(items)
+    groups: dict[tuple[float, ...], dict[object, LabeledImage]] = {}
+    keys: list[tuple[float, ...] | None] = []
+    for item in items:
+        if not _is_small(item, tile):
+            keys.append(None)
+            continue
+        key = tuple(_class_mask(item, classes).tolist())
+        groups.setdefault(key, {}).setdefault(item.path, item)
+        keys.append(key)
+    frozen = {key: tuple(group.values()) for key, group in groups.items()}
+    return [frozen[key] if key is not None else () for key in keys]
+
+
+def _read_labeled(item: LabeledImage, classes: list[str]) -> tuple[np.ndarray, ...]:
+    """An image (BGR), its boxes of ``classes`` and their class indices."""
+    image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{item.path}: cannot decode image")
+    index = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, c in enumerate(item.class_names) if c in index]
+    boxes = item.boxes_xyxy[keep].astype(np.float32)
+    ids = np.array([index[item.class_names[i]] for i in keep], np.int32)
+    return image, boxes, ids
+
+
+def make_mosaic(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    size_wh: tuple[int, int],
+    min_visibility: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``size_wh`` 2x2 mosaic of four ``(image_bgr, boxes_xyxy, class_ids)`` parts.
+
+    The split point is drawn in the middle half of each side; part ``k`` fills quadrant ``k``
+    (top left, top right, bottom left, bottom right) with a random crop at its own scale, or,
+    if it is smaller than its quadrant, scaled up just enough to cover it. Boxes cut by a
+    quadrant are kept when at least ``min_visibility`` of them remains (as in tiling).
+
+    Returns:
+        the mosaic, its boxes in mosaic pixels and their class indices.
+    """
+    if len(parts) != 4:
+        raise ValueError(f"make_mosaic needs 4 parts, got {len(parts)}")
+    width, height = size_wh
+    cx = int(round(width * rng.uniform(0.25, 0.75)))
+    cy = int(round(height * rng.uniform(0.25, 0.75)))
+    quadrants = [(0, 0, cx, cy), (cx, 0, width, cy), (0, cy, cx, height), (cx, cy, width, height)]
+    canvas = np.zeros((height, width, 3), np.uint8)
+    all_boxes, all_ids = [np.zeros((0, 4), np.float32)], [np.zeros((0,), np.int32)]
+    for (image, boxes, ids), (qx1, qy1, qx2, qy2) in zip(parts, quadrants, strict=True):
+        qw, qh = qx2 - qx1, qy2 - qy1
+        if qw < 1 or qh < 1:
+            continue
+        ph, pw = image.shape[:2]
+        scale = max(qw / pw, qh / ph, 1.0)
+        if scale > 1.0:
+            pw, ph = max(qw, int(np.ceil(pw * scale))), max(qh, int(np.ceil(ph * scale)))
+            boxes = boxes * np.array([pw / image.shape[1], ph / image.shape[0]] * 2, np.float32)
+            image = cv2.resize(image, (pw, ph), interpolation=cv2.INTER_LINEAR)
+        x1 = int(rng.integers(0, pw - qw + 1))
+        y1 = int(rng.integers(0, ph - qh + 1))
+        canvas[qy1:qy2, qx1:qx2] = image[y1 : y1 + qh, x1 : x1 + qw]
+        kept_boxes, kept = crop_boxes_xyxy(boxes, (x1, y1, x1 + qw, y1 + qh), min_visibility)
+        all_boxes.append(kept_boxes + np.array([qx1, qy1, qx1, qy1], np.float32))
+        all_ids.append(np.asarray(ids, np.int32)[kept])
+    return canvas, np.concatenate(all_boxes), np.concatenate(all_ids)
+
+
 def load_training_example(
     item: LabeledImage,
     classes: list[str],
@@ -203,21 +296,34 @@ def load_training_example(
     tile: TileSpec | None,
     augmenter: Callable | None,
     rng: np.random.Generator,
+    partners: Sequence[LabeledImage] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One training example of a labelled image, as ``make_tf_dataset`` yields it (without
-    TensorFlow, so other trainers share it): a random tile (``tile``, drawn from ``rng``),
-    ``augmenter``, resize, padded targets (see ``encode_example``).
+    TensorFlow, so other trainers share it): with probability ``tile.mosaic`` a mosaic of it and
+    three of ``partners`` (``mosaic_partners``; none: no mosaic), a random tile (``tile``, drawn
+    from ``rng``), ``augmenter``, resize, padded targets (see ``encode_example``).
 
     Raises:
-        DatasetError: the image cannot be decoded.
+        DatasetError: the image (or a mosaic partner) cannot be decoded.
     """
-    image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{item.path}: cannot decode image")
-    index = {c: i for i, c in enumerate(classes)}
-    keep = [i for i, c in enumerate(item.class_names) if c in index]
-    boxes = item.boxes_xyxy[keep]
-    ids = np.array([index[item.class_names[i]] for i in keep], np.int32)
+    image, boxes, ids = _read_labeled(item, classes)
+    others = [p for p in partners if p.path != item.path]
+    if (
+        tile is not None
+        and tile.mosaic > 0
+        and len(others) >= 3
+        and _is_small(item, tile)
+        and rng.random() < tile.mosaic
+    ):
+        chosen = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
+        parts = [(image, boxes, ids), *(_read_labeled(p, classes) for p in chosen)]
+        order = rng.permutation(4)
+        image, boxes, ids = make_mosaic(
+            [parts[int(i)] for i in order],
+            (image.shape[1], image.shape[0]),
+            tile.min_visibility,
+            rng,
+        )
     if tile is not None:
         window = random_tile_xyxy(image.shape[1], image.shape[0], tile, rng)
         boxes, kept = crop_boxes_xyxy(boxes, window, tile.min_visibility)
@@ -295,7 +401,8 @@ def make_tf_dataset(
         augment: apply ``build_augmenter()``.
         shuffle: shuffle the image order each epoch (seeded).
         seed: shuffle and crop seed; augmentation draws are not reproducible across runs.
-        tile: random crops for large photos; ``None`` uses whole images.
+        tile: random crops for large photos; ``None`` uses whole images. Its ``mosaic``
+            applies only with ``augment``.
         max_boxes: padding length per image.
         repeat: repeat forever.
 
@@ -315,6 +422,7 @@ def make_tf_dataset(
         raise ValueError("make_tf_dataset: classes must not be empty")
     items = list(dataset.images)
     augmenter = build_augmenter(seed) if augment else None
+    partners = mosaic_partners(items, classes, tile if augment else None)
     fixed = not (shuffle or repeat or augment)
     counter = itertools.count()
 
@@ -328,6 +436,7 @@ def make_tf_dataset(
             tile,
             augmenter,
             np.random.default_rng(draw),
+            partners[int(index)],
         )
 
     ds = tf.data.Dataset.range(len(items))

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="LOW,HIGH: zoom-in crops of photos too small to tile, as a fraction of their sides "
         "(e.g. 0.45,1.0 for 416 px gap photos; default: whole photos)",
     )
+    p.add_argument(
+        "--mosaic",
+        type=float,
+        default=0.0,
+        help="probability that a training photo too small to tile becomes a 2x2 mosaic of it and "
+        "three other such photos of its dataset (e.g. 0.5 for the 416 px gap photos; default 0)",
+    )
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument(
         "--patience", type=int, default=4, help="evaluations without improvement before stopping"
@@ -216,6 +223,7 @@ def cli_main(argv: list[str]) -> int:
             seed=args.seed,
             tile=args.tile,
             small_photo_crop=parse_fraction_range(args.small_photo_crop),
+            mosaic=args.mosaic,
             eval_every=args.eval_every,
             patience=args.patience,
             checkpoint_dir=args.checkpoint_dir,

@@ -45,7 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.datasets.tfdata import TileSpec, build_augmenter, load_training_example
+from skuaudit.datasets.tfdata import (
+    TileSpec,
+    build_augmenter,
+    load_training_example,
+    mosaic_partners,
+)
 from skuaudit.detections import CLASS_NAMES
 from skuaudit.training.train import TrainConfig, detector_config_for, split_datasets
 
@@ -241,6 +246,7 @@ _WORKER: dict = {}
 
 def _init_worker(
     items: list[LabeledImage],
+    n_train: int,
     classes: list[str],
     image_size: int,
     max_boxes: int,
@@ -253,6 +259,9 @@ def _init_worker(
     cv2.setNumThreads(1)
     _WORKER.update(
         items=items,
+        # mosaics of training photos draw their partners from the training photos only
+        partners=mosaic_partners(items[:n_train], classes, tile if augment else None)
+        + [()] * (len(items) - n_train),
         classes=classes,
         image_size=(image_size, image_size),
         max_boxes=max_boxes,
@@ -281,6 +290,7 @@ def _load_batch(batch_id: int, indices: list[int], fixed: bool) -> tuple[np.ndar
             w["tile"],
             None if fixed else w["augmenter"],
             rng,
+            () if fixed else w["partners"][index],
         )
         out[0].append(np.clip(example[0], 0, 255).astype(np.uint8))
         for part, value in zip(out[1:], example[1:], strict=True):
@@ -338,7 +348,7 @@ class BatchStream:
             max(1, workers),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(items, classes, image_size, max_boxes, tile, augment, seed),
+            initargs=(items, n_train, classes, image_size, max_boxes, tile, augment, seed),
         )
         self._depth = prefetch or 3 * max(1, workers)
         self._order = self._epochs()
@@ -547,7 +557,7 @@ def train_variants(
         image_size=config.image_size,
         batch_size=config.batch_size,
         max_boxes=config.max_boxes,
-        tile=TileSpec(small_photo_fraction=tuple(config.small_photo_crop)) if config.tile else None,
+        tile=config.tile_spec(),
         augment=config.augment,
         seed=config.seed,
         workers=workers,

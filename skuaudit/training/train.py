@@ -84,6 +84,8 @@ class TrainConfig:
             tower is shared starts both towers as copies of it (same detections).
         small_photo_crop: with ``tile``, zoom-in crops of photos too small to tile, as a
             fraction of their sides (``TileSpec.small_photo_fraction``; ``(1.0, 1.0)``: whole).
+        mosaic: with ``tile``, the probability that a training photo too small to tile becomes
+            a 2x2 mosaic of it and three other such photos (``TileSpec.mosaic``).
     """
 
     out_dir: Path
@@ -112,6 +114,7 @@ class TrainConfig:
     anchor_aspect_ratios: tuple[float, ...] | None = None
     anchor_size_factor: float | None = None
     small_photo_crop: tuple[float, float] = (1.0, 1.0)
+    mosaic: float = 0.0
     head_depth: int = 2
     separate_towers: bool = False
 
@@ -125,13 +128,21 @@ class TrainConfig:
             raise ValueError("steps, batch_size and eval_every must be positive")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        TileSpec(small_photo_fraction=tuple(self.small_photo_crop))  # checks the range
+        TileSpec(small_photo_fraction=tuple(self.small_photo_crop), mosaic=self.mosaic)  # checks
+        if self.mosaic and not self.tile:
+            raise ValueError("mosaic needs tile: mosaics are built from the training crops")
         if any(r < 1 for r in self.dataset_repeats):
             raise ValueError(f"dataset_repeats must be >= 1, got {self.dataset_repeats}")
         if self.loss_normalisation not in ("image", "batch"):
             raise ValueError(
                 f"loss_normalisation must be 'image' or 'batch', got {self.loss_normalisation!r}"
             )
+
+    def tile_spec(self) -> TileSpec | None:
+        """The training crops of this run (``None`` without ``tile``)."""
+        if not self.tile:
+            return None
+        return TileSpec(small_photo_fraction=tuple(self.small_photo_crop), mosaic=self.mosaic)
 
 
 def split_by_image(
@@ -288,9 +299,7 @@ def train_detector(
             augment=training and config.augment,
             shuffle=training,
             seed=config.seed,
-            tile=TileSpec(small_photo_fraction=tuple(config.small_photo_crop))
-            if config.tile
-            else None,
+            tile=config.tile_spec(),
             max_boxes=config.max_boxes,
             repeat=training,
         )
@@ -848,7 +857,8 @@ def _model_card(info: dict) -> str:
         "## Training",
         f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
         f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}, zoom-in crops of "
-        f"photos too small to tile {list(cfg.get('small_photo_crop') or (1.0, 1.0))}",
+        f"photos too small to tile {list(cfg.get('small_photo_crop') or (1.0, 1.0))}"
+        + (f", mosaic of them with probability {cfg['mosaic']}" if cfg.get("mosaic") else ""),
         f"- loss normalised per {cfg.get('loss_normalisation', 'batch')}; anchor width/height "
         f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}, "
         f"side {cfg.get('anchor_size_factor') or DetectorConfig().anchor_size_factor} x stride; "

@@ -11,8 +11,11 @@ from skuaudit.datasets.tfdata import (
     TileSpec,
     crop_boxes_xyxy,
     encode_example,
+    load_training_example,
+    make_mosaic,
     make_synth_tf_dataset,
     make_tf_dataset,
+    mosaic_partners,
     random_tile_xyxy,
     tile_grid,
 )
@@ -86,6 +89,130 @@ def test_random_tile_zooms_into_small_photos_keeping_their_shape():
 def test_tile_spec_rejects_bad_small_photo_fraction(fraction):
     with pytest.raises(ValueError, match="small_photo_fraction"):
         TileSpec(small_photo_fraction=fraction)
+
+
+@pytest.mark.parametrize("mosaic", [-0.1, 1.5])
+def test_tile_spec_rejects_bad_mosaic(mosaic):
+    with pytest.raises(ValueError, match="mosaic must be a probability"):
+        TileSpec(mosaic=mosaic)
+
+
+def test_make_mosaic_places_each_part_in_its_quadrant():
+    """Four flat-coloured 100x80 parts, each with one box around its centre: the 200x160 mosaic
+    shows every colour in its own quadrant and every box moved with its part; a quadrant is
+    filled without scaling a part up, and a box cut below the visibility limit is dropped."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    parts = [
+        (np.full((80, 100, 3), c, np.uint8), np.array([[45, 35, 55, 45]], np.float32), [k])
+        for k, c in enumerate(colours)
+    ]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        seed = int(rng.integers(1 << 30))
+        canvas, boxes, ids = make_mosaic(parts, (200, 160), 0.5, np.random.default_rng(seed))
+        assert canvas.shape == (160, 200, 3)
+        corners = [canvas[0, 0], canvas[0, -1], canvas[-1, 0], canvas[-1, -1]]
+        assert [tuple(c) for c in corners] == colours
+        for box, k in zip(boxes, ids, strict=True):
+            x1, y1, x2, y2 = box.astype(int)
+            assert tuple(canvas[(y1 + y2) // 2, (x1 + x2) // 2]) == colours[k]
+            assert x2 - x1 >= 5 and y2 - y1 >= 5  # at least half of each 10 px side kept
+    # a split point at 25-75 % keeps each 100x80 part at its scale (quadrants <= 150x120 need
+    # scaling up; the 10 px boxes keep their size)
+    canvas, boxes, _ = make_mosaic(parts, (120, 100), 0.5, np.random.default_rng(1))
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    assert np.all(sizes <= 10 + 1e-4)
+    with pytest.raises(ValueError, match="4 parts"):
+        make_mosaic(parts[:3], (200, 160), 0.5, rng)
+
+
+def test_make_mosaic_scales_up_parts_smaller_than_their_quadrant():
+    small = (np.full((20, 20, 3), 200, np.uint8), np.array([[0, 0, 20, 20]], np.float32), [1])
+    canvas, boxes, ids = make_mosaic([small] * 4, (200, 200), 0.5, np.random.default_rng(0))
+    assert (canvas == 200).all()  # every quadrant covered, no black border
+    assert len(boxes) >= 1 and (boxes[:, 2:] - boxes[:, :2]).min() > 20  # boxes scaled with it
+
+
+def _small_photos(tmp_path, n, annotated=("gap",), size=(120, 100), step=10):
+    """``n`` flat grey photos (levels ``step``, ``2 * step``, ...), one box each."""
+    items = []
+    for i in range(n):
+        path = tmp_path / f"{annotated[0]}{i}.png"
+        cv2.imwrite(str(path), np.full((size[1], size[0], 3), step * (i + 1), np.uint8))
+        items.append(
+            LabeledImage(path, size[0], size[1], [[50, 40, 70, 60]], [annotated[-1]], annotated)
+        )
+    return items
+
+
+def test_mosaic_partners_group_small_photos_by_annotated_classes(tmp_path):
+    gaps = _small_photos(tmp_path, 4)
+    full = _small_photos(tmp_path, 2, annotated=("product", "gap"))
+    large = LabeledImage(tmp_path / "large.png", 1600, 1200, [], [], ("gap",))
+    items = [*gaps, gaps[0], *full, large]  # gaps[0] repeated, as dataset_repeats does
+    classes = ["product", "gap"]
+    partners = mosaic_partners(items, classes, TileSpec(mosaic=0.5))
+    assert [p.path for p in partners[0]] == [g.path for g in gaps]  # distinct paths
+    assert partners[0] is partners[3] is partners[4]
+    assert [p.path for p in partners[5]] == [f.path for f in full]
+    assert partners[-1] == ()
+    assert mosaic_partners(items, classes, TileSpec()) == [()] * len(items)
+    assert mosaic_partners(items, classes, None) == [()] * len(items)
+
+
+def test_load_training_example_mosaic(tmp_path):
+    """With ``mosaic=1`` a small photo becomes a mosaic of four distinct photos of its group
+    (their grey levels show in the image, their boxes in the targets); without partners, or
+    with ``mosaic=0``, it is the photo alone."""
+    items = _small_photos(tmp_path, 5)
+    classes = ["product", "gap"]
+    spec = TileSpec(mosaic=1.0)
+    partners = mosaic_partners(items, classes, spec)
+    levels = set()
+    for seed in range(10):
+        image, _, ids, mask = load_training_example(
+            items[0], classes, (100, 120), 16, spec, None, np.random.default_rng(seed), partners[0]
+        )
+        shown = set(np.unique(image.astype(np.uint8)).tolist())
+        assert 10 in shown and len(shown) == 4  # itself and three others, never itself twice
+        levels |= shown
+        assert mask.tolist() == [0, 1] and (ids >= 0).sum() >= 1
+    assert levels == {10, 20, 30, 40, 50}
+    for tile, given in [(spec, ()), (TileSpec(), partners[0])]:
+        image, yxyx, ids, _ = load_training_example(
+            items[0], classes, (100, 120), 16, tile, None, np.random.default_rng(0), given
+        )
+        assert np.unique(image).tolist() == [10.0]
+        np.testing.assert_allclose(yxyx[0], [0.4, 50 / 120, 0.6, 70 / 120], atol=1e-6)
+
+
+def test_make_tf_dataset_mosaics_training_passes_only(tmp_path):
+    """Validation passes (no augmentation) show each flat photo alone; augmented training
+    passes show four grey levels 40 apart, which colour jitter, noise and blur do not fake
+    (measured on a median-filtered green channel, black affine borders left out)."""
+    data = Dataset(["product", "gap"], _small_photos(tmp_path, 5, step=40))
+
+    def spreads(tile: TileSpec, augment: bool) -> list[float]:
+        ds = make_tf_dataset(
+            data,
+            ["product", "gap"],
+            image_size=(100, 120),
+            batch_size=5,
+            shuffle=False,
+            augment=augment,
+            max_boxes=16,
+            tile=tile,
+        )
+        out = []
+        for image in next(iter(ds))[0].numpy():
+            green = cv2.medianBlur(np.clip(image, 0, 255).astype(np.uint8), 5)[..., 1]
+            lit = green[green > 8]
+            out.append(float(np.percentile(lit, 95) - np.percentile(lit, 5)))
+        return out
+
+    assert spreads(TileSpec(mosaic=1.0), augment=False) == [0.0] * 5
+    assert max(spreads(TileSpec(), augment=True)) < 30
+    assert min(spreads(TileSpec(mosaic=1.0), augment=True)) > 60
 
 
 @pytest.mark.parametrize("n_boxes", [0, 3, 12])

@@ -177,6 +177,22 @@ def test_batch_stream_yields_masked_batches_and_fixed_validation(synth_shelf_dat
         stream.close()
 
 
+def test_batch_stream_workers_mosaic_training_photos_with_training_photos_only(tmp_path):
+    """A worker's mosaic partners come from the training items: validation items (after
+    ``n_train``) get none and are never pasted into a training mosaic."""
+    from skuaudit.datasets.tfdata import TileSpec
+
+    items = [
+        LabeledImage(tmp_path / f"{i}.png", 416, 416, [[0, 0, 9, 9]], ["gap"], ("gap",))
+        for i in range(6)
+    ]
+    jax_train._init_worker(items, 4, ["product", "gap"], 96, 50, TileSpec(mosaic=0.5), True, 0)
+    partners = jax_train._WORKER["partners"]
+    assert [[p.path for p in group] for group in partners] == [
+        [item.path for item in items[:4]]
+    ] * 4 + [[], []]
+
+
 def test_train_variants_refuses_the_tensorflow_backend(synth_shelf_dataset, tmp_path):
     from skuaudit.training.train import TrainConfig
 

@@ -92,9 +92,10 @@ def test_parse_class_map(text, expected):
         (["--small-photo-crop", "0.5"], "is not LOW,HIGH"),
         (["--small-photo-crop", "a,b"], "is not LOW,HIGH"),
         (["--small-photo-crop", "0.9,0.5"], "small_photo_fraction must satisfy"),
+        (["--mosaic", "1.5"], "mosaic must be a probability"),
     ],
 )
-def test_train_cli_rejects_bad_small_photo_crop(tmp_path, capsys, argv, message):
+def test_train_cli_rejects_bad_crop_settings(tmp_path, capsys, argv, message):
     from skuaudit.datasets.synth import generate_dataset
     from skuaudit.training.cli import cli_main
 
@@ -106,6 +107,25 @@ def test_train_cli_rejects_bad_small_photo_crop(tmp_path, capsys, argv, message)
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_cli_mosaic(tmp_path, capsys):
+    """``skuaudit train --mosaic P`` trains on mosaics of the small photos, says so in the model
+    card, and refuses to be combined with ``--no-tile``."""
+    import json
+
+    from skuaudit.datasets.synth import generate_dataset
+    from skuaudit.training.cli import cli_main
+
+    generate_dataset(tmp_path / "d", 6, seed=0, formats=("yolo",), width=256, height=192)
+    out = tmp_path / "m"
+    argv = ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out)]
+    argv += ["--steps", "2", "--batch-size", "2", "--eval-every", "2", "--mosaic", "1"]
+    assert cli_main([*argv, "--no-tile"]) == 2
+    assert "mosaic needs tile" in capsys.readouterr().err
+    assert cli_main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["training"]["config"]["mosaic"] == 1.0
+    assert "mosaic of them with probability 1.0" in (out / "MODEL_CARD.md").read_text()
 
 
 def test_train_cli_separate_towers(tmp_path):
