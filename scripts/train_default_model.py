@@ -54,6 +54,11 @@ Other uses::
         --small-photo-crop 0.35,1.0 --steps 9000 --tile-above-px 400 --flip-classes gap \
         --multiscale-classes gap --extra-tile-fractions 0.5,0.75 --out /tmp/H
         # the wider stage H of the model card (69 min; not shipped)
+    python scripts/train_default_model.py $W --gap-repeats 6 --lr 5e-4 --eval-every 1000 \
+        --init-model models/default --head-depth 4 --separate-towers --small-photo-crop 0.35,1.0 \
+        --steps 7000 --tile-above-px 400 --flip-classes gap --multiscale-classes gap \
+        --extra-tile-fractions 0.5,0.75 --mosaic 0.5 --out /tmp/M
+        # the mosaic stage of the model card (32 min; not shipped; without --mosaic: its control)
 
 The model folder of each stage is rewritten at every evaluation that improves the validation loss,
 so an interrupted run still leaves a usable model.
