@@ -307,14 +307,16 @@ def load_training_example(
         DatasetError: the image (or a mosaic partner) cannot be decoded.
     """
     image, boxes, ids = _read_labeled(item, classes)
-    others = [p for p in partners if p.path != item.path]
+    others: list[LabeledImage] = []
     if (
         tile is not None
         and tile.mosaic > 0
-        and len(others) >= 3
+        and len(partners) >= 3
         and _is_small(item, tile)
         and rng.random() < tile.mosaic
-    ):
+    ):  # the partners are filtered only for the mosaics drawn (a few hundred paths each)
+        others = [p for p in partners if p.path != item.path]
+    if len(others) >= 3:
         chosen = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
         parts = [(image, boxes, ids), *(_read_labeled(p, classes) for p in chosen)]
         order = rng.permutation(4)
