@@ -8,15 +8,17 @@ Data (none of it is stored in the repository):
   product-class loss is masked on them;
 - stage 2 (``--self-train-steps N``) only: the real photos of ``../shared/data/shelf-photos/images``, pseudo-labelled by the
   stage-1 model (products scoring at least ``--pseudo-threshold`` after NMS and the nested-box
-  rules; gap loss masked). The photos named in ``row_counts.json`` are **excluded**: their counted
+  rules; with ``--pseudo-ignore-threshold T`` the products scoring from T up to it become ignore
+  boxes, learned neither as products nor as background; gap loss masked). The photos named in ``row_counts.json`` are **excluded**: their counted
   rows are the yardstick of real-photo counting.
 
 Every set is split 80/20 by image (sorted names, seed 0).
 
 1. from scratch on synthetic shelves + shelf-gaps (``--steps``), or fine-tuned from
    ``--init-model``, into ``--out`` (into ``--work/stage1`` when stage 2 follows);
-2. self-training: fine-tune from stage 1 on the same data plus the pseudo-labelled photos
-   (``--self-train-steps``, ``--self-train-repeats`` copies of each photo per epoch), into ``--out``.
+2. self-training: fine-tune from stage 1 on the same data (gap photos x ``--gap-repeats``) plus
+   the pseudo-labelled photos (``--self-train-steps``, ``--self-train-repeats`` copies of each
+   photo per epoch), into ``--out``.
    1,200 steps of it (about 20 minutes on CPU) did not lower the row-count error of the first
    default model, so the shipped model has none.
 
@@ -76,6 +78,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.readers import read_dataset  # noqa: E402
 from skuaudit.datasets.synth import generate_dataset  # noqa: E402
+from skuaudit.detections import IGNORE_CLASS  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
 from skuaudit.training.train import TrainConfig, pseudo_label_photos, train_detector  # noqa: E402
 
@@ -252,6 +255,13 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage1", type=Path, default=None, help="existing stage-1 model folder")
     parser.add_argument("--pseudo-threshold", type=float, default=0.6)
+    parser.add_argument(
+        "--pseudo-ignore-threshold",
+        type=float,
+        default=None,
+        help="products scoring from this up to --pseudo-threshold become ignore boxes "
+        "(learned neither as products nor as background; default: none)",
+    )
     parser.add_argument("--self-train-steps", type=int, default=0, help="0: no stage 2")
     parser.add_argument("--self-train-lr", type=float, default=5e-4)
     parser.add_argument("--self-train-repeats", type=int, default=6)
@@ -406,7 +416,17 @@ def main() -> int:
 
     photos = self_training_photos(args.photos, exclude)
     pseudo = pseudo_label_photos(
-        Detector.load(stage1), photos, score_threshold=args.pseudo_threshold
+        Detector.load(stage1),
+        photos,
+        score_threshold=args.pseudo_threshold,
+        ignore_threshold=args.pseudo_ignore_threshold,
+    )
+    n_ignore = sum(name == IGNORE_CLASS for im in pseudo.images for name in im.class_names)
+    ignored = (
+        f", {n_ignore} ignore boxes (score {args.pseudo_ignore_threshold} to "
+        f"{args.pseudo_threshold}: learned neither as products nor as background)"
+        if args.pseudo_ignore_threshold is not None
+        else ""
     )
     config = TrainConfig(
         out_dir=args.out,
@@ -414,12 +434,13 @@ def main() -> int:
         learning_rate=args.self_train_lr,
         checkpoint_dir=args.work / "checkpoints_self_train",
         init_model_dir=stage1,
-        dataset_repeats=[1, 1, args.self_train_repeats],
+        dataset_repeats=[1, args.gap_repeats, args.self_train_repeats],
         data_description=[
             *description,
             f"shelf-photos (SKU-110K): {len(pseudo)} real photos (the {exclude.name} photos "
-            f"excluded), {pseudo.num_boxes} product pseudo-labels of the stage-1 model at score >= "
-            f"{args.pseudo_threshold}, gap loss masked, each photo x{args.self_train_repeats} per epoch",
+            f"excluded), {pseudo.num_boxes - n_ignore} product pseudo-labels of the stage-1 model "
+            f"at score >= {args.pseudo_threshold}{ignored}, gap loss masked, each photo "
+            f"x{args.self_train_repeats} per epoch",
         ],
         **common,
     )

@@ -15,6 +15,10 @@ import numpy as np
 CLASS_NAMES: tuple[str, ...] = ("product", "gap")
 PRODUCT: int = 0
 GAP: int = 1
+# A training box that is neither an object nor background (e.g. an uncertain pseudo-label): the
+# anchors that would learn from it are left out of the loss. Never a detector output.
+IGNORE_CLASS: str = "ignore"
+IGNORE_ID: int = -2
 
 
 def class_name(class_id: int) -> str:

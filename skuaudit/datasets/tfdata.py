@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.detections import IGNORE_CLASS, IGNORE_ID
 
 
 @dataclass(frozen=True)
@@ -234,11 +235,12 @@ def mosaic_partners(
 
 
 def _read_labeled(item: LabeledImage, classes: list[str]) -> tuple[np.ndarray, ...]:
-    """An image (BGR), its boxes of ``classes`` and their class indices."""
+    """An image (BGR), its boxes of ``classes`` and their class indices (``IGNORE_ID`` for
+    ``IGNORE_CLASS`` boxes)."""
     image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(f"{item.path}: cannot decode image")
-    index = {c: i for i, c in enumerate(classes)}
+    index = {c: i for i, c in enumerate(classes)} | {IGNORE_CLASS: IGNORE_ID}
     keep = [i for i, c in enumerate(item.class_names) if c in index]
     boxes = item.boxes_xyxy[keep].astype(np.float32)
     ids = np.array([index[item.class_names[i]] for i in keep], np.int32)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from skuaudit.detections import IGNORE_ID
 from skuaudit.detector.network import build_raw_model
 
 __all__ = ["LabelEncoder", "build_raw_model", "detection_loss", "iou_yxyx_tf"]
@@ -33,7 +34,8 @@ class LabelEncoder:
 
     An anchor is positive when its best IoU is at least ``positive_iou``, negative below
     ``negative_iou`` and ignored in between; every box also claims its best anchor, so tall
-    bottles that fit no anchor well still get one.
+    bottles that fit no anchor well still get one. A box of class ``IGNORE_ID`` (an uncertain
+    pseudo-label) makes no positive: the anchors it would make positive are ignored.
 
     Args:
         anchors_yxyx_norm: ``(A, 4)`` anchors from :func:`make_anchors`.
@@ -60,14 +62,14 @@ class LabelEncoder:
 
         Args:
             boxes_yxyx_norm: ``(max_boxes, 4)`` float32, zero-padded.
-            class_ids: ``(max_boxes,)`` int32, padding is ``-1``.
+            class_ids: ``(max_boxes,)`` int32, padding is ``-1``, ignore boxes ``IGNORE_ID``.
 
         Returns:
             ``(A, 4 + C + 1)`` float32: box deltas, one-hot class, and the anchor state
             (``1`` positive, ``0`` negative, ``-1`` ignored).
         """
         valid = (
-            (class_ids >= 0)
+            ((class_ids >= 0) | (class_ids == IGNORE_ID))
             & (boxes_yxyx_norm[:, 2] > boxes_yxyx_norm[:, 0])
             & (boxes_yxyx_norm[:, 3] > boxes_yxyx_norm[:, 1])
         )
@@ -89,12 +91,13 @@ class LabelEncoder:
             best_iou, forced_anchor[:, None], tf.ones([num_boxes], tf.float32)
         )
         matched = tf.tensor_scatter_nd_update(matched, forced_anchor[:, None], tf.range(num_boxes))
-        positive = best_iou >= self.positive_iou
+        gt_class = tf.gather(tf.concat([classes, [-1]], 0), tf.minimum(matched, num_boxes))
+        # An anchor an ignore box would make positive is ignored instead.
+        positive = (best_iou >= self.positive_iou) & (gt_class >= 0)
         state = tf.where(positive, 1.0, tf.where(best_iou < self.negative_iou, 0.0, -1.0))
         gt = tf.gather(tf.concat([boxes, tf.zeros([1, 4])], 0), tf.minimum(matched, num_boxes))
         gt = tf.where(positive[:, None], gt, self.anchors)  # negatives: zero deltas, no NaN
         deltas = self._encode(gt)
-        gt_class = tf.gather(tf.concat([classes, [-1]], 0), tf.minimum(matched, num_boxes))
         one_hot = tf.one_hot(tf.where(positive, gt_class, -1), self.num_classes)
         return tf.concat([deltas, one_hot, state[:, None]], axis=-1)
 

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from skuaudit.detections import IGNORE_ID
 from skuaudit.detector.config import DetectorConfig
 
 _BACKBONE_TAPS = ("block_5_add", "block_12_add", "block_16_project_BN")  # strides 8, 16, 32
@@ -141,11 +142,12 @@ def encode_targets(
 
     An anchor is positive when its best IoU is at least ``positive_iou``, negative below
     ``negative_iou`` and ignored in between; every box also claims its best anchor (when two boxes
-    claim the same anchor, the later box keeps it).
+    claim the same anchor, the later box keeps it). A box of class ``IGNORE_ID`` (an uncertain
+    pseudo-label) makes no positive: the anchors it would make positive are ignored.
 
     Args:
         boxes_yxyx_norm: ``(B, M, 4)`` float32, zero-padded.
-        class_ids: ``(B, M)`` int32, padding is ``-1``.
+        class_ids: ``(B, M)`` int32, padding is ``-1``, ignore boxes ``IGNORE_ID`` (-2).
         anchors_yxyx_norm: ``(A, 4)`` from ``boxes.make_anchors``.
         num_classes: ``C``.
         box_variance: divisors of the SSD deltas.
@@ -160,7 +162,9 @@ def encode_targets(
     num_boxes = ops.shape(boxes)[1]
     num_anchors = int(anchors_yxyx_norm.shape[0])
     valid = (
-        (class_ids >= 0) & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+        ((class_ids >= 0) | (class_ids == IGNORE_ID))
+        & (boxes[..., 2] > boxes[..., 0])
+        & (boxes[..., 3] > boxes[..., 1])
     )  # (B, M)
     iou = ops.where(valid[..., None], pairwise_iou_yxyx(boxes, anchors), -1.0)  # (B, M, A)
     best_iou = ops.max(iou, axis=1)  # (B, A); -1 where the image has no box
@@ -176,7 +180,9 @@ def encode_targets(
     )
     best_iou = ops.where(claimed, 1.0, best_iou)
     matched = ops.where(claimed, last, matched)
-    positive = best_iou >= positive_iou
+    gt_class = ops.take_along_axis(class_ids, matched, axis=1)  # (B, A)
+    # An anchor an ignore box would make positive is ignored instead.
+    positive = (best_iou >= positive_iou) & (gt_class >= 0)
     state = ops.where(positive, 1.0, ops.where(best_iou < negative_iou, 0.0, -1.0))
     gt = ops.take_along_axis(boxes, matched[..., None], axis=1)  # (B, A, 4)
     gt = ops.where(positive[..., None], gt, anchors[None])  # negatives: zero deltas, no NaN
@@ -186,9 +192,8 @@ def encode_targets(
     b_c = (gt[..., :2] + gt[..., 2:]) / 2
     deltas = ops.concatenate([(b_c - a_c) / a_hw, ops.log(b_hw / a_hw)], axis=-1)
     deltas = deltas / ops.convert_to_tensor(np.asarray(box_variance, np.float32))
-    gt_class = ops.take_along_axis(class_ids, matched, axis=1)  # (B, A)
     one_hot = ops.one_hot(ops.maximum(gt_class, 0), num_classes)
-    one_hot = one_hot * ops.cast(positive & (gt_class >= 0), "float32")[..., None]
+    one_hot = one_hot * ops.cast(positive, "float32")[..., None]
     return ops.concatenate([deltas, one_hot, state[..., None]], axis=-1)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
 from skuaudit.datasets.tfdata import TileSpec
-from skuaudit.detections import CLASS_NAMES
+from skuaudit.detections import CLASS_NAMES, IGNORE_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +165,15 @@ def _to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
     """Images whose class names are detector classes, with ``annotated_classes`` filled in.
 
     A dataset that declares only some detector classes labels only those: its images get
-    ``annotated_classes`` = those classes unless a reader already set it.
+    ``annotated_classes`` = those classes unless a reader already set it. Boxes named
+    ``IGNORE_CLASS`` are kept: trainers leave the anchors they would make positive out of the loss.
     """
-    unknown = sorted(set(dataset.classes) - set(CLASS_NAMES))
+    unknown = sorted(set(dataset.classes) - {*CLASS_NAMES, IGNORE_CLASS})
     if unknown:
         raise DatasetError(
             f"dataset classes {unknown} are not detector classes {list(CLASS_NAMES)}; "
-            "map them with class_map (e.g. --class-map 0=gap)"
+            f"map them with class_map (e.g. --class-map 0=gap, or 2={IGNORE_CLASS} for regions "
+            "to learn neither as objects nor as background)"
         )
     declared = tuple(c for c in CLASS_NAMES if c in dataset.classes)
     out = []
@@ -721,11 +723,14 @@ def pseudo_label_photos(
     photos: Sequence[Path],
     *,
     score_threshold: float,
+    ignore_threshold: float | None = None,
 ) -> Dataset:
     """Self-training data: the detector's confident product boxes on unlabelled photos.
 
     Only ``product`` is declared, so trainers mask the gap loss on these images (the detector's gap
-    boxes on real photos are not reliable enough to teach from).
+    boxes on real photos are not reliable enough to teach from). With ``ignore_threshold``, the
+    product boxes scoring from it up to ``score_threshold`` become ``IGNORE_CLASS`` boxes: the
+    products the detector is unsure of are then learned neither as products nor as background.
 
     Args:
         detector: a ``Detector``; photos are tiled by its ``tiled=None`` rule and boxes pass its
@@ -733,27 +738,38 @@ def pseudo_label_photos(
         photos: image files.
         score_threshold: minimum product score of a pseudo-label (high: a missed product is
             learned as background, a wrong box as a product).
+        ignore_threshold: minimum score of an ignore box (below ``score_threshold``); ``None``:
+            no ignore boxes.
 
     Returns:
-        Dataset with classes ``["product"]``, one image per readable photo, pixel ``xyxy`` boxes.
+        Dataset with classes ``["product"]`` (and ``IGNORE_CLASS`` with ``ignore_threshold``), one
+        image per readable photo, pixel ``xyxy`` boxes.
 
     Raises:
         DatasetError: a photo that cannot be read.
+        ValueError: ``ignore_threshold`` not below ``score_threshold``.
     """
     import cv2
 
     from skuaudit.detections import PRODUCT
 
+    if ignore_threshold is not None and not ignore_threshold < score_threshold:
+        raise ValueError(
+            f"ignore_threshold {ignore_threshold} must be below score_threshold {score_threshold}"
+        )
+    lowest = score_threshold if ignore_threshold is None else ignore_threshold
     images = []
     for path in photos:
         image = cv2.imread(str(path))
         if image is None:
             raise DatasetError(f"{path}: not a readable image")
-        det = detector.detect(image, score_threshold=score_threshold)
-        boxes = det.xyxy[det.class_id == PRODUCT]
+        det = detector.detect(image, score_threshold=lowest)
+        det = det[det.class_id == PRODUCT]
+        names = np.where(det.confidence >= score_threshold, "product", IGNORE_CLASS).tolist()
         height, width = image.shape[:2]
-        images.append(LabeledImage(path, width, height, boxes, ["product"] * len(boxes)))
-    return Dataset(["product"], images)
+        images.append(LabeledImage(path, width, height, det.xyxy, names))
+    classes = ["product"] if ignore_threshold is None else ["product", IGNORE_CLASS]
+    return Dataset(classes, images)
 
 
 def _cpu_count() -> int:

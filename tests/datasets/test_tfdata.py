@@ -19,6 +19,7 @@ from skuaudit.datasets.tfdata import (
     random_tile_xyxy,
     tile_grid,
 )
+from skuaudit.detections import IGNORE_CLASS, IGNORE_ID
 
 
 @pytest.mark.parametrize(
@@ -298,3 +299,18 @@ def test_validation_passes_repeat_the_same_crops(tmp_path):
     np.testing.assert_array_equal(first, second)
     first, second = passes(augment=True)
     assert not np.array_equal(first, second)
+
+
+def test_load_training_example_keeps_ignore_boxes_as_ignore_ids(tmp_path):
+    """``IGNORE_CLASS`` boxes reach the targets as ``IGNORE_ID``; names of no detector class
+    are dropped."""
+    path = tmp_path / "shelf.png"
+    cv2.imwrite(str(path), np.full((100, 120, 3), 90, np.uint8))
+    boxes = [[10, 10, 30, 40], [50, 10, 70, 40], [80, 10, 100, 40]]
+    item = LabeledImage(path, 120, 100, boxes, ["product", IGNORE_CLASS, "price tag"], ("product",))
+    _, yxyx, ids, mask = load_training_example(
+        item, ["product", "gap"], (100, 120), 8, None, None, np.random.default_rng(0)
+    )
+    assert ids.tolist() == [0, IGNORE_ID, -1, -1, -1, -1, -1, -1]
+    np.testing.assert_allclose(yxyx[1], [0.1, 50 / 120, 0.4, 70 / 120], atol=1e-6)
+    assert mask.tolist() == [1, 0]

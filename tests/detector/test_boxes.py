@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from skuaudit.detections import IGNORE_ID
 from skuaudit.detector.boxes import (
     AnchorSpec,
     center_to_yxyx,
@@ -114,3 +115,19 @@ def test_label_encoder_matches_box_to_its_anchor():
         [tall_bottle],
         atol=1e-4,
     )
+
+
+def test_label_encoder_ignores_the_anchors_an_ignore_box_would_make_positive():
+    """An ignore box (an uncertain pseudo-label) is learned neither as an object nor as
+    background: its would-be positive and in-between anchors are ignored, with no class or box
+    target, and every other anchor is encoded as if it were not there."""
+    anchors = make_anchors(AnchorSpec(image_size=128))
+    encoder = LabelEncoder(anchors, 2)
+    real, unsure = [0.05, 0.05, 0.3, 0.2], [0.6, 0.6, 0.9, 0.8]  # far apart
+    with_ignore = encoder.encode_image(*_padded([real, unsure], [0, IGNORE_ID])).numpy()
+    as_product = encoder.encode_image(*_padded([real, unsure], [0, 0])).numpy()
+    only_real = encoder.encode_image(*_padded([real], [0])).numpy()
+    zone = as_product[:, -1] != only_real[:, -1]  # the anchors the box changes
+    assert (as_product[zone, -1] == 1).any()
+    assert (with_ignore[zone, -1] == -1).all() and (with_ignore[zone, 4:6] == 0).all()
+    np.testing.assert_allclose(with_ignore[~zone], only_real[~zone], atol=1e-6)

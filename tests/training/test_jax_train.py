@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from skuaudit.datasets.base import LabeledImage
+from skuaudit.detections import IGNORE_ID
 from skuaudit.detector import DetectorConfig, make_anchors, network
 from skuaudit.training import jax_train
 from skuaudit.training.jax_train import Variant, learning_rate_at
@@ -348,3 +349,24 @@ def test_batch_stream_does_not_run_the_parents_main_file(
         assert next(stream)[0].shape == (2, 64, 64, 3)
     finally:
         stream.close()
+
+
+def test_encode_targets_equals_the_tensorflow_encoder_with_ignore_boxes():
+    """Ignore boxes (``IGNORE_ID``) turn anchors from positive to ignored in both encoders alike."""
+    from skuaudit.detector.model import LabelEncoder
+
+    config = DetectorConfig(image_size=320, anchor_aspect_ratios=RATIOS)
+    anchors = make_anchors(config.anchor_spec)
+    boxes, ids = _random_boxes(np.random.default_rng(1), 3, 12, [12, 5, 0])
+    ids[:, ::3] = np.where(ids[:, ::3] >= 0, IGNORE_ID, -1)
+    expected = LabelEncoder(anchors, 2, config.box_variance).encode_batch(boxes, ids).numpy()
+    got = np.asarray(network.encode_targets(boxes, ids, anchors, 2, config.box_variance))
+    np.testing.assert_array_equal(got[..., -1], expected[..., -1])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    as_objects = np.asarray(
+        network.encode_targets(boxes, np.abs(ids), anchors, 2, config.box_variance)
+    )
+    turned = (as_objects[..., -1] == 1) & (got[..., -1] == -1)
+    assert turned.sum() >= 4  # at least the best anchor of each of the 4 ignore boxes
+    assert (got[..., -1] == 1).sum() < (as_objects[..., -1] == 1).sum()
+    assert (got[turned][:, 4:6] == 0).all()

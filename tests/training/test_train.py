@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -493,3 +494,60 @@ def test_greedy_matches():
     # the second box duplicates the first truth: the better-scored one claims it
     hits = _greedy_matches(boxes, np.array([0.5, 0.9, 0.8, 0.7]), truth)
     assert hits.tolist() == [False, True, True, False]
+
+
+def test_pseudo_labels_mark_unsure_products_as_ignore_boxes(synth_shelf_dataset):
+    """With ``ignore_threshold`` the shipped model's unsure products become ignore boxes, its sure
+    ones stay products, and the photos still annotate only ``product``."""
+    from skuaudit.detections import IGNORE_CLASS
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import _to_detector_classes, pseudo_label_photos
+
+    detector = Detector.load(Path(__file__).resolve().parents[2] / "models" / "default")
+    photos = [im.path for im in synth_shelf_dataset.images[:2]]
+    sure = pseudo_label_photos(detector, photos, score_threshold=0.5)
+    both = pseudo_label_photos(detector, photos, score_threshold=0.5, ignore_threshold=0.05)
+    assert sure.classes == ["product"] and both.classes == ["product", IGNORE_CLASS]
+    for plain, marked in zip(sure.images, both.images, strict=True):
+        names = np.array(marked.class_names)
+        # one detection pass at the lower threshold, split by score: its sure boxes are (up to
+        # a box the lower-scoring ones change in tile merging) the boxes of a pass at 0.5
+        assert abs((names == "product").sum() - len(plain.class_names)) <= 0.02 * len(names)
+        assert len(plain.class_names) > 0
+        assert (names == IGNORE_CLASS).sum() > 0
+    images = _to_detector_classes(both)
+    assert all(im.annotated_classes == ("product",) for im in images)
+    with pytest.raises(ValueError, match="must be below"):
+        pseudo_label_photos(detector, photos, score_threshold=0.3, ignore_threshold=0.3)
+
+
+def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
+    """A class mapped to ``ignore`` trains (the tf.data pipeline and encoder take its id) and
+    does not become a detector class."""
+    from skuaudit.detections import IGNORE_CLASS
+
+    images = [
+        LabeledImage(
+            im.path,
+            im.width,
+            im.height,
+            im.boxes_xyxy,
+            [IGNORE_CLASS if i % 3 == 0 else name for i, name in enumerate(im.class_names)],
+        )
+        for im in synth_shelf_dataset.images[:4]
+    ]
+    out = train_detector(
+        TrainConfig(
+            out_dir=tmp_path / "ignore",
+            steps=2,
+            batch_size=2,
+            image_size=128,
+            val_fraction=0.5,
+            tile=False,
+            export_tflite=False,
+        ),
+        [Dataset(["product", "gap", IGNORE_CLASS], images)],
+    )
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["detector"]["class_names"] == ["product", "gap"]
+    assert np.isfinite(saved["training"]["val_loss"])
