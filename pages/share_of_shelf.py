@@ -29,7 +29,7 @@ with ui.user_errors("Loading the share of shelf"):
         scope = scopes[st.selectbox("Stores", list(scopes), key="sos_scope")]
         start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
                               key="sos_start")
-        end = st.date_input("To", last, key="sos_end")
+        end = ui.latest_date_input("To", last, key="sos_end")
         measure = st.radio("Trend and heat map show", list(reports.MEASURES),
                            format_func=reports.MEASURES.get, key="sos_measure")
     try:

@@ -24,7 +24,7 @@ with ui.user_errors("Loading the stockouts"):
     with st.sidebar:
         st.subheader("Dashboard filters")
         scope = scopes[st.selectbox("Stores", list(scopes), key="so_scope")]
-        as_of = st.date_input("Latest audits as of", span[1], key="so_as_of")
+        as_of = ui.latest_date_input("Latest audits as of", span[1], key="so_as_of")
     filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
 
     stores = ui.cached_report("availability_by_store", latest_id, **filters)

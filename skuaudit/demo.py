@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -95,7 +95,11 @@ def _demo_audit(
 
 
 def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedResult:
-    """Create the schema if needed and fill an empty database with demo rows (idempotent)."""
+    """Create the schema if needed and fill an empty database with demo rows (idempotent).
+
+    The ``weeks`` weekly audits of each store end yesterday, so the dashboards open on recent
+    weeks and no demo audit is dated in the future.
+    """
     upgrade_database(url)
     rng = np.random.default_rng(seed)
     with session_scope(url) as s:
@@ -122,7 +126,7 @@ def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedR
             for brand, identity in zip(brands, identities, strict=True)
             for crop in demo_reference_crops(identity, rng)
         )
-        now = datetime(2026, 1, 5) + timedelta(weeks=52)
+        last = datetime.combine(m.utcnow().date() - timedelta(days=1), time(10))
         audits = 0
         for store in stores:
             expected = {b.id: int(rng.integers(4, 14)) for b in brands}
@@ -134,7 +138,7 @@ def seed_demo(url: str | None = None, *, weeks: int = 6, seed: int = 7) -> SeedR
                 out = {b.id for b in brands if rng.random() < 0.08}
                 facings, gaps = _demo_audit(rng, expected, out)
                 _add_demo_audit(
-                    s, store.id, now - timedelta(weeks=weeks - week), facings, gaps, expected
+                    s, store.id, last - timedelta(weeks=weeks - 1 - week), facings, gaps, expected
                 )
                 audits += 1
     return SeedResult(seeded=True, stores=len(stores), brands=len(brands), audits=audits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 
 import streamlit as st
 
@@ -89,3 +90,13 @@ def cached_report(report: str, latest_audit_id: int | None, **kwargs):
     from skuaudit import reports
 
     return getattr(reports, report)(**kwargs)
+
+
+def latest_date_input(label: str, latest: date, *, key: str) -> date:
+    """A date filter that starts at ``latest`` (the newest audit's date) and moves on with it
+    when a newer audit is saved, until the user picks another date, which it then keeps."""
+    followed = f"{key}:latest"
+    if key not in st.session_state or st.session_state[key] == st.session_state.get(followed):
+        st.session_state[key] = latest
+    st.session_state[followed] = latest
+    return st.date_input(label, key=key)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -31,6 +32,15 @@ def test_seed_demo_creates_schema_fills_once_and_is_removable(tmp_path):
     assert _count(url, m.Audit) == 0 and _count(url, m.Detection) == 0
     with session_scope(url) as s:
         assert s.scalars(sa.select(m.Store.name)).all() == ["Real store"]
+
+
+def test_demo_audits_are_weekly_and_end_yesterday(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    seed_demo(url, weeks=4)
+    with session_scope(url) as s:
+        dates = sorted(set(s.scalars(sa.select(m.Audit.created_at)).all()))
+    today = m.utcnow().date()
+    assert [d.date() for d in dates] == [today - timedelta(days=1 + 7 * k) for k in (3, 2, 1, 0)]
 
 
 def test_demo_shares_sum_to_one_per_audit(demo_db_url):

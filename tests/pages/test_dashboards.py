@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import date, datetime
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -151,21 +151,34 @@ def test_share_page_reversed_or_empty_range(demo_db_url, start, end, element, te
     assert not at.get("plotly_chart")
 
 
-def test_new_audit_shows_at_once(demo_db_url):
-    at = _open(SHARE)
-    before = at.metric[2].value
-    with session_scope(demo_db_url) as s:
+def _save_audit_now(url: str) -> None:
+    """A merchandiser's audit of 100 unknown-brand facings, saved now."""
+    with session_scope(url) as s:
         store = s.query(m.Store).filter_by(name="Meadow Mart").one()
-        audit = m.Audit(
-            store_id=store.id,
-            created_at=datetime(2026, 12, 28, 18),
-            source="photo",
-            product_count=100,
-        )
+        audit = m.Audit(store_id=store.id, created_at=m.utcnow(), source="photo", product_count=100)
         audit.brand_metrics = [m.BrandMetric(brand_id=None, facings=100, linear_px=5000.0)]
         s.add(audit)
+
+
+def test_new_audit_shows_at_once(demo_db_url):
+    """The demo audits end yesterday; an audit saved today moves the "To" date on and shows."""
+    at = _open(SHARE)
+    before = at.metric[2].value
+    assert at.date_input(key="sos_end").value == m.utcnow().date() - timedelta(days=1)
+    _save_audit_now(demo_db_url)
     at.run()
+    assert at.date_input(key="sos_end").value == m.utcnow().date()
     assert int(at.metric[2].value.replace(",", "")) == int(before.replace(",", "")) + 100
+
+
+def test_a_date_the_user_picked_stays_when_a_new_audit_comes(demo_db_url):
+    at = _open(STOCKOUTS)
+    picked = m.utcnow().date() - timedelta(days=9)
+    at.date_input(key="so_as_of").set_value(picked).run()
+    _save_audit_now(demo_db_url)
+    at.run()
+    assert at.date_input(key="so_as_of").value == picked
+    assert not at.exception
 
 
 def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
