@@ -80,7 +80,12 @@ from skuaudit.datasets.readers import read_dataset  # noqa: E402
 from skuaudit.datasets.synth import generate_dataset  # noqa: E402
 from skuaudit.detections import IGNORE_CLASS  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
-from skuaudit.training.train import TrainConfig, pseudo_label_photos, train_detector  # noqa: E402
+from skuaudit.training.train import (  # noqa: E402
+    TrainConfig,
+    harvest_product_crops,
+    pseudo_label_photos,
+    train_detector,
+)
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 
@@ -323,7 +328,19 @@ def main() -> int:
         help="render the synthetic shelves (seed 1, into WORK/synth_tex) with product artwork cut "
         "from the shelf-photos not named in row_counts.json",
     )
+    parser.add_argument(
+        "--real-crops",
+        type=float,
+        default=None,
+        metavar="SCORE",
+        help="with --init-model: cut its product boxes scoring at least SCORE out of the "
+        "shelf-photos not named in row_counts.json (into WORK/crops) and render the synthetic "
+        "shelves (into WORK/synth_crops) with half of their runs of facings made of those real "
+        "products",
+    )
     args = parser.parse_args()
+    if args.real_crops is not None and args.init_model is None:
+        parser.error("--real-crops needs --init-model (the model that finds the products)")
     ratios = tuple(float(r) for r in args.anchor_ratios.split(",")) if args.anchor_ratios else None
     multiscale = None
     if args.multiscale_classes is not None:
@@ -349,9 +366,28 @@ def main() -> int:
             link = textures / photo.name
             if not link.exists():
                 link.symlink_to(photo.resolve())
+    crop_dir, n_crops = None, 0
+    if args.real_crops is not None:
+        from skuaudit.detector import Detector
+
+        synth_dir, crop_dir = args.work / "synth_crops", args.work / "crops"
+        if not crop_dir.is_dir():
+            harvest_product_crops(
+                Detector.load(args.init_model),
+                self_training_photos(args.photos, exclude),
+                crop_dir,
+                score_threshold=args.real_crops,
+            )
+        n_crops = len(list(crop_dir.glob("*.png")))
     if not (synth_dir / "data.yaml").is_file():
         generate_dataset(
-            synth_dir, args.synth_images, seed=synth_seed, formats=("yolo",), texture_dir=textures
+            synth_dir,
+            args.synth_images,
+            seed=synth_seed,
+            formats=("yolo",),
+            texture_dir=textures,
+            workers=2,
+            crop_dir=crop_dir,
         )
     synth = read_dataset(synth_dir, "yolo")
     gaps = read_dataset(args.gaps, "yolo", class_map={"0": "gap"})
@@ -361,6 +397,11 @@ def main() -> int:
         if textures
         else ""
     )
+    if crop_dir is not None:
+        artwork += (
+            f"; half of the runs of facings repeat one of {n_crops} real products cut from those "
+            f"photos (the init model's product boxes at score >= {args.real_crops})"
+        )
     description = [
         f"synthetic shelves: {len(synth)} renders 1024x768 (generate_dataset seed {synth_seed}"
         f"{artwork}), {synth.num_boxes} product/gap boxes, random crops",

@@ -261,6 +261,24 @@ def _load_textures(texture_dir: str) -> tuple[np.ndarray, ...]:
     return tuple(textures)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_product_crops(crop_dir: str) -> tuple[np.ndarray, ...]:
+    """Photos of single real products from ``crop_dir`` (one per file), for whole facings."""
+    folder = Path(crop_dir)
+    if not folder.is_dir():
+        raise ValueError(f"crop_dir {folder} is not a folder")
+    crops = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in _IMAGE_EXTENSIONS:
+            continue
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None and min(image.shape[:2]) >= 8:
+            crops.append(shrink_texture(image, 256))
+    if not crops:
+        raise ValueError(f"crop_dir {folder} holds no readable product photos")
+    return tuple(crops)
+
+
 def _picture(
     rng: np.random.Generator, w: int, h: int, textures: Sequence[np.ndarray]
 ) -> np.ndarray:
@@ -699,8 +717,12 @@ def _fill_row(
     catalogue: BrandCatalogue,
     textures: Sequence[np.ndarray],
     gap_rate: float,
+    crops: Sequence[np.ndarray] = (),
 ) -> list[int]:
-    """Fill one shelf row with runs of facings and gaps; returns x positions for price labels."""
+    """Fill one shelf row with runs of facings and gaps; returns x positions for price labels.
+
+    With ``crops`` (photos of real products), half of the runs repeat one of them as their
+    facings, at its own aspect ratio and without a brand name."""
     W = canvas.shape[1]
     top, bottom = zone
     zone_h = bottom - top
@@ -712,12 +734,17 @@ def _fill_row(
     stack_rate = rng.uniform(0.0, 0.5)
     while x < W - 4:
         brand, family, variant = _choose_sku(rng, catalogue, recent)
-        lo, hi = _FAMILY_ASPECT[family]
-        aspect = rng.uniform(lo, hi)
+        crop = crops[int(rng.integers(len(crops)))] if crops and rng.random() < 0.5 else None
+        if crop is None:
+            lo, hi = _FAMILY_ASPECT[family]
+            aspect = rng.uniform(lo, hi)
+        else:
+            aspect = crop.shape[1] / crop.shape[0] * rng.uniform(0.9, 1.1)
         h_full = zone_h * rng.uniform(0.7, 0.93)
         h = min(h_full, max(typical_w / aspect, zone_h * 0.3))
         levels = 1
-        if family in _STACKABLE and (h < 0.5 * h_full or rng.random() < stack_rate):
+        stackable = family in _STACKABLE if crop is None else aspect > 1.0
+        if stackable and (h < 0.5 * h_full or rng.random() < stack_rate):
             # a column of L facings of height h_full / L: L ~ sqrt keeps the row near per_row
             levels = int(np.clip(round(np.sqrt(h_full * aspect / typical_w)), 1, 3))
             h = h_full / levels
@@ -732,9 +759,15 @@ def _fill_row(
             x += gap_w + rng.uniform(0, 0.05) * w
             continue
         n_facings = int(min(1 + rng.geometric(rng.uniform(0.2, 0.5)), 10))
-        sprites = [
-            _product_sprite(brand, family, int(w), int(h), rng, variant, textures) for _ in range(2)
-        ]
+        if crop is None:
+            sprites = [
+                _product_sprite(brand, family, int(w), int(h), rng, variant, textures)
+                for _ in range(2)
+            ]
+        else:
+            size = (max(int(w), 4), max(int(h), 4))
+            sprite = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+            sprites = [(sprite, np.ones(sprite.shape[:2], bool))] * 2
         spacing = w * rng.uniform(0.0, 0.06)
         for _ in range(n_facings):
             if x >= W - 4:
@@ -748,7 +781,7 @@ def _fill_row(
                 layout.add(
                     (round(x), y2 - mask.shape[0], round(x) + mask.shape[1], y2),
                     PRODUCT,
-                    brand.name,
+                    brand.name if crop is None else "",
                     row,
                 )
             x += int(w) + spacing + 1
@@ -890,6 +923,7 @@ def render_shelf(
     texture_dir: str | Path | None = None,
     catalogue: BrandCatalogue | None = None,
     difficulty: float = 1.0,
+    crop_dir: str | Path | None = None,
 ) -> SynthShelf:
     """Render one shelf photo with an exact box for every facing and gap.
 
@@ -902,6 +936,9 @@ def render_shelf(
             sees unlimited brand variety.
         difficulty: 0 clean and straight, 1 full camera effects (perspective, blur, noise, JPEG,
             uneven light, occluders).
+        crop_dir: optional folder of photos of single real products (e.g.
+            ``training.train.harvest_product_crops``); half of the runs of facings repeat one
+            of them, with no brand name.
 
     Returns:
         The image and its boxes (products and gaps), brand names and shelf rows.
@@ -914,6 +951,7 @@ def render_shelf(
     if catalogue is None:
         catalogue = make_catalogue(int(rng.integers(8, 40)), seed=int(rng.integers(2**31)))
     textures = _load_textures(str(texture_dir)) if texture_dir is not None else ()
+    crops = _load_product_crops(str(crop_dir)) if crop_dir is not None else ()
     rows = int(n_rows if n_rows is not None else rng.integers(2, 8))
     if not 1 <= rows <= 12:
         raise ValueError(f"n_rows must be in 1..12, got {rows}")
@@ -947,7 +985,7 @@ def render_shelf(
             floor_h = int((bottom - top) * rng.uniform(0.04, 0.12))
             canvas[max(bottom - floor_h, 0) : zb] = np.clip(floor_colour * 0.8, 0, 255)
         label_xs = _fill_row(
-            canvas, rng, layout, row, (top, bottom), per_row, catalogue, textures, gap_rate
+            canvas, rng, layout, row, (top, bottom), per_row, catalogue, textures, gap_rate, crops
         )
         _shelf_edge(canvas, rng, bottom, edge_h, label_xs, edge_style)
         edges_y.append(bottom)
@@ -977,9 +1015,11 @@ def image_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _render_to_file(args: tuple[int, int, int, int, str, str | None, str]) -> dict:
-    index, seed, width, height, out_dir, texture_dir, name = args
-    shelf = render_shelf(image_seed(seed, index), width, height, texture_dir=texture_dir)
+def _render_to_file(args: tuple[int, int, int, int, str, str | None, str, str | None]) -> dict:
+    index, seed, width, height, out_dir, texture_dir, name, crop_dir = args
+    shelf = render_shelf(
+        image_seed(seed, index), width, height, texture_dir=texture_dir, crop_dir=crop_dir
+    )
     cv2.imwrite(
         str(Path(out_dir) / "images" / name), shelf.image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]
     )
@@ -1053,6 +1093,7 @@ def generate_dataset(
     formats: Sequence[str] = ("yolo", "coco", "sku110k"),
     texture_dir: str | Path | None = None,
     workers: int = 1,
+    crop_dir: str | Path | None = None,
 ) -> Path:
     """Render ``n`` shelves into ``out_dir`` with YOLO, COCO and SKU-110K annotations.
 
@@ -1067,6 +1108,7 @@ def generate_dataset(
         formats: any of ``yolo``, ``coco``, ``sku110k``.
         texture_dir: optional folder of real photos for product artwork.
         workers: processes rendering in parallel.
+        crop_dir: optional folder of photos of single real products for whole facings.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -1079,7 +1121,10 @@ def generate_dataset(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     tex = str(texture_dir) if texture_dir is not None else None
-    jobs = [(i, seed, width, height, str(out), tex, f"synth_{i:06d}.jpg") for i in range(n)]
+    crops = str(crop_dir) if crop_dir is not None else None
+    if crops is not None:
+        _load_product_crops(crops)  # a bad folder fails here, not in a worker
+    jobs = [(i, seed, width, height, str(out), tex, f"synth_{i:06d}.jpg", crops) for i in range(n)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             records = list(pool.map(_render_to_file, jobs, chunksize=4))
@@ -1114,6 +1159,12 @@ def cli_main(argv: list[str]) -> int:
         default=None,
         help="folder of real photos used as product artwork (optional)",
     )
+    parser.add_argument(
+        "--crop-dir",
+        type=Path,
+        default=None,
+        help="folder of photos of single real products, repeated as whole facings (optional)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -1127,6 +1178,7 @@ def cli_main(argv: list[str]) -> int:
             formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
             texture_dir=args.texture_dir,
             workers=args.workers,
+            crop_dir=args.crop_dir,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -147,3 +147,40 @@ def test_cli_writes_dataset(tmp_path, capsys):
     )
     assert (tmp_path / "o" / "images" / "synth_000000.jpg").is_file()
     assert "images/s" in capsys.readouterr().out
+
+
+def _colour_crops(folder, colours=((0, 0, 255), (255, 0, 0))):
+    """Photos of 'real products': flat 40x90 crops of pure colours (BGR)."""
+    import cv2
+
+    folder.mkdir()
+    for i, colour in enumerate(colours):
+        cv2.imwrite(str(folder / f"p{i}.png"), np.full((90, 40, 3), colour, np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_render_shelf_repeats_real_product_crops_as_unbranded_facings(tmp_path):
+    crops = _colour_crops(tmp_path / "crops")
+    shelf = render_shelf(3, 640, 480, crop_dir=crops, difficulty=0.0)
+    unbranded = [
+        i
+        for i, (c, b) in enumerate(zip(shelf.class_ids, shelf.brands, strict=True))
+        if c == PRODUCT and b == ""
+    ]
+    branded = [i for i, c in enumerate(shelf.class_ids) if c == PRODUCT and shelf.brands[i]]
+    assert len(unbranded) >= 5 and len(branded) >= 5  # half of the runs, not all
+    for i in unbranded:  # each box holds one crop: its centre shows a pure crop colour
+        x1, y1, x2, y2 = shelf.boxes_xyxy[i]
+        b, g, r = shelf.image_bgr[int((y1 + y2) / 2), int((x1 + x2) / 2)].astype(int)
+        assert (r > 120 and max(b, g) < 60) or (b > 120 and max(g, r) < 60), (b, g, r)
+    plain = render_shelf(3, 640, 480, difficulty=0.0)
+    assert all(b for b, c in zip(plain.brands, plain.class_ids, strict=True) if c == PRODUCT)
+
+
+def test_crop_dir_errors_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="is not a folder"):
+        render_shelf(0, crop_dir=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no readable product photos"):
+        generate_dataset(tmp_path / "out", 2, seed=0, crop_dir=tmp_path / "empty")

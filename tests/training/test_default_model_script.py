@@ -54,3 +54,18 @@ def test_calibration_with_the_mirrored_view(tiny_detector, synth_shelf_dataset, 
     calibration = saved["training"]["threshold_calibration"]
     assert calibration["gap"]["images"].endswith(", tiled, with the mirrored view")
     assert calibration["product"]["images"].endswith(", tiled")
+
+
+def test_real_crops_need_the_model_that_finds_the_products(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--real-crops", "0.7", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2
+    assert "--real-crops needs --init-model" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -551,3 +551,23 @@ def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
     saved = json.loads((out / "config.json").read_text())
     assert saved["detector"]["class_names"] == ["product", "gap"]
     assert np.isfinite(saved["training"]["val_loss"])
+
+
+def test_harvest_product_crops_cuts_confident_products(tmp_path, synth_shelf_dataset):
+    import cv2
+
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import harvest_product_crops
+
+    detector = Detector.load(Path(__file__).resolve().parents[2] / "models" / "default")
+    photos = [im.path for im in synth_shelf_dataset.images[:2]]
+    n = harvest_product_crops(detector, photos, tmp_path / "crops", score_threshold=0.7)
+    files = sorted((tmp_path / "crops").glob("*.png"))
+    assert n == len(files) >= 20
+    assert {f.name.rsplit("_", 1)[0] for f in files} == {p.stem for p in photos}
+    sides = [min(cv2.imread(str(f)).shape[:2]) for f in files]
+    assert min(sides) >= 24
+    bigger = harvest_product_crops(
+        detector, photos, tmp_path / "more", score_threshold=0.7, min_side_px=60
+    )
+    assert bigger < n
