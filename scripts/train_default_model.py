@@ -6,11 +6,13 @@ Data (none of it is stored in the repository):
 - the real empty-gap boxes of ``../shared/data/shelf-gaps`` (YOLO, class 0 = empty -> ``gap``).
   Those photos also show unlabelled products, so they list only ``gap`` as annotated and the
   product-class loss is masked on them;
-- stage 2 (``--self-train-steps N``) only: the real photos of ``../shared/data/shelf-photos/images``, pseudo-labelled by the
-  stage-1 model (products scoring at least ``--pseudo-threshold`` after NMS and the nested-box
-  rules; with ``--pseudo-ignore-threshold T`` the products scoring from T up to it become ignore
-  boxes, learned neither as products nor as background; gap loss masked). The photos named in ``row_counts.json`` are **excluded**: their counted
-  rows are the yardstick of real-photo counting.
+- stage 2 (``--self-train-steps N``) only: the real photos of
+  ``../shared/data/shelf-photos/images``, pseudo-labelled by the stage-1 model (products scoring
+  at least ``--pseudo-threshold`` after NMS and the nested-box rules; with
+  ``--pseudo-ignore-threshold T`` the products scoring from T up to it become ignore boxes,
+  learned neither as products nor as background; gap loss masked). The photos named in
+  ``row_counts.json`` are **excluded**: their counted rows are the yardstick of real-photo
+  counting.
 
 Every set is split 80/20 by image (sorted names, seed 0).
 
@@ -336,7 +338,7 @@ def main() -> int:
         help="with --init-model: cut its product boxes scoring at least SCORE out of the "
         "shelf-photos not named in row_counts.json (into WORK/crops) and render the synthetic "
         "shelves (into WORK/synth_crops) with half of their runs of facings made of those real "
-        "products",
+        "products (both folders are reused when present)",
     )
     args = parser.parse_args()
     if args.real_crops is not None and args.init_model is None:
