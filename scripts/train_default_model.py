@@ -63,6 +63,17 @@ Other uses::
         --steps 7000 --tile-above-px 400 --flip-classes gap --multiscale-classes gap \
         --extra-tile-fractions 0.5,0.75 --mosaic 0.5 --out /tmp/M
         # the mosaic stage of the model card (32 min; not shipped; without --mosaic: its control)
+    python scripts/train_default_model.py $W --gap-repeats 6 --lr 5e-4 --eval-every 1000 \
+        --init-model models/default --real-crops 0.7 --head-depth 4 --separate-towers \
+        --small-photo-crop 0.35,1.0 --steps 7000 --tile-above-px 400 --flip-classes gap \
+        --multiscale-classes gap --extra-tile-fractions 0.5,0.75 --out /tmp/C
+        # renders with real product crops (34 min; not shipped)
+    python scripts/train_default_model.py $W --gap-repeats 6 --eval-every 1000 \
+        --stage1 models/default --self-train-steps 6000 --self-train-repeats 15 \
+        --pseudo-threshold 0.5 --pseudo-ignore-threshold 0.2 --head-depth 4 --separate-towers \
+        --small-photo-crop 0.35,1.0 --tile-above-px 400 --flip-classes gap \
+        --multiscale-classes gap --extra-tile-fractions 0.5,0.75 --out /tmp/S
+        # self-training with ignore boxes (28 min; not shipped)
 
 The model folder of each stage is rewritten at every evaluation that improves the validation loss,
 so an interrupted run still leaves a usable model.
