@@ -242,41 +242,33 @@ def shrink_texture(image_bgr: np.ndarray, longest: int = 512) -> np.ndarray:
     return cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_textures(texture_dir: str) -> tuple[np.ndarray, ...]:
-    """Real photos from ``texture_dir``, shrunk to at most 512 px, for product artwork."""
-    folder = Path(texture_dir)
+def _read_photos(folder: Path, option: str, longest: int, what: str) -> tuple[np.ndarray, ...]:
+    """The readable images of ``folder``, shrunk to at most ``longest`` px; ``option`` and
+    ``what`` name the folder and its images in errors."""
     if not folder.is_dir():
-        raise ValueError(f"texture_dir {folder} is not a folder")
-    textures = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in _IMAGE_EXTENSIONS:
-            continue
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        textures.append(shrink_texture(image))
-    if not textures:
-        raise ValueError(f"texture_dir {folder} holds no readable images")
-    return tuple(textures)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_product_crops(crop_dir: str) -> tuple[np.ndarray, ...]:
-    """Photos of single real products from ``crop_dir`` (one per file), for whole facings."""
-    folder = Path(crop_dir)
-    if not folder.is_dir():
-        raise ValueError(f"crop_dir {folder} is not a folder")
-    crops = []
+        raise ValueError(f"{option} {folder} is not a folder")
+    images = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in _IMAGE_EXTENSIONS:
             continue
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is not None and min(image.shape[:2]) >= 8:
-            crops.append(shrink_texture(image, 256))
-    if not crops:
-        raise ValueError(f"crop_dir {folder} holds no readable product photos")
-    return tuple(crops)
+            images.append(shrink_texture(image, longest))
+    if not images:
+        raise ValueError(f"{option} {folder} holds no readable {what}")
+    return tuple(images)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_textures(texture_dir: str) -> tuple[np.ndarray, ...]:
+    """Real photos from ``texture_dir``, shrunk to at most 512 px, for product artwork."""
+    return _read_photos(Path(texture_dir), "texture_dir", 512, "images")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_product_crops(crop_dir: str) -> tuple[np.ndarray, ...]:
+    """Photos of single real products from ``crop_dir`` (one per file), for whole facings."""
+    return _read_photos(Path(crop_dir), "crop_dir", 256, "product photos")
 
 
 def _picture(

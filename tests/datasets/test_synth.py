@@ -184,3 +184,13 @@ def test_crop_dir_errors_name_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no readable product photos"):
         generate_dataset(tmp_path / "out", 2, seed=0, crop_dir=tmp_path / "empty")
+
+
+def test_texture_dir_errors_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="texture_dir .* is not a folder"):
+        render_shelf(0, texture_dir=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="texture_dir .* holds no readable images"):
+        render_shelf(0, texture_dir=tmp_path / "empty")
+    textured = render_shelf(1, 320, 240, texture_dir=_colour_crops(tmp_path / "photos"))
+    assert textured.image_bgr.shape == (240, 320, 3) and len(textured.boxes_xyxy) > 0
