@@ -718,6 +718,24 @@ def _greedy_matches(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) ->
     return hit
 
 
+def _product_detections(detector, photos: Sequence[Path], score_threshold: float):
+    """``(path, image_bgr, product Detections)`` of each photo, best score first.
+
+    Raises:
+        DatasetError: a photo that cannot be read.
+    """
+    import cv2
+
+    from skuaudit.detections import PRODUCT
+
+    for path in photos:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise DatasetError(f"{path}: not a readable image")
+        det = detector.detect(image, score_threshold=score_threshold)
+        yield path, image, det[det.class_id == PRODUCT]
+
+
 def pseudo_label_photos(
     detector,
     photos: Sequence[Path],
@@ -749,22 +767,13 @@ def pseudo_label_photos(
         DatasetError: a photo that cannot be read.
         ValueError: ``ignore_threshold`` not below ``score_threshold``.
     """
-    import cv2
-
-    from skuaudit.detections import PRODUCT
-
     if ignore_threshold is not None and not ignore_threshold < score_threshold:
         raise ValueError(
             f"ignore_threshold {ignore_threshold} must be below score_threshold {score_threshold}"
         )
     lowest = score_threshold if ignore_threshold is None else ignore_threshold
     images = []
-    for path in photos:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise DatasetError(f"{path}: not a readable image")
-        det = detector.detect(image, score_threshold=lowest)
-        det = det[det.class_id == PRODUCT]
+    for path, image, det in _product_detections(detector, photos, lowest):
         names = np.where(det.confidence >= score_threshold, "product", IGNORE_CLASS).tolist()
         height, width = image.shape[:2]
         images.append(LabeledImage(path, width, height, det.xyxy, names))
@@ -800,18 +809,11 @@ def harvest_product_crops(
     """
     import cv2
 
-    from skuaudit.detections import PRODUCT
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    for path in photos:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise DatasetError(f"{path}: not a readable image")
-        det = detector.detect(image, score_threshold=score_threshold)
-        boxes = np.round(det.xyxy[det.class_id == PRODUCT]).astype(int)
-        for n, (x1, y1, x2, y2) in enumerate(boxes):
+    for path, image, det in _product_detections(detector, photos, score_threshold):
+        for n, (x1, y1, x2, y2) in enumerate(np.round(det.xyxy).astype(int)):
             x1, y1 = max(x1, 0), max(y1, 0)
             if min(x2 - x1, y2 - y1) < min_side_px:
                 continue
