@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -47,13 +48,18 @@ class _RawRunner(Protocol):
 
 
 class _TFLiteRunner:
-    """ai-edge-litert interpreter, one image at a time (its input is fixed at batch 1)."""
+    """ai-edge-litert interpreter, one image at a time (its input is fixed at batch 1).
+
+    An interpreter is not thread-safe, and the app shares one detector between sessions (each
+    Streamlit session and each live stream's worker is a thread): a lock runs one call at a time.
+    """
 
     name = "tflite"
 
     def __init__(self, path: Path, num_threads: int | None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        self._lock = threading.Lock()
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
@@ -61,10 +67,11 @@ class _TFLiteRunner:
 
     def __call__(self, images_rgb: np.ndarray) -> np.ndarray:
         outputs = []
-        for image in images_rgb:
-            self._interpreter.set_tensor(self._input, image[None])
-            self._interpreter.invoke()
-            outputs.append(self._interpreter.get_tensor(self._output)[0])
+        with self._lock:
+            for image in images_rgb:
+                self._interpreter.set_tensor(self._input, image[None])
+                self._interpreter.invoke()
+                outputs.append(self._interpreter.get_tensor(self._output)[0])
         return np.stack(outputs)
 
 

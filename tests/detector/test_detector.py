@@ -347,3 +347,21 @@ def test_cli_flip_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag, flip)
     expected = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
     assert len(out) == len(expected)
     np.testing.assert_allclose([d["xyxy"] for d in out], expected.xyxy, atol=0.01)
+
+
+def test_one_detector_serves_several_threads(tiny_detector):
+    # The pages share one cached detector between sessions (each Streamlit session and each live
+    # stream's worker is a thread); a TFLite interpreter must not be run by two of them at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = Detector.load(tiny_detector[0])
+    assert detector.runtime == "tflite"
+    images = [render_shelf(seed=40 + i, width=320, height=240).image_bgr for i in range(4)]
+    serial = [detector.detect(image, score_threshold=0.05, tiled=True) for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(
+            pool.map(lambda im: detector.detect(im, score_threshold=0.05, tiled=True), images * 4)
+        )
+    for i, det in enumerate(parallel):
+        np.testing.assert_array_equal(det.xyxy, serial[i % 4].xyxy)
+        np.testing.assert_array_equal(det.confidence, serial[i % 4].confidence)
