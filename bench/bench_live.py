@@ -6,7 +6,9 @@
   camera rate while the worker thread analyses the newest frame.
 
 Prints processed fps, returned-video fps and latency (frame arrival to boxes ready; the overlay
-shows them on the next returned frame) for both, and the ratios. Example::
+shows them on the next returned frame) for both, and the ratios; then the same live path in the
+page's "Dense shelf" mode (the detector in tiles), and the facings each mode counts on packed
+640x480 shelves against their true number. Example::
 
     nice .venv/bin/python bench/bench_live.py --seconds 15
 """
@@ -24,6 +26,7 @@ import streamlit_webrtc  # noqa: F401, I001 - before TensorFlow (STACK.md: the o
 
 from skuaudit.datasets.synth import render_shelf
 from skuaudit.demo import seed_demo
+from skuaudit.detections import PRODUCT
 from skuaudit.live import LivePipeline, draw_live_overlay
 
 
@@ -61,9 +64,13 @@ def bench_serial(
 
 
 def bench_live(
-    pipeline: LivePipeline, frames: list[np.ndarray], seconds: float, camera_fps: float
+    pipeline: LivePipeline,
+    frames: list[np.ndarray],
+    seconds: float,
+    camera_fps: float,
+    dense: bool = False,
 ) -> dict:
-    processor = pipeline.new_processor()
+    processor = pipeline.new_processor(dense=dense)
     processor.process(frames[0])
     processor.wait_processed(1, timeout_s=60)  # warm-up: first inference traces the graphs
     processor.reset()
@@ -92,6 +99,28 @@ def bench_live(
     }
 
 
+def count_packed_shelves(pipeline: LivePipeline, n: int) -> dict[str, float]:
+    """Mean facings per frame on ``n`` packed 640x480 shelves: truth, one pass, dense mode."""
+    truth, one_pass, dense = [], [], []
+    for i in range(n):
+        shelf = render_shelf(seed=600_000 + i, width=640, height=480)
+        truth.append(int(np.count_nonzero(shelf.to_detections().class_id == PRODUCT)))
+        for mode, out in ((False, one_pass), (True, dense)):
+            detections = pipeline.analyse(shelf.image_bgr, dense=mode)
+            out.append(int(np.count_nonzero(detections.class_id == PRODUCT)))
+
+    def error(counts: list[int]) -> float:
+        return 100 * float(np.mean([abs(c - t) / t for c, t in zip(counts, truth, strict=True)]))
+
+    return {
+        "truth": float(np.mean(truth)),
+        "one_pass": float(np.mean(one_pass)),
+        "dense": float(np.mean(dense)),
+        "one_pass_error": error(one_pass),
+        "dense_error": error(dense),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -99,6 +128,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--camera-fps", type=float, default=30.0)
+    parser.add_argument("--shelves", type=int, default=20, help="packed shelves counted")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,13 +139,16 @@ def main() -> None:
         pipeline.analyse(frames[0])  # warm-up outside both timings
         serial = bench_serial(pipeline, frames, args.seconds, args.camera_fps)
         live = bench_live(pipeline, frames, args.seconds, args.camera_fps)
+        pipeline.analyse(frames[0], dense=True)
+        dense = bench_live(pipeline, frames, args.seconds, args.camera_fps, dense=True)
+        counts = count_packed_shelves(pipeline, args.shelves)
 
     print(
         f"model {pipeline.model_name}, 640x480 frames, camera {args.camera_fps:.0f} fps, "
         f"{args.seconds:.0f} s each"
     )
     print(f"{'path':<8} {'processed fps':>14} {'video fps':>10} {'latency ms (median)':>20}")
-    for name, r in (("serial", serial), ("live", live)):
+    for name, r in (("serial", serial), ("live", live), ("dense", dense)):
         print(
             f"{name:<8} {r['processed_fps']:>14.1f} {r['video_fps']:>10.1f} {r['latency_ms']:>20.0f}"
         )
@@ -124,6 +157,15 @@ def main() -> None:
         f"video fps x{live['video_fps'] / serial['video_fps']:.2f}, "
         f"latency x{live['latency_ms'] / serial['latency_ms']:.2f}; "
         f"dropped {live['dropped']} of {live['received']} camera frames"
+    )
+    print(
+        f"dense/live: processed fps x{dense['processed_fps'] / live['processed_fps']:.2f}, "
+        f"latency x{dense['latency_ms'] / live['latency_ms']:.2f}"
+    )
+    print(
+        f"\nfacings per frame on {args.shelves} packed 640x480 shelves: truth {counts['truth']:.1f}, "
+        f"one pass {counts['one_pass']:.1f} (count error {counts['one_pass_error']:.1f} %), "
+        f"dense {counts['dense']:.1f} ({counts['dense_error']:.1f} %)"
     )
 
 

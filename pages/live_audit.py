@@ -56,17 +56,35 @@ webrtc_ctx = webrtc_streamer(
     video_frame_callback=processor.callback,
     async_processing=True,
     on_change=_on_stream_change,
-    video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},
+    video_html_attrs={
+        "autoPlay": True,
+        "controls": False,
+        "muted": True,
+        "style": {"width": "100%"},
+    },
 )
 st.caption(
     "Point the back camera at the shelf and hold still for a second: counts are the median of "
-    "the last frames. Use **Select device** to pick another camera."
+    "the last frames. Use **Select device** to pick another camera. On a packed shelf, switch "
+    "on **Dense shelf** below: one pass over the frame misses small facings."
+)
+
+
+DENSE_HELP = (
+    "Analyse each frame in tiles at full resolution instead of one pass over the whole frame. "
+    "On a packed shelf, one pass misses small facings; the tiles find them, at a lower frame "
+    "rate. Switching starts the counts afresh."
 )
 
 
 # A fragment refreshes the figures without full reruns, which would re-render the stream.
 @st.fragment(run_every=1.0)
 def _live_results() -> None:
+    dense = st.toggle("Dense shelf", key="live_dense", help=DENSE_HELP)
+    if dense != st.session_state.get("live_dense_active", False):
+        processor.set_analyser(pipeline.analyser(dense=dense))
+        st.session_state["live_dense_active"] = dense
+        st.session_state.pop("live_saved", None)
     state = processor.snapshot()
     # The server's view of the stream: "live" only while frames can reach the processor.
     stream = "live" if webrtc_ctx.state.playing else "stopped"
@@ -79,7 +97,8 @@ def _live_results() -> None:
         st.warning(f"The last frame could not be analysed: {state.error}")
     if state.counts:
         st.table(
-            {"brand": list(state.counts), "facings": list(state.counts.values())}, border="horizontal"
+            {"brand": list(state.counts), "facings": list(state.counts.values())},
+            border="horizontal",
         )
     if st.button("Save audit", type="primary", disabled=state.frame_bgr is None):
         if ctx.store_id is None:

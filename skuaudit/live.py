@@ -423,6 +423,7 @@ class LiveProcessor:
         if window < 1:
             raise ValueError(f"window must be at least 1 frame, got {window}")
         self._analyse = analyse
+        self._generation = 0  # bumped by set_analyser: results of the analyser before are dropped
         self._brand_names = dict(brand_names)
         self._brand_colours = dict(brand_colours or {})
         self._idle_timeout_s = idle_timeout_s
@@ -497,8 +498,9 @@ class LiveProcessor:
                     return
                 frame, received_at = self._pending
                 self._pending = None
+                analyse, generation = self._analyse, self._generation
             try:
-                detections = self._analyse(frame)
+                detections = analyse(frame)
             except Exception as exc:  # the stream must survive one bad frame; the page shows it
                 log.exception("live analysis failed")
                 with self._cond:
@@ -508,6 +510,8 @@ class LiveProcessor:
             counts = count_by_brand(detections, self._brand_names)
             gaps = int(np.count_nonzero(detections.class_id == GAP))
             with self._cond:
+                if generation != self._generation:  # analysed in the mode set_analyser replaced
+                    continue
                 self._history.append(_Sample(frame, detections, {**counts, "": gaps}))
                 self._done_times.append(done_at)
                 self._latest, self._latest_shape = detections, frame.shape[:2]
@@ -574,6 +578,17 @@ class LiveProcessor:
             self._processed = self._received = self._dropped = 0
             self._latency_ms, self._error = 0.0, None
 
+    def set_analyser(self, analyse: Analyser) -> None:
+        """Analyse the next frames with ``analyse`` (e.g. another detector mode).
+
+        Results so far are forgotten (``reset``) and a frame the old analyser is still on is
+        dropped when it finishes, so counts never mix two analysers.
+        """
+        with self._cond:
+            self._analyse = analyse
+            self._generation += 1
+        self.reset()
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the worker thread (waits for a running analysis up to ``timeout_s``)."""
         with self._cond:
@@ -596,15 +611,27 @@ def _overlay_text(state: LiveState) -> list[str]:
 # --------------------------------------------------------------------------- wiring to the pipeline
 
 
-class _SinglePass:
-    """The detector in video mode: one pass over the whole frame, never tiles (speed first)."""
+class VideoDetector:
+    """The detector in video mode: the same frame-rate-first path for every frame.
 
-    def __init__(self, detector) -> None:
-        self._detector = detector
+    Args:
+        detector: a ``skuaudit.detector.Detector``.
+        dense: ``False`` runs one pass over the whole frame squashed to the model input (speed
+            first; the default). ``True`` runs the frame in overlapping tiles at full resolution,
+            for a packed shelf whose facings are too small for one pass. Those are the photo
+            path's tiles without its mirrored view and extra gap tile sizes, which cost several
+            times more for gap boxes only.
+    """
+
+    def __init__(self, detector, *, dense: bool = False) -> None:
+        self.dense = dense
         self.model_dir = getattr(detector, "model_dir", None)
+        self._detector = (
+            detector.with_config(flip_classes=[], multiscale_classes=[]) if dense else detector
+        )
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
-        return self._detector.detect(image_bgr, tiled=False)
+        return self._detector.detect(image_bgr, tiled=self.dense)
 
 
 @dataclass
@@ -613,6 +640,7 @@ class LivePipeline:
 
     Attributes:
         detector: the active detector, in single-pass mode.
+        dense_detector: the same detector in tiles, for packed shelves (``VideoDetector``).
         recognizer: brand recognition model.
         gallery: enrolled reference embeddings.
         brand_names: brand id -> name.
@@ -621,7 +649,8 @@ class LivePipeline:
         model_version_id: ``ModelVersion`` of the detector, when registered.
     """
 
-    detector: _SinglePass
+    detector: VideoDetector
+    dense_detector: VideoDetector
     recognizer: object
     gallery: object
     brand_names: dict[int, str]
@@ -643,14 +672,16 @@ class LivePipeline:
         from skuaudit.storage.queries import list_brands
 
         try:
-            detector = _SinglePass(load_detector(model_dir, url))
+            loaded = load_detector(model_dir, url)
             recognizer = Recognizer.load()
         except (ModelLoadError, RecognitionModelError) as exc:
             raise PipelineLoadError(str(exc)) from exc
         gallery = Gallery.from_database(url, recognizer)
         brands = list_brands(url)
+        detector = VideoDetector(loaded)
         return cls(
             detector=detector,
+            dense_detector=VideoDetector(loaded, dense=True),
             recognizer=recognizer,
             gallery=gallery,
             brand_names={b.id: b.name for b in brands},
@@ -659,14 +690,22 @@ class LivePipeline:
             model_version_id=model_version_for(detector.model_dir, url),
         )
 
-    def analyse(self, frame_bgr: np.ndarray) -> Detections:
-        """Detections with brands and shelf rows of one frame (``audit.analyse_image``)."""
+    def analyse(self, frame_bgr: np.ndarray, *, dense: bool = False) -> Detections:
+        """Detections with brands and shelf rows of one frame (``audit.analyse_image``);
+        ``dense`` runs the detector in tiles (``VideoDetector``)."""
         from skuaudit.audit import analyse_image
 
-        return analyse_image(frame_bgr, self.detector, self.recognizer, self.gallery).detections
+        detector = self.dense_detector if dense else self.detector
+        return analyse_image(frame_bgr, detector, self.recognizer, self.gallery).detections
 
-    def new_processor(self, window: int = DEFAULT_WINDOW) -> LiveProcessor:
-        return LiveProcessor(self.analyse, self.brand_names, self.brand_colours, window=window)
+    def analyser(self, *, dense: bool = False) -> Analyser:
+        """The frame -> detections function of a ``LiveProcessor`` in one detector mode."""
+        return functools.partial(self.analyse, dense=dense)
+
+    def new_processor(self, window: int = DEFAULT_WINDOW, *, dense: bool = False) -> LiveProcessor:
+        return LiveProcessor(
+            self.analyser(dense=dense), self.brand_names, self.brand_colours, window=window
+        )
 
 
 def save_live_audit(

@@ -269,6 +269,27 @@ def test_reset_and_close(make_processor):
         proc.process(_frame())
 
 
+def test_set_analyser_drops_the_old_analysers_frame_in_flight(make_processor):
+    started, release = threading.Event(), threading.Event()
+
+    def slow_old(frame):
+        started.set()
+        release.wait(5)
+        return _detections(5)
+
+    proc = make_processor(slow_old)
+    proc.process(_frame())
+    assert started.wait(5)
+    proc.set_analyser(lambda frame: _detections(2, n_gaps=1))
+    release.set()
+    time.sleep(0.1)  # the old analyser's result lands now, and must be dropped
+    assert proc.snapshot().processed_frames == 0
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    state = proc.snapshot()
+    assert (state.counts, state.gaps, state.processed_frames) == ({"Acme": 2}, 1, 1)
+
+
 def test_window_must_be_positive():
     with pytest.raises(ValueError, match="window"):
         LiveProcessor(lambda f: Detections.empty(), {}, window=0)

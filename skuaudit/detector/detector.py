@@ -7,6 +7,7 @@ A model folder holds ``model.keras`` (the raw Keras model, see ``model.build_raw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -164,6 +165,14 @@ class Detector:
         elif runtime == "tflite":
             raise ModelLoadError(f"{model_dir}: weights file {TFLITE_FILE} is missing")
         return cls(config, _TFFunctionRunner(load_raw_model(model_dir)), model_dir)
+
+    def with_config(self, **changes) -> Detector:
+        """This detector with some ``config`` settings changed, sharing the loaded network.
+
+        Example:
+            >>> plain = detector.with_config(flip_classes=[])  # doctest: +SKIP
+        """
+        return Detector(dataclasses.replace(self.config, **changes), self._runner, self.model_dir)
 
     def predict_raw(self, images_rgb: np.ndarray) -> np.ndarray:
         """Raw outputs ``(B, A, 4 + C)`` for ``(B, S, S, 3)`` float32 RGB ``0..255`` model inputs."""

@@ -365,3 +365,20 @@ def test_one_detector_serves_several_threads(tiny_detector):
     for i, det in enumerate(parallel):
         np.testing.assert_array_equal(det.xyxy, serial[i % 4].xyxy)
         np.testing.assert_array_equal(det.confidence, serial[i % 4].confidence)
+
+
+def test_video_detector_modes(tiny_detector, shelf_bgr):
+    from skuaudit.live import VideoDetector
+
+    detector = Detector.load(tiny_detector[0])
+    detector.config.flip_classes = ["gap"]
+    one_pass, dense = VideoDetector(detector), VideoDetector(detector, dense=True)
+    np.testing.assert_array_equal(
+        one_pass.detect(shelf_bgr).xyxy, detector.detect(shelf_bgr, tiled=False).xyxy
+    )
+    # dense: the photo path's tiles without the mirrored view and the extra tile sizes
+    plain = detector.with_config(flip_classes=[], multiscale_classes=[])
+    assert plain._runner is detector._runner and detector.config.flip_classes == ["gap"]
+    tiled = dense.detect(shelf_bgr)
+    np.testing.assert_array_equal(tiled.xyxy, plain.detect(shelf_bgr, tiled=True).xyxy)
+    assert dense.model_dir == one_pass.model_dir == tiny_detector[0]

@@ -269,6 +269,15 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
             truth_high,
         )
 
+    # Dense shelf mode on the same stream: the counts start afresh from tiles of each frame.
+    before = _status(page)
+    page.get_by_test_id("stCheckbox").filter(has_text="Dense shelf").locator("label").click()
+    ok, reset = _wait_status(page, lambda s: s.live and s.processed < before.processed, 30)
+    assert ok, f"switching to Dense shelf did not restart the counts: {before} -> {reset}"
+    ok, dense = _wait_status(page, lambda s: s.live and s.processed >= 5, 60)
+    assert ok, f"no frames processed in Dense shelf mode: {dense}"
+    assert truth_low - tolerance <= dense.facings <= truth_high + tolerance, (dense, truth_high)
+
     # Save while still streaming: the audit holds the smoothed counts and the snapshot frame.
     shown = _status(page)
     page.get_by_role("button", name="Save audit").click()

@@ -26,20 +26,32 @@ PAGE = "pages/live_audit.py"
 
 
 class _FakeDetector:
+    """Three products and a gap in one pass; a fourth product in tiles (the dense mode)."""
+
     model_dir = None
 
+    def __init__(self, config_changes=None):
+        self.config_changes = config_changes
+
+    def with_config(self, **changes):
+        return _FakeDetector(changes)
+
     def detect(self, image_bgr, tiled=None):
-        assert tiled is False  # live frames take the single-pass path
-        return Detections(
-            [[10, 10, 60, 120], [70, 10, 120, 120], [130, 10, 180, 120], [200, 10, 260, 120]],
-            class_id=[0, 0, 0, 1],
-        )
+        assert tiled is not None  # video modes choose one path, never the photo-size rule
+        if tiled:
+            assert self.config_changes == {"flip_classes": [], "multiscale_classes": []}
+        boxes = [[10, 10, 60, 120], [70, 10, 120, 120], [130, 10, 180, 120], [200, 10, 260, 120]]
+        classes = [0, 0, 0, 1]
+        if tiled:
+            boxes, classes = [*boxes, [300, 10, 350, 120]], [*classes, 0]
+        return Detections(boxes, class_id=classes)
 
 
 class _FakeRecognizer:
     def assign_brands(self, image_bgr, detections, gallery, threshold=None):
+        brands = [gallery[0], gallery[0], -1, -1, gallery[0]][: len(detections)]
         return detections.with_data(
-            brand_id=np.array([gallery[0], gallery[0], -1, -1]), brand_score=np.full(4, 0.9)
+            brand_id=np.array(brands), brand_score=np.full(len(detections), 0.9)
         )
 
 
@@ -59,7 +71,8 @@ def captured(monkeypatch, demo_db_url):
 
     def fake_load(cls, url=None, model_dir=None):
         return live.LivePipeline(
-            detector=live._SinglePass(_FakeDetector()),
+            detector=live.VideoDetector(_FakeDetector()),
+            dense_detector=live.VideoDetector(_FakeDetector(), dense=True),
             recognizer=_FakeRecognizer(),
             gallery=[brand_id],
             brand_names=names,
@@ -124,6 +137,42 @@ def test_frames_counts_and_save(captured):
         assert (audit.product_count, audit.gap_count, audit.model_name) == (3, 1, "fake")
         assert audit.store.name == "Central Superstore"
         assert [(i.width, i.height) for i in audit.images] == [(640, 480)]
+
+
+def test_dense_shelf_mode_counts_afresh_in_tiles(captured):
+    at = _open_page()
+    callback = captured.calls[-1]["video_frame_callback"]
+    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 90, np.uint8), format="bgr24")
+    processor = at.session_state["live_processor"]
+    for i in range(3):
+        callback(frame)
+        assert processor.wait_processed(i + 1)
+    at.run()
+    assert "facings **3**" in " ".join(md.value for md in at.markdown)
+
+    at.toggle(key="live_dense").set_value(True).run()
+    assert not at.exception, at.exception
+    # switching starts the counts afresh: nothing from the one-pass frames is left
+    assert "processed frames **0**" in " ".join(md.value for md in at.markdown)
+    for i in range(2):
+        callback(frame)
+        assert processor.wait_processed(i + 1)
+    at.run()
+    status = " ".join(md.value for md in at.markdown)
+    assert "facings **4** · gaps **1** · processed frames **2**" in status
+    table = at.table[0].value
+    assert dict(zip(table["brand"], table["facings"], strict=True)) == {
+        captured.brand: 3,
+        "unknown": 1,
+    }
+
+    at.toggle(key="live_dense").set_value(False).run()
+    callback(frame)
+    assert processor.wait_processed(1)
+    at.run()
+    assert "facings **3** · gaps **1** · processed frames **1**" in " ".join(
+        md.value for md in at.markdown
+    )
 
 
 def test_save_before_any_frame_is_disabled(captured):
