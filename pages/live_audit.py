@@ -44,6 +44,7 @@ def _on_stream_change() -> None:
     if st.session_state[STREAMER_KEY].state.playing:
         processor.reset()
         st.session_state.pop("live_saved", None)
+        st.session_state.pop("live_save_error", None)
 
 
 # NOTE: rendered on every full run, before anything that could stop the run: a run that skips it
@@ -85,6 +86,7 @@ def _live_results() -> None:
         processor.set_analyser(pipeline.analyser(dense=dense))
         st.session_state["live_dense_active"] = dense
         st.session_state.pop("live_saved", None)
+        st.session_state.pop("live_save_error", None)
     state = processor.snapshot()
     # The server's view of the stream: "live" only while frames can reach the processor.
     stream = "live" if webrtc_ctx.state.playing else "stopped"
@@ -100,20 +102,38 @@ def _live_results() -> None:
             {"brand": list(state.counts), "facings": list(state.counts.values())},
             border="horizontal",
         )
+    nothing_found = state.frame_bgr is not None and state.products == 0 and state.gaps == 0
+    allow_empty = False
+    if nothing_found:
+        allow_empty = st.checkbox(
+            "Nothing detected: save an empty shelf anyway", key="live_allow_empty"
+        )
+    # Messages are kept in the session: this fragment reruns every second and would wipe them.
     if st.button("Save audit", type="primary", disabled=state.frame_bgr is None):
+        st.session_state.pop("live_saved", None)
+        st.session_state.pop("live_save_error", None)
         if ctx.store_id is None:
-            st.warning("Choose a store in the sidebar first.")
-            return
-        with ui.user_errors("Saving the audit"):
-            audit_id = live.save_live_audit(
-                state, ctx.store_id, pipeline, user_name=ctx.user_name, url=db_url
-            )
-            # Kept in the session: this fragment reruns every second and would wipe a one-off message.
-            st.session_state["live_saved"] = (
-                f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps."
-            )
+            st.session_state["live_save_error"] = "Choose a store in the sidebar first."
+        else:
+            try:
+                audit_id = live.save_live_audit(
+                    state,
+                    ctx.store_id,
+                    pipeline,
+                    user_name=ctx.user_name,
+                    url=db_url,
+                    allow_empty=allow_empty,
+                )
+            except ui.USER_ERRORS as exc:
+                st.session_state["live_save_error"] = f"Saving the audit failed: {exc}"
+            else:
+                st.session_state["live_saved"] = (
+                    f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps."
+                )
     if saved := st.session_state.get("live_saved"):
         st.success(saved)
+    if error := st.session_state.get("live_save_error"):
+        st.error(error)
 
 
 _live_results()

@@ -35,7 +35,9 @@ with ui.user_errors("Finding the active model"):
         st.error(f"The offline mode is not available: {exc}")
         st.stop()
     # test hook (browser test): a picture instead of the camera
-    result = offline_audit_component(args, test_image_url=os.environ.get("SKUAUDIT_OFFLINE_TEST_IMAGE"))
+    result = offline_audit_component(
+        args, test_image_url=os.environ.get("SKUAUDIT_OFFLINE_TEST_IMAGE")
+    )
     if result and result.get("error"):
         st.error(f"The browser could not run the model: {result['error']}")
     elif result:
@@ -44,8 +46,20 @@ with ui.user_errors("Finding the active model"):
             f"Counts from the browser: {counts.get('product', 0)} products, {counts.get('gap', 0)} gaps "
             f"({result['backend']}, {result['ms_per_frame']:.0f} ms per frame, {result['frames']} frames)"
         )
+        nothing_found = counts.get("product", 0) == 0 and counts.get("gap", 0) == 0
+        if nothing_found:
+            st.warning(
+                "No products or gaps were found: is the camera on the shelf? Nothing is saved "
+                "unless you tick 'Save anyway'."
+            )
+        allow_empty = (
+            st.checkbox("Save anyway", key="offline_allow_empty") if nothing_found else False
+        )
         if ctx.store_id is None:
             st.info("Choose a store in the sidebar to save the audit.")
         elif st.button("Save audit", type="primary", key="offline_save"):
-            audit_id = save_offline_audit(ctx.store_id, ctx.user_name, counts, model_dir)
-            st.success(f"Audit {audit_id} saved for {ctx.store_name}.")
+            with ui.user_errors("Saving the audit"):
+                audit_id = save_offline_audit(
+                    ctx.store_id, ctx.user_name, counts, model_dir, allow_empty=allow_empty
+                )
+                st.success(f"Audit {audit_id} saved for {ctx.store_name}.")

@@ -109,5 +109,6 @@ if st.button("Save audit", type="primary", key="photo_save",
             model_name=audit.detector_name(detector),
             model_version_id=audit.detector_version(detector), allow_empty=allow_empty,
         )
+        st.rerun()  # draws the button disabled at once: one photo batch, one audit
 if st.session_state.get("photo_saved_id") is not None:
     st.success(f"Audit {st.session_state['photo_saved_id']} saved for {ctx.store_name}.")

@@ -305,12 +305,12 @@ def analyse_uploads(
     files: Sequence[tuple[str, bytes]], detector: DetectorLike, recognizer, gallery
 ) -> UploadBatch:
     """Decode and analyse uploaded photos; a bad file becomes a message, not an exception."""
-    from skuaudit.images import load_image_bytes
+    from skuaudit.images import MIN_SHELF_PHOTO_SIDE, load_image_bytes
 
     names, analyses, errors = [], [], []
     for name, data in files:
         try:
-            image = load_image_bytes(data, name=name)
+            image = load_image_bytes(data, name=name, min_side=MIN_SHELF_PHOTO_SIDE)
         except ImageError as exc:
             errors.append(str(exc))
             continue

@@ -25,6 +25,7 @@ class Settings:
     db_url: str
     models_dir: Path
     default_model_dir: Path
+    recognition_model_dir: Path
     media_dir: Path
     max_upload_mb: int
     max_image_pixels: int
@@ -55,6 +56,9 @@ def get_settings() -> Settings:
         db_url=os.environ.get("SKUAUDIT_DB_URL") or f"sqlite:///{data_dir / 'skuaudit.db'}",
         models_dir=models_dir,
         default_model_dir=Path(os.environ.get("SKUAUDIT_MODEL_DIR") or models_dir / "default"),
+        recognition_model_dir=Path(
+            os.environ.get("SKUAUDIT_RECOGNITION_DIR") or models_dir / "recognition"
+        ),
         media_dir=Path(os.environ.get("SKUAUDIT_MEDIA_DIR") or data_dir / "media"),
         max_upload_mb=_int_env("SKUAUDIT_MAX_UPLOAD_MB", 25),
         max_image_pixels=_int_env("SKUAUDIT_MAX_IMAGE_PIXELS", 50_000_000),

@@ -26,6 +26,8 @@ from skuaudit.config import get_settings
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
+# The smallest photo side worth auditing: a few products need a few dozen pixels each.
+MIN_SHELF_PHOTO_SIDE: int = 64
 
 
 class ImageError(ValueError):
@@ -38,6 +40,7 @@ def load_image_bytes(
     *,
     max_bytes: int | None = None,
     name: str = "image",
+    min_side: int = 1,
 ) -> np.ndarray:
     """Decode an uploaded image to a BGR array, upright according to its EXIF orientation.
 
@@ -46,12 +49,15 @@ def load_image_bytes(
         max_pixels: largest accepted width x height; ``None`` uses ``max_image_pixels``.
         max_bytes: largest accepted file size; ``None`` uses ``max_upload_bytes``.
         name: how the message names the file (e.g. the upload's file name).
+        min_side: smallest accepted width and height (e.g. ``MIN_SHELF_PHOTO_SIDE`` for photos
+            to audit).
 
     Returns:
         ``(H, W, 3)`` uint8 BGR image.
 
     Raises:
-        ImageError: empty, too large, not an image, a decompression bomb, truncated or corrupt.
+        ImageError: empty, too large, too small, not an image, a decompression bomb, truncated
+            or corrupt.
     """
     settings = get_settings()
     max_pixels = settings.max_image_pixels if max_pixels is None else int(max_pixels)
@@ -71,6 +77,11 @@ def load_image_bytes(
             if image.format not in ACCEPTED_FORMATS:
                 raise ImageError(
                     f"{name}: {image.format} images are not accepted; use JPEG, PNG or WebP"
+                )
+            if min(width, height) < min_side:
+                raise ImageError(
+                    f"{name}: {width}x{height} pixels is too small to show a shelf; send a photo "
+                    f"of at least {min_side} pixels a side"
                 )
             if width * height > max_pixels:
                 raise ImageError(

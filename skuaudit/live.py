@@ -715,6 +715,7 @@ def save_live_audit(
     *,
     user_name: str = "",
     url: str | None = None,
+    allow_empty: bool = False,
 ) -> int:
     """Save the smoothed live result as one audit: the representative frame and its detections.
 
@@ -723,7 +724,8 @@ def save_live_audit(
     engineer's ``save_audit`` writes everything in one transaction.
 
     Raises:
-        ValueError: nothing processed yet, nothing detected (``EmptyAuditError``) or unknown store.
+        ValueError: nothing processed yet, nothing detected and not ``allow_empty``
+            (``EmptyAuditError``), or unknown store.
     """
     from skuaudit.audit import ImageAnalysis, save_audit
 
@@ -737,4 +739,5 @@ def save_live_audit(
         model_name=pipeline.model_name,
         model_version_id=pipeline.model_version_id,
         url=url,
+        allow_empty=allow_empty,
     )

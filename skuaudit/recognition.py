@@ -46,8 +46,9 @@ class RecognitionModelError(RuntimeError):
 
 
 def default_model_dir() -> Path:
-    """``<models>/recognition``: the shipped embedding model."""
-    return get_settings().models_dir / "recognition"
+    """The embedding model audits use: ``SKUAUDIT_RECOGNITION_DIR``, by default
+    ``<SKUAUDIT_MODELS_DIR>/recognition`` (the shipped model)."""
+    return get_settings().recognition_model_dir
 
 
 def preprocess_crops(crops_bgr: list[np.ndarray], input_size: int) -> np.ndarray:
@@ -175,14 +176,17 @@ class Recognizer:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> Recognizer:
-        """Load a model folder (``config.json`` + ``model.keras``); default ``models/recognition``.
+        """Load a model folder (``config.json`` + ``model.keras``); default ``default_model_dir()``.
 
         Raises:
             RecognitionModelError: missing folder or file, or a file that does not load.
         """
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         if not model_dir.is_dir():
-            raise RecognitionModelError(f"{model_dir}: recognition model folder not found")
+            raise RecognitionModelError(
+                f"{model_dir}: recognition model folder not found (set SKUAUDIT_RECOGNITION_DIR, "
+                "e.g. to the shipped models/recognition)"
+            )
         config_path, keras_path = model_dir / CONFIG_FILE, model_dir / KERAS_FILE
         if not config_path.is_file():
             raise RecognitionModelError(f"{model_dir}: {CONFIG_FILE} is missing")

@@ -38,4 +38,11 @@ def cli_main(argv: list[str]) -> int:
         "--server.address",
         args.address,
     ]
-    return subprocess.call(cmd, env=os.environ.copy())
+    if os.name != "posix":
+        return subprocess.call(cmd, env=os.environ.copy())
+    # Become Streamlit (same process id): a stop signal sent to `skuaudit serve` (kill, systemd,
+    # Ctrl-C) then reaches the server itself instead of leaving it running on the port.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
+    return 0  # not reached

@@ -56,6 +56,17 @@ def test_bad_files_are_refused_with_a_reason(data, message):
         load_image_bytes(data)
 
 
+def test_photos_too_small_to_audit_are_refused():
+    from skuaudit.images import MIN_SHELF_PHOTO_SIDE
+
+    assert load_image_bytes(_png(1, 1)).shape == (1, 1, 3)  # no minimum unless asked
+    with pytest.raises(ImageError, match="1x1 pixels is too small to show a shelf"):
+        load_image_bytes(_png(1, 1), min_side=MIN_SHELF_PHOTO_SIDE)
+    with pytest.raises(ImageError, match="300x63 pixels"):
+        load_image_bytes(_png(300, 63), min_side=64)
+    assert load_image_bytes(_png(64, 64), min_side=64).shape == (64, 64, 3)
+
+
 def test_decompression_bomb_is_refused_before_decoding():
     # a 20000 x 20000 PNG compresses to a few hundred KB; the header alone must be enough to refuse
     buf = io.BytesIO()

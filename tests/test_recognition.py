@@ -208,3 +208,16 @@ def test_missing_or_corrupt_model_is_a_clear_error(tmp_path):
     (broken / "config.json").write_text("{")
     with pytest.raises(RecognitionModelError, match="corrupt"):
         Recognizer.load(broken)
+
+
+def test_recognition_folder_follows_its_setting(tmp_path, monkeypatch):
+    from skuaudit.recognition import default_model_dir
+
+    shipped = default_model_dir()
+    # a models folder of its own (e.g. for trained versions) without a recognition model
+    monkeypatch.setenv("SKUAUDIT_MODELS_DIR", str(tmp_path))
+    with pytest.raises(RecognitionModelError, match="SKUAUDIT_RECOGNITION_DIR"):
+        Recognizer.load()
+    monkeypatch.setenv("SKUAUDIT_RECOGNITION_DIR", str(shipped))
+    assert default_model_dir() == shipped
+    assert Recognizer.load().embed([np.zeros((40, 30, 3), np.uint8)]).shape[0] == 1

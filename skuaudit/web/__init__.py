@@ -111,16 +111,27 @@ def save_offline_audit(
     counts: dict[str, int],
     model_dir: str | Path,
     url: str | None = None,
+    *,
+    allow_empty: bool = False,
 ) -> int:
     """Save counts from the browser as an audit (source ``offline``, notes ``offline-tfjs``); returns its id.
 
     No image or boxes reach the server in this mode, so only the counts and the model version are kept.
+
+    Raises:
+        ValueError: a count that is not a whole number >= 0.
+        EmptyAuditError: no products and no gaps, unless ``allow_empty`` (as for photo audits).
     """
+    from skuaudit.audit import EmptyAuditError
     from skuaudit.model_registry import model_version_for
 
     for name, value in counts.items():
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"count of {name!r} must be a whole number >= 0, got {value!r}")
+    if not allow_empty and counts.get("product", 0) == 0 and counts.get("gap", 0) == 0:
+        raise EmptyAuditError(
+            "nothing was detected (0 products, 0 gaps); tick 'Save anyway' to record an empty shelf"
+        )
     version_id = model_version_for(model_dir, url)
     with session_scope(url) as s:
         audit = m.Audit(

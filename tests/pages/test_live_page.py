@@ -175,6 +175,35 @@ def test_dense_shelf_mode_counts_afresh_in_tiles(captured):
     )
 
 
+def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
+    at = _open_page()
+    callback = captured.calls[-1]["video_frame_callback"]
+    processor = at.session_state["live_processor"]
+    processor.set_analyser(lambda frame: Detections.empty().with_data(brand_id=np.zeros(0, int)))
+    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 90, np.uint8), format="bgr24")
+    callback(frame)
+    assert processor.wait_processed(1)
+    at.run()
+    at.button[0].click().run()
+    # the refusal outlives the fragment's next runs (it used to vanish unseen)
+    at.run()
+    assert "nothing detected" in at.error[0].value.lower() or "no products" in at.error[0].value
+    assert not at.success
+
+    at.checkbox(key="live_allow_empty").check().run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "saved: 0 facings, 0 gaps" in at.success[0].value
+    assert not at.error
+
+    from skuaudit.storage import models as m
+    from skuaudit.storage.db import session_scope
+
+    with session_scope(captured.url) as s:
+        audit = s.query(m.Audit).filter_by(source="live").one()
+        assert (audit.product_count, audit.gap_count) == (0, 0)
+
+
 def test_save_before_any_frame_is_disabled(captured):
     at = _open_page()
     assert at.button[0].disabled

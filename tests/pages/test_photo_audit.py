@@ -69,6 +69,7 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     saved = _audits(demo_db_url)
     assert len(saved) == 1 and saved[0].source == "photo"
     assert f"Audit {saved[0].id} saved" in page.success[0].value
+    assert page.button(key="photo_save").disabled  # at once, not after the next click
     with session_scope(demo_db_url) as s:
         facings = dict(
             s.execute(
@@ -91,6 +92,14 @@ def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     page.checkbox(key="photo_allow_empty").check().run()
     page.button(key="photo_save").click().run()
     assert len(_audits(demo_db_url)) == 1
+
+
+def test_tiny_image_is_refused_not_audited(page):
+    dot = encode_png(np.full((1, 1, 3), 200, np.uint8))
+    page.file_uploader(key="photo_uploads").set_value(("dot.png", dot, "image/png")).run()
+    assert not page.exception, page.exception
+    assert "dot.png: 1x1 pixels is too small to show a shelf" in page.error[0].value
+    assert not page.metric  # no figures, no stockout list for a non-photo
 
 
 def test_camera_photo_is_analysed(page):
