@@ -93,7 +93,7 @@ metrics = audit.metrics_for_store(analyses, ctx.store_id)
 left, middle, right = st.columns(3)
 left.metric("Product facings", metrics.product_count)
 middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.0%} of shelf width",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")  # a share, not a change: no arrow
 right.metric("Planogram compliance",
              "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.0%}")
 st.dataframe(pd.DataFrame(metrics.to_records()), hide_index=True, key="photo_metrics")

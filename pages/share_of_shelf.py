@@ -42,7 +42,7 @@ with ui.user_errors("Loading the share of shelf"):
                "region": scope.region}
     shares = ui.cached_report("share_of_shelf", latest_id, **filters)
     if shares.empty:
-        st.info(f"No audits for {scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
+        st.info(f"No audits for {scope.words or scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
                 "Widen the dates or pick other stores.")
         st.stop()
     own = ui.cached_report("own_vs_competitors", latest_id, **filters)

@@ -30,7 +30,7 @@ with ui.user_errors("Loading the stockouts"):
     stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])
     if audited.empty:
-        st.info(f"No audits for {scope.label} on or before {as_of:%d %b %Y}. "
+        st.info(f"No audits for {scope.words or scope.label} on or before {as_of:%d %b %Y}. "
                 "Pick a later date or other stores.")
         st.stop()
     actions = ui.cached_report("current_stockouts", latest_id, **filters)
@@ -70,16 +70,18 @@ with ui.user_errors("Loading the stockouts"):
     with left:
         worst = audited.head(CHART_STORES)
         st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
-        st.download_button(f"Download these {len(worst)} stores (CSV)", worst.to_csv(index=False),
+        st.download_button(f"Download availability of these {len(worst)} stores (CSV)",
+                           worst.to_csv(index=False),
                            file_name="availability_worst_stores.csv", mime="text/csv",
                            key="so_availability_csv")
     with right:
         gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
-        st.download_button(f"Download these {len(gaps)} stores (CSV)", gaps.to_csv(index=False),
+        st.download_button(f"Download gap share of these {len(gaps)} stores (CSV)",
+                           gaps.to_csv(index=False),
                            file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
 
-    st.subheader("Stores ranked by on-shelf availability")
+    st.subheader("Stores by on-shelf availability, lowest first")
     percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
     st.dataframe(
         stores,
@@ -97,7 +99,12 @@ with ui.user_errors("Loading the stockouts"):
 
     with st.expander("Planogram compliance per brand"):
         compliance = ui.cached_report("planogram_compliance", latest_id, **filters)
-        st.dataframe(compliance, hide_index=True, key="so_compliance_table")
+        st.dataframe(
+            compliance,
+            hide_index=True,
+            column_config={"compliance": st.column_config.ProgressColumn("compliance", **percent)},
+            key="so_compliance_table",
+        )
         st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
                            file_name="planogram_compliance.csv", mime="text/csv",
                            key="so_compliance_csv")

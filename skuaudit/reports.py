@@ -171,6 +171,7 @@ class Scope:
     label: str
     store_ids: tuple[int, ...] | None = None
     region: str | None = None
+    words: str = ""  # the scope inside a sentence ("Central Superstore"); default: the label
 
 
 @dataclass(frozen=True)
@@ -281,9 +282,9 @@ def scopes(url: str | None = None) -> list[Scope]:
         stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.name)).all()
     regions = sorted({r.region for r in stores if r.region})
     return [
-        Scope("All stores"),
-        *(Scope(f"Region: {r}", region=r) for r in regions),
-        *(Scope(f"Store: {s.name}", store_ids=(s.id,)) for s in stores),
+        Scope("All stores", words="any store"),
+        *(Scope(f"Region: {r}", region=r, words=f"region {r}") for r in regions),
+        *(Scope(f"Store: {s.name}", store_ids=(s.id,), words=s.name) for s in stores),
     ]
 
 

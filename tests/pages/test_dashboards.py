@@ -138,7 +138,7 @@ def _tiny_jpeg() -> bytes:
     "start, end, element, text",
     [
         (date(2026, 12, 20), date(2026, 12, 1), "warning", "is after the end date"),
-        (date(2020, 1, 1), date(2020, 2, 1), "info", "No audits for All stores"),
+        (date(2020, 1, 1), date(2020, 2, 1), "info", "No audits for any store"),
     ],
 )
 def test_share_page_reversed_or_empty_range(demo_db_url, start, end, element, text):
@@ -220,5 +220,5 @@ def test_stockouts_page_filters(demo_db_url):
     at.date_input(key="so_as_of").set_value(date(2020, 1, 1))
     at.run()
     assert not at.exception
-    assert "No audits for Region: North on or before 01 Jan 2020" in at.info[0].value
+    assert "No audits for region North on or before 01 Jan 2020" in at.info[0].value
     assert not at.get("plotly_chart")
