@@ -1,6 +1,12 @@
-"""Catalogue: stores, brands, reference images for brand recognition, planogram targets."""
+"""Catalogue: stores, brands, reference images for brand recognition, planogram targets.
+
+Every successful change re-runs the page (and with it app.py's sidebar store list), so tables and
+pickers show it at once; its messages survive the re-run in ``st.session_state``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -9,12 +15,60 @@ from skuaudit import catalogue, ui
 from skuaudit.images import UPLOAD_TYPES
 from skuaudit.recognition import detection_crop, enrol_from_detection, enrol_reference
 from skuaudit.storage.queries import (
+    BrandRow,
     list_brands,
     list_stores,
     planogram_for_store,
     product_detections,
     recent_audits,
 )
+
+FLASH_KEY = "catalogue_flash"
+
+
+def _done(where: str, *messages: str, errors: tuple[str, ...] = ()) -> None:
+    """Keep ``messages`` for the spot ``where`` and re-run the page so every list shows the change."""
+    st.session_state[FLASH_KEY] = (where, messages, errors)
+    st.rerun()
+
+
+def _show_flash(where: str) -> None:
+    """The messages ``_done`` kept for ``where``, shown once."""
+    flash = st.session_state.get(FLASH_KEY)
+    if flash and flash[0] == where:
+        del st.session_state[FLASH_KEY]
+        for message in flash[1]:
+            st.success(message)
+        for message in flash[2]:
+            st.error(message)
+
+
+def _brand_picker(
+    label: str, brands: list[BrandRow], key: str, format_func: Callable[[BrandRow], str]
+) -> BrandRow:
+    """A brand selectbox that stays on the chosen brand when its label changes.
+
+    A selectbox remembers its choice by label, so renaming the brand (or a new reference count in
+    the label) would silently drop it back to the first brand. The chosen id is kept apart and put
+    back into the widget on every run.
+    """
+    by_id = {b.id: b for b in brands}
+    chosen_key = f"{key}:id"
+
+    def remember() -> None:
+        st.session_state[chosen_key] = st.session_state[key]
+
+    chosen = st.session_state.get(chosen_key)
+    if chosen in by_id:
+        st.session_state[key] = chosen
+    elif chosen is not None:
+        st.warning("The brand you had picked no longer exists; pick another one.")
+    brand_id = st.selectbox(
+        label, list(by_id), format_func=lambda i: format_func(by_id[i]), key=key, on_change=remember
+    )
+    st.session_state[chosen_key] = brand_id
+    return by_id[brand_id]
+
 
 st.title("Catalogue")
 ui.require_analyst()
@@ -27,9 +81,12 @@ brand_names = {b.id: b.name for b in brands}
 
 with brands_tab:
     st.dataframe(
-        pd.DataFrame([b.__dict__ for b in brands],
-                     columns=["name", "manufacturer", "is_own", "color_hex", "reference_count"]),
-        hide_index=True, key="catalogue_brands",
+        pd.DataFrame(
+            [b.__dict__ for b in brands],
+            columns=["name", "manufacturer", "is_own", "color_hex", "reference_count"],
+        ),
+        hide_index=True,
+        key="catalogue_brands",
     )
     with st.form("add_brand", clear_on_submit=True):
         st.subheader("Add a brand")
@@ -40,74 +97,115 @@ with brands_tab:
         if st.form_submit_button("Add brand"):
             with ui.user_errors("Adding the brand"):
                 catalogue.add_brand(name, manufacturer, is_own, colour)
-                st.success(f"Brand {name.strip()} added.")
+                _done("add_brand", f"Brand {name.strip()} added.")
+    _show_flash("add_brand")
     if brands:
         st.subheader("Edit a brand")
-        edited = st.selectbox("Brand", brands, format_func=lambda b: b.name, key="edit_brand")
-        with st.form("edit_brand_form"):
+        edited = _brand_picker("Brand", brands, "edit_brand", lambda b: b.name)
+        # NOTE: the form and its button are keyed by the brand id: a click on the form of a brand
+        # that is no longer picked (deleted meanwhile) matches no button, so it saves nothing.
+        with st.form(f"edit_brand_form_{edited.id}"):
             new_name = st.text_input("Name", edited.name, key=f"edit_name_{edited.id}")
-            new_manufacturer = st.text_input("Manufacturer", edited.manufacturer,
-                                             key=f"edit_manufacturer_{edited.id}")
+            new_manufacturer = st.text_input(
+                "Manufacturer", edited.manufacturer, key=f"edit_manufacturer_{edited.id}"
+            )
             new_own = st.checkbox("Our own brand", edited.is_own, key=f"edit_own_{edited.id}")
             new_colour = st.color_picker("Colour", edited.color_hex, key=f"edit_colour_{edited.id}")
-            if st.form_submit_button("Save brand"):
+            if st.form_submit_button("Save brand", key=f"save_brand_{edited.id}"):
                 with ui.user_errors("Saving the brand"):
-                    catalogue.update_brand(edited.id, name=new_name, manufacturer=new_manufacturer,
-                                           is_own=new_own, color_hex=new_colour)
-                    st.success(f"Brand {new_name.strip()} saved.")
+                    catalogue.update_brand(
+                        edited.id,
+                        name=new_name,
+                        manufacturer=new_manufacturer,
+                        is_own=new_own,
+                        color_hex=new_colour,
+                    )
+                    _done("edit_brand", f"Brand {new_name.strip()} saved.")
+        _show_flash("edit_brand")
 
 with references_tab:
     if not brands:
         st.info("Add a brand first.")
     else:
-        st.caption("A handful of crops of a brand's packs (one facing each) is enough: products are "
-                   "recognised by similarity to these references, no retraining needed.")
-        target = st.selectbox("Brand", brands, key="ref_brand",
-                              format_func=lambda b: f"{b.name} ({b.reference_count} references)")
-        crops = st.file_uploader("Upload product crops", type=list(UPLOAD_TYPES),
-                                 accept_multiple_files=True, key="ref_uploads")
+        st.caption(
+            "A handful of crops of a brand's packs (one facing each) is enough: products are "
+            "recognised by similarity to these references, no retraining needed."
+        )
+        target = _brand_picker(
+            "Brand", brands, "ref_brand", lambda b: f"{b.name} ({b.reference_count} references)"
+        )
+        crops = st.file_uploader(
+            "Upload product crops",
+            type=list(UPLOAD_TYPES),
+            accept_multiple_files=True,
+            key="ref_uploads",
+        )
         if crops and st.button("Enrol uploaded crops", key="ref_enrol_uploads"):
+            enrolled, failed = [], []
             for crop in crops:
-                with ui.user_errors(f"Enrolling {crop.name}"):
+                try:
                     enrol_reference(target.id, crop.getvalue(), "upload")
-                    st.success(f"{crop.name} enrolled for {target.name}.")
+                    enrolled.append(f"{crop.name} enrolled for {target.name}.")
+                except ui.USER_ERRORS as exc:
+                    failed.append(f"Enrolling {crop.name} failed: {exc}")
+            _done("references", *enrolled, errors=tuple(failed))
+        _show_flash("references")
         st.subheader("Pick from a past audit")
         audits = recent_audits()
         if not audits:
             st.caption("No saved audit with photos yet.")
         else:
             picked_audit = st.selectbox(
-                "Audit", audits, key="ref_audit",
-                format_func=lambda a: f"#{a.id} · {a.store_name} · {a.created_at:%Y-%m-%d %H:%M} · "
-                                      f"{a.product_count} products",
+                "Audit",
+                audits,
+                key="ref_audit",
+                format_func=lambda a: (
+                    f"#{a.id} · {a.store_name} · {a.created_at:%Y-%m-%d %H:%M} · "
+                    f"{a.product_count} products"
+                ),
             )
             detections = product_detections(picked_audit.id)
             if detections:
                 picked = st.selectbox(
-                    "Detection", detections, key="ref_detection",
-                    format_func=lambda d: f"image {d.image_index} · row {d.shelf_row} · x {d.xyxy[0]:.0f}"
-                                          f" · {brand_names.get(d.brand_id, 'unknown')}",
+                    "Detection",
+                    detections,
+                    key="ref_detection",
+                    format_func=lambda d: (
+                        f"image {d.image_index} · row {d.shelf_row} · x {d.xyxy[0]:.0f}"
+                        f" · {brand_names.get(d.brand_id, 'unknown')}"
+                    ),
                 )
                 with ui.user_errors("Cutting the crop"):
                     st.image(detection_crop(picked.id)[:, :, ::-1], width=120)
                 if st.button(f"Enrol as a reference of {target.name}", key="ref_enrol_detection"):
                     with ui.user_errors("Enrolling the crop"):
                         enrol_from_detection(picked.id, target.id)
-                        st.success(f"Crop enrolled for {target.name}.")
+                        _done("detection", f"Crop enrolled for {target.name}.")
+                _show_flash("detection")
 
 with planogram_tab:
     stores = list_stores()
     if not stores or not brands:
         st.info("Add stores and brands first.")
     else:
-        store = st.selectbox("Store", stores, format_func=lambda s: s.name, key="plan_store",
-                             index=next((i for i, s in enumerate(stores) if s.id == ctx.store_id), 0))
+        store = st.selectbox(
+            "Store",
+            stores,
+            format_func=lambda s: s.name,
+            key="plan_store",
+            index=next((i for i, s in enumerate(stores) if s.id == ctx.store_id), 0),
+        )
         current = planogram_for_store(store.id)
         with st.form(f"planogram_{store.id}"):
             st.caption("Expected facings per brand in this store (0 = no target).")
             targets = {
-                b.id: st.number_input(b.name, min_value=0, step=1, value=current.get(b.id, 0),
-                                      key=f"target_{store.id}_{b.id}")
+                b.id: st.number_input(
+                    b.name,
+                    min_value=0,
+                    step=1,
+                    value=current.get(b.id, 0),
+                    key=f"target_{store.id}_{b.id}",
+                )
                 for b in brands
             }
             if st.form_submit_button("Save targets"):
@@ -116,12 +214,16 @@ with planogram_tab:
                     st.success(f"Planogram of {store.name} saved.")
 
 with stores_tab:
-    st.dataframe(pd.DataFrame([s.__dict__ for s in list_stores()], columns=["name", "region"]),
-                 hide_index=True, key="catalogue_stores")
+    st.dataframe(
+        pd.DataFrame([s.__dict__ for s in list_stores()], columns=["name", "region"]),
+        hide_index=True,
+        key="catalogue_stores",
+    )
     with st.form("add_store", clear_on_submit=True):
         store_name = st.text_input("Store name", key="new_store_name")
         region = st.text_input("Region", key="new_store_region")
         if st.form_submit_button("Add store"):
             with ui.user_errors("Adding the store"):
                 catalogue.add_store(store_name, region)
-                st.success(f"Store {store_name.strip()} added.")
+                _done("add_store", f"Store {store_name.strip()} added.")
+    _show_flash("add_store")

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -20,6 +22,7 @@ from skuaudit.reports import MEASURES
 
 EMPTY_TEXT = "No audits in this selection"
 HEATMAP_ROW_PX = 24
+WEEK_TICKS_MAX = 12
 
 
 def _empty(title: str) -> go.Figure:
@@ -74,7 +77,25 @@ def share_trend_lines(df: pd.DataFrame, measure: str) -> go.Figure:
             hovertemplate="week of %{x|%d %b %Y}: %{y:.1%}<extra>" + str(brand) + "</extra>",
         )
     fig.update_layout(title=title, yaxis_tickformat=".0%", xaxis_title="week starting")
+    fig.update_xaxes(**_week_axis(df["week_start"]))
     return fig
+
+
+def _week_axis(week_start: pd.Series) -> dict:
+    """Ticks on the data's weeks as dates (at most ``WEEK_TICKS_MAX``), half a week of margin.
+
+    Plotly's own date ticks zoom in to milliseconds around a single point and fall between weeks
+    for a few points.
+    """
+    weeks = pd.DatetimeIndex(sorted(pd.to_datetime(week_start).unique()))
+    step = math.ceil(len(weeks) / WEEK_TICKS_MAX)
+    margin = pd.Timedelta(days=3.5)
+    return {
+        "tickmode": "array",
+        "tickvals": list(weeks[::step]),
+        "tickformat": "%d %b %Y",
+        "range": [weeks[0] - margin, weeks[-1] + margin],
+    }
 
 
 def own_vs_competitors_bars(df: pd.DataFrame) -> go.Figure:

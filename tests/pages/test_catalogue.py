@@ -51,14 +51,11 @@ def test_add_brand_and_refuse_duplicate(page, demo_db_url):
 
 
 def test_edit_brand(page, demo_db_url):
-    brand = page.selectbox(key="edit_brand").value
-    page.text_input(key=f"edit_manufacturer_{brand.id}").input("New Owner")
+    brand_id = page.selectbox(key="edit_brand").value
+    page.text_input(key=f"edit_manufacturer_{brand_id}").input("New Owner")
     _submit(page, "Save brand")
     assert not page.exception and "saved" in page.success[0].value
-    assert (
-        _scalar(demo_db_url, sa.select(m.Brand.manufacturer).where(m.Brand.id == brand.id))
-        == "New Owner"
-    )
+    assert _brand(demo_db_url, brand_id)[1] == "New Owner"
 
 
 def test_upload_references_good_and_blank(page, demo_db_url):
@@ -151,3 +148,86 @@ def test_add_store_and_refuse_duplicate(page, demo_db_url):
     _submit(page, "Add store")
     assert "already exists" in page.error[0].value
     assert _scalar(demo_db_url, sa.select(sa.func.count()).select_from(m.Store)) == 7
+
+
+def _names(at: AppTest, table: str) -> list[str]:
+    """The ``name`` column of the ``"brands"`` or the ``"stores"`` table."""
+    marker = {"brands": "manufacturer", "stores": "region"}[table]
+    return list(next(d for d in at.dataframe if marker in d.value.columns).value["name"])
+
+
+def _brand(url, brand_id: int) -> tuple[str, str]:
+    with session_scope(url) as s:
+        brand = s.get(m.Brand, brand_id)
+        return brand.name, brand.manufacturer
+
+
+def _all_brands(url) -> dict[int, tuple[str, str]]:
+    with session_scope(url) as s:
+        return {b.id: (b.name, b.manufacturer) for b in s.scalars(sa.select(m.Brand))}
+
+
+def test_new_brand_and_store_show_at_once(page):
+    page.text_input(key="new_brand_name").input("Walkbrand")
+    _submit(page, "Add brand")
+    assert not page.exception, page.exception
+    assert [s.value for s in page.success] == ["Brand Walkbrand added."]
+    assert "Walkbrand" in _names(page, "brands")
+    assert "Walkbrand" in page.selectbox(key="edit_brand").options
+    page.text_input(key="new_store_name").input("Walk Store")
+    _submit(page, "Add store")
+    assert [s.value for s in page.success] == ["Store Walk Store added."]
+    assert "Walk Store" in _names(page, "stores")
+    assert "Walk Store" in page.selectbox(key="plan_store").options
+
+
+def test_rename_then_save_again_edits_the_chosen_brand(page, demo_db_url):
+    page.text_input(key="new_brand_name").input("Walkbrand")
+    _submit(page, "Add brand")
+    brand_id = _scalar(demo_db_url, sa.select(m.Brand.id).where(m.Brand.name == "Walkbrand"))
+    page.selectbox(key="edit_brand").set_value(brand_id).run()
+    page.text_input(key=f"edit_name_{brand_id}").input("Walkbrand2")
+    _submit(page, "Save brand")
+    assert [s.value for s in page.success] == ["Brand Walkbrand2 saved."]
+    picker = page.selectbox(key="edit_brand")
+    assert (picker.value, picker.options[picker.index]) == (brand_id, "Walkbrand2")
+    assert "Walkbrand2" in _names(page, "brands")
+    assert "Walkbrand" not in _names(page, "brands")
+    others = {k: v for k, v in _all_brands(demo_db_url).items() if k != brand_id}
+
+    page.text_input(key=f"edit_name_{brand_id}").input("")
+    _submit(page, "Save brand")
+    assert not page.success and "needs a name" in page.error[0].value
+    assert page.selectbox(key="edit_brand").value == brand_id
+    page.text_input(key=f"edit_name_{brand_id}").input("Walkbrand3")
+    page.text_input(key=f"edit_manufacturer_{brand_id}").input("Walk Co")
+    _submit(page, "Save brand")
+    assert [s.value for s in page.success] == ["Brand Walkbrand3 saved."]
+    assert _brand(demo_db_url, brand_id) == ("Walkbrand3", "Walk Co")
+    assert {k: v for k, v in _all_brands(demo_db_url).items() if k != brand_id} == others
+
+
+def test_edit_form_of_a_brand_changed_elsewhere(page, demo_db_url):
+    brands = _all_brands(demo_db_url)
+    brand_id = max(brands)
+    page.selectbox(key="edit_brand").set_value(brand_id).run()
+    catalogue.update_brand(
+        brand_id,
+        name="Renamed",
+        manufacturer="",
+        is_own=False,
+        color_hex="#123456",
+        url=demo_db_url,
+    )  # another analyst renames it: the picker follows
+    page.run()
+    picker = page.selectbox(key="edit_brand")
+    assert (picker.value, picker.options[picker.index]) == (brand_id, "Renamed")
+
+    page.text_input(key=f"edit_manufacturer_{brand_id}").input("Lost Co")
+    with session_scope(demo_db_url) as s:
+        s.delete(s.get(m.Brand, brand_id))  # ... then deletes it before we save
+    _submit(page, "Save brand")
+    assert not page.exception and not page.success
+    assert "no longer exists" in page.warning[0].value
+    del brands[brand_id]
+    assert _all_brands(demo_db_url) == brands
