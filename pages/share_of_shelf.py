@@ -26,12 +26,13 @@ with ui.user_errors("Loading the share of shelf"):
     scopes = {s.label: s for s in reports.scopes(url)}
     with st.sidebar:
         st.subheader("Dashboard filters")
-        scope = scopes[st.selectbox("Stores", list(scopes), key="sos_scope")]
+        scope = scopes[ui.choice_input("Stores", list(scopes), key="sos_scope")]
         start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
-                              key="sos_start")
+                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE)
         end = ui.latest_date_input("To", last, key="sos_end")
         measure = st.radio("Trend and heat map show", list(reports.MEASURES),
-                           format_func=reports.MEASURES.get, key="sos_measure")
+                           format_func=reports.MEASURES.get, key="sos_measure",
+                           persist_state=ui.FILTER_PERSISTENCE)
     try:
         reports.check_date_range(start, end)
     except ValueError as exc:

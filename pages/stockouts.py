@@ -23,7 +23,7 @@ with ui.user_errors("Loading the stockouts"):
     scopes = {s.label: s for s in reports.scopes(url)}
     with st.sidebar:
         st.subheader("Dashboard filters")
-        scope = scopes[st.selectbox("Stores", list(scopes), key="so_scope")]
+        scope = scopes[ui.choice_input("Stores", list(scopes), key="so_scope")]
         as_of = ui.latest_date_input("Latest audits as of", span[1], key="so_as_of")
     filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
 

@@ -92,6 +92,19 @@ def cached_report(report: str, latest_audit_id: int | None, **kwargs):
     return getattr(reports, report)(**kwargs)
 
 
+# Dashboard filters keep their values through visits to other pages (``persist_state``), as a
+# category manager expects when coming back to a dashboard.
+FILTER_PERSISTENCE = "session"
+
+
+def choice_input(label: str, options: list[str], *, key: str) -> str:
+    """A dashboard filter ``st.selectbox`` kept across pages; a kept value that is no longer an
+    option (a store renamed meanwhile) falls back to the first option."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+    return st.selectbox(label, options, key=key, persist_state=FILTER_PERSISTENCE)
+
+
 def latest_date_input(label: str, latest: date, *, key: str) -> date:
     """A date filter that starts at ``latest`` (the newest audit's date) and moves on with it
     when a newer audit is saved, until the user picks another date, which it then keeps."""
@@ -99,4 +112,4 @@ def latest_date_input(label: str, latest: date, *, key: str) -> date:
     if key not in st.session_state or st.session_state[key] == st.session_state.get(followed):
         st.session_state[key] = latest
     st.session_state[followed] = latest
-    return st.date_input(label, key=key)
+    return st.date_input(label, key=key, persist_state=FILTER_PERSISTENCE)

@@ -222,3 +222,33 @@ def test_stockouts_page_filters(demo_db_url):
     assert not at.exception
     assert "No audits for region North on or before 01 Jan 2020" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+def test_filters_survive_a_visit_to_another_page(demo_db_url):
+    at = _open(SHARE)
+    store = next(o for o in at.selectbox(key="sos_scope").options if o.startswith("Store: "))
+    at.selectbox(key="sos_scope").set_value(store).run()
+    at.radio(key="sos_measure").set_value("share_linear").run()
+    start = at.date_input(key="sos_start").value
+    at.switch_page(STOCKOUTS).run()
+    at.selectbox(key="so_scope").set_value(store).run()
+    at.switch_page("pages/photo_audit.py").run()
+    at.switch_page(SHARE).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sos_scope").value == store
+    assert at.radio(key="sos_measure").value == "share_linear"
+    assert at.date_input(key="sos_start").value == start
+    at.switch_page(STOCKOUTS).run()
+    assert at.selectbox(key="so_scope").value == store
+
+
+def test_kept_store_filter_of_a_renamed_store_falls_back(demo_db_url):
+    at = _open(SHARE)
+    at.selectbox(key="sos_scope").set_value("Store: Central Superstore").run()
+    at.switch_page("pages/photo_audit.py").run()
+    with session_scope(demo_db_url) as s:  # renamed in the database meanwhile
+        s.query(m.Store).filter_by(name="Central Superstore").one().name = "Central Hypermarket"
+    at.switch_page(SHARE).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sos_scope").value == "All stores"
+    assert "Store: Central Hypermarket" in at.selectbox(key="sos_scope").options
