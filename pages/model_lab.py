@@ -8,7 +8,7 @@ import streamlit as st
 
 from skuaudit import jobs, ui
 from skuaudit.detector import ModelLoadError
-from skuaudit.model_registry import activate_model_version, active_model_dir, list_model_versions
+from skuaudit.model_registry import activate_model_version, model_choices, use_default_model
 from skuaudit.safezip import UnsafeArchiveError
 
 st.title("Model lab")
@@ -19,8 +19,12 @@ tab_train, tab_jobs, tab_models = st.tabs(["Data and training", "Training jobs",
 with tab_train:
     st.subheader("Datasets")
     with st.form("upload_dataset", clear_on_submit=True):
-        upload = st.file_uploader("Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)", type=["zip"])
-        fmt = st.selectbox("Format", ["auto", "sku110k", "voc", "yolo", "coco"], key="upload_format")
+        upload = st.file_uploader(
+            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)", type=["zip"]
+        )
+        fmt = st.selectbox(
+            "Format", ["auto", "sku110k", "voc", "yolo", "coco"], key="upload_format"
+        )
         if st.form_submit_button("Add dataset") and upload is not None:
             with ui.user_errors("Adding the dataset"):
                 try:
@@ -33,14 +37,18 @@ with tab_train:
                         st.caption(f"skipped: {problem}")
 
     st.subheader("Start a training job")
-    datasets = {"Generated shelves": jobs.SYNTHETIC} | {p.name: str(p) for p in jobs.list_datasets()}
+    datasets = {"Generated shelves": jobs.SYNTHETIC} | {
+        p.name: str(p) for p in jobs.list_datasets()
+    }
     starts = {"Random weights": ""}
     with ui.user_errors("Reading the model versions"):
         starts |= jobs.fine_tune_sources()
     with st.form("train"):
         source = st.selectbox("Dataset", list(datasets), key="train_dataset")
         start = st.selectbox(
-            "Start from", list(starts), key="train_start",
+            "Start from",
+            list(starts),
+            key="train_start",
             help="A trained model is fine-tuned (its width, image size and anchors; peak learning rate "
             f"{jobs.FINE_TUNE_LEARNING_RATE:g} instead of {jobs.SCRATCH_LEARNING_RATE:g}): far fewer steps than "
             "from random weights. A data set that labels only products leaves the gap class's loss out.",
@@ -48,16 +56,32 @@ with tab_train:
         c1, c2, c3, c4 = st.columns(4)
         steps = c1.number_input("Steps", 1, 1_000_000, 500, step=100, key="train_steps")
         batch = c2.number_input("Batch", 1, 256, 8, key="train_batch")
-        alpha = c3.selectbox("Width alpha", [0.35, 0.5, 0.75, 1.0], key="train_alpha",
-                             help="From random weights only (a fine-tuned model keeps its own)")
-        size = c4.selectbox("Image size", [128, 192, 256, 320, 416], index=3, key="train_size",
-                            help="From random weights only (a fine-tuned model keeps its own)")
-        synthetic = st.number_input("Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth")
+        alpha = c3.selectbox(
+            "Width alpha",
+            [0.35, 0.5, 0.75, 1.0],
+            key="train_alpha",
+            help="From random weights only (a fine-tuned model keeps its own)",
+        )
+        size = c4.selectbox(
+            "Image size",
+            [128, 192, 256, 320, 416],
+            index=3,
+            key="train_size",
+            help="From random weights only (a fine-tuned model keeps its own)",
+        )
+        synthetic = st.number_input(
+            "Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth"
+        )
         if st.form_submit_button("Start training", type="primary"):
             with ui.user_errors("Starting the job"):
                 params = jobs.TrainParams(
-                    dataset=datasets[source], steps=int(steps), batch_size=int(batch), alpha=float(alpha),
-                    image_size=int(size), synthetic_images=int(synthetic), init_model=starts[start],
+                    dataset=datasets[source],
+                    steps=int(steps),
+                    batch_size=int(batch),
+                    alpha=float(alpha),
+                    image_size=int(size),
+                    synthetic_images=int(synthetic),
+                    init_model=starts[start],
                 )
                 job_id = jobs.submit_job(params, created_by=ui.signed_in_analyst())
                 st.session_state["lab_job"] = job_id
@@ -67,48 +91,103 @@ with tab_train:
 def _loss_figure(history: list[dict]) -> go.Figure:
     fig = go.Figure()
     steps = [h for h in history if h.get("loss") is not None]
-    fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], name="training loss"))
+    fig.add_trace(
+        go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], name="training loss")
+    )
     vals = [h for h in history if h.get("val_loss") is not None]
-    fig.add_trace(go.Scatter(x=[h["step"] for h in vals], y=[h["val_loss"] for h in vals], name="validation loss",
-                             mode="lines+markers"))
+    fig.add_trace(
+        go.Scatter(
+            x=[h["step"] for h in vals],
+            y=[h["val_loss"] for h in vals],
+            name="validation loss",
+            mode="lines+markers",
+        )
+    )
     fig.update_layout(xaxis_title="step", yaxis_title="loss", template="plotly_white", height=320)
     return fig
 
 
 @st.fragment(run_every=3)
-def job_panel() -> None:
+def job_panel(listed_version_ids: set[int]) -> None:
     # NOTE: polls the database, so a reload or another analyst sees the same progress.
     with ui.user_errors("Reading the jobs"):
         job_list = jobs.list_jobs(limit=20)
+        # NOTE: only this fragment reruns every 3 s; when a job has registered a version the Models
+        # tab (drawn by the last full run, which listed ``listed_version_ids``) lacks, rerun the app
+        # once so it lists it.
+        refreshed = st.session_state.setdefault("lab_refreshed_versions", set())
+        unlisted = jobs.unlisted_versions(job_list, listed_version_ids) - refreshed
+        if unlisted:
+            refreshed |= unlisted
+            st.rerun(scope="app")
         if not job_list:
             st.info("No training jobs yet.")
             return
-        rows = [{"job": j.id, "status": j.status, "step": f"{j.step}/{j.total_steps}", "by": j.created_by,
-                 "created": j.created_at, "message": j.message} for j in job_list]
+        rows = [
+            {
+                "job": j.id,
+                "status": j.status,
+                "step": f"{j.step}/{j.total_steps}",
+                "by": j.created_by,
+                "created": j.created_at,
+                "message": j.message,
+            }
+            for j in job_list
+        ]
         st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
         ids = [j.id for j in job_list]
         chosen = st.session_state.get("lab_job", ids[0])
-        job_id = st.selectbox("Job", ids, index=ids.index(chosen) if chosen in ids else 0, key="lab_job_pick")
+        job_id = st.selectbox(
+            "Job", ids, index=ids.index(chosen) if chosen in ids else 0, key="lab_job_pick"
+        )
         job = next(j for j in job_list if j.id == job_id)
         epoch = job.history[-1].get("epoch") if job.history else None
         eta = f", about {job.eta_s / 60:.0f} min left" if job.eta_s else ""
-        st.progress(job.progress, text=f"{job.status}: step {job.step} of {job.total_steps}"
-                    + (f", epoch {epoch:.1f}" if epoch is not None else "") + eta)
+        st.progress(
+            job.progress,
+            text=f"{job.status}: step {job.step} of {job.total_steps}"
+            + (f", epoch {epoch:.1f}" if epoch is not None else "")
+            + eta,
+        )
         if job.message:
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
-            st.plotly_chart(_loss_figure(job.history), use_container_width=True, key=f"loss_{job.id}")
-        if not job.is_final and st.button("Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested):
+            st.plotly_chart(
+                _loss_figure(job.history), use_container_width=True, key=f"loss_{job.id}"
+            )
+        if not job.is_final and st.button(
+            "Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested
+        ):
             jobs.request_cancel(job.id)
             st.rerun(scope="fragment")
 
 
+def _notify(message: str) -> None:
+    """Show ``message`` as a success on the next run: the action reruns the page at once."""
+    st.session_state["lab_notice"] = message
+    st.rerun()
+
+
+choices: list[dict] = []
+with tab_models, ui.user_errors("Reading the model versions"):
+    choices = model_choices()
+
 with tab_jobs:
-    job_panel()
+    job_panel({c["id"] for c in choices if c["id"] is not None})
 
 
 def _metrics_table(metrics: dict) -> pd.DataFrame:
-    return pd.DataFrame([{"class": name, **values} for name, values in metrics.items() if isinstance(values, dict)])
+    """One row per class; validation figures of several data sets (``{"dataset 0": {...}}``) get a
+    ``dataset`` column."""
+    rows = []
+    for name, values in metrics.items():
+        if not isinstance(values, dict):
+            continue
+        if all(isinstance(v, dict) for v in values.values()):
+            rows += [{"dataset": name, "class": cls, **v} for cls, v in values.items()]
+        else:
+            rows.append({"class": name, **values})
+    return pd.DataFrame(rows)
 
 
 @st.cache_data(show_spinner="Evaluating on generated shelves ...", max_entries=8)
@@ -117,29 +196,49 @@ def _evaluate(model_dir: str, n_images: int):
     return report, examples
 
 
-with tab_models, ui.user_errors("Reading the model versions"):
-    versions = list_model_versions()
-    if not versions:
-        st.info("No model versions yet: finished training jobs appear here.")
+def _label(choice: dict) -> str:
+    name = "Shipped default model" if choice["id"] is None else choice["name"]
+    return f"{name}{' (active)' if choice['in_use'] else ''}"
+
+
+with tab_models:
+    if notice := st.session_state.pop("lab_notice", None):
+        st.success(notice)
+    if not choices:
         st.stop()
-    active_dir = str(active_model_dir())
-    by_label = {f"{v['name']}{' (active)' if v['is_active'] else ''}": v for v in versions}
-    label = st.selectbox("Model version", list(by_label), key="lab_version")
-    version = by_label[label]
-    active = next((v for v in versions if v["is_active"]), None)
-    st.caption(f"Folder: {version['path']} · active model folder: {active_dir}")
+    if len(choices) == 1:
+        st.info("No trained versions yet: finished training jobs appear here.")
+    # NOTE: options are names, not labels, so the choice survives its label gaining "(active)".
+    by_name = {c["name"]: c for c in choices}
+    version = by_name[
+        st.selectbox(
+            "Model version",
+            list(by_name),
+            key="lab_version",
+            format_func=lambda name: _label(by_name[name]),
+        )
+    ]
+    active = next(c for c in choices if c["in_use"])
+    st.caption(f"Folder: {version['path']} · active model folder: {active['path']}")
 
     left, right = st.columns(2)
-    left.markdown(f"**{version['name']}** (validation figures from training)")
+    left.markdown(f"**{_label(version)}** (validation figures from training)")
     left.dataframe(_metrics_table(version["metrics"]), hide_index=True, use_container_width=True)
-    right.markdown(f"**Active: {active['name']}**" if active else "**Active: the shipped default model**")
-    if active:
-        right.dataframe(_metrics_table(active["metrics"]), hide_index=True, use_container_width=True)
+    right.markdown(f"**Active: {_label(active).removesuffix(' (active)')}**")
+    right.dataframe(_metrics_table(active["metrics"]), hide_index=True, use_container_width=True)
 
-    if not version["is_active"] and st.button("Activate this version", type="primary", key="lab_activate"):
-        activate_model_version(version["id"])
-        st.success(f"{version['name']} is now the active model; new audits record it.")
-        st.rerun()
+    with ui.user_errors("Changing the active model"):
+        if version["in_use"]:
+            st.caption("New audits use this model.")
+        elif version["id"] is None:
+            if st.button("Use the shipped default model", type="primary", key="lab_use_default"):
+                use_default_model()
+                _notify(
+                    "No trained version is active now: new audits use the shipped default model."
+                )
+        elif st.button("Activate this version", type="primary", key="lab_activate"):
+            activate_model_version(version["id"])
+            _notify(f"{version['name']} is now the active model; new audits record it.")
 
     n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
     if st.button("Evaluate", key="lab_evaluate"):
@@ -147,6 +246,9 @@ with tab_models, ui.user_errors("Reading the model versions"):
             report, examples = _evaluate(version["path"], n_eval)
         except ModelLoadError as exc:
             st.error(f"The model cannot be loaded: {exc}")
+            st.stop()
+        except ui.USER_ERRORS as exc:
+            st.error(f"The evaluation failed: {exc}")
             st.stop()
         c = st.columns(4)
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -162,17 +264,26 @@ with tab_models, ui.user_errors("Reading the model versions"):
 
     st.subheader("Export")
     c1, c2 = st.columns(2)
-    export_format = c1.selectbox("Format", ["tfjs", "tflite", "savedmodel"], key="lab_export_format")
-    int8 = c2.checkbox("int8 (TFLite only)", key="lab_export_int8", disabled=export_format != "tflite")
-    if st.button("Export", key="lab_export"):
-        from skuaudit.config import get_settings
-        from skuaudit.export import ExportError, export_model
+    export_format = c1.selectbox(
+        "Format", ["tfjs", "tflite", "savedmodel"], key="lab_export_format"
+    )
+    int8 = c2.checkbox(
+        "int8 (TFLite only)", key="lab_export_int8", disabled=export_format != "tflite"
+    )
+    int8 = int8 and export_format == "tflite"  # a disabled checkbox keeps its last value
+    if st.button(
+        "Export",
+        key="lab_export",
+        help="Replaces this page's earlier export of the same "
+        "version and format once the new one is written",
+    ):
+        from skuaudit.export import ExportError, export_model, lab_export_dir
 
-        out = get_settings().models_dir / "exports" / f"{version['name']}-{export_format}{'-int8' if int8 else ''}"
+        out = lab_export_dir(version["name"], export_format, int8=int8)
         try:
             with st.spinner("Exporting ..."):
-                export_model(version["path"], export_format, out, int8=int8)
-        except (ExportError, ModelLoadError) as exc:
+                export_model(version["path"], export_format, out, int8=int8, replace=True)
+        except (ExportError, ModelLoadError, OSError) as exc:
             st.error(f"Export failed: {exc}")
         else:
             st.success(f"Exported to {out}")

@@ -175,20 +175,42 @@ class JobView:
 
 
 def fine_tune_sources(url: str | None = None) -> dict[str, str]:
-    """``{label: model folder}`` a training job can start from: the active detector first, then
-    the other registered versions (newest first); folders without a ``config.json`` are left
-    out."""
-    from skuaudit.model_registry import active_model_dir, list_model_versions
+    """``{label: model folder}`` a training job can start from, each folder once.
 
-    active = active_model_dir(url)
-    sources = {}
-    if (active / "config.json").is_file():
-        sources[f"Active model ({active.name})"] = str(active)
-    for version in list_model_versions(url):
-        folder = Path(version["path"])
-        if (folder / "config.json").is_file() and folder.resolve() != active.resolve():
-            sources[f"Version {version['name']}"] = str(folder)
+    The model audits use comes first (``"Active model (NAME)"``, NAME a version name or
+    ``"shipped default"``), then the other registered versions newest first (``"Version NAME"``),
+    then the shipped default model when a version is active (``"Shipped default model"``).
+    Folders without a ``config.json`` are left out.
+    """
+    from skuaudit.model_registry import model_choices
+
+    sources: dict[str, str] = {}
+    seen: set[Path] = set()
+    for choice in sorted(model_choices(url), key=lambda c: not c["in_use"]):
+        folder = Path(choice["path"])
+        if not (folder / "config.json").is_file() or folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        if choice["in_use"]:
+            label = f"Active model ({choice['name']})"
+        elif choice["id"] is None:
+            label = "Shipped default model"
+        else:
+            label = f"Version {choice['name']}"
+        sources[label] = str(folder)
     return sources
+
+
+def unlisted_versions(job_list: list[JobView], listed_version_ids: set[int]) -> set[int]:
+    """Model versions registered by finished jobs in ``job_list`` that are not in ``listed_version_ids``.
+
+    A page that listed the versions before those jobs finished uses this to know it must redraw.
+    """
+    return {
+        j.model_version_id
+        for j in job_list
+        if j.status == "done" and j.model_version_id is not None
+    } - set(listed_version_ids)
 
 
 def create_job(params: TrainParams, created_by: str = "", url: str | None = None) -> int:

@@ -2,7 +2,7 @@
 
 The active ``ModelVersion`` (``is_active``) wins when its folder exists on disk; otherwise audits
 use the shipped default model (``get_settings().default_model_dir``), so a database that names a
-deleted folder still audits.
+deleted folder still audits. ``use_default_model`` deactivates every version to go back to it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from skuaudit.config import get_settings
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
+
+DEFAULT_MODEL_NAME = "shipped default"
 
 
 def active_model_dir(url: str | None = None) -> Path:
@@ -55,7 +57,7 @@ def register_model_version(
         url: database URL (default from the settings).
 
     Raises:
-        ValueError: the folder does not exist or the name is taken.
+        ValueError: the folder does not exist, or the name is taken or is ``DEFAULT_MODEL_NAME``.
     """
     import json
 
@@ -63,6 +65,8 @@ def register_model_version(
     if not folder.is_dir():
         raise ValueError(f"{folder}: model folder not found; it cannot be registered")
     name = name or folder.name
+    if name == DEFAULT_MODEL_NAME:
+        raise ValueError(f"{name!r} names the shipped default model; choose another version name")
     with session_scope(url) as s:
         if s.scalar(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name)) is not None:
             raise ValueError(f"a model version named {name!r} already exists")
@@ -100,6 +104,30 @@ def activate_model_version(version_id: int, url: str | None = None) -> None:
         version.is_active = True
 
 
+def use_default_model(url: str | None = None) -> Path:
+    """Deactivate every detector version, so new audits use the shipped default model again.
+
+    Returns:
+        The default model folder (``get_settings().default_model_dir``).
+
+    Raises:
+        ValueError: the default model folder is missing; the active version is kept.
+    """
+    default_dir = get_settings().default_model_dir
+    if not default_dir.is_dir():
+        raise ValueError(
+            f"the shipped default model folder {default_dir} is missing; keep a trained version "
+            "active or set SKUAUDIT_MODEL_DIR"
+        )
+    with session_scope(url) as s:
+        s.execute(
+            sa.update(m.ModelVersion)
+            .where(m.ModelVersion.kind == "detector")
+            .values(is_active=False)
+        )
+    return default_dir
+
+
 def list_model_versions(url: str | None = None) -> list[dict]:
     """Detector versions, newest first: ``id, name, path, is_active, created_at, metrics``."""
     import json
@@ -121,3 +149,44 @@ def list_model_versions(url: str | None = None) -> list[dict]:
             }
             for v in rows
         ]
+
+
+def _training_metrics(model_dir: Path) -> dict:
+    """The validation figures ``config.json`` records under ``training.metrics``, or ``{}``."""
+    import json
+
+    try:
+        return (
+            json.loads((model_dir / "config.json").read_text())
+            .get("training", {})
+            .get("metrics", {})
+        )
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def model_choices(url: str | None = None) -> list[dict]:
+    """Every model an analyst can pick: the detector versions (newest first), then the shipped default.
+
+    Each entry has the keys of ``list_model_versions`` plus ``in_use``: whether new audits use it
+    (the folder ``active_model_dir`` returns). The default's ``id`` is ``None``, its ``name``
+    ``DEFAULT_MODEL_NAME`` and its ``is_active`` equals its ``in_use``.
+
+    Example:
+        >>> [c["name"] for c in model_choices() if c["in_use"]]  # doctest: +SKIP
+        ['shipped default']
+    """
+    versions = list_model_versions(url)
+    active = next((v for v in versions if v["is_active"]), None)
+    in_use_id = active["id"] if active and Path(active["path"]).is_dir() else None
+    default_dir = get_settings().default_model_dir
+    default = {
+        "id": None,
+        "name": DEFAULT_MODEL_NAME,
+        "path": str(default_dir),
+        "is_active": in_use_id is None,
+        "created_at": None,
+        "metrics": _training_metrics(default_dir),
+        "in_use": in_use_id is None,
+    }
+    return [{**v, "in_use": v["id"] == in_use_id} for v in versions] + [default]

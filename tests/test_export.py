@@ -252,6 +252,42 @@ def test_cli_refuses_int8_for_tfjs(tiny_detector, tmp_path, capsys):
     assert code == 2 and "tflite format only" in capsys.readouterr().err
 
 
+def test_replace_keeps_the_earlier_export_when_the_new_one_fails(tiny_detector, tmp_path):
+    """``replace=True`` writes beside the earlier export; a failure leaves it whole and no staging
+    folder behind. Without ``replace`` a non-empty folder is still refused."""
+    from skuaudit.detector import ModelLoadError
+    from skuaudit.export import ExportError, export_model
+
+    earlier = tmp_path / "exports" / "tiny-savedmodel"
+    earlier.mkdir(parents=True)
+    (earlier / "export.json").write_text("the earlier export")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_detector[0], broken, ignore=shutil.ignore_patterns("checkpoints"))
+    (broken / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelLoadError):
+        export_model(broken, "savedmodel", earlier, replace=True)
+    assert (earlier / "export.json").read_text() == "the earlier export"
+    assert [p.name for p in earlier.parent.iterdir()] == [earlier.name]
+    with pytest.raises(ExportError, match="output folder is not empty"):
+        export_model(tiny_detector[0], "savedmodel", earlier)
+
+
+@pytest.mark.parametrize(
+    "name, fmt, int8, expected",
+    [
+        ("lab-0001-20250101-120000", "tfjs", False, "lab-0001-20250101-120000-tfjs"),
+        ("shipped default", "tflite", True, "shipped-default-tflite-int8"),
+        ("../etc", "savedmodel", False, "etc-savedmodel"),
+        ("", "savedmodel", False, "model-savedmodel"),
+    ],
+)
+def test_lab_export_dir(name, fmt, int8, expected, tmp_path, monkeypatch):
+    from skuaudit.export import lab_export_dir
+
+    monkeypatch.setenv("SKUAUDIT_MODELS_DIR", str(tmp_path))
+    assert lab_export_dir(name, fmt, int8=int8) == tmp_path / "exports" / expected
+
+
 COUNTING_JS = REPO_ROOT / "skuaudit" / "web" / "offline_component" / "counting.js"
 
 

@@ -71,6 +71,65 @@ def test_job_fine_tunes_a_model_with_its_own_architecture(db_url, models_dir, ti
     assert saved["training"]["config"]["learning_rate"] == jobs.FINE_TUNE_LEARNING_RATE
 
 
+def test_fine_tune_sources_name_the_models_and_keep_the_default(db_url, tmp_path, monkeypatch):
+    """The "Start from" choices name the active model's version (or the shipped default) and,
+    while a version is active, still offer the shipped default."""
+    from skuaudit.model_registry import activate_model_version, register_model_version
+
+    folders = {}
+    for name in ("default", "lab-0001", "lab-0002"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "config.json").write_text("{}")
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(folders["default"]))
+    first = register_model_version(folders["lab-0001"], url=db_url)
+    register_model_version(folders["lab-0002"], url=db_url)
+    assert jobs.fine_tune_sources(db_url) == {
+        "Active model (shipped default)": str(folders["default"]),
+        "Version lab-0002": str(folders["lab-0002"].resolve()),
+        "Version lab-0001": str(folders["lab-0001"].resolve()),
+    }
+    activate_model_version(first, db_url)
+    assert jobs.fine_tune_sources(db_url) == {
+        "Active model (lab-0001)": str(folders["lab-0001"].resolve()),
+        "Version lab-0002": str(folders["lab-0002"].resolve()),
+        "Shipped default model": str(folders["default"]),
+    }
+
+
+def _job_view(job_id: int, status: str, version_id: int | None) -> jobs.JobView:
+    now = m.utcnow()
+    return jobs.JobView(
+        id=job_id,
+        status=status,
+        created_by="ana",
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        heartbeat_at=now,
+        params={},
+        progress=1.0,
+        step=4,
+        total_steps=4,
+        model_version_id=version_id,
+    )
+
+
+@pytest.mark.parametrize(
+    "job_states, listed, expected",
+    [
+        ([], set(), set()),
+        ([("running", None), ("failed", None)], set(), set()),
+        ([("done", 7)], set(), {7}),
+        ([("done", 7), ("done", 5)], {5}, {7}),
+        ([("done", 7)], {7}, set()),
+    ],
+)
+def test_unlisted_versions(job_states, listed, expected):
+    job_list = [_job_view(i, status, vid) for i, (status, vid) in enumerate(job_states, 1)]
+    assert jobs.unlisted_versions(job_list, listed) == expected
+
+
 def test_queued_job_is_cancelled_at_once(db_url, models_dir):
     job_id = jobs.create_job(TrainParams(steps=5, **TINY), created_by="ana", url=db_url)
     job = jobs.get_job(job_id, db_url)

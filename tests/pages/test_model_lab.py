@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -122,3 +123,117 @@ def test_activate_model_version(db_url, monkeypatch, tmp_path):
     assert not at.exception, at.exception
     active = [v["id"] for v in list_model_versions() if v["is_active"]]
     assert active == [new]
+
+
+def _model_folder(path: Path, metrics: dict | None = None) -> Path:
+    """A folder that passes for a model where only ``config.json`` is read."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"training": {"metrics": metrics or {}}}))
+    return path
+
+
+def test_switch_back_to_the_shipped_default_model(db_url, monkeypatch, tmp_path):
+    """After a version is activated the shipped default stays listed (and as a "Start from"
+    choice), "Use the shipped default model" deactivates every version, and each change's
+    message survives the rerun that follows it."""
+    from skuaudit.model_registry import (
+        active_model_dir,
+        list_model_versions,
+        register_model_version,
+    )
+
+    default = _model_folder(tmp_path / "shipped", {"product": {"AP50": 0.9}})
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(default))
+    register_model_version(_model_folder(tmp_path / "lab-0001"), name="lab-0001")
+    at = _lab(monkeypatch, tmp_path)
+    versions = at.selectbox(key="lab_version")
+    assert versions.options == ["lab-0001", "Shipped default model (active)"]
+    assert at.selectbox(key="train_start").options == [
+        "Random weights",
+        "Active model (shipped default)",
+        "Version lab-0001",
+    ]
+
+    at.button(key="lab_activate").click().run()
+    assert not at.exception, at.exception
+    assert [v["name"] for v in list_model_versions() if v["is_active"]] == ["lab-0001"]
+    assert "lab-0001 is now the active model" in at.success[0].value
+    assert at.selectbox(key="lab_version").options == ["lab-0001 (active)", "Shipped default model"]
+    assert at.selectbox(key="train_start").options == [
+        "Random weights",
+        "Active model (lab-0001)",
+        "Shipped default model",
+    ]
+
+    at.selectbox(key="lab_version").set_value("shipped default").run()
+    assert not at.success  # the message is shown once
+    at.button(key="lab_use_default").click().run()
+    assert not at.exception, at.exception
+    assert not [v for v in list_model_versions() if v["is_active"]]
+    assert active_model_dir() == default
+    assert "new audits use the shipped default model" in at.success[0].value
+    assert at.selectbox(key="lab_version").options == ["lab-0001", "Shipped default model (active)"]
+    assert "lab_use_default" not in [b.key for b in at.button]
+
+
+def test_models_tab_lists_a_version_when_its_job_finishes(db_url, monkeypatch, tmp_path):
+    """Only the jobs fragment reruns while a job trains; once the job registers a version the
+    whole page reruns, so the Models tab lists it without a reload."""
+    from skuaudit.model_registry import register_model_version
+
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "no-default"))
+    job_id = jobs.create_job(jobs.TrainParams(steps=4), created_by="ana")
+    with session_scope() as s:
+        job = s.get(m.TrainingJob, job_id)
+        job.status, job.pid, job.heartbeat_at = "running", os.getpid(), m.utcnow()
+    at = _lab(monkeypatch, tmp_path)
+    assert "No trained versions yet" in at.info[0].value
+
+    version = register_model_version(_model_folder(tmp_path / "lab-0001"), name="lab-0001")
+    with session_scope() as s:
+        job = s.get(m.TrainingJob, job_id)
+        job.status, job.step, job.model_version_id = "done", 4, version
+    _rerun_fragments(at, monkeypatch)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="lab_version").options[0] == "lab-0001"
+    assert not [i for i in at.info if "No trained versions yet" in i.value]
+
+
+def _rerun_fragments(at: AppTest, monkeypatch) -> None:
+    """Rerun only the page's fragments, as their ``run_every`` timer does in a browser.
+
+    AppTest has no API for it, so its runner's ``RerunData`` gets the fragment queue a timer sends.
+    """
+    from streamlit.testing.v1 import local_script_runner
+
+    fragment_ids = list(at._fragment_storage._fragments)
+    assert fragment_ids
+    rerun_data = local_script_runner.RerunData
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            local_script_runner,
+            "RerunData",
+            lambda **kw: rerun_data(**kw, fragment_id_queue=fragment_ids, is_auto_rerun=True),
+        )
+        at.run()
+
+
+def test_export_replaces_the_pages_earlier_export(db_url, monkeypatch, tmp_path, tiny_detector):
+    """Exporting a version and format again replaces the page's earlier export (a non-empty
+    folder) instead of refusing it."""
+    from skuaudit.export import lab_export_dir
+    from skuaudit.model_registry import register_model_version
+
+    register_model_version(tiny_detector[0], name="lab-0001")
+    at = _lab(monkeypatch, tmp_path)
+    at.selectbox(key="lab_export_format").set_value("savedmodel")
+    out = lab_export_dir("lab-0001", "savedmodel")
+    out.mkdir(parents=True)
+    (out / "written-by-the-earlier-export").touch()
+    at.button(key="lab_export").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.success[0].value == f"Exported to {out}"
+    assert json.loads((out / "export.json").read_text())["format"] == "savedmodel"
+    assert not (out / "written-by-the-earlier-export").exists()
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no staging folder left

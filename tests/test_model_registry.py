@@ -1,0 +1,82 @@
+"""Which model new audits use: the active detector version, or the shipped default model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skuaudit.model_registry import (
+    DEFAULT_MODEL_NAME,
+    activate_model_version,
+    active_model_dir,
+    list_model_versions,
+    model_choices,
+    register_model_version,
+    use_default_model,
+)
+
+
+@pytest.fixture
+def default_dir(tmp_path, monkeypatch):
+    """A shipped default model folder whose ``config.json`` records validation figures."""
+    folder = tmp_path / "default"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"training": {"metrics": {"gap": {"AP": 0.5}}}}))
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "versions, activate, delete, in_use",
+    [
+        ([], None, None, DEFAULT_MODEL_NAME),
+        (["a", "b"], None, None, DEFAULT_MODEL_NAME),
+        (["a", "b"], "a", None, "a"),
+        (["a", "b"], "b", "b", DEFAULT_MODEL_NAME),  # an active folder deleted from disk
+    ],
+)
+def test_model_choices(db_url, default_dir, tmp_path, versions, activate, delete, in_use):
+    ids = {}
+    for name in versions:
+        (tmp_path / name).mkdir()
+        ids[name] = register_model_version(tmp_path / name, {"product": {"AP": 0.1}})
+    if activate:
+        activate_model_version(ids[activate])
+    if delete:
+        (tmp_path / delete).rmdir()
+    choices = model_choices()
+    assert [c["name"] for c in choices] == [*reversed(versions), DEFAULT_MODEL_NAME]
+    assert [c["name"] for c in choices if c["in_use"]] == [in_use]
+    default = choices[-1]
+    assert (default["id"], default["path"]) == (None, str(default_dir))
+    assert default["metrics"] == {"gap": {"AP": 0.5}}
+    in_use_path = next(c["path"] for c in choices if c["in_use"])
+    assert str(active_model_dir()) == in_use_path
+
+
+def test_use_default_model_deactivates_every_version(db_url, default_dir, tmp_path):
+    (tmp_path / "a").mkdir()
+    activate_model_version(register_model_version(tmp_path / "a"))
+    assert active_model_dir() == (tmp_path / "a").resolve()
+    assert use_default_model() == default_dir
+    assert not [v for v in list_model_versions() if v["is_active"]]
+    assert active_model_dir() == default_dir
+    assert [c["name"] for c in model_choices() if c["in_use"]] == [DEFAULT_MODEL_NAME]
+
+
+def test_use_default_model_keeps_the_version_when_the_default_is_missing(
+    db_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "gone"))
+    (tmp_path / "a").mkdir()
+    activate_model_version(register_model_version(tmp_path / "a"))
+    with pytest.raises(ValueError, match="shipped default model folder .*gone is missing"):
+        use_default_model()
+    assert [v["name"] for v in list_model_versions() if v["is_active"]] == ["a"]
+
+
+def test_a_version_cannot_take_the_default_name(db_url, tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="names the shipped default model"):
+        register_model_version(tmp_path / "a", name=DEFAULT_MODEL_NAME)
