@@ -32,6 +32,10 @@ with st.sidebar:
         st.caption("No stores yet: an analyst adds them in the Catalogue.")
         st.session_state["store_id"] = None
 
+    if role == "merchandiser":
+        # No sign-in for merchandisers; the name only says who saved an audit.
+        st.text_input("Your name", key="merchandiser_name", max_chars=80,
+                      placeholder="saved with your audits", persist_state="session")
     if ui.signed_in_analyst():
         st.caption(f"Signed in as {ui.signed_in_analyst()}")
         if st.button("Sign out"):

@@ -34,7 +34,11 @@ def context() -> PageContext:
         role=st.session_state.get("role", "merchandiser"),
         store_id=st.session_state.get("store_id"),
         store_name=st.session_state.get("store_name"),
-        user_name=st.session_state.get("user_name", ""),
+        user_name=(
+            st.session_state.get("user_name", "")
+            if signed_in_analyst()
+            else (st.session_state.get("merchandiser_name") or "").strip()
+        ),
     )
 
 

@@ -65,9 +65,11 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     assert "notes.jpg: not a readable image" in page.error[0].value
     assert page.metric[0].value == str(sum(generated_counts(shelf).values()))
     assert len(page.get("image")) == 1
+    page.session_state["merchandiser_name"] = " Ana "  # the sidebar field (AppTest hides the sidebar)
     page.button(key="photo_save").click().run()
     saved = _audits(demo_db_url)
     assert len(saved) == 1 and saved[0].source == "photo"
+    assert saved[0].user_name == "Ana"  # who saved it, from the sidebar
     assert f"Audit {saved[0].id} saved" in page.success[0].value
     assert page.button(key="photo_save").disabled  # at once, not after the next click
     with session_scope(demo_db_url) as s:

@@ -82,3 +82,16 @@ def test_analyst_must_sign_in(db_url):
     assert not at.exception
     assert at.session_state["analyst_user"] == "ann"
     assert at.title[0].value == "Live audit"  # first analyst page
+
+
+@pytest.mark.parametrize(
+    "role, has_name_field", [("merchandiser", True), ("category manager", False)]
+)
+def test_merchandisers_can_give_their_name(demo_db_url, role, has_name_field):
+    at = _app(role).run()
+    assert not at.exception, at.exception
+    fields = [t for t in at.sidebar.text_input if t.key == "merchandiser_name"]
+    assert bool(fields) == has_name_field
+    if has_name_field:
+        fields[0].input("Ana").run()
+        assert at.session_state["merchandiser_name"] == "Ana"  # saved with audits: photo test
