@@ -279,10 +279,13 @@ def _detection_rows(audit_id: int, detections: Detections) -> list[dict]:
     ]
 
 
-def detector_name(detector: DetectorLike) -> str:
-    """A readable name of the detector for ``Audit.model_name`` (its folder name)."""
+def detector_name(detector: DetectorLike, url: str | None = None) -> str:
+    """A readable name of the detector for ``Audit.model_name``: its model version's name when
+    registered, else its folder name (``model_registry.model_name_for``)."""
+    from skuaudit.model_registry import model_name_for
+
     model_dir = getattr(detector, "model_dir", None)
-    return Path(model_dir).name if model_dir else type(detector).__name__
+    return model_name_for(model_dir, url) if model_dir else type(detector).__name__
 
 
 def detector_version(detector: DetectorLike, url: str | None = None) -> int | None:
@@ -465,7 +468,7 @@ def run_audit(
         analyses,
         source="photo",
         user_name=user_name,
-        model_name=detector_name(detector),
+        model_name=detector_name(detector, url),
         model_version_id=detector_version(detector, url),
         allow_empty=allow_empty,
         url=url,

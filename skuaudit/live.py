@@ -686,7 +686,7 @@ class LivePipeline:
             gallery=gallery,
             brand_names={b.id: b.name for b in brands},
             brand_colours={b.id: hex_to_bgr(b.color_hex) for b in brands},
-            model_name=detector_name(detector),
+            model_name=detector_name(detector, url),
             model_version_id=model_version_for(detector.model_dir, url),
         )
 

@@ -41,6 +41,15 @@ def model_version_for(path: str | Path | None, url: str | None = None) -> int | 
     return next((vid for vid, p in rows if Path(p).resolve() == wanted), None)
 
 
+def model_name_for(path: str | Path, url: str | None = None) -> str:
+    """A readable name of the model in ``path``: its ``ModelVersion`` name when registered (a
+    Model lab version's folder is ``<version>/model``), else the folder name."""
+    wanted = Path(path).resolve()
+    with session_scope(url) as s:
+        rows = s.execute(sa.select(m.ModelVersion.name, m.ModelVersion.path)).all()
+    return next((name for name, p in rows if Path(p).resolve() == wanted), Path(path).name)
+
+
 def register_model_version(
     path: str | Path,
     metrics: dict | None = None,

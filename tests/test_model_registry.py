@@ -80,3 +80,18 @@ def test_a_version_cannot_take_the_default_name(db_url, tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(ValueError, match="names the shipped default model"):
         register_model_version(tmp_path / "a", name=DEFAULT_MODEL_NAME)
+
+
+def test_audits_name_a_lab_model_by_its_version(db_url, tmp_path):
+    from types import SimpleNamespace
+
+    from skuaudit.audit import detector_name
+    from skuaudit.model_registry import model_name_for, register_model_version
+
+    folder = tmp_path / "lab-0003-20261130" / "model"  # where the Model lab writes a version
+    folder.mkdir(parents=True)
+    assert model_name_for(folder, db_url) == "model"  # not registered: the folder name
+    register_model_version(folder, name="lab-0003-20261130", url=db_url)
+    assert model_name_for(folder, db_url) == "lab-0003-20261130"
+    assert detector_name(SimpleNamespace(model_dir=folder), db_url) == "lab-0003-20261130"
+    assert detector_name(SimpleNamespace(model_dir=None), db_url) == "SimpleNamespace"

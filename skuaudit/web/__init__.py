@@ -123,7 +123,7 @@ def save_offline_audit(
         EmptyAuditError: no products and no gaps, unless ``allow_empty`` (as for photo audits).
     """
     from skuaudit.audit import EmptyAuditError
-    from skuaudit.model_registry import model_version_for
+    from skuaudit.model_registry import model_name_for, model_version_for
 
     for name, value in counts.items():
         if not isinstance(value, int) or value < 0:
@@ -139,7 +139,7 @@ def save_offline_audit(
             user_name=user_name,
             source="offline",
             model_version_id=version_id,
-            model_name=Path(model_dir).name,
+            model_name=model_name_for(model_dir, url),
             product_count=counts.get("product", 0),
             gap_count=counts.get("gap", 0),
             notes=OFFLINE_NOTES,
