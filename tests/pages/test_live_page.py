@@ -96,6 +96,26 @@ def _open_page() -> AppTest:
     return at
 
 
+def _feed(at: AppTest, captured, frames: int) -> None:
+    """Send ``frames`` grey camera frames through the page's callback, wait, rerun the page."""
+    callback = captured.calls[-1]["video_frame_callback"]
+    processor = at.session_state["live_processor"]
+    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 90, np.uint8), format="bgr24")
+    for i in range(frames):
+        callback(frame)
+        assert processor.wait_processed(i + 1)
+    at.run()
+
+
+def _status(at: AppTest) -> str:
+    return " ".join(md.value for md in at.markdown)
+
+
+def _brand_counts(at: AppTest) -> dict[str, int]:
+    table = at.table[0].value
+    return dict(zip(table["brand"], table["facings"], strict=True))
+
+
 def test_streamer_configuration(captured):
     at = _open_page()
     kwargs = captured.calls[-1]
@@ -117,13 +137,8 @@ def test_frames_counts_and_save(captured):
         assert processor.wait_processed(i + 1)
     time.sleep(0.05)
     at.run()
-    status = " ".join(md.value for md in at.markdown)
-    assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in status
-    table = at.table[0].value
-    assert dict(zip(table["brand"], table["facings"], strict=True)) == {
-        captured.brand: 2,
-        "unknown": 1,
-    }
+    assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in _status(at)
+    assert _brand_counts(at) == {captured.brand: 2, "unknown": 1}
 
     at.button[0].click().run()
     assert not at.exception, at.exception
@@ -141,49 +156,27 @@ def test_frames_counts_and_save(captured):
 
 def test_dense_shelf_mode_counts_afresh_in_tiles(captured):
     at = _open_page()
-    callback = captured.calls[-1]["video_frame_callback"]
-    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 90, np.uint8), format="bgr24")
-    processor = at.session_state["live_processor"]
-    for i in range(3):
-        callback(frame)
-        assert processor.wait_processed(i + 1)
-    at.run()
-    assert "facings **3**" in " ".join(md.value for md in at.markdown)
+    _feed(at, captured, 3)
+    assert "facings **3**" in _status(at)
 
     at.toggle(key="live_dense").set_value(True).run()
     assert not at.exception, at.exception
     # switching starts the counts afresh: nothing from the one-pass frames is left
-    assert "processed frames **0**" in " ".join(md.value for md in at.markdown)
-    for i in range(2):
-        callback(frame)
-        assert processor.wait_processed(i + 1)
-    at.run()
-    status = " ".join(md.value for md in at.markdown)
-    assert "facings **4** · gaps **1** · processed frames **2**" in status
-    table = at.table[0].value
-    assert dict(zip(table["brand"], table["facings"], strict=True)) == {
-        captured.brand: 3,
-        "unknown": 1,
-    }
+    assert "processed frames **0**" in _status(at)
+    _feed(at, captured, 2)
+    assert "facings **4** · gaps **1** · processed frames **2**" in _status(at)
+    assert _brand_counts(at) == {captured.brand: 3, "unknown": 1}
 
     at.toggle(key="live_dense").set_value(False).run()
-    callback(frame)
-    assert processor.wait_processed(1)
-    at.run()
-    assert "facings **3** · gaps **1** · processed frames **1**" in " ".join(
-        md.value for md in at.markdown
-    )
+    _feed(at, captured, 1)
+    assert "facings **3** · gaps **1** · processed frames **1**" in _status(at)
 
 
 def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
     at = _open_page()
-    callback = captured.calls[-1]["video_frame_callback"]
     processor = at.session_state["live_processor"]
     processor.set_analyser(lambda frame: Detections.empty().with_data(brand_id=np.zeros(0, int)))
-    frame = av.VideoFrame.from_ndarray(np.full((480, 640, 3), 90, np.uint8), format="bgr24")
-    callback(frame)
-    assert processor.wait_processed(1)
-    at.run()
+    _feed(at, captured, 1)
     at.button[0].click().run()
     # the refusal outlives the fragment's next runs (it used to vanish unseen)
     at.run()
