@@ -1,7 +1,7 @@
 """Catalogue: stores, brands, reference images for brand recognition, planogram targets.
 
 Every successful change re-runs the page (and with it app.py's sidebar store list), so tables and
-pickers show it at once; its messages survive the re-run in ``st.session_state``.
+pickers show it at once; its messages survive the re-run (``ui.rerun_with_messages``).
 """
 
 from __future__ import annotations
@@ -22,25 +22,6 @@ from skuaudit.storage.queries import (
     product_detections,
     recent_audits,
 )
-
-FLASH_KEY = "catalogue_flash"
-
-
-def _done(where: str, *messages: str, errors: tuple[str, ...] = ()) -> None:
-    """Keep ``messages`` for the spot ``where`` and re-run the page so every list shows the change."""
-    st.session_state[FLASH_KEY] = (where, messages, errors)
-    st.rerun()
-
-
-def _show_flash(where: str) -> None:
-    """The messages ``_done`` kept for ``where``, shown once."""
-    flash = st.session_state.get(FLASH_KEY)
-    if flash and flash[0] == where:
-        del st.session_state[FLASH_KEY]
-        for message in flash[1]:
-            st.success(message)
-        for message in flash[2]:
-            st.error(message)
 
 
 def _brand_picker(
@@ -97,8 +78,8 @@ with brands_tab:
         if st.form_submit_button("Add brand"):
             with ui.user_errors("Adding the brand"):
                 catalogue.add_brand(name, manufacturer, is_own, colour)
-                _done("add_brand", f"Brand {name.strip()} added.")
-    _show_flash("add_brand")
+                ui.rerun_with_messages("add_brand", f"Brand {name.strip()} added.")
+    ui.show_messages("add_brand")
     if brands:
         st.subheader("Edit a brand")
         edited = _brand_picker("Brand", brands, "edit_brand", lambda b: b.name)
@@ -120,8 +101,8 @@ with brands_tab:
                         is_own=new_own,
                         color_hex=new_colour,
                     )
-                    _done("edit_brand", f"Brand {new_name.strip()} saved.")
-        _show_flash("edit_brand")
+                    ui.rerun_with_messages("edit_brand", f"Brand {new_name.strip()} saved.")
+        ui.show_messages("edit_brand")
 
 with references_tab:
     if not brands:
@@ -148,8 +129,8 @@ with references_tab:
                     enrolled.append(f"{crop.name} enrolled for {target.name}.")
                 except ui.USER_ERRORS as exc:
                     failed.append(f"Enrolling {crop.name} failed: {exc}")
-            _done("references", *enrolled, errors=tuple(failed))
-        _show_flash("references")
+            ui.rerun_with_messages("references", *enrolled, errors=tuple(failed))
+        ui.show_messages("references")
         st.subheader("Pick from a past audit")
         audits = recent_audits()
         if not audits:
@@ -180,8 +161,8 @@ with references_tab:
                 if st.button(f"Enrol as a reference of {target.name}", key="ref_enrol_detection"):
                     with ui.user_errors("Enrolling the crop"):
                         enrol_from_detection(picked.id, target.id)
-                        _done("detection", f"Crop enrolled for {target.name}.")
-                _show_flash("detection")
+                        ui.rerun_with_messages("detection", f"Crop enrolled for {target.name}.")
+                ui.show_messages("detection")
 
 with planogram_tab:
     stores = list_stores()
@@ -225,5 +206,5 @@ with stores_tab:
         if st.form_submit_button("Add store"):
             with ui.user_errors("Adding the store"):
                 catalogue.add_store(store_name, region)
-                _done("add_store", f"Store {store_name.strip()} added.")
-    _show_flash("add_store")
+                ui.rerun_with_messages("add_store", f"Store {store_name.strip()} added.")
+    ui.show_messages("add_store")

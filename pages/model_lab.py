@@ -162,12 +162,6 @@ def job_panel(listed_version_ids: set[int]) -> None:
             st.rerun(scope="fragment")
 
 
-def _notify(message: str) -> None:
-    """Show ``message`` as a success on the next run: the action reruns the page at once."""
-    st.session_state["lab_notice"] = message
-    st.rerun()
-
-
 choices: list[dict] = []
 with tab_models, ui.user_errors("Reading the model versions"):
     choices = model_choices()
@@ -202,8 +196,7 @@ def _label(choice: dict) -> str:
 
 
 with tab_models:
-    if notice := st.session_state.pop("lab_notice", None):
-        st.success(notice)
+    ui.show_messages("lab_models")
     if not choices:
         st.stop()
     if len(choices) == 1:
@@ -233,12 +226,15 @@ with tab_models:
         elif version["id"] is None:
             if st.button("Use the shipped default model", type="primary", key="lab_use_default"):
                 use_default_model()
-                _notify(
-                    "No trained version is active now: new audits use the shipped default model."
+                ui.rerun_with_messages(
+                    "lab_models",
+                    "No trained version is active now: new audits use the shipped default model.",
                 )
         elif st.button("Activate this version", type="primary", key="lab_activate"):
             activate_model_version(version["id"])
-            _notify(f"{version['name']} is now the active model; new audits record it.")
+            ui.rerun_with_messages(
+                "lab_models", f"{version['name']} is now the active model; new audits record it."
+            )
 
     n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
     if st.button("Evaluate", key="lab_evaluate"):

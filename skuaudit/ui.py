@@ -6,10 +6,11 @@ elsewhere in ``skuaudit``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from typing import NoReturn
 
 import streamlit as st
 
@@ -49,6 +50,22 @@ def user_errors(action: str) -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         st.error(f"{action} failed: {exc}")
+
+
+def rerun_with_messages(where: str, *successes: str, errors: Sequence[str] = ()) -> NoReturn:
+    """Rerun the app at once, so every list and picker shows a change just made, keeping its
+    messages for ``show_messages(where)`` (a rerun would wipe messages shown now)."""
+    st.session_state[f"messages:{where}"] = (tuple(successes), tuple(errors))
+    st.rerun()
+
+
+def show_messages(where: str) -> None:
+    """Show, once, the messages ``rerun_with_messages`` kept for ``where``."""
+    successes, errors = st.session_state.pop(f"messages:{where}", ((), ()))
+    for message in successes:
+        st.success(message)
+    for message in errors:
+        st.error(message)
 
 
 def signed_in_analyst() -> str | None:
