@@ -104,6 +104,9 @@ def _loss_figure(history: list[dict]) -> go.Figure:
         )
     )
     fig.update_layout(xaxis_title="step", yaxis_title="loss", template="plotly_white", height=320)
+    last_step = max((h["step"] for h in history), default=0)
+    if last_step <= 10:  # plotly would tick a short run at half steps
+        fig.update_xaxes(dtick=1)
     return fig
 
 
@@ -239,13 +242,20 @@ with tab_models:
     n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
     if st.button("Evaluate", key="lab_evaluate"):
         try:
-            report, examples = _evaluate(version["path"], n_eval)
+            # kept for this version until the next evaluation: other buttons rerun the page
+            st.session_state["lab_evaluation"] = (
+                version["path"],
+                *_evaluate(version["path"], n_eval),
+            )
         except ModelLoadError as exc:
             st.error(f"The model cannot be loaded: {exc}")
             st.stop()
         except ui.USER_ERRORS as exc:
             st.error(f"The evaluation failed: {exc}")
             st.stop()
+    evaluation = st.session_state.get("lab_evaluation")
+    if evaluation is not None and evaluation[0] == version["path"]:
+        _, report, examples = evaluation
         c = st.columns(4)
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         c[0].metric("AP", fmt(report.ap))

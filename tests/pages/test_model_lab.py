@@ -237,3 +237,21 @@ def test_export_replaces_the_pages_earlier_export(db_url, monkeypatch, tmp_path,
     assert json.loads((out / "export.json").read_text())["format"] == "savedmodel"
     assert not (out / "written-by-the-earlier-export").exists()
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no staging folder left
+
+
+def test_evaluation_stays_shown_while_other_buttons_are_used(
+    db_url, monkeypatch, tmp_path, tiny_detector
+):
+    from skuaudit.model_registry import register_model_version
+
+    register_model_version(tiny_detector[0], name="lab-0002")
+    at = _lab(monkeypatch, tmp_path)
+    at.slider(key="lab_eval_n").set_value(2)
+    at.button(key="lab_evaluate").click().run()
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert set(shown) == {"AP", "AP50", "AR300", "Count error (MAE)"}
+    at.selectbox(key="lab_export_format").set_value("tflite").run()  # any other widget
+    assert {m.label: m.value for m in at.metric} == shown
+    at.selectbox(key="lab_version").set_value("shipped default").run()
+    assert not at.metric  # the figures belong to the version that was evaluated
