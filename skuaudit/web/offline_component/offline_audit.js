@@ -94,7 +94,10 @@ async function start(args) {
     setHeight();
     const loop = async () => {
       state.latest = await detectOnce(model, args, source, input);
-      const parts = Object.entries(state.latest).map(([k, v]) => `${v} ${k}`).join(", ");
+      const plural = { product: "products", gap: "gaps" };
+      const parts = Object.entries(state.latest)
+        .map(([k, v]) => `${v} ${v === 1 ? k : plural[k] || k}`)
+        .join(", ");
       statusEl.textContent = `${parts} (${state.backend}, ${(state.totalMs / state.frames).toFixed(0)} ms per frame)`;
       if (args.test_image_url && args.auto_send && state.frames === 3) report();
       requestAnimationFrame(loop);
