@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import streamlit as st
@@ -55,11 +56,20 @@ with ui.user_errors("Finding the active model"):
         allow_empty = (
             st.checkbox("Save anyway", key="offline_allow_empty") if nothing_found else False
         )
+        # One report, one audit: the button stays disabled until the browser sends new counts.
+        report_id = json.dumps(result, sort_keys=True)
+        saved = st.session_state.get("offline_saved")  # (report_id, audit id, store name)
+        saved = saved if saved is not None and saved[0] == report_id else None
         if ctx.store_id is None:
             st.info("Choose a store in the sidebar to save the audit.")
-        elif st.button("Save audit", type="primary", key="offline_save"):
+        elif st.button(
+            "Save audit", type="primary", key="offline_save", disabled=saved is not None
+        ):
             with ui.user_errors("Saving the audit"):
                 audit_id = save_offline_audit(
                     ctx.store_id, ctx.user_name, counts, model_dir, allow_empty=allow_empty
                 )
-                st.success(f"Audit {audit_id} saved for {ctx.store_name}.")
+                st.session_state["offline_saved"] = (report_id, audit_id, ctx.store_name)
+                st.rerun()
+        if saved is not None:
+            st.success(f"Audit {saved[1]} saved for {saved[2]}.")

@@ -233,7 +233,8 @@ def start_worker(job_id: int, url: str | None = None) -> int:
     """Start the worker process of a queued job; returns its pid.
 
     The worker runs in a new session (``start_new_session``): it survives the Streamlit script run
-    that started it. Its output goes to ``worker.log`` in the job's model folder.
+    that started it. Its output goes to ``worker.log`` in the job's model folder. A daemon thread
+    waits for it, so a finished worker does not stay behind as a zombie of the server.
     """
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
@@ -254,6 +255,7 @@ def start_worker(job_id: int, url: str | None = None) -> int:
             start_new_session=True,
             env=env,
         )
+    threading.Thread(target=proc.wait, name=f"skuaudit-job-{job_id}-reaper", daemon=True).start()
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job.pid is None:  # the worker may already have written its own pid

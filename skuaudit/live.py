@@ -727,10 +727,15 @@ def save_live_audit(
         ValueError: nothing processed yet, nothing detected and not ``allow_empty``
             (``EmptyAuditError``), or unknown store.
     """
-    from skuaudit.audit import ImageAnalysis, save_audit
+    from skuaudit.audit import EmptyAuditError, ImageAnalysis, save_audit
 
     if state.frame_bgr is None:
         raise ValueError("no frame has been analysed yet: start the camera first")
+    if not allow_empty and len(state.detections) == 0:
+        raise EmptyAuditError(
+            "nothing was detected in the last frames (0 facings, 0 gaps); tick 'Nothing "
+            "detected: save an empty shelf anyway' to record an empty shelf"
+        )
     return save_audit(
         store_id,
         [ImageAnalysis(state.frame_bgr, state.detections)],

@@ -213,6 +213,7 @@ def worker_runs(tmp_path_factory):
             "cancelled": cancelled,
             "killed": killed,
             "current": current,
+            "pids": pids,
         }
     finally:
         for pid in pids:
@@ -249,3 +250,13 @@ def test_killed_worker_is_marked_failed_and_active_model_kept(worker_runs):
     assert job.status == "failed" and "killed or crashed" in job.message
     assert job.model_version_id is None
     assert active_model_dir(worker_runs["url"]).name == "current"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_finished_workers_leave_no_zombie(worker_runs):
+    # The app server is the workers' parent: a worker it never waits for stays a zombie.
+    for pid in worker_runs["pids"]:
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), Path(f"/proc/{pid}/stat").read_text()

@@ -96,7 +96,8 @@ def offline_audit_component(
         key: Streamlit widget key.
 
     Returns:
-        ``{"counts": {class: n}, "frames", "backend", "ms_per_frame"}`` or ``{"error": ...}``.
+        ``{"counts": {class: n}, "frames", "backend", "ms_per_frame", "sent_at"}`` (``sent_at``:
+        the browser's clock in ms, new for every report) or ``{"error": ...}``.
     """
     import streamlit.components.v1 as components
 

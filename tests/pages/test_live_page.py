@@ -180,7 +180,8 @@ def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
     at.button[0].click().run()
     # the refusal outlives the fragment's next runs (it used to vanish unseen)
     at.run()
-    assert "nothing detected" in at.error[0].value.lower() or "no products" in at.error[0].value
+    assert "nothing was detected in the last frames" in at.error[0].value
+    assert "save an empty shelf anyway" in at.error[0].value  # names the checkbox to tick
     assert not at.success
 
     at.checkbox(key="live_allow_empty").check().run()

@@ -118,6 +118,7 @@ function report() {
       frames: state.frames,
       backend: state.backend,
       ms_per_frame: state.totalMs / state.frames,
+      sent_at: Date.now(), // a new report, even with the same counts: the page may save it once
     },
     dataType: "json",
   });
