@@ -8,7 +8,6 @@ records its arguments; the test then calls the captured ``video_frame_callback``
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import av
@@ -20,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from skuaudit import live
 from skuaudit.detections import Detections
+from tests.pages._apptest import open_page
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/live_audit.py"
 
 
@@ -88,12 +87,7 @@ def captured(monkeypatch, demo_db_url):
 
 
 def _open_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["role"] = "merchandiser"
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE)
 
 
 def _feed(at: AppTest, captured, frames: int) -> None:

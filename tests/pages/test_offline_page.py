@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -11,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 from skuaudit import web
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
+from tests.pages._apptest import open_page
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/offline_audit.py"
 
 
@@ -37,12 +35,7 @@ def _report(product: int, gap: int, sent_at: int) -> dict:
 
 
 def _open() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["role"] = "merchandiser"
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE)
 
 
 def _offline_audits(url: str) -> list[tuple[int, int]]:
