@@ -89,7 +89,13 @@ with ui.user_errors("Loading the share of shelf"):
     st.dataframe(
         behind,
         hide_index=True,
+        column_order=["audit_id", "created_at", "store", "region", "user_name", "source",
+                      "facings", "share_facings", "linear_px", "share_linear", "product_count"],
         column_config={
+            "audit_id": st.column_config.NumberColumn("audit"),
+            "user_name": st.column_config.TextColumn("merchandiser"),
+            "linear_px": st.column_config.NumberColumn("width (px)", format="%.0f"),
+            "product_count": st.column_config.NumberColumn("all products"),
             "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
             "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
             "created_at": st.column_config.DatetimeColumn("audited at", format="D MMM YYYY, HH:mm"),

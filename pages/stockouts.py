@@ -84,15 +84,23 @@ with ui.user_errors("Loading the stockouts"):
     st.subheader("Stores by on-shelf availability, lowest first")
     percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
     st.dataframe(
-        stores,
+        audited,
         hide_index=True,
+        # The brand counts behind availability stay in the CSV; shown, they push the last
+        # columns out of sight.
+        column_order=["rank", "store", "region", "audited_at", "availability",
+                      "planogram_compliance", "stockouts", "below_target"],
         column_config={
             "availability": st.column_config.ProgressColumn("availability", **percent),
             "planogram_compliance": st.column_config.ProgressColumn("compliance", **percent),
+            "below_target": st.column_config.NumberColumn("below target"),
             "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
         },
         key="so_stores_table",
     )
+    never = stores.loc[stores["audit_id"].isna(), "store"].tolist()
+    if never:
+        st.warning(f"Not audited on or before {as_of:%d %b %Y}: {', '.join(never)}.")
     st.download_button("Download the store ranking (CSV)", stores.to_csv(index=False),
                        file_name="stores_by_availability.csv", mime="text/csv",
                        key="so_stores_csv")
@@ -102,7 +110,13 @@ with ui.user_errors("Loading the stockouts"):
         st.dataframe(
             compliance,
             hide_index=True,
-            column_config={"compliance": st.column_config.ProgressColumn("compliance", **percent)},
+            column_order=["store", "region", "brand", "expected_facings", "facings",
+                          "compliance"],
+            column_config={
+                "expected_facings": st.column_config.NumberColumn("expected"),
+                "facings": st.column_config.NumberColumn("seen"),
+                "compliance": st.column_config.ProgressColumn("compliance", **percent),
+            },
             key="so_compliance_table",
         )
         st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),

@@ -16,6 +16,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from skuaudit import reports
+from skuaudit.catalogue import add_store
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -123,6 +124,8 @@ def test_share_page_drill_down_shows_audits_and_snapshot(demo_db_url):
     brand.set_value(brand.options[1]).run()
     table = at.dataframe[0].value
     assert len(table) == 36 and table["audit_id"].iloc[0] == audit_id
+    shown = list(at.dataframe[0].proto.column_order)
+    assert shown[:3] == ["audit_id", "created_at", "store"] and "store_id" not in shown
     assert len(at.image) == 1
 
 
@@ -182,6 +185,7 @@ def test_a_date_the_user_picked_stays_when_a_new_audit_comes(demo_db_url):
 
 
 def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
+    add_store("Lakeside Corner Shop", "East", url=demo_db_url)  # never audited
     at = _open(STOCKOUTS)
     expected = reports.current_stockouts(demo_db_url)
     table = at.dataframe[0].value  # the action list comes first
@@ -203,11 +207,23 @@ def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
     assert len(csv) == len(expected)
     avail = _figures(at)["Availability and compliance"]["data"]
     ranking = reports.availability_by_store(demo_db_url)
-    assert avail[0]["y"] == list(ranking["store"])
-    assert _values(avail[0]["x"]) == pytest.approx(list(ranking["availability"]))
+    audited = ranking[ranking["audit_id"].notna()]
+    assert avail[0]["y"] == list(audited["store"])
+    assert _values(avail[0]["x"]) == pytest.approx(list(audited["availability"]))
     gaps = _figures(at)["Empty shelf (gap share of width)"]["data"][0]
     assert _values(gaps["x"]) == sorted(_values(gaps["x"]), reverse=True)
     assert list(_csv(downloads, "gap_share_by_store.csv")["store"]) == gaps["y"]
+    # The ranking table shows the audited stores, without internal ids (which pushed the last
+    # columns out of sight); a store never audited is named under it, and stays in the CSV.
+    shown = at.dataframe[1]
+    assert list(shown.value["store"]) == list(audited["store"])
+    assert len(audited) == len(ranking) - 1
+    assert "store_id" not in shown.proto.column_order
+    assert "audit_id" not in shown.proto.column_order
+    assert "Not audited on or before" in at.warning[0].value
+    assert "Lakeside Corner Shop" in at.warning[0].value
+    assert list(_csv(downloads, "stores_by_availability.csv")["store"]) == list(ranking["store"])
+    assert "brand_id" not in at.dataframe[2].proto.column_order
 
 
 def test_stockouts_page_filters(demo_db_url):
