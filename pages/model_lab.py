@@ -137,7 +137,16 @@ def job_panel(listed_version_ids: set[int]) -> None:
             }
             for j in job_list
         ]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            use_container_width=True,
+            column_config={
+                "created": st.column_config.DatetimeColumn("created", format="D MMM YYYY, HH:mm"),
+                # The widest; the chosen job's whole message is shown below the table.
+                "message": st.column_config.TextColumn("message", width="large"),
+            },
+        )
         ids = [j.id for j in job_list]
         chosen = st.session_state.get("lab_job", ids[0])
         job_id = st.selectbox(
