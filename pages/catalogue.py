@@ -67,6 +67,11 @@ with brands_tab:
             columns=["name", "manufacturer", "is_own", "color_hex", "reference_count"],
         ),
         hide_index=True,
+        column_config={
+            "is_own": st.column_config.CheckboxColumn("own brand"),
+            "color_hex": st.column_config.TextColumn("colour"),
+            "reference_count": st.column_config.NumberColumn("reference images"),
+        },
         key="catalogue_brands",
     )
     with st.form("add_brand", clear_on_submit=True):
