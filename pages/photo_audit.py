@@ -96,7 +96,25 @@ middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.0%} of shel
               delta_color="off", delta_arrow="off")  # a share, not a change: no arrow
 right.metric("Planogram compliance",
              "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.0%}")
-st.dataframe(pd.DataFrame(metrics.to_records()), hide_index=True, key="photo_metrics")
+percent = {"format": "percent"}
+st.dataframe(
+    pd.DataFrame(metrics.to_records()),
+    hide_index=True,
+    column_order=["name", "facings", "share_facings", "share_linear", "linear_rows",
+                  "expected_facings", "is_stockout", "below_target"],
+    column_config={
+        "name": st.column_config.TextColumn("brand"),
+        "share_facings": st.column_config.NumberColumn("share by facings", **percent),
+        "share_linear": st.column_config.NumberColumn("share by width", **percent),
+        "linear_rows": st.column_config.NumberColumn(
+            "width (shelf rows)", format="%.2f", help="Summed widths; 1.00 = one full shelf row"
+        ),
+        "expected_facings": st.column_config.NumberColumn("target"),
+        "is_stockout": st.column_config.CheckboxColumn("stockout"),
+        "below_target": st.column_config.CheckboxColumn("below target"),
+    },
+    key="photo_metrics",
+)
 if metrics.stockouts:
     st.warning(f"Stockouts: {', '.join(metrics.stockouts)}")
 

@@ -65,6 +65,13 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     assert "notes.jpg: not a readable image" in page.error[0].value
     assert page.metric[0].value == str(sum(generated_counts(shelf).values()))
     assert len(page.get("image")) == 1
+    brands = page.dataframe[-1]  # the figures per brand, under the photos
+    assert dict(zip(brands.value["name"], brands.value["facings"], strict=True)) == {
+        **{name: 0 for name in brands.value["name"]},
+        **generated_counts(shelf),
+    }
+    assert brands.proto.column_order[:2] == ["name", "facings"]
+    assert "brand_id" not in brands.proto.column_order  # a merchandiser reads names, not ids
     page.session_state["merchandiser_name"] = " Ana "  # the sidebar field (AppTest hides the sidebar)
     page.button(key="photo_save").click().run()
     saved = _audits(demo_db_url)
