@@ -182,15 +182,16 @@ with tab_jobs:
     job_panel({c["id"] for c in choices if c["id"] is not None})
 
 
-def _metrics_table(metrics: dict) -> pd.DataFrame:
+def _metrics_table(metrics: dict, datasets: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per class; validation figures of several data sets (``{"dataset 0": {...}}``) get a
-    ``dataset`` column."""
+    ``dataset`` column, named by ``datasets`` (``model_registry.dataset_labels``)."""
     rows = []
     for name, values in metrics.items():
         if not isinstance(values, dict):
             continue
         if all(isinstance(v, dict) for v in values.values()):
-            rows += [{"dataset": name, "class": cls, **v} for cls, v in values.items()]
+            label = (datasets or {}).get(name, name)
+            rows += [{"dataset": label, "class": cls, **v} for cls, v in values.items()]
         else:
             rows.append({"class": name, **values})
     return pd.DataFrame(rows)
@@ -228,9 +229,17 @@ with tab_models:
 
     left, right = st.columns(2)
     left.markdown(f"**{_label(version)}** (validation figures from training)")
-    left.dataframe(_metrics_table(version["metrics"]), hide_index=True, use_container_width=True)
+    left.dataframe(
+        _metrics_table(version["metrics"], version["datasets"]),
+        hide_index=True,
+        use_container_width=True,
+    )
     right.markdown(f"**Active: {_label(active).removesuffix(' (active)')}**")
-    right.dataframe(_metrics_table(active["metrics"]), hide_index=True, use_container_width=True)
+    right.dataframe(
+        _metrics_table(active["metrics"], active["datasets"]),
+        hide_index=True,
+        use_container_width=True,
+    )
 
     with ui.user_errors("Changing the active model"):
         if version["in_use"]:

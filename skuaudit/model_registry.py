@@ -160,25 +160,59 @@ def list_model_versions(url: str | None = None) -> list[dict]:
         ]
 
 
-def _training_metrics(model_dir: Path) -> dict:
-    """The validation figures ``config.json`` records under ``training.metrics``, or ``{}``."""
+def _training_info(model_dir: Path) -> dict:
+    """``config.json``'s ``training`` section, or ``{}`` (no file, unreadable, or not a dict)."""
     import json
 
     try:
-        return (
-            json.loads((model_dir / "config.json").read_text())
-            .get("training", {})
-            .get("metrics", {})
-        )
+        info = json.loads((Path(model_dir) / "config.json").read_text()).get("training", {})
     except (OSError, ValueError, AttributeError):
         return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _training_metrics(model_dir: Path) -> dict:
+    """The validation figures ``config.json`` records under ``training.metrics``, or ``{}``."""
+    return _training_info(model_dir).get("metrics", {})
+
+
+def dataset_label(description: str) -> str:
+    """A short name of a training data set from its model-card line.
+
+    Example:
+        >>> dataset_label("shelf-gaps (SKU-110K subset): 500 photos 416x416")
+        'shelf-gaps'
+        >>> dataset_label("/data/SKU110K (sku110k, 8219 images)")
+        'SKU110K'
+        >>> dataset_label("64 generated shelves (seed 0)")
+        '64 generated shelves'
+    """
+    name = description.split(":", 1)[0].split(" (", 1)[0].strip()
+    if "/" in name or "\\" in name:
+        name = Path(name.replace("\\", "/")).name or name
+    return name[:40] or description[:40]
+
+
+def dataset_labels(model_dir: str | Path) -> dict[str, str]:
+    """``{"dataset 0": short name, ...}`` of the data sets a model folder was trained on.
+
+    The keys are those of its validation figures (``training.metrics``); data sets without a
+    description keep their key.
+    """
+    config = _training_info(Path(model_dir)).get("config", {})
+    descriptions = config.get("data_description") if isinstance(config, dict) else None
+    if not isinstance(descriptions, list):
+        return {}
+    return {
+        f"dataset {i}": dataset_label(d) for i, d in enumerate(descriptions) if isinstance(d, str)
+    }
 
 
 def model_choices(url: str | None = None) -> list[dict]:
     """Every model an analyst can pick: the detector versions (newest first), then the shipped default.
 
     Each entry has the keys of ``list_model_versions`` plus ``in_use``: whether new audits use it
-    (the folder ``active_model_dir`` returns). The default's ``id`` is ``None``, its ``name``
+    (the folder ``active_model_dir`` returns), and ``datasets``: ``dataset_labels`` of its folder. The default's ``id`` is ``None``, its ``name``
     ``DEFAULT_MODEL_NAME`` and its ``is_active`` equals its ``in_use``.
 
     Example:
@@ -198,4 +232,7 @@ def model_choices(url: str | None = None) -> list[dict]:
         "metrics": _training_metrics(default_dir),
         "in_use": in_use_id is None,
     }
-    return [{**v, "in_use": v["id"] == in_use_id} for v in versions] + [default]
+    return [
+        {**v, "in_use": v["id"] == in_use_id, "datasets": dataset_labels(v["path"])}
+        for v in versions
+    ] + [{**default, "datasets": dataset_labels(default_dir)}]

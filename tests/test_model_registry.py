@@ -10,6 +10,8 @@ from skuaudit.model_registry import (
     DEFAULT_MODEL_NAME,
     activate_model_version,
     active_model_dir,
+    dataset_label,
+    dataset_labels,
     list_model_versions,
     model_choices,
     register_model_version,
@@ -95,3 +97,46 @@ def test_audits_name_a_lab_model_by_its_version(db_url, tmp_path):
     assert model_name_for(folder, db_url) == "lab-0003-20261130"
     assert detector_name(SimpleNamespace(model_dir=folder), db_url) == "lab-0003-20261130"
     assert detector_name(SimpleNamespace(model_dir=None), db_url) == "SimpleNamespace"
+
+
+@pytest.mark.parametrize(
+    "description, label",
+    [
+        ("synthetic shelves: 1500 renders 1024x768 (generate_dataset seed 1)", "synthetic shelves"),
+        ("shelf-gaps (SKU-110K subset annotated by Munimul/ESD): 500 photos", "shelf-gaps"),
+        ("64 generated shelves (seed 0)", "64 generated shelves"),  # Model lab jobs
+        ("/data/sets/SKU110K (sku110k, 8219 images, 1200000 boxes)", "SKU110K"),  # skuaudit train
+        ("", ""),
+    ],
+)
+def test_dataset_label(description, label):
+    assert dataset_label(description) == label
+
+
+def test_model_choices_name_the_validation_data_sets(db_url, default_dir, tmp_path):
+    (default_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "training": {
+                    "config": {"data_description": ["synthetic shelves: x", "/d/gaps (yolo)"]},
+                    "metrics": {"dataset 0": {"product": {"ap50": 0.9}}},
+                }
+            }
+        )
+    )
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "config.json").write_text("{not json")  # unreadable: no names, no error
+    register_model_version(tmp_path / "v", {}, name="v")
+    by_name = {c["name"]: c for c in model_choices()}
+    assert by_name[DEFAULT_MODEL_NAME]["datasets"] == {
+        "dataset 0": "synthetic shelves",
+        "dataset 1": "gaps",
+    }
+    assert by_name["v"]["datasets"] == {}
+
+
+def test_shipped_model_names_its_data_sets():
+    from skuaudit.config import get_settings
+
+    labels = dataset_labels(get_settings().default_model_dir)
+    assert labels["dataset 0"] == "synthetic shelves" and labels["dataset 1"] == "shelf-gaps"

@@ -142,10 +142,23 @@ def test_switch_back_to_the_shipped_default_model(db_url, monkeypatch, tmp_path)
         register_model_version,
     )
 
-    default = _model_folder(tmp_path / "shipped", {"product": {"AP50": 0.9}})
+    default = _model_folder(tmp_path / "shipped", {"dataset 0": {"product": {"AP50": 0.9}}})
+    (default / "config.json").write_text(
+        json.dumps(
+            {
+                "training": {
+                    "config": {"data_description": ["synthetic shelves: 1500 renders"]},
+                    "metrics": {"dataset 0": {"product": {"AP50": 0.9}}},
+                }
+            }
+        )
+    )
     monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(default))
     register_model_version(_model_folder(tmp_path / "lab-0001"), name="lab-0001")
     at = _lab(monkeypatch, tmp_path)
+    # The active model's validation figures name the data set they were measured on.
+    shown = at.dataframe[-1].value
+    assert list(shown["dataset"]) == ["synthetic shelves"] and list(shown["AP50"]) == [0.9]
     versions = at.selectbox(key="lab_version")
     assert versions.options == ["lab-0001", "Shipped default model (active)"]
     assert at.selectbox(key="train_start").options == [
