@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -140,7 +142,7 @@ def job_panel(listed_version_ids: set[int]) -> None:
         st.dataframe(
             pd.DataFrame(rows),
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
             column_config={
                 "created": st.column_config.DatetimeColumn("created", format="D MMM YYYY, HH:mm"),
                 # The widest; the chosen job's whole message is shown below the table.
@@ -165,7 +167,7 @@ def job_panel(listed_version_ids: set[int]) -> None:
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
             st.plotly_chart(
-                _loss_figure(job.history), use_container_width=True, key=f"loss_{job.id}"
+                _loss_figure(job.history), width="stretch", key=f"loss_{job.id}"
             )
         if not job.is_final and st.button(
             "Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested
@@ -200,7 +202,13 @@ def _metrics_table(metrics: dict, datasets: dict[str, str] | None = None) -> pd.
 @st.cache_data(show_spinner="Evaluating on generated shelves ...", max_entries=8)
 def _evaluate(model_dir: str, n_images: int):
     report, examples = jobs.evaluate_model(model_dir, n_images=n_images)
-    return report, examples
+    return report, examples, f"{n_images} generated shelves"
+
+
+@st.cache_data(show_spinner="Evaluating on the data set's validation photos ...", max_entries=8)
+def _evaluate_on_dataset(model_dir: str, dataset_dir: str, max_images: int, _changed: float):
+    report, examples, scored = jobs.evaluate_model_on_dataset(model_dir, dataset_dir, max_images)
+    return report, examples, f"{scored} validation photos of {Path(dataset_dir).name}"
 
 
 def _label(choice: dict) -> str:
@@ -232,13 +240,13 @@ with tab_models:
     left.dataframe(
         _metrics_table(version["metrics"], version["datasets"]),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     right.markdown(f"**Active: {_label(active).removesuffix(' (active)')}**")
     right.dataframe(
         _metrics_table(active["metrics"], active["datasets"]),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 
     with ui.user_errors("Changing the active model"):
@@ -257,13 +265,34 @@ with tab_models:
                 "lab_models", f"{version['name']} is now the active model; new audits record it."
             )
 
-    n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
+    st.subheader("Evaluate")
+    eval_sources = {"Generated shelves": ""} | {p.name: str(p) for p in jobs.list_datasets()}
+    eval_source = eval_sources[
+        st.selectbox(
+            "Evaluate on",
+            list(eval_sources),
+            key="lab_eval_source",
+            help="Generated shelves the model has not seen, or an uploaded data set's "
+            f"validation photos: the {jobs.EVAL_VAL_FRACTION:.0%} of its photos that a training "
+            "job on it holds out (split by image name, seed 0)",
+        )
+    ]
+    if eval_source:
+        n_eval = st.slider("Validation photos (at most)", 2, 200, 50, key="lab_eval_max")
+    else:
+        n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
     if st.button("Evaluate", key="lab_evaluate"):
         try:
             # kept for this version until the next evaluation: other buttons rerun the page
             st.session_state["lab_evaluation"] = (
                 version["path"],
-                *_evaluate(version["path"], n_eval),
+                *(
+                    _evaluate_on_dataset(
+                        version["path"], eval_source, n_eval, Path(eval_source).stat().st_mtime
+                    )
+                    if eval_source
+                    else _evaluate(version["path"], n_eval)
+                ),
             )
         except ModelLoadError as exc:
             st.error(f"The model cannot be loaded: {exc}")
@@ -273,7 +302,8 @@ with tab_models:
             st.stop()
     evaluation = st.session_state.get("lab_evaluation")
     if evaluation is not None and evaluation[0] == version["path"]:
-        _, report, examples = evaluation
+        _, report, examples, scored_on = evaluation
+        st.caption(f"Scored on {scored_on}; counts at the model's own thresholds.")
         c = st.columns(4)
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         c[0].metric("AP", fmt(report.ap))
@@ -282,8 +312,8 @@ with tab_models:
         c[3].metric("Count error (MAE)", fmt(report.count_mae))
         from skuaudit.training.evaluate import pr_curve_figure
 
-        st.plotly_chart(pr_curve_figure(report), use_container_width=True)
-        st.dataframe(_metrics_table(report.per_class), use_container_width=True, hide_index=True)
+        st.plotly_chart(pr_curve_figure(report), width="stretch")
+        st.dataframe(_metrics_table(report.per_class), width="stretch", hide_index=True)
         st.image([e[:, :, ::-1] for e in examples], width=300, caption=["example"] * len(examples))
 
     st.subheader("Export")

@@ -415,6 +415,9 @@ def list_datasets() -> list[Path]:
     return sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+EVAL_VAL_FRACTION = 0.2  # the validation split training holds out (TrainConfig.val_fraction)
+
+
 def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, examples: int = 3):
     """Evaluate a model folder on generated shelves it has not seen.
 
@@ -435,35 +438,97 @@ def evaluate_model(model_dir: str | Path, n_images: int = 8, seed: int = 4242, e
     from skuaudit.datasets.synth import image_seed, render_shelf
     from skuaudit.detections import CLASS_NAMES
     from skuaudit.detector import Detector
-    from skuaudit.training.evaluate import evaluate_detections
 
     detector = Detector.load(model_dir)
-    # Counted and drawn at the model's own per-class defaults, as audits count them.
-    thresholds = detector.config.default_thresholds()
-    images, predictions, shown = [], [], []
-    colours = {0: (60, 200, 60), 1: (40, 40, 230)}
     with tempfile.TemporaryDirectory(prefix="skuaudit-eval-") as tmp:
+        images, pictures = [], []
         for i in range(n_images):
             shelf = render_shelf(image_seed(seed, i), width=640, height=480)
             path = Path(tmp) / f"shelf_{i:03d}.jpg"
             cv2.imwrite(str(path), shelf.image_bgr)
             images.append(shelf.to_labeled_image(path))
-            det = detector.detect(shelf.image_bgr, score_threshold=0.05)
-            predictions.append(det)
-            if i < examples:
-                canvas = shelf.image_bgr.copy()
-                for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
-                    if score >= thresholds[int(cls)]:
-                        x1, y1, x2, y2 = (int(v) for v in box)
-                        cv2.rectangle(
-                            canvas, (x1, y1), (x2, y2), colours.get(int(cls), (255, 255, 255)), 2
-                        )
-                shown.append(canvas)
-        report = evaluate_detections(
-            Dataset(list(CLASS_NAMES), images),
-            predictions,
-            score_threshold=detector.config.threshold_map(),
+            pictures.append(shelf.image_bgr)
+        return _evaluate(
+            detector, Dataset(list(CLASS_NAMES), images), pictures.__getitem__, examples
         )
+
+
+def evaluate_model_on_dataset(
+    model_dir: str | Path,
+    dataset_dir: str | Path,
+    max_images: int = 50,
+    *,
+    seed: int = 0,
+    examples: int = 3,
+):
+    """Evaluate a model folder on the validation photos of an uploaded data set.
+
+    Scores the images training on that data set holds out (``split_by_image`` with
+    ``EVAL_VAL_FRACTION`` and ``seed``, as a Model lab job splits it), at most ``max_images`` of
+    them, through the photo path (tiled when large), each class only on the images that label it.
+
+    Returns:
+        ``(EvalReport, [example BGR images with predicted boxes], images scored)``.
+
+    Raises:
+        DatasetError: unreadable, empty, or classes that are not detector classes.
+    """
+    import cv2
+
+    from skuaudit.datasets.base import Dataset, DatasetError
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.detections import CLASS_NAMES
+    from skuaudit.detector import Detector
+    from skuaudit.training.train import split_by_image, to_detector_classes
+
+    dataset = read_dataset(dataset_dir, "auto", skip_bad=True)
+    images = to_detector_classes(dataset)
+    if len(images) < 2:
+        raise DatasetError(
+            f"{Path(dataset_dir).name}: {len(images)} image(s); at least 2 are needed to hold "
+            "some out for the evaluation"
+        )
+    _, val = split_by_image(Dataset(dataset.classes, images), EVAL_VAL_FRACTION, seed)
+    val = val[: max(1, int(max_images))]
+    detector = Detector.load(model_dir)
+
+    def picture(i: int):
+        image = cv2.imread(str(val[i].path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{Path(val[i].path).name}: cannot decode image")
+        return image
+
+    report, shown = _evaluate(detector, Dataset(list(CLASS_NAMES), val), picture, examples)
+    return report, shown, len(val)
+
+
+def _evaluate(detector, gt, picture, examples: int):
+    """``(EvalReport, drawn examples)`` of ``detector`` on ``gt``; ``picture(i)`` is image i (BGR).
+
+    Boxes are counted and drawn at the model's own per-class defaults, as audits count them; AP
+    uses every box down to ``AP_SCORE_THRESHOLD``.
+    """
+    import cv2
+
+    from skuaudit.training.evaluate import AP_SCORE_THRESHOLD, evaluate_detections
+
+    thresholds = detector.config.default_thresholds()
+    colours = {0: (60, 200, 60), 1: (40, 40, 230)}
+    predictions, shown = [], []
+    for i in range(len(gt.images)):
+        image = picture(i)
+        det = detector.detect(image, score_threshold=AP_SCORE_THRESHOLD)
+        predictions.append(det)
+        if i < examples:
+            canvas = image.copy()
+            thickness = max(2, round(max(image.shape[:2]) / 400))
+            for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
+                if score >= thresholds[int(cls)]:
+                    x1, y1, x2, y2 = (int(v) for v in box)
+                    colour = colours.get(int(cls), (255, 255, 255))
+                    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+            shown.append(canvas)
+    report = evaluate_detections(gt, predictions, score_threshold=detector.config.threshold_map())
     return report, shown
 
 

@@ -260,3 +260,52 @@ def test_finished_workers_leave_no_zombie(worker_runs):
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not Path(f"/proc/{pid}").exists(), Path(f"/proc/{pid}/stat").read_text()
+
+
+# --------------------------------------------------------------------------- evaluation on a dataset
+
+
+@pytest.fixture(scope="module")
+def shelf_dataset(tmp_path_factory) -> Path:
+    """10 generated shelves in YOLO format, as an uploaded data set's folder holds them."""
+    from skuaudit.datasets.synth import generate_dataset
+
+    return generate_dataset(
+        tmp_path_factory.mktemp("datasets") / "shelves", 10, 31, 512, 384, formats=("yolo",)
+    )
+
+
+def test_evaluate_model_on_a_datasets_validation_photos(shelf_dataset):
+    from skuaudit.config import get_settings
+    from skuaudit.datasets.base import Dataset
+    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.training.train import split_by_image
+
+    report, examples, scored = jobs.evaluate_model_on_dataset(
+        get_settings().default_model_dir, shelf_dataset, max_images=50, examples=1
+    )
+    dataset = read_dataset(shelf_dataset, "yolo")
+    _, held_out = split_by_image(Dataset(dataset.classes, dataset.images), 0.2, 0)
+    assert scored == report.images == len(held_out) == 2  # what a training job holds out
+    assert report.per_class["product"]["ap50"] > 0.8  # the shipped model on generated shelves
+    assert len(examples) == 1 and examples[0].shape == (384, 512, 3)
+    capped = jobs.evaluate_model_on_dataset(
+        get_settings().default_model_dir, shelf_dataset, max_images=1, examples=0
+    )
+    assert capped[2] == capped[0].images == 1 and capped[1] == []
+
+
+def test_evaluate_model_on_a_bad_dataset_says_why(tmp_path, shelf_dataset):
+    import shutil
+
+    from skuaudit.config import get_settings
+    from skuaudit.datasets.base import DatasetError
+
+    model = get_settings().default_model_dir
+    with pytest.raises(DatasetError):
+        jobs.evaluate_model_on_dataset(model, tmp_path / "empty")  # no such folder
+    renamed = shutil.copytree(shelf_dataset, tmp_path / "renamed")
+    names = renamed / "data.yaml"  # classes that are not the detector's
+    names.write_text(names.read_text().replace("product", "bottle").replace("gap", "hole"))
+    with pytest.raises(DatasetError, match="not detector classes"):
+        jobs.evaluate_model_on_dataset(model, renamed)

@@ -161,7 +161,7 @@ def split_by_image(
     return train, val
 
 
-def _to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
+def to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
     """Images whose class names are detector classes, with ``annotated_classes`` filled in.
 
     A dataset that declares only some detector classes labels only those: its images get
@@ -202,7 +202,7 @@ def split_datasets(
     train_images, val_images, val_sets = [], [], []
     for i, ds in enumerate(datasets):
         tr, va = split_by_image(
-            Dataset(ds.classes, _to_detector_classes(ds)), config.val_fraction, config.seed
+            Dataset(ds.classes, to_detector_classes(ds)), config.val_fraction, config.seed
         )
         repeats = config.dataset_repeats[i] if i < len(config.dataset_repeats) else 1
         train_images += tr * repeats

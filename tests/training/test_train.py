@@ -501,7 +501,7 @@ def test_pseudo_labels_mark_unsure_products_as_ignore_boxes(synth_shelf_dataset)
     ones stay products, and the photos still annotate only ``product``."""
     from skuaudit.detections import IGNORE_CLASS
     from skuaudit.detector import Detector
-    from skuaudit.training.train import _to_detector_classes, pseudo_label_photos
+    from skuaudit.training.train import pseudo_label_photos, to_detector_classes
 
     detector = Detector.load(Path(__file__).resolve().parents[2] / "models" / "default")
     photos = [im.path for im in synth_shelf_dataset.images[:2]]
@@ -515,7 +515,7 @@ def test_pseudo_labels_mark_unsure_products_as_ignore_boxes(synth_shelf_dataset)
         assert abs((names == "product").sum() - len(plain.class_names)) <= 0.02 * len(names)
         assert len(plain.class_names) > 0
         assert (names == IGNORE_CLASS).sum() > 0
-    images = _to_detector_classes(both)
+    images = to_detector_classes(both)
     assert all(im.annotated_classes == ("product",) for im in images)
     with pytest.raises(ValueError, match="must be below"):
         pseudo_label_photos(detector, photos, score_threshold=0.3, ignore_threshold=0.3)
