@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from skuaudit import catalogue, ui
+from skuaudit.config import get_settings
 from skuaudit.images import UPLOAD_TYPES
 from skuaudit.recognition import detection_crop, enrol_from_detection, enrol_reference
 from skuaudit.storage.queries import (
@@ -125,6 +126,7 @@ with references_tab:
             type=list(UPLOAD_TYPES),
             accept_multiple_files=True,
             key="ref_uploads",
+            max_upload_size=get_settings().max_upload_mb,
         )
         if crops and st.button("Enrol uploaded crops", key="ref_enrol_uploads"):
             enrolled, failed = [], []

@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from skuaudit import jobs, ui
+from skuaudit.config import get_settings
+from skuaudit.datasets.readers import parse_class_map
 from skuaudit.detector import ModelLoadError
 from skuaudit.model_registry import activate_model_version, model_choices, use_default_model
 from skuaudit.safezip import UnsafeArchiveError
@@ -22,15 +24,29 @@ with tab_train:
     st.subheader("Datasets")
     with st.form("upload_dataset", clear_on_submit=True):
         upload = st.file_uploader(
-            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)", type=["zip"]
+            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)",
+            type=["zip"],
+            key="upload_dataset_zip",
+            max_upload_size=get_settings().max_dataset_mb,
         )
-        fmt = st.selectbox(
+        c1, c2 = st.columns(2)
+        fmt = c1.selectbox(
             "Format", ["auto", "sku110k", "voc", "yolo", "coco"], key="upload_format"
+        )
+        class_map_text = c2.text_input(
+            "Class map",
+            key="upload_class_map",
+            placeholder="e.g. 0=gap",
+            help="Dataset class id or name = detector class (product, gap, or ignore for regions "
+            "to learn neither as objects nor as background), comma-separated. Not needed for "
+            "classes already named product and gap, or for SKU-110K CSV files.",
         )
         if st.form_submit_button("Add dataset") and upload is not None:
             with ui.user_errors("Adding the dataset"):
                 try:
-                    folder, dataset = jobs.add_dataset_archive(upload, upload.name, fmt)
+                    folder, dataset = jobs.add_dataset_archive(
+                        upload, upload.name, fmt, parse_class_map(class_map_text)
+                    )
                 except UnsafeArchiveError as exc:
                     st.error(f"The archive was refused: {exc}")
                 else:

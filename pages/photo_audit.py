@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from skuaudit import audit, ui
+from skuaudit.config import get_settings
 from skuaudit.images import UPLOAD_TYPES
 from skuaudit.metrics import UNKNOWN_NAME
 from skuaudit.model_registry import active_model_dir
@@ -28,7 +29,11 @@ if ctx.store_id is None:
     st.stop()
 
 uploads = st.file_uploader(
-    "Shelf photos", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="photo_uploads"
+    "Shelf photos",
+    type=list(UPLOAD_TYPES),
+    accept_multiple_files=True,
+    key="photo_uploads",
+    max_upload_size=get_settings().max_upload_mb,  # the server allows dataset-sized uploads
 )
 use_camera = st.toggle("Take a photo with the camera", key="photo_use_camera")
 shot = st.camera_input("Shelf photo", key="photo_camera") if use_camera else None

@@ -8,6 +8,8 @@
 | ``SKUAUDIT_MEDIA_DIR`` | ``<repo>/data/media`` | audit snapshots and reference images |
 | ``SKUAUDIT_ICE_SERVERS`` | ``[]`` | JSON list of WebRTC ICE servers |
 | ``SKUAUDIT_MAX_UPLOAD_MB`` | ``25`` | largest accepted image upload |
+| ``SKUAUDIT_MAX_DATASET_MB`` | ``1024`` | largest dataset zip the Model lab accepts (at most the |
+|  |  | server's ``maxUploadSize`` in ``.streamlit/config.toml``, 1024) |
 | ``SKUAUDIT_MAX_IMAGE_PIXELS`` | ``50000000`` | largest accepted decoded image (decompression bombs) |
 """
 
@@ -29,6 +31,7 @@ class Settings:
     media_dir: Path
     max_upload_mb: int
     max_image_pixels: int
+    max_dataset_mb: int = 1024
 
     @property
     def max_upload_bytes(self) -> int:
@@ -62,4 +65,5 @@ def get_settings() -> Settings:
         media_dir=Path(os.environ.get("SKUAUDIT_MEDIA_DIR") or data_dir / "media"),
         max_upload_mb=_int_env("SKUAUDIT_MAX_UPLOAD_MB", 25),
         max_image_pixels=_int_env("SKUAUDIT_MAX_IMAGE_PIXELS", 50_000_000),
+        max_dataset_mb=_int_env("SKUAUDIT_MAX_DATASET_MB", 1024),
     )

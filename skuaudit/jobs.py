@@ -366,27 +366,38 @@ def datasets_dir() -> Path:
     return get_settings().media_dir / "datasets"
 
 
-def add_dataset_archive(source, name: str, dataset_format: str = "auto"):
+DATASET_INFO_SUFFIX = ".skuaudit.json"  # beside an uploaded data set's folder: format, class map
+
+
+def add_dataset_archive(
+    source, name: str, dataset_format: str = "auto", class_map: dict[str, str] | None = None
+):
     """Extract an uploaded zip safely into a new dataset folder and check it reads.
 
     Args:
         source: path or binary file object of the zip.
         name: the upload's file name; the folder is ``<name stem>-<timestamp>``.
         dataset_format: ``auto``, ``yolo``, ``voc``, ``coco`` or ``sku110k``.
+        class_map: dataset class id or name -> detector class (``{"0": "gap"}``); every class
+            must end up a detector class (or ``ignore``). Kept beside the folder
+            (``DATASET_INFO_SUFFIX``) with the format, so training and evaluation read the data
+            set the same way (``read_uploaded_dataset``).
 
     Returns:
         ``(folder, Dataset)``; bad images are skipped and listed in ``Dataset.problems``.
 
     Raises:
         UnsafeArchiveError: the archive is refused (zip slip, link, bomb, too many files).
-        DatasetError: the extracted files are not a dataset of that format; the folder is removed.
+        DatasetError: the extracted files are not a dataset of that format, or its classes are
+            not detector classes; the folder is removed.
     """
     import re
     import shutil
 
     from skuaudit.datasets.base import DatasetError
-    from skuaudit.datasets.readers import read_dataset
+    from skuaudit.datasets.readers import detect_format, read_dataset
     from skuaudit.safezip import safe_extract
+    from skuaudit.training.train import to_detector_classes
 
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-")[:60] or "dataset"
     folder = datasets_dir() / f"{stem}-{utcnow().strftime('%Y%m%d-%H%M%S')}"
@@ -396,14 +407,42 @@ def add_dataset_archive(source, name: str, dataset_format: str = "auto"):
     if len(entries) == 1 and entries[0].is_dir():  # a zip of the dataset folder itself
         root = entries[0]
     try:
-        dataset = read_dataset(root, dataset_format, skip_bad=True)
+        dataset = read_dataset(root, dataset_format, skip_bad=True, class_map=class_map)
+        unknown = [p for p in dataset.problems if "unknown class" in p]
+        if unknown:  # skipping them would train on the photos without those boxes
+            raise DatasetError(f"{len(unknown)} file(s) name undeclared classes: {unknown[0]}")
+        if not dataset.images:
+            raise DatasetError(f"{name}: no usable images in the archive")
+        to_detector_classes(dataset)  # refused now, not when a training job starts
+        fmt = detect_format(root) if dataset_format == "auto" else dataset_format
     except (DatasetError, ValueError):
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    if not dataset.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise DatasetError(f"{name}: no usable images in the archive")
+    info = {"format": fmt, "class_map": class_map or {}}
+    folder.with_name(folder.name + DATASET_INFO_SUFFIX).write_text(json.dumps(info))
     return root, dataset
+
+
+def read_uploaded_dataset(folder: str | Path, dataset_format: str = "auto"):
+    """Read a data set the Model lab extracted, with the format and class map it was added with.
+
+    ``dataset_format`` other than ``auto`` wins over the recorded one. A folder without a record
+    (added before records were kept, or by hand) is read with ``dataset_format`` and no map.
+    """
+    from skuaudit.datasets.readers import FORMATS, read_dataset
+
+    folder = Path(folder)
+    info_path = folder.with_name(folder.name + DATASET_INFO_SUFFIX)
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    class_map = info.get("class_map") if isinstance(info.get("class_map"), dict) else None
+    if dataset_format == "auto" and info.get("format") in FORMATS:
+        dataset_format = info["format"]
+    return read_dataset(folder, dataset_format, skip_bad=True, class_map=class_map or None)
 
 
 def list_datasets() -> list[Path]:
@@ -476,12 +515,11 @@ def evaluate_model_on_dataset(
     import cv2
 
     from skuaudit.datasets.base import Dataset, DatasetError
-    from skuaudit.datasets.readers import read_dataset
     from skuaudit.detections import CLASS_NAMES
     from skuaudit.detector import Detector
     from skuaudit.training.train import split_by_image, to_detector_classes
 
-    dataset = read_dataset(dataset_dir, "auto", skip_bad=True)
+    dataset = read_uploaded_dataset(dataset_dir)
     images = to_detector_classes(dataset)
     if len(images) < 2:
         raise DatasetError(
@@ -580,7 +618,7 @@ def _datasets(params: TrainParams, work_dir: Path):
         return [read_dataset(folder, "yolo")], [
             f"{params.synthetic_images} generated shelves (seed {params.seed})"
         ]
-    dataset = read_dataset(params.dataset, params.dataset_format, skip_bad=True)
+    dataset = read_uploaded_dataset(params.dataset, params.dataset_format)
     return [dataset], [f"{params.dataset} ({params.dataset_format}, {len(dataset)} images)"]
 
 

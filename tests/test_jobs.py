@@ -309,3 +309,43 @@ def test_evaluate_model_on_a_bad_dataset_says_why(tmp_path, shelf_dataset):
     names.write_text(names.read_text().replace("product", "bottle").replace("gap", "hole"))
     with pytest.raises(DatasetError, match="not detector classes"):
         jobs.evaluate_model_on_dataset(model, renamed)
+
+
+def _gap_only_zip(shelf_dataset: Path, out: Path) -> Path:
+    """The shelf data set as a gap-only YOLO zip without class names (as shelf-gaps ships):
+    class 0 = the generated gaps, no ``data.yaml``."""
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for image in sorted((shelf_dataset / "images").glob("*.jpg")):
+            label = shelf_dataset / "labels" / f"{image.stem}.txt"
+            gaps = [line[2:] for line in label.read_text().splitlines() if line.startswith("1 ")]
+            zf.write(image, f"gaps/images/{image.name}")
+            zf.writestr(f"gaps/labels/{image.stem}.txt", "".join(f"0 {g}\n" for g in gaps))
+    return out
+
+
+def test_dataset_upload_with_a_class_map_is_read_with_it_everywhere(
+    tmp_path, monkeypatch, shelf_dataset
+):
+    from skuaudit.config import get_settings
+    from skuaudit.datasets.base import DatasetError
+
+    monkeypatch.setenv("SKUAUDIT_MEDIA_DIR", str(tmp_path / "media"))
+    archive = _gap_only_zip(shelf_dataset, tmp_path / "gaps.zip")
+    with pytest.raises(DatasetError, match="unknown class 0.*class map such as 0=gap"):  # refused now
+        jobs.add_dataset_archive(archive, "gaps.zip")
+    with pytest.raises(DatasetError, match="not detector classes"):  # named, but not ours
+        jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "hole"})
+    assert jobs.list_datasets() == []  # nothing half-added
+
+    root, dataset = jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "gap"})
+    assert dataset.classes == ["gap"] and dataset.num_boxes > 0
+    (folder,) = jobs.list_datasets()
+    again = jobs.read_uploaded_dataset(folder)  # as training and evaluation read it
+    assert again.classes == ["gap"] and again.num_boxes == dataset.num_boxes
+    report, _, scored = jobs.evaluate_model_on_dataset(
+        get_settings().default_model_dir, folder, examples=0
+    )
+    assert scored == 2 and report.per_class["product"]["ap50"] is None  # gaps only: not scored
+    assert report.per_class["gap"]["ap50"] is not None

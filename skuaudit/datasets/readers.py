@@ -159,13 +159,15 @@ class _ClassResolver:
                     return self._seen(self.class_map[key])
             shown = raw if name in (None, raw) else f"{raw} ({name})"
             raise DatasetError(
-                f"{where}: unknown class {shown}; --class-map maps only {sorted(self.class_map)}"
+                f"{where}: unknown class {shown}; the class map maps only "
+                f"{sorted(self.class_map)}"
             )
         if name is None:
             known = sorted(self.source_names or {})
             raise DatasetError(
                 f"{where}: unknown class {raw}; known ids {known} (add it to data.yaml / "
-                f"classes.txt, or pass --class-map {raw}=product)"
+                f"classes.txt, or give a class map such as {raw}=gap or {raw}=product: "
+                "--class-map on the command line, Class map in the Model lab)"
             )
         return self._seen(self.aliases.get(name, name))
 

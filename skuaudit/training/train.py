@@ -172,8 +172,9 @@ def to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
     if unknown:
         raise DatasetError(
             f"dataset classes {unknown} are not detector classes {list(CLASS_NAMES)}; "
-            f"map them with class_map (e.g. --class-map 0=gap, or 2={IGNORE_CLASS} for regions "
-            "to learn neither as objects nor as background)"
+            f"map them with a class map (e.g. 0=gap, or 2={IGNORE_CLASS} for regions to learn "
+            "neither as objects nor as background): --class-map on the command line, "
+            "Class map when adding a data set in the Model lab"
         )
     declared = tuple(c for c in CLASS_NAMES if c in dataset.classes)
     out = []

@@ -287,3 +287,41 @@ def test_evaluate_on_an_uploaded_datasets_validation_photos(db_url, monkeypatch,
     assert any("Scored on 2 validation photos of shelves-upload" in c.value for c in at.caption)
     shown = {m.label: float(m.value) for m in at.metric}
     assert shown["AP50"] > 0.5  # the shipped model on generated shelves (products and gaps)
+
+
+def test_add_a_dataset_with_a_class_map(db_url, monkeypatch, tmp_path):
+    """A YOLO zip whose class 0 is not named needs a class map: refused without one (the page
+    says how to give it), added with it, and then offered for training and evaluation."""
+    import io
+    import zipfile
+
+    from skuaudit.datasets.synth import generate_dataset
+
+    shelves = generate_dataset(tmp_path / "shelves", 4, 31, 512, 384, formats=("yolo",))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for image in sorted((shelves / "images").glob("*.jpg")):
+            zf.write(image, f"images/{image.name}")
+            lines = (shelves / "labels" / f"{image.stem}.txt").read_text().splitlines()
+            gaps = [line[2:] for line in lines if line.startswith("1 ")]  # as id 0, unnamed
+            zf.writestr(f"labels/{image.stem}.txt", "".join(f"0 {g}\n" for g in gaps))
+    at = _lab(monkeypatch, tmp_path)
+    assert at.file_uploader(key="upload_dataset_zip").proto.max_upload_size_mb == 1024
+    at.file_uploader(key="upload_dataset_zip").set_value(
+        ("store-gaps.zip", buffer.getvalue(), "application/zip")
+    )
+    next(b for b in at.button if b.label == "Add dataset").click().run()
+    assert not at.exception, at.exception
+    assert "unknown class 0" in at.error[0].value
+    assert "Class map in the Model lab" in at.error[0].value
+    assert at.selectbox(key="train_dataset").options == ["Generated shelves"]
+
+    at.file_uploader(key="upload_dataset_zip").set_value(
+        ("store-gaps.zip", buffer.getvalue(), "application/zip")
+    )
+    at.text_input(key="upload_class_map").set_value("0=gap")
+    next(b for b in at.button if b.label == "Add dataset").click().run()
+    assert not at.exception, at.exception
+    assert "store-gaps-" in at.success[0].value and "images" in at.success[0].value
+    (added,) = at.selectbox(key="train_dataset").options[1:]
+    assert at.selectbox(key="lab_eval_source").options == ["Generated shelves", added]

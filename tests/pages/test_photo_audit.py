@@ -55,6 +55,8 @@ def _audits(url) -> list[m.Audit]:
 
 def test_upload_review_and_save(page, shelf, demo_db_url):
     assert not page.exception
+    # A photo's limit, not the server's (which takes dataset zips): refused in the browser.
+    assert page.file_uploader(key="photo_uploads").proto.max_upload_size_mb == 25
     page.file_uploader(key="photo_uploads").set_value(
         [
             ("shelf.png", encode_png(shelf.image_bgr), "image/png"),

@@ -75,7 +75,7 @@ def test_split_by_image_is_deterministic_and_disjoint(n, fraction, n_val):
 
 def test_unknown_classes_are_rejected(tmp_path):
     ds = Dataset(["empty"], _images(["a"]))
-    with pytest.raises(DatasetError, match="class_map"):
+    with pytest.raises(DatasetError, match="class map"):
         train_detector(TrainConfig(out_dir=tmp_path / "m", steps=1), [ds])
 
 
