@@ -41,7 +41,10 @@ with tab_train:
             "to learn neither as objects nor as background), comma-separated. Not needed for "
             "classes already named product and gap, or for SKU-110K CSV files.",
         )
-        if st.form_submit_button("Add dataset") and upload is not None:
+        submitted = st.form_submit_button("Add dataset")
+        if submitted and upload is None:
+            st.warning("Choose a dataset zip first (and wait until it has uploaded).")
+        elif submitted:
             with ui.user_errors("Adding the dataset"):
                 try:
                     folder, dataset = jobs.add_dataset_archive(
@@ -50,7 +53,11 @@ with tab_train:
                 except UnsafeArchiveError as exc:
                     st.error(f"The archive was refused: {exc}")
                 else:
-                    st.success(f"{folder.name}: {len(dataset)} images, {dataset.num_boxes} boxes")
+                    listed = folder.relative_to(jobs.datasets_dir()).parts[0]  # as the lists name it
+                    st.success(
+                        f"{listed}: {len(dataset)} images, {dataset.num_boxes} boxes "
+                        f"({', '.join(dataset.classes)})"
+                    )
                     for problem in dataset.problems[:10]:
                         st.caption(f"skipped: {problem}")
 

@@ -69,7 +69,7 @@ def parse_class_map(text: str | None) -> dict[str, str] | None:
             continue
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"--class-map entry {part.strip()!r} is not SOURCE=CLASS (e.g. 0=gap)")
+            raise ValueError(f"class map entry {part.strip()!r} is not SOURCE=CLASS (e.g. 0=gap)")
         mapping[key.strip()] = value.strip()
     return mapping
 
