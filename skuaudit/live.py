@@ -13,7 +13,7 @@
   the boxes refresh at the detector's rate.
 - One worker thread runs the detector and brand recognition on the newest frame, then records the
   boxes, the counts per brand, the processed-frame counter and the latency (frame arrival to
-  boxes ready). It exits after a while without frames and ``process`` starts it again.
+  boxes ready; shown as the median over the window, on the video and on the page alike). It exits after a while without frames and ``process`` starts it again.
 - ``snapshot`` (called from the page) returns a ``LiveState``: counts smoothed over the last
   ``window`` processed frames (per-brand median), so one bad frame neither flickers the page nor
   changes a saved audit; and the frame of the window whose counts are closest to those medians,
@@ -369,7 +369,8 @@ class LiveState:
         received_frames: frames handed to ``process``.
         dropped_frames: frames replaced in the slot before the detector could take them.
         fps: processed frames per second over the window.
-        latency_ms: last frame's time from arrival in ``process`` to its boxes being ready.
+        latency_ms: median over the window of the frames' time from arrival in ``process`` to
+            their boxes being ready (the overlay and the page's status line show the same figure).
         frame_bgr: the window's frame whose counts are closest to the smoothed ones (newest on
             ties); ``None`` before the first processed frame.
         detections: that frame's detections.
@@ -434,13 +435,13 @@ class LiveProcessor:
         self._closed = False
         self._history: deque[_Sample] = deque(maxlen=window)
         self._done_times: deque[float] = deque(maxlen=max(window, 2))
+        self._latencies_ms: deque[float] = deque(maxlen=max(window, 1))
         self._latest = Detections.empty()
         self._latest_shape: tuple[int, int] | None = None
         self._overlay_lines: list[str] = []
         self._processed = 0
         self._received = 0
         self._dropped = 0
-        self._latency_ms = 0.0
         self._error: str | None = None
 
     # -- callback thread
@@ -516,7 +517,7 @@ class LiveProcessor:
                 self._done_times.append(done_at)
                 self._latest, self._latest_shape = detections, frame.shape[:2]
                 self._processed += 1
-                self._latency_ms = (done_at - received_at) * 1000.0
+                self._latencies_ms.append((done_at - received_at) * 1000.0)
                 self._error = None
                 state = self._state_locked()
                 self._overlay_lines = _overlay_text(state)
@@ -553,7 +554,7 @@ class LiveProcessor:
             received_frames=self._received,
             dropped_frames=self._dropped,
             fps=fps,
-            latency_ms=self._latency_ms,
+            latency_ms=float(np.median(self._latencies_ms)) if self._latencies_ms else 0.0,
             frame_bgr=best.frame_bgr,
             detections=best.detections,
             error=self._error,
@@ -574,9 +575,10 @@ class LiveProcessor:
         with self._cond:
             self._history.clear()
             self._done_times.clear()
+            self._latencies_ms.clear()
             self._latest, self._latest_shape, self._overlay_lines = Detections.empty(), None, []
             self._processed = self._received = self._dropped = 0
-            self._latency_ms, self._error = 0.0, None
+            self._error = None
 
     def set_analyser(self, analyse: Analyser) -> None:
         """Analyse the next frames with ``analyse`` (e.g. another detector mode).

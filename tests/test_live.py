@@ -134,6 +134,24 @@ def test_process_returns_without_waiting_for_the_detector(make_processor):
     assert proc.wait_processed(1)
 
 
+def test_latency_is_the_windows_median_and_the_overlay_shows_the_snapshots(make_processor):
+    """One slow frame does not make the latency jump, and the figure drawn on the video is the
+    one the page's status line reads (they used to be two different frames' latencies)."""
+    delays = iter([0.02, 0.4, 0.02])
+
+    def analyse(frame):
+        time.sleep(next(delays))
+        return _detections(1)
+
+    proc = make_processor(analyse, window=3)
+    for i in range(3):
+        proc.process(_frame(i))
+        assert proc.wait_processed(i + 1)
+    state = proc.snapshot()
+    assert 20 <= state.latency_ms < 400  # the median, not the slow frame's 400 ms
+    assert proc._overlay_lines == live._overlay_text(state)
+
+
 def test_stale_frames_are_dropped_not_queued(make_processor):
     seen: list[int] = []
     gate = threading.Event()
