@@ -83,7 +83,7 @@ def bench_live(
         returned += 1
         state = processor.snapshot()
         if state.processed_frames > last_processed:
-            latencies.append(state.latency_ms)
+            latencies.append(state.last_latency_ms)
             last_processed = state.processed_frames
         next_at += interval
         time.sleep(max(0.0, next_at - time.perf_counter()))

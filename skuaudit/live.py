@@ -371,6 +371,7 @@ class LiveState:
         fps: processed frames per second over the window.
         latency_ms: median over the window of the frames' time from arrival in ``process`` to
             their boxes being ready (the overlay and the page's status line show the same figure).
+        last_latency_ms: the newest processed frame's own latency (benchmarks).
         frame_bgr: the window's frame whose counts are closest to the smoothed ones (newest on
             ties); ``None`` before the first processed frame.
         detections: that frame's detections.
@@ -384,6 +385,7 @@ class LiveState:
     dropped_frames: int = 0
     fps: float = 0.0
     latency_ms: float = 0.0
+    last_latency_ms: float = 0.0
     frame_bgr: np.ndarray | None = None
     detections: Detections = field(default_factory=Detections.empty)
     error: str | None = None
@@ -554,7 +556,8 @@ class LiveProcessor:
             received_frames=self._received,
             dropped_frames=self._dropped,
             fps=fps,
-            latency_ms=float(np.median(self._latencies_ms)) if self._latencies_ms else 0.0,
+            latency_ms=float(np.median(self._latencies_ms)),
+            last_latency_ms=self._latencies_ms[-1],
             frame_bgr=best.frame_bgr,
             detections=best.detections,
             error=self._error,

@@ -149,6 +149,7 @@ def test_latency_is_the_windows_median_and_the_overlay_shows_the_snapshots(make_
         assert proc.wait_processed(i + 1)
     state = proc.snapshot()
     assert 20 <= state.latency_ms < 400  # the median, not the slow frame's 400 ms
+    assert 20 <= state.last_latency_ms < 400  # the newest frame's own (benchmarks read it)
     assert proc._overlay_lines == live._overlay_text(state)
 
 
