@@ -53,7 +53,8 @@ with tab_train:
                 except UnsafeArchiveError as exc:
                     st.error(f"The archive was refused: {exc}")
                 else:
-                    listed = folder.relative_to(jobs.datasets_dir()).parts[0]  # as the lists name it
+                    # named as the Dataset and Evaluate on lists name it
+                    listed = folder.relative_to(jobs.datasets_dir()).parts[0]
                     st.success(
                         f"{listed}: {len(dataset)} images, {dataset.num_boxes} boxes "
                         f"({', '.join(dataset.classes)})"
@@ -189,9 +190,7 @@ def job_panel(listed_version_ids: set[int]) -> None:
         if job.message:
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
-            st.plotly_chart(
-                _loss_figure(job.history), width="stretch", key=f"loss_{job.id}"
-            )
+            st.plotly_chart(_loss_figure(job.history), width="stretch", key=f"loss_{job.id}")
         if not job.is_final and st.button(
             "Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested
         ):
@@ -229,7 +228,8 @@ def _evaluate(model_dir: str, n_images: int):
 
 
 @st.cache_data(show_spinner="Evaluating on the data set's validation photos ...", max_entries=8)
-def _evaluate_on_dataset(model_dir: str, dataset_dir: str, max_images: int, _changed: float):
+def _evaluate_on_dataset(model_dir: str, dataset_dir: str, max_images: int, changed: float):
+    # NOTE: `changed` (the folder's mtime) is only a cache key: a re-added folder is scored anew.
     report, examples, scored = jobs.evaluate_model_on_dataset(model_dir, dataset_dir, max_images)
     return report, examples, f"{scored} validation photos of {Path(dataset_dir).name}"
 

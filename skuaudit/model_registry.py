@@ -171,11 +171,6 @@ def _training_info(model_dir: Path) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _training_metrics(model_dir: Path) -> dict:
-    """The validation figures ``config.json`` records under ``training.metrics``, or ``{}``."""
-    return _training_info(model_dir).get("metrics", {})
-
-
 def dataset_label(description: str) -> str:
     """A short name of a training data set from its model-card line.
 
@@ -199,7 +194,11 @@ def dataset_labels(model_dir: str | Path) -> dict[str, str]:
     The keys are those of its validation figures (``training.metrics``); data sets without a
     description keep their key.
     """
-    config = _training_info(Path(model_dir)).get("config", {})
+    return _dataset_labels(_training_info(Path(model_dir)))
+
+
+def _dataset_labels(training_info: dict) -> dict[str, str]:
+    config = training_info.get("config", {})
     descriptions = config.get("data_description") if isinstance(config, dict) else None
     if not isinstance(descriptions, list):
         return {}
@@ -212,8 +211,9 @@ def model_choices(url: str | None = None) -> list[dict]:
     """Every model an analyst can pick: the detector versions (newest first), then the shipped default.
 
     Each entry has the keys of ``list_model_versions`` plus ``in_use``: whether new audits use it
-    (the folder ``active_model_dir`` returns), and ``datasets``: ``dataset_labels`` of its folder. The default's ``id`` is ``None``, its ``name``
-    ``DEFAULT_MODEL_NAME`` and its ``is_active`` equals its ``in_use``.
+    (the folder ``active_model_dir`` returns), and ``datasets``: ``dataset_labels`` of its
+    folder. The default's ``id`` is ``None``, its ``name`` ``DEFAULT_MODEL_NAME`` and its
+    ``is_active`` equals its ``in_use``.
 
     Example:
         >>> [c["name"] for c in model_choices() if c["in_use"]]  # doctest: +SKIP
@@ -223,16 +223,18 @@ def model_choices(url: str | None = None) -> list[dict]:
     active = next((v for v in versions if v["is_active"]), None)
     in_use_id = active["id"] if active and Path(active["path"]).is_dir() else None
     default_dir = get_settings().default_model_dir
+    default_info = _training_info(default_dir)
     default = {
         "id": None,
         "name": DEFAULT_MODEL_NAME,
         "path": str(default_dir),
         "is_active": in_use_id is None,
         "created_at": None,
-        "metrics": _training_metrics(default_dir),
+        "metrics": default_info.get("metrics", {}),
         "in_use": in_use_id is None,
+        "datasets": _dataset_labels(default_info),
     }
     return [
         {**v, "in_use": v["id"] == in_use_id, "datasets": dataset_labels(v["path"])}
         for v in versions
-    ] + [{**default, "datasets": dataset_labels(default_dir)}]
+    ] + [default]
