@@ -15,7 +15,7 @@ st.title("Stockouts")
 url = get_settings().db_url
 
 with ui.user_errors("Loading the stockouts"):
-    latest_id = reports.latest_audit_id(url)
+    latest_id = reports.data_version(url)  # cache key: new audits, stores, brand names
     span = reports.audit_date_range(url)
     if span is None:
         st.info("No audits yet: save an audit from the Live or Photo audit page first.")

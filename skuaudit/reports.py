@@ -265,6 +265,21 @@ def latest_audit_id(url: str | None = None) -> int | None:
         return conn.scalar(sa.select(sa.func.max(_A.c.id)))
 
 
+def data_version(url: str | None = None) -> str:
+    """A cache key of everything the dashboards show: the newest audit id and the stores and
+    brands as they are now, so a new audit, a new store or a renamed brand shows at once."""
+    import hashlib
+
+    with _connect(url) as conn:
+        newest = conn.scalar(sa.select(sa.func.max(_A.c.id)))
+        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.id)).all()
+        brands = conn.execute(
+            sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex).order_by(_B.c.id)
+        ).all()
+    digest = hashlib.sha1(repr((stores, brands)).encode()).hexdigest()[:16]
+    return f"{newest}:{digest}"
+
+
 def audit_date_range(url: str | None = None) -> tuple[date, date] | None:
     """First and last audit dates, or None when there is no audit yet."""
     with _connect(url) as conn:

@@ -105,9 +105,10 @@ def sign_in_page() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_report(report: str, latest_audit_id: int | None, **kwargs):
-    """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``latest_audit_id`` makes a new
-    audit show up at once while repeated reruns with the same filters cost nothing."""
+def cached_report(report: str, data_version: str | int | None, **kwargs):
+    """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``data_version``
+    (``reports.data_version``) makes a new audit, store or brand name show up at once while
+    repeated reruns with the same filters cost nothing."""
     from skuaudit import reports
 
     return getattr(reports, report)(**kwargs)

@@ -268,3 +268,14 @@ def test_kept_store_filter_of_a_renamed_store_falls_back(demo_db_url):
     assert not at.exception, at.exception
     assert at.selectbox(key="sos_scope").value == "All stores"
     assert "Store: Central Hypermarket" in at.selectbox(key="sos_scope").options
+
+
+def test_a_store_added_meanwhile_shows_without_a_new_audit(demo_db_url):
+    """The reports are cached per data version: a new store (or a renamed one) is part of it,
+    not only the newest audit."""
+    at = _open(STOCKOUTS)
+    assert not at.warning
+    add_store("Lakeside Mini", "East", url=demo_db_url)
+    at.run()
+    assert "Lakeside Mini" in at.warning[0].value
+    assert "Region: East" in at.selectbox(key="so_scope").options
