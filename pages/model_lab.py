@@ -22,11 +22,14 @@ tab_train, tab_jobs, tab_models = st.tabs(["Data and training", "Training jobs",
 
 with tab_train:
     st.subheader("Datasets")
-    with st.form("upload_dataset", clear_on_submit=True):
+    # A refused zip and its class map stay in the form to be corrected; a new form round (new
+    # widget keys) empties it once the data set is added.
+    upload_round = st.session_state.setdefault("upload_round", 0)
+    with st.form(f"upload_dataset_{upload_round}"):
         upload = st.file_uploader(
             "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)",
             type=["zip"],
-            key="upload_dataset_zip",
+            key=f"upload_dataset_zip_{upload_round}",
             max_upload_size=get_settings().max_dataset_mb,
         )
         c1, c2 = st.columns(2)
@@ -35,7 +38,7 @@ with tab_train:
         )
         class_map_text = c2.text_input(
             "Class map",
-            key="upload_class_map",
+            key=f"upload_class_map_{upload_round}",
             placeholder="e.g. 0=gap",
             help="Dataset class id or name = detector class (product, gap, or ignore for regions "
             "to learn neither as objects nor as background), comma-separated. Not needed for "
@@ -55,12 +58,14 @@ with tab_train:
                 else:
                     # named as the Dataset and Evaluate on lists name it
                     listed = folder.relative_to(jobs.datasets_dir()).parts[0]
-                    st.success(
+                    st.session_state["upload_round"] = upload_round + 1
+                    ui.rerun_with_messages(
+                        "datasets",
                         f"{listed}: {len(dataset)} images, {dataset.num_boxes} boxes "
-                        f"({', '.join(dataset.classes)})"
+                        f"({', '.join(dataset.classes)})",
+                        errors=[f"skipped: {problem}" for problem in dataset.problems[:10]],
                     )
-                    for problem in dataset.problems[:10]:
-                        st.caption(f"skipped: {problem}")
+    ui.show_messages("datasets")
 
     st.subheader("Start a training job")
     datasets = {"Generated shelves": jobs.SYNTHETIC} | {

@@ -402,10 +402,7 @@ def add_dataset_archive(
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-")[:60] or "dataset"
     folder = datasets_dir() / f"{stem}-{utcnow().strftime('%Y%m%d-%H%M%S')}"
     safe_extract(source, folder)
-    root = folder
-    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir():  # a zip of the dataset folder itself
-        root = entries[0]
+    root = _dataset_root(folder)
     try:
         dataset = read_dataset(root, dataset_format, skip_bad=True, class_map=class_map)
         unknown = [p for p in dataset.problems if "unknown class" in p]
@@ -421,6 +418,12 @@ def add_dataset_archive(
     info = {"format": fmt, "class_map": class_map or {}}
     folder.with_name(folder.name + DATASET_INFO_SUFFIX).write_text(json.dumps(info))
     return root, dataset
+
+
+def _dataset_root(folder: Path) -> Path:
+    """The folder holding the data set: the one folder inside, for a zip of the folder itself."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
 
 
 def read_uploaded_dataset(folder: str | Path, dataset_format: str = "auto"):
@@ -442,7 +445,8 @@ def read_uploaded_dataset(folder: str | Path, dataset_format: str = "auto"):
     class_map = info.get("class_map") if isinstance(info.get("class_map"), dict) else None
     if dataset_format == "auto" and info.get("format") in FORMATS:
         dataset_format = info["format"]
-    return read_dataset(folder, dataset_format, skip_bad=True, class_map=class_map or None)
+    root = _dataset_root(folder) if folder.is_dir() else folder
+    return read_dataset(root, dataset_format, skip_bad=True, class_map=class_map or None)
 
 
 def list_datasets() -> list[Path]:

@@ -349,3 +349,29 @@ def test_dataset_upload_with_a_class_map_is_read_with_it_everywhere(
     )
     assert scored == 2 and report.per_class["product"]["ap50"] is None  # gaps only: not scored
     assert report.per_class["gap"]["ap50"] is not None
+
+
+def test_a_zip_of_the_dataset_folder_itself_is_read_from_that_folder(
+    tmp_path, monkeypatch, shelf_dataset
+):
+    """``synthds/data.yaml`` inside the zip: added, then read the same way for training and
+    evaluation (the names file is in the inner folder, not in the extracted one)."""
+    import zipfile
+
+    from skuaudit.config import get_settings
+
+    monkeypatch.setenv("SKUAUDIT_MEDIA_DIR", str(tmp_path / "media"))
+    archive = tmp_path / "synthds.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in shelf_dataset.rglob("*"):
+            if path.is_file():
+                zf.write(path, f"synthds/{path.relative_to(shelf_dataset)}")
+    _, added = jobs.add_dataset_archive(archive, "synthds.zip")
+    (folder,) = jobs.list_datasets()
+    again = jobs.read_uploaded_dataset(folder)
+    assert again.classes == added.classes == ["product", "gap"]
+    assert again.num_boxes == added.num_boxes and not again.problems
+    report, _, scored = jobs.evaluate_model_on_dataset(
+        get_settings().default_model_dir, folder, examples=0
+    )
+    assert scored == 2 and report.per_class["product"]["ap50"] > 0.8

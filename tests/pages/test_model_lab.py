@@ -306,8 +306,8 @@ def test_add_a_dataset_with_a_class_map(db_url, monkeypatch, tmp_path):
             gaps = [line[2:] for line in lines if line.startswith("1 ")]  # as id 0, unnamed
             zf.writestr(f"labels/{image.stem}.txt", "".join(f"0 {g}\n" for g in gaps))
     at = _lab(monkeypatch, tmp_path)
-    assert at.file_uploader(key="upload_dataset_zip").proto.max_upload_size_mb == 1024
-    at.file_uploader(key="upload_dataset_zip").set_value(
+    assert at.file_uploader(key="upload_dataset_zip_0").proto.max_upload_size_mb == 1024
+    at.file_uploader(key="upload_dataset_zip_0").set_value(
         ("store-gaps.zip", buffer.getvalue(), "application/zip")
     )
     next(b for b in at.button if b.label == "Add dataset").click().run()
@@ -316,12 +316,12 @@ def test_add_a_dataset_with_a_class_map(db_url, monkeypatch, tmp_path):
     assert "Class map in the Model lab" in at.error[0].value
     assert at.selectbox(key="train_dataset").options == ["Generated shelves"]
 
-    at.file_uploader(key="upload_dataset_zip").set_value(
-        ("store-gaps.zip", buffer.getvalue(), "application/zip")
-    )
-    at.text_input(key="upload_class_map").set_value("0=gap")
+    # The refused zip stays in the form: only the class map is added.
+    assert at.file_uploader(key="upload_dataset_zip_0").value is not None
+    at.text_input(key="upload_class_map_0").set_value("0=gap")
     next(b for b in at.button if b.label == "Add dataset").click().run()
     assert not at.exception, at.exception
-    assert "store-gaps-" in at.success[0].value and "images" in at.success[0].value
+    assert "store-gaps-" in at.success[0].value and "boxes (gap)" in at.success[0].value
+    assert at.text_input(key="upload_class_map_1").value == ""  # emptied once added
     (added,) = at.selectbox(key="train_dataset").options[1:]
     assert at.selectbox(key="lab_eval_source").options == ["Generated shelves", added]
