@@ -100,7 +100,10 @@ with ui.user_errors("Loading the stockouts"):
     )
     never = stores.loc[stores["audit_id"].isna(), "store"].tolist()
     if never:
-        st.warning(f"Not audited on or before {as_of:%d %b %Y}: {', '.join(never)}.")
+        st.warning(
+            f"No photo or live audit on or before {as_of:%d %b %Y}: {', '.join(never)}. "
+            "(Offline-page audits count facings without brands, so they are not ranked.)"
+        )
     st.download_button("Download the store ranking (CSV)", stores.to_csv(index=False),
                        file_name="stores_by_availability.csv", mime="text/csv",
                        key="so_stores_csv")

@@ -468,11 +468,19 @@ def audit_snapshots(url: str | None, audit_id: int) -> list[AuditSnapshot]:
         return [AuditSnapshot(*row) for row in conn.execute(stmt)]
 
 
+# Audits that record only counts (the Offline page's browser model: no boxes, no brands, no gap
+# widths) cannot stand for a store's latest shelf in the brand reports: they would hide its
+# stockouts and gaps behind empty figures.
+COUNTS_ONLY_SOURCES = ("offline",)
+
+
 def _ranked_audits(
     as_of: date | None, store_ids: Sequence[int] | None, region: str | None
 ) -> sa.Subquery:
-    """Audits up to the end of ``as_of`` with ``audit_rank`` 1 = each store's latest."""
+    """Audits with brand figures up to the end of ``as_of``, ``audit_rank`` 1 = each store's
+    latest (``COUNTS_ONLY_SOURCES`` left out)."""
     where = _scope_where(store_ids, region)
+    where.append(_A.c.source.not_in(COUNTS_ONLY_SOURCES))
     if as_of is not None:
         where.append(_A.c.created_at < datetime.combine(as_of + timedelta(days=1), time.min))
     rank = sa.func.row_number().over(

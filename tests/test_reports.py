@@ -290,6 +290,32 @@ def test_availability_ranks_worst_first_and_lists_unaudited_stores(chain):
     assert list(south["store"]) == ["Gamma"] and south["audit_id"].isna().all()
 
 
+def test_a_counts_only_offline_audit_does_not_hide_the_latest_brand_figures(chain):
+    """An Offline-page audit (counts, no brands, no gap widths) saved after Alpha's a3 leaves
+    Alpha's availability, stockouts, gap share and compliance as a3 has them."""
+    before = {
+        name: getattr(reports, name)(chain["url"])
+        for name in (
+            "availability_by_store",
+            "current_stockouts",
+            "gap_share_by_store",
+            "planogram_compliance",
+        )
+    }
+    with session_scope(chain["url"]) as s:
+        s.add(
+            m.Audit(
+                store_id=chain["alpha"],
+                created_at=datetime(2026, 3, 20, 10),
+                source="offline",
+                product_count=75,
+                gap_count=9,
+            )
+        )
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(getattr(reports, name)(chain["url"]), frame, obj=name)
+
+
 def test_gap_share_and_compliance_use_the_latest_audit(chain):
     gaps = reports.gap_share_by_store(chain["url"])
     assert list(zip(gaps["store"], gaps["gap_share_width"], strict=True)) == [

@@ -220,7 +220,7 @@ def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
     assert len(audited) == len(ranking) - 1
     assert "store_id" not in shown.proto.column_order
     assert "audit_id" not in shown.proto.column_order
-    assert "Not audited on or before" in at.warning[0].value
+    assert "No photo or live audit on or before" in at.warning[0].value
     assert "Lakeside Corner Shop" in at.warning[0].value
     assert list(_csv(downloads, "stores_by_availability.csv")["store"]) == list(ranking["store"])
     assert "brand_id" not in at.dataframe[2].proto.column_order
