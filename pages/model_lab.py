@@ -341,8 +341,34 @@ with tab_models:
         from skuaudit.training.evaluate import pr_curve_figure
 
         st.plotly_chart(pr_curve_figure(report), width="stretch")
-        st.dataframe(_metrics_table(report.per_class), width="stretch", hide_index=True)
-        st.image([e[:, :, ::-1] for e in examples], width=300, caption=["example"] * len(examples))
+        per_class = _metrics_table(report.per_class)
+        figures = [c for c in per_class.columns if c != "class"]
+        # None (a class no photo labels) becomes a blank cell, not the word "None".
+        per_class[figures] = per_class[figures].apply(pd.to_numeric, errors="coerce")
+        st.dataframe(
+            per_class,
+            width="stretch",
+            hide_index=True,
+            column_config={
+                "ap": st.column_config.NumberColumn("AP", format="%.3f"),
+                "ap50": st.column_config.NumberColumn("AP50", format="%.3f"),
+                "ap75": st.column_config.NumberColumn("AP75", format="%.3f"),
+                f"ar{report.max_dets}": st.column_config.NumberColumn(
+                    f"AR{report.max_dets}", format="%.3f"
+                ),
+                "count_mae": st.column_config.NumberColumn("count error (MAE)", format="%.2f"),
+                "count_rmse": st.column_config.NumberColumn("count error (RMSE)", format="%.2f"),
+            },
+        )
+        st.caption(
+            "Blank: no photo scored here labels that class. Examples: predicted boxes at the "
+            "model's thresholds, products green, gaps red."
+        )
+        st.image(
+            [e[:, :, ::-1] for e in examples],
+            width=300,
+            caption=[f"example {i + 1}" for i in range(len(examples))],
+        )
 
     st.subheader("Export")
     c1, c2 = st.columns(2)

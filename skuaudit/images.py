@@ -94,7 +94,11 @@ def load_image_bytes(
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image is too large to decode safely ({exc})") from exc
+        # Pillow's own guard fires before the check above for the very largest images.
+        raise ImageError(
+            f"{name}: the image is more than the limit of {max_pixels:,} pixels (possible "
+            "decompression bomb); resize the photo"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
             f"{name}: not a readable image file (damaged, or not JPEG, PNG or WebP)"

@@ -51,6 +51,8 @@ IMAGE_CASES = {
     "corrupt jpeg": (lambda: _jpeg()[:30] + b"\x00garbage" * 50, "corrupt|not a readable"),
     "truncated png": (lambda: _png(200, 200)[:200], "corrupt or truncated|not a readable"),
     "20000x20000 bomb": (lambda: _png_claiming_size(20000, 20000), "decompression bomb"),
+    # Pillow's own guard (89M pixels) answers first here: still our words, with our limit.
+    "12000x9000": (lambda: _png_claiming_size(12000, 9000), "more than the limit of 50,000,000"),
     "non-image named .jpg": (lambda: b"%PDF-1.4 not a photo\n" * 20, "not a readable image"),
     "empty file": (lambda: b"", "empty"),
 }

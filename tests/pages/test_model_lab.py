@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from skuaudit import jobs
@@ -325,3 +326,11 @@ def test_add_a_dataset_with_a_class_map(db_url, monkeypatch, tmp_path):
     assert at.text_input(key="upload_class_map_1").value == ""  # emptied once added
     (added,) = at.selectbox(key="train_dataset").options[1:]
     assert at.selectbox(key="lab_eval_source").options == ["Generated shelves", added]
+
+    # Gaps only: the product row of the evaluation is blank, not "None".
+    monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(ROOT / "models" / "default"))
+    at.selectbox(key="lab_eval_source").set_value(added).run()
+    at.button(key="lab_evaluate").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value.set_index("class")
+    assert pd.isna(table.loc["product", "ap50"]) and table.loc["gap", "ap50"] >= 0
