@@ -411,6 +411,14 @@ def add_dataset_archive(
         if not dataset.images:
             raise DatasetError(f"{name}: no usable images in the archive")
         to_detector_classes(dataset)  # refused now, not when a training job starts
+        labelled = {c for im in dataset.images for c in im.class_names}
+        unused = sorted({v for v in (class_map or {}).values()} - labelled)
+        if unused:  # such a class would count as labelled everywhere, with no box of it
+            entries = ", ".join(f"{k}={v}" for k, v in class_map.items() if v in unused)
+            raise DatasetError(
+                f"{name}: the class map names {', '.join(unused)}, but no box in the data set "
+                f"is of that class; leave out {entries}"
+            )
         fmt = detect_format(root) if dataset_format == "auto" else dataset_format
     except (DatasetError, ValueError):
         shutil.rmtree(folder, ignore_errors=True)

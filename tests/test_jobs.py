@@ -337,6 +337,9 @@ def test_dataset_upload_with_a_class_map_is_read_with_it_everywhere(
         jobs.add_dataset_archive(archive, "gaps.zip")
     with pytest.raises(DatasetError, match="not detector classes"):  # named, but not ours
         jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "hole"})
+    with pytest.raises(DatasetError, match="names product, but no box.*leave out 1=product"):
+        jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "gap", "1": "product"})
+    assert jobs.list_datasets() == []
     assert jobs.list_datasets() == []  # nothing half-added
 
     root, dataset = jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "gap"})
