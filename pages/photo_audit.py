@@ -74,17 +74,24 @@ colours = {b.id: b.color_hex for b in brands}
 
 st.subheader("Brands found")
 st.caption("Correct a brand by choosing another one in the table; boxes are numbered as in the table.")
+found = audit.detections_table(batch.analyses, names)
 edited = st.data_editor(
-    audit.detections_table(batch.analyses, names),
+    found,
+    # "corrected" is left out: the editor shows its input, so it could not tick an edit made here.
+    column_order=["image", "detection", "row", "brand", "score"],
     column_config={
         "brand": st.column_config.SelectboxColumn(
             "brand", options=[*sorted(names.values()), UNKNOWN_NAME], required=True
-        )
+        ),
+        "score": st.column_config.NumberColumn("brand score", format="%.3f"),
     },
-    disabled=["image", "detection", "row", "score", "corrected"],
+    disabled=["image", "detection", "row", "score"],
     hide_index=True,
     key=f"photo_table_{batch_key[:12]}",
 )
+corrected = int((edited["brand"] != found["brand"]).sum()) if len(found) else 0
+if corrected:
+    st.caption(f"{corrected} brand(s) corrected; the figures below and the saved audit use them.")
 analyses = batch.analyses
 with ui.user_errors("Applying the corrections"):
     analyses = audit.apply_brand_table(batch.analyses, edited, names)
