@@ -115,7 +115,7 @@ with tab_train:
                     init_model=starts[start],
                 )
                 job_id = jobs.submit_job(params, created_by=ui.signed_in_analyst())
-                st.session_state["lab_job"] = job_id
+                st.session_state["lab_job_pick"] = job_id  # Training jobs shows it
                 st.success(f"Job {job_id} started; follow it under Training jobs.")
 
 
@@ -178,11 +178,10 @@ def job_panel(listed_version_ids: set[int]) -> None:
                 "message": st.column_config.TextColumn("message", width="large"),
             },
         )
-        ids = [j.id for j in job_list]
-        chosen = st.session_state.get("lab_job", ids[0])
-        job_id = st.selectbox(
-            "Job", ids, index=ids.index(chosen) if chosen in ids else 0, key="lab_job_pick"
-        )
+        ids = [j.id for j in job_list]  # newest first
+        if st.session_state.get("lab_job_pick") not in ids:
+            st.session_state["lab_job_pick"] = ids[0]
+        job_id = st.selectbox("Job", ids, key="lab_job_pick")
         job = next(j for j in job_list if j.id == job_id)
         epoch = job.history[-1].get("epoch") if job.history else None
         eta = f", about {job.eta_s / 60:.0f} min left" if job.eta_s else ""

@@ -39,12 +39,15 @@ def test_page_is_for_analysts_only(db_url):
 def test_start_training_job_from_the_form(db_url, monkeypatch, tmp_path):
     started = []
     monkeypatch.setattr(jobs, "start_worker", lambda job_id, url=None: started.append(job_id) or 1)
+    older = jobs.create_job(jobs.TrainParams(steps=10), created_by="ana")
     at = _lab(monkeypatch, tmp_path)
+    assert at.selectbox(key="lab_job_pick").value == older
     at.number_input(key="train_steps").set_value(20)
     at.selectbox(key="train_size").set_value(128)
-    at.button[1].click().run()  # the form's "Start training"
+    next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, at.exception
     assert started and "started" in at.success[0].value
+    assert at.selectbox(key="lab_job_pick").value == started[0]  # the new job, not the older
     job = jobs.get_job(started[0], db_url)
     assert (job.status, job.params["steps"], job.params["image_size"]) == ("queued", 20, 128)
 
