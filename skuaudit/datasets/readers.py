@@ -34,7 +34,8 @@ import io
 import json
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.detections import CLASS_NAMES
+from skuaudit.detections import CLASS_NAMES, IGNORE_CLASS
 
 FORMATS: tuple[str, ...] = ("yolo", "voc", "coco", "sku110k")
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -159,8 +160,7 @@ class _ClassResolver:
                     return self._seen(self.class_map[key])
             shown = raw if name in (None, raw) else f"{raw} ({name})"
             raise DatasetError(
-                f"{where}: unknown class {shown}; the class map maps only "
-                f"{sorted(self.class_map)}"
+                f"{where}: unknown class {shown}; the class map maps only {sorted(self.class_map)}"
             )
         if name is None:
             known = sorted(self.source_names or {})
@@ -259,18 +259,59 @@ def _yolo_names(root: Path) -> dict[str, str]:
     return {}
 
 
-def _yolo_label_path(image: Path, root: Path) -> Path:
+def _yolo_label_path(image: Path, root: Path, labels: str = "labels") -> Path:
     rel = image.relative_to(root)
     parts = list(rel.parts)
     if "images" in parts:
         i = len(parts) - 1 - parts[::-1].index("images")
-        parts[i] = "labels"
+        parts[i] = labels
         return (root / Path(*parts)).with_suffix(".txt")
+    if labels != "labels":
+        return (root / labels / rel).with_suffix(".txt")
     return image.with_suffix(".txt")
 
 
+@dataclass(frozen=True)
+class ScoreBands:
+    """How the optional sixth column of a YOLO line (a labelling model's score) is read.
+
+    A box scoring at least ``min_score`` keeps its class; one scoring from ``ignore_score`` up
+    to ``min_score`` becomes an ``IGNORE_CLASS`` box (a region trainers learn neither as an
+    object nor as background, and evaluation neither rewards nor penalises); a lower one is
+    dropped. Lines without a score (human labels) always keep their class.
+
+    Example:
+        >>> ScoreBands(0.4, 0.1).name_for("product", 0.2)
+        'ignore'
+    """
+
+    min_score: float
+    ignore_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min score must be in [0, 1], got {self.min_score}")
+        if self.ignore_score is not None and not 0.0 <= self.ignore_score <= self.min_score:
+            raise ValueError(
+                f"ignore score must be in [0, min score {self.min_score}], got {self.ignore_score}"
+            )
+
+    def name_for(self, name: str, score: float) -> str | None:
+        """The class a box of ``name`` scoring ``score`` is read as; ``None``: dropped."""
+        if score >= self.min_score:
+            return name
+        if self.ignore_score is not None and score >= self.ignore_score:
+            return IGNORE_CLASS
+        return None
+
+
 def _yolo_image(
-    image: Path, label: Path, root: Path, resolver: _ClassResolver, verify: bool
+    image: Path,
+    label: Path,
+    root: Path,
+    resolver: _ClassResolver,
+    verify: bool,
+    bands: ScoreBands | None = None,
 ) -> LabeledImage:
     width, height = image_size(image, str(label if label.is_file() else image), verify)
     boxes, names = [], []
@@ -280,10 +321,21 @@ def _yolo_image(
         if not fields:
             continue
         where = f"{label.relative_to(root)} line {number}"
-        if len(fields) != 5:
-            raise DatasetError(f"{where}: expected 5 fields 'class cx cy w h', got {len(fields)}")
-        cx, cy, bw, bh = (_number(f, where) for f in fields[1:])
-        names.append(resolver.resolve(fields[0], where))
+        if len(fields) not in (5, 6):
+            raise DatasetError(
+                f"{where}: expected 5 fields 'class cx cy w h' (or 6 with a score), "
+                f"got {len(fields)}"
+            )
+        cx, cy, bw, bh = (_number(f, where) for f in fields[1:5])
+        name = resolver.resolve(fields[0], where)
+        if len(fields) == 6:
+            score = _number(fields[5], where)
+            if not 0.0 <= score <= 1.0:
+                raise DatasetError(f"{where}: score {score:g} is not in [0, 1]")
+            if bands is not None:
+                name = bands.name_for(name, score)
+                if name is None:
+                    continue
         box = (
             (cx - bw / 2) * width,
             (cy - bh / 2) * height,
@@ -291,6 +343,7 @@ def _yolo_image(
             (cy + bh / 2) * height,
         )
         boxes.append(check_box_xyxy(box, width, height, where))
+        names.append(name)
     return LabeledImage(image, width, height, np.array(boxes, np.float32).reshape(-1, 4), names)
 
 
@@ -300,29 +353,41 @@ def read_yolo(
     skip_bad: bool = False,
     class_map: dict[str, str] | None = None,
     verify_images: bool = True,
+    labels: str = "labels",
+    score_bands: ScoreBands | None = None,
 ) -> Dataset:
-    """Read a YOLO folder (see the module docstring for the layout)."""
+    """Read a YOLO folder (see the module docstring for the layout).
+
+    Args:
+        labels: the label folder beside ``images/`` (e.g. ``teacher`` for a labelling model's
+            boxes on the same photos).
+        score_bands: how a sixth column (a score) is read; ``None`` keeps every box.
+    """
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder (YOLO datasets are folders)")
+    if labels != "labels" and not (root / labels).is_dir():
+        raise DatasetError(f"{root}: no label folder {labels!r}")
     resolver = _ClassResolver(_yolo_names(root), class_map)
     image_root = root / "images" if (root / "images").is_dir() else root
     image_files = sorted(
         p
         for p in image_root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and "labels" not in p.parts
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not {"labels", labels} & set(p.relative_to(root).parts)
     )
     problems = _Problems(skip_bad)
     images: list[LabeledImage] = []
     labels_used: set[Path] = set()
     for image in image_files:
-        label = _yolo_label_path(image, root)
+        label = _yolo_label_path(image, root, labels)
         labels_used.add(label)
         try:
-            images.append(_yolo_image(image, label, root, resolver, verify_images))
+            images.append(_yolo_image(image, label, root, resolver, verify_images, score_bands))
         except DatasetError as exc:
             problems.report(exc)
-    label_root = root / "labels" if (root / "labels").is_dir() else root
+    label_root = root / labels if (root / labels).is_dir() else root
     for label in sorted(label_root.rglob("*.txt")):
         if label in labels_used or label.name == "classes.txt":
             continue
@@ -332,7 +397,10 @@ def read_yolo(
                 f"(looked for {label.stem}.jpg/.png under {image_root.relative_to(root.parent)})"
             )
         )
-    return _finish(root, "yolo", images, resolver, problems)
+    dataset = _finish(root, "yolo", images, resolver, problems)
+    if any(IGNORE_CLASS in im.class_names for im in images) and IGNORE_CLASS not in dataset.classes:
+        dataset.classes.append(IGNORE_CLASS)
+    return dataset
 
 
 # --------------------------------------------------------------------------- Pascal VOC
@@ -651,6 +719,8 @@ def read_dataset(
     skip_bad: bool = False,
     class_map: dict[str, str] | None = None,
     verify_images: bool = True,
+    labels: str = "labels",
+    score_bands: ScoreBands | None = None,
 ) -> Dataset:
     """Read a dataset in any supported format into the common ``Dataset`` form.
 
@@ -660,6 +730,8 @@ def read_dataset(
         skip_bad: skip bad images and list them in ``Dataset.problems`` instead of raising.
         class_map: dataset class id or name -> model class name.
         verify_images: check that JPEG/PNG files are complete (image headers are always read).
+        labels: YOLO only: the label folder beside ``images/`` (default ``labels``).
+        score_bands: YOLO only: how a sixth column (a labelling model's score) is read.
 
     Raises:
         DatasetError: naming the file and line or field at fault.
@@ -667,4 +739,71 @@ def read_dataset(
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in _READERS:
         raise ValueError(f"unknown dataset format {format!r}; use one of {list(FORMATS)} or auto")
-    return _READERS[fmt](path, skip_bad=skip_bad, class_map=class_map, verify_images=verify_images)
+    options = {"skip_bad": skip_bad, "class_map": class_map, "verify_images": verify_images}
+    if fmt == "yolo":
+        options |= {"labels": labels, "score_bands": score_bands}
+    elif labels != "labels" or score_bands is not None:
+        raise ValueError("a label folder and score bands apply to YOLO data sets only")
+    return _READERS[fmt](path, **options)
+
+
+def merge_labels(datasets: Sequence[Dataset]) -> Dataset:
+    """One data set from several label sets of the same photos (e.g. human gap boxes and a
+    labelling model's product boxes): images are joined by file, their boxes put together and
+    each image annotates the classes of every set that holds it. Images only some sets hold
+    keep what those sets say.
+
+    Example:
+        >>> a = Dataset(["gap"], [LabeledImage("p.jpg", 9, 9, [[0, 0, 2, 2]], ["gap"], ("gap",))])
+        >>> b = Dataset(["product"], [LabeledImage("p.jpg", 9, 9, [[3, 3, 5, 5]], ["product"],
+        ...                                        ("product",))])
+        >>> merged = merge_labels([a, b])
+        >>> merged.classes, merged.images[0].class_names, merged.images[0].annotated_classes
+        (['product', 'gap'], ['gap', 'product'], ('product', 'gap'))
+    """
+    if not datasets:
+        raise DatasetError("merge_labels: no data sets to merge")
+    by_path: dict[Path, LabeledImage] = {}
+    for ds in datasets:
+        for im in ds.images:
+            annotated = im.annotated_classes if im.annotated_classes is not None else ds.classes
+            key = im.path.resolve()
+            seen = by_path.get(key)
+            if seen is None:
+                by_path[key] = LabeledImage(
+                    im.path,
+                    im.width,
+                    im.height,
+                    im.boxes_xyxy,
+                    im.class_names,
+                    tuple(annotated),
+                    dict(im.extras),
+                )
+                continue
+            if (seen.width, seen.height) != (im.width, im.height):
+                raise DatasetError(
+                    f"{im.path}: {im.width}x{im.height} in one label set, "
+                    f"{seen.width}x{seen.height} in another"
+                )
+            by_path[key] = LabeledImage(
+                seen.path,
+                seen.width,
+                seen.height,
+                np.concatenate([seen.boxes_xyxy, im.boxes_xyxy]),
+                seen.class_names + im.class_names,
+                tuple(dict.fromkeys([*seen.annotated_classes, *annotated])),
+            )
+    names = list(dict.fromkeys(c for ds in datasets for c in ds.classes))
+    classes = [c for c in CLASS_NAMES if c in names] + [c for c in names if c not in CLASS_NAMES]
+    images = []
+    for im in by_path.values():
+        ordered = tuple(c for c in classes if c in im.annotated_classes)
+        images.append(
+            LabeledImage(im.path, im.width, im.height, im.boxes_xyxy, im.class_names, ordered)
+        )
+    return Dataset(
+        classes,
+        images,
+        [p for ds in datasets for p in ds.problems],
+        {"format": "merged", "source": [ds.meta.get("source") for ds in datasets]},
+    )

@@ -22,6 +22,8 @@ images/s, rendering on the fly 6.9 images/s (9.8x slower), so long training runs
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +52,10 @@ class TileSpec:
             the middle half of each side (YOLO-style mosaic, without its shrinking, so the
             objects keep the sizes the photo path sees). It needs the partner photos
             (``mosaic_partners``) and is meant for training only.
+        aspect: crop ``width / height`` of large photos, drawn log-uniformly; the crop is
+            stretched to the square input, as a 640x480 video frame is in one pass, so
+            ``(0.75, 1.333)`` teaches products at the proportions a phone frame shows them
+            (``(1.0, 1.0)``: square crops, the photo path's tiles).
     """
 
     side_fraction: tuple[float, float] = (0.3, 0.55)
@@ -57,8 +63,12 @@ class TileSpec:
     min_visibility: float = 0.5
     small_photo_fraction: tuple[float, float] = (1.0, 1.0)
     mosaic: float = 0.0
+    aspect: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
+        low, high = self.aspect
+        if not 0 < low <= high:
+            raise ValueError(f"aspect must satisfy 0 < low <= high, got {self.aspect}")
         lo, hi = self.small_photo_fraction
         if not 0 < lo <= hi <= 1:
             raise ValueError(
@@ -114,8 +124,11 @@ def random_tile_xyxy(
         fraction = rng.uniform(*spec.small_photo_fraction)
         cw, ch = max(1, round(width * fraction)), max(1, round(height * fraction))
     else:
-        side = int(longer * rng.uniform(*spec.side_fraction))
-        cw, ch = min(side, width), min(side, height)
+        side = longer * rng.uniform(*spec.side_fraction)
+        stretch = 1.0
+        if spec.aspect != (1.0, 1.0):
+            stretch = float(np.sqrt(np.exp(rng.uniform(*np.log(spec.aspect)))))
+        cw, ch = min(int(side * stretch), width), min(int(side / stretch), height)
     x1 = int(rng.integers(0, width - cw + 1))
     y1 = int(rng.integers(0, height - ch + 1))
     return x1, y1, x1 + cw, y1 + ch
@@ -234,10 +247,51 @@ def mosaic_partners(
     return [frozen[key] if key is not None else () for key in keys]
 
 
-def _read_labeled(item: LabeledImage, classes: list[str]) -> tuple[np.ndarray, ...]:
+class ImageCache:
+    """Decoded training photos kept in memory up to ``max_bytes`` (least recently used out).
+
+    Decoding a 1600 px JPEG costs more CPU than cropping and augmenting a tile of it, and a
+    training run draws each photo many times. Cached images are read-only: every user crops
+    and copies them.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def read(self, path) -> np.ndarray | None:
+        """The BGR image at ``path`` (``None``: not decodable)."""
+        key = str(path)
+        with self._lock:
+            image = self._images.get(key)
+            if image is not None:
+                self._images.move_to_end(key)
+                return image
+        image = cv2.imread(key, cv2.IMREAD_COLOR)
+        if image is None or image.nbytes > self.max_bytes:
+            return image
+        image.setflags(write=False)
+        with self._lock:
+            if key not in self._images:
+                self._images[key] = image
+                self._bytes += image.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._images.popitem(last=False)
+                self._bytes -= old.nbytes
+        return image
+
+
+def _read_labeled(
+    item: LabeledImage, classes: list[str], cache: ImageCache | None = None
+) -> tuple[np.ndarray, ...]:
     """An image (BGR), its boxes of ``classes`` and their class indices (``IGNORE_ID`` for
-    ``IGNORE_CLASS`` boxes)."""
-    image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+    ``IGNORE_CLASS`` boxes). With ``cache`` the image may be a shared read-only array."""
+    if cache is not None:
+        image = cache.read(item.path)
+    else:
+        image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(f"{item.path}: cannot decode image")
     index = {c: i for i, c in enumerate(classes)} | {IGNORE_CLASS: IGNORE_ID}
@@ -299,16 +353,18 @@ def load_training_example(
     augmenter: Callable | None,
     rng: np.random.Generator,
     partners: Sequence[LabeledImage] = (),
+    cache: ImageCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One training example of a labelled image, as ``make_tf_dataset`` yields it (without
     TensorFlow, so other trainers share it): with probability ``tile.mosaic`` a mosaic of it and
     three of ``partners`` (``mosaic_partners``; none: no mosaic), a random tile (``tile``, drawn
-    from ``rng``), ``augmenter``, resize, padded targets (see ``encode_example``).
+    from ``rng``), ``augmenter``, resize, padded targets (see ``encode_example``); photos are
+    read through ``cache`` when given.
 
     Raises:
         DatasetError: the image (or a mosaic partner) cannot be decoded.
     """
-    image, boxes, ids = _read_labeled(item, classes)
+    image, boxes, ids = _read_labeled(item, classes, cache)
     others: list[LabeledImage] = []
     if (
         tile is not None
@@ -320,7 +376,7 @@ def load_training_example(
         others = [p for p in partners if p.path != item.path]
     if len(others) >= 3:
         chosen = [others[int(i)] for i in rng.choice(len(others), 3, replace=False)]
-        parts = [(image, boxes, ids), *(_read_labeled(p, classes) for p in chosen)]
+        parts = [(image, boxes, ids), *(_read_labeled(p, classes, cache) for p in chosen)]
         order = rng.permutation(4)
         image, boxes, ids = make_mosaic(
             [parts[int(i)] for i in order],
@@ -334,6 +390,8 @@ def load_training_example(
         ids = ids[kept]
         x1, y1, x2, y2 = window
         image = image[y1:y2, x1:x2]
+    if not image.flags.writeable:  # a cached photo: augmenters may write into their input
+        image = image.copy()
     return encode_example(
         image, boxes, ids, _class_mask(item, classes), image_size, max_boxes, augmenter
     )
@@ -394,6 +452,7 @@ def make_tf_dataset(
     tile: TileSpec | None = None,
     max_boxes: int = 400,
     repeat: bool = False,
+    cache_mb: int = 0,
 ):
     """A batched ``tf.data.Dataset`` of a ``Dataset``'s images (see the module docstring).
 
@@ -409,6 +468,8 @@ def make_tf_dataset(
             applies only with ``augment``.
         max_boxes: padding length per image.
         repeat: repeat forever.
+        cache_mb: keep up to this many MB of decoded photos in memory (``ImageCache``);
+            ``0`` decodes every draw.
 
     With ``shuffle``, ``repeat`` and ``augment`` all off (a validation set) every pass yields the
     same images in the same order with the same crops, so validation losses of successive
@@ -429,6 +490,7 @@ def make_tf_dataset(
     partners = mosaic_partners(items, classes, tile if augment else None)
     fixed = not (shuffle or repeat or augment)
     counter = itertools.count()
+    cache = ImageCache(cache_mb * 2**20) if cache_mb > 0 else None
 
     def load(index) -> tuple[np.ndarray, ...]:
         draw = [seed, int(index)] if fixed else [seed, int(index), next(counter)]
@@ -441,6 +503,7 @@ def make_tf_dataset(
             augmenter,
             np.random.default_rng(draw),
             partners[int(index)],
+            cache,
         )
 
     ds = tf.data.Dataset.range(len(items))

@@ -1,11 +1,13 @@
 """``skuaudit train``: train a detector on one or more datasets and write a model folder.
 
-Each ``--dataset`` starts a data source; the ``--format`` and ``--class-map`` after it apply to
-that source (a single ``--format`` applies to all). Example, the default model's recipe::
+Each ``--dataset`` starts a data source; the ``--format``, ``--class-map``, ``--labels``,
+``--min-score`` and ``--ignore-score`` after it apply to that source (a single ``--format``
+applies to all). Sources of the same folder are merged into one data set, so the human gap boxes
+and a labelling model's product boxes of the same photos label both classes there::
 
-    skuaudit train --dataset /data/synth --format yolo \\
-                   --dataset ../shared/data/shelf-gaps --format yolo --class-map 0=gap \\
-                   --out models/mine --steps 4000
+    skuaudit train --dataset ../shared/data/shelf-gaps --format yolo --class-map 0=gap \\
+                   --dataset ../shared/data/shelf-gaps --labels teacher-tiled --class-map 0=product \\
+                   --min-score 0.4 --ignore-score 0.1 --init-model models/default --out models/mine
 """
 
 from __future__ import annotations
@@ -29,23 +31,21 @@ class _SourceAction(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         sources = getattr(namespace, "sources", None) or []
         if self.dest == "dataset":
-            sources.append({"path": Path(value), "format": None, "class_map": None})
+            sources.append(
+                {
+                    "path": Path(value),
+                    "format": None,
+                    "class_map": None,
+                    "labels": "labels",
+                    "min_score": None,
+                    "ignore_score": None,
+                }
+            )
         elif not sources:
             parser.error(f"{option_string} must follow a --dataset")
         else:
             sources[-1][self.dest] = value
         namespace.sources = sources
-
-
-def parse_class_map(text: str) -> dict[str, str]:
-    """``"0=gap,1=product"`` -> ``{"0": "gap", "1": "product"}`` (source class id or name -> detector class)."""
-    mapping = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"--class-map entry {part!r} is not SOURCE=CLASS (e.g. 0=gap)")
-        mapping[key.strip()] = value.strip()
-    return mapping
 
 
 def parse_fraction_range(text: str) -> tuple[float, float]:
@@ -96,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--class-map", action=_SourceAction, help="e.g. 0=gap: map source classes to product/gap"
+    )
+    p.add_argument(
+        "--labels",
+        action=_SourceAction,
+        help="YOLO: label folder of the preceding --dataset beside images/ (default labels), e.g. "
+        "teacher for a labelling model's boxes",
+    )
+    p.add_argument(
+        "--min-score",
+        action=_SourceAction,
+        type=float,
+        help="YOLO labels with a score column: boxes scoring at least this are objects",
+    )
+    p.add_argument(
+        "--ignore-score",
+        action=_SourceAction,
+        type=float,
+        help="with --min-score: boxes scoring from this up to it are ignore regions (learned "
+        "neither as objects nor as background)",
     )
     p.add_argument(
         "--out", type=Path, required=True, help="model folder to write, e.g. models/mine"
@@ -165,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that a training photo too small to tile becomes a 2x2 mosaic of it and "
         "three other such photos of its dataset (e.g. 0.5 for the 416 px gap photos; default 0)",
     )
+    p.add_argument(
+        "--crop-aspect",
+        default="1.0,1.0",
+        help="LOW,HIGH: width/height range of the random crops of large photos, stretched to the "
+        "square input as a video frame is (e.g. 0.75,1.333; default: square)",
+    )
+    p.add_argument(
+        "--image-cache-mb",
+        type=int,
+        default=1024,
+        help="decoded training photos kept in memory (default 1024; 0: decode every draw)",
+    )
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument(
         "--patience", type=int, default=4, help="evaluations without improvement before stopping"
@@ -192,20 +223,11 @@ def cli_main(argv: list[str]) -> int:
         print(f"skuaudit train: --format needed for {', '.join(missing)}", file=sys.stderr)
         return 2
     from skuaudit.datasets.base import DatasetError
-    from skuaudit.datasets.readers import read_dataset
     from skuaudit.detector import ModelLoadError
     from skuaudit.training.train import train_detector
 
     try:
-        datasets = [
-            read_dataset(
-                s["path"],
-                _READER_FORMAT.get(s["format"], s["format"]),
-                skip_bad=args.skip_bad,
-                class_map=parse_class_map(s["class_map"]) if s["class_map"] else None,
-            )
-            for s in sources
-        ]
+        datasets = read_sources(sources, args.skip_bad)
         config = TrainConfig(
             out_dir=args.out,
             steps=args.steps,
@@ -223,15 +245,15 @@ def cli_main(argv: list[str]) -> int:
             seed=args.seed,
             tile=args.tile,
             small_photo_crop=parse_fraction_range(args.small_photo_crop),
+            crop_aspect=parse_fraction_range(args.crop_aspect),
+            image_cache_mb=args.image_cache_mb,
             mosaic=args.mosaic,
             eval_every=args.eval_every,
             patience=args.patience,
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,
             data_description=[
-                f"{s['path']} ({s['format']}, {len(d)} images, {d.num_boxes} boxes"
-                + (f", class map {s['class_map']})" if s["class_map"] else ")")
-                for s, d in zip(sources, datasets, strict=True)
+                f"{d.meta['words']} ({len(d)} images, {d.num_boxes} boxes)" for d in datasets
             ],
         )
     except (DatasetError, ModelLoadError, ValueError, FileNotFoundError) as exc:
@@ -254,3 +276,54 @@ def cli_main(argv: list[str]) -> int:
         return 2
     print(out)
     return 0
+
+
+def _source_words(source: dict) -> str:
+    words = f"{source['path']} ({source['format']}"
+    if source["labels"] != "labels":
+        words += f", labels {source['labels']}"
+    if source["class_map"]:
+        words += f", class map {source['class_map']}"
+    if source["min_score"] is not None:
+        words += f", score >= {source['min_score']}"
+        if source["ignore_score"] is not None:
+            words += f", ignore from {source['ignore_score']}"
+    return words + ")"
+
+
+def read_sources(sources: list[dict], skip_bad: bool = False) -> list:
+    """One ``Dataset`` per data folder: the ``--dataset`` sources read, those of one folder
+    merged (``merge_labels``); each carries its description in ``meta["words"]``.
+
+    Raises:
+        DatasetError: a source that cannot be read. ValueError: bad score settings.
+    """
+    from skuaudit.datasets.readers import (
+        ScoreBands,
+        merge_labels,
+        parse_class_map,
+        read_dataset,
+    )
+
+    groups: dict[Path, list] = {}
+    for source in sources:
+        if source["ignore_score"] is not None and source["min_score"] is None:
+            raise ValueError(f"{source['path']}: --ignore-score needs --min-score")
+        bands = None
+        if source["min_score"] is not None:
+            bands = ScoreBands(source["min_score"], source["ignore_score"])
+        dataset = read_dataset(
+            source["path"],
+            _READER_FORMAT.get(source["format"], source["format"]),
+            skip_bad=skip_bad,
+            class_map=parse_class_map(source["class_map"]),
+            labels=source["labels"],
+            score_bands=bands,
+        )
+        groups.setdefault(Path(source["path"]).resolve(), []).append((source, dataset))
+    datasets = []
+    for members in groups.values():
+        dataset = members[0][1] if len(members) == 1 else merge_labels([d for _, d in members])
+        dataset.meta["words"] = " + ".join(_source_words(s) for s, _ in members)
+        datasets.append(dataset)
+    return datasets

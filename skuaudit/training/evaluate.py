@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.detections import CLASS_NAMES, Detections
+from skuaudit.detections import CLASS_NAMES, IGNORE_CLASS, Detections
 
 # Detections below this score are not kept for AP (the curve's tail beyond it is negligible).
 AP_SCORE_THRESHOLD = 0.05
@@ -70,20 +70,25 @@ def _coco_dicts(
     images, gt_anns, dt_anns = [], [], []
     for image_id, (item, pred) in enumerate(zip(gt.images, predictions, strict=True), start=1):
         images.append({"id": image_id, "width": item.width, "height": item.height})
+        annotated = _annotated(item, classes)
         for box, name in zip(item.boxes_xyxy, item.class_names, strict=True):
-            if name in cat_id:
+            # An ignore box (an unsure label) is a crowd region of every scored class: a
+            # detection mostly inside it is neither a hit nor a false positive.
+            crowd = name == IGNORE_CLASS
+            for target in [c for c in classes if c in annotated] if crowd else [name]:
+                if target not in cat_id:
+                    continue
                 x1, y1, x2, y2 = (float(v) for v in box)
                 gt_anns.append(
                     {
                         "id": len(gt_anns) + 1,
                         "image_id": image_id,
-                        "category_id": cat_id[name],
+                        "category_id": cat_id[target],
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
+                        "iscrowd": int(crowd),
                     }
                 )
-        annotated = _annotated(item, classes)
         for box, name, score in zip(
             pred.xyxy, _prediction_names(pred), pred.confidence, strict=True
         ):
@@ -240,6 +245,88 @@ def counting_errors(
     }
 
 
+def read_row_counts(path: str | Path) -> list[dict[str, Any]]:
+    """Hand-counted shelf rows: a JSON list of ``{"image": file name, "box_xyxy": [x1, y1, x2,
+    y2] in that image's pixels, "count": facings in the row}`` (``row_counts.json``).
+
+    Raises:
+        DatasetError: not such a list; the message names the entry at fault.
+    """
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(rows, list) or not rows:
+        raise DatasetError(f"{path}: expected a non-empty JSON list of counted rows")
+    for i, row in enumerate(rows):
+        box = row.get("box_xyxy") if isinstance(row, dict) else None
+        ok = (
+            isinstance(row, dict)
+            and isinstance(row.get("image"), str)
+            and isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, int | float) for v in box)
+            and isinstance(row.get("count"), int | float)
+            and row["count"] > 0
+        )
+        if not ok:
+            raise DatasetError(
+                f"{path} entry {i}: expected image (file name), box_xyxy (4 numbers) and a "
+                "positive count"
+            )
+    return rows
+
+
+def row_count_errors(
+    rows: list[dict[str, Any]],
+    predictions: Mapping[str, Detections],
+    score_threshold: float,
+    class_id: int = 0,
+) -> dict[str, Any]:
+    """Counting error on hand-counted shelf rows (``read_row_counts``): the boxes of
+    ``class_id`` scoring at least ``score_threshold`` whose centre lies in a row's box are its
+    count.
+
+    Args:
+        rows: counted rows.
+        predictions: ``{image file name: Detections}`` for every row's image.
+        score_threshold: minimum score of a counted box.
+        class_id: the class counted (``product``).
+
+    Returns:
+        ``{"rows", "count_error_pct"`` (mean of ``|counted - true| / true``, in %),
+        ``"signed_error_pct"``, ``"true_facings"``, ``"counted_facings"}``.
+
+    Raises:
+        KeyError: a row's image has no predictions.
+    """
+    errors, signed, counted = [], [], 0
+    for row in rows:
+        det = predictions[row["image"]]
+        det = det[(det.class_id == class_id) & (det.confidence >= score_threshold)]
+        centres = det.centers_xy
+        x1, y1, x2, y2 = row["box_xyxy"]
+        n = int(
+            np.sum(
+                (centres[:, 0] >= x1)
+                & (centres[:, 0] <= x2)
+                & (centres[:, 1] >= y1)
+                & (centres[:, 1] <= y2)
+            )
+        )
+        counted += n
+        signed.append((n - row["count"]) / row["count"])
+        errors.append(abs(signed[-1]))
+    return {
+        "rows": len(rows),
+        "count_error_pct": 100 * float(np.mean(errors)),
+        "signed_error_pct": 100 * float(np.mean(signed)),
+        "true_facings": float(sum(row["count"] for row in rows)),
+        "counted_facings": counted,
+    }
+
+
 @dataclass
 class EvalReport:
     """Everything ``evaluate_detections`` measured.
@@ -390,7 +477,7 @@ def _print_table(report: EvalReport) -> None:
 def cli_main(argv: list[str]) -> int:
     """``skuaudit evaluate``: COCO AP / AR300 and counting error of a model on a dataset."""
     from skuaudit.config import get_settings
-    from skuaudit.datasets.readers import FORMATS, parse_class_map, read_dataset
+    from skuaudit.datasets.readers import FORMATS, ScoreBands, parse_class_map, read_dataset
     from skuaudit.detector.cli import add_tiling_arguments
 
     parser = argparse.ArgumentParser(
@@ -424,17 +511,65 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--labels",
+        default="labels",
+        help="YOLO: the label folder beside images/, e.g. teacher for a labelling model's boxes",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="YOLO labels with a sixth column (a score): boxes scoring at least this are objects "
+        "(default: every box)",
+    )
+    parser.add_argument(
+        "--ignore-score",
+        type=float,
+        default=None,
+        help="with --min-score: boxes scoring from this up to --min-score are unsure, neither "
+        "rewarded nor penalised",
+    )
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        default=None,
+        help="leave out the images this file names (JSON list of names or of {image: ...}, or "
+        "one name a line), e.g. row_counts.json; applied before --split",
+    )
+    parser.add_argument(
+        "--row-counts",
+        type=Path,
+        default=None,
+        help="hand-counted rows (JSON list of {image, box_xyxy, count}): score only their "
+        "photos and also print the row-count error",
+    )
     add_tiling_arguments(parser)
     parser.add_argument("--pr-html", type=Path, default=None, help="write the PR curve as HTML")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
+        if args.ignore_score is not None and args.min_score is None:
+            raise ValueError("--ignore-score needs --min-score")
         gt = read_dataset(
             args.dataset,
             args.format,
             skip_bad=args.skip_bad,
             class_map=parse_class_map(args.class_map),
+            labels=args.labels,
+            score_bands=(
+                ScoreBands(args.min_score, args.ignore_score)
+                if args.min_score is not None
+                else None
+            ),
         )
+        rows = read_row_counts(args.row_counts) if args.row_counts else None
+        if args.exclude is not None:
+            excluded = image_names(args.exclude)
+            gt = _keep_images(gt, lambda name: name not in excluded)
+        if rows is not None:
+            counted = {r["image"] for r in rows}
+            gt = _keep_images(gt, lambda name: name in counted)
         if args.split != "all":
             from skuaudit.training.train import split_by_image
 
@@ -459,6 +594,16 @@ def cli_main(argv: list[str]) -> int:
             max_dets=args.max_dets,
             score_threshold=count_threshold,
         )
+        rows_report = None
+        if rows is not None:
+            by_name = {im.path.name: p for im, p in zip(gt.images, predictions, strict=True)}
+            missing = sorted({r["image"] for r in rows} - set(by_name))
+            if missing:
+                raise DatasetError(f"{args.row_counts}: no such images in the data set: {missing}")
+            product_threshold = (
+                count_threshold["product"] if isinstance(count_threshold, dict) else count_threshold
+            )
+            rows_report = row_count_errors(rows, by_name, product_threshold)
     except (DatasetError, ValueError, OSError, RuntimeError) as exc:
         # RuntimeError: skuaudit.detector.ModelLoadError (a missing or unusable model folder)
         print(f"skuaudit evaluate: {exc}", file=sys.stderr)
@@ -468,7 +613,45 @@ def cli_main(argv: list[str]) -> int:
     if args.pr_html is not None:
         pr_curve_figure(report).write_html(args.pr_html)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), **({"row_counts": rows_report} if rows else {})}))
     else:
         _print_table(report)
+        if rows_report is not None:
+            print(
+                f"row-count error {rows_report['count_error_pct']:.1f} % (signed "
+                f"{rows_report['signed_error_pct']:+.1f} %) on {rows_report['rows']} counted rows"
+            )
     return 0
+
+
+def image_names(path: Path) -> set[str]:
+    """Image file names listed in ``path``: a JSON list of names or of ``{"image": name}``
+    objects (e.g. ``row_counts.json``), or plain text with one name a line.
+
+    Raises:
+        DatasetError: the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read the list of images ({exc})") from exc
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        return {line.strip() for line in text.splitlines() if line.strip()}
+    if not isinstance(items, list):
+        raise DatasetError(f"{path}: expected a JSON list of image names")
+    names = set()
+    for item in items:
+        name = item.get("image") if isinstance(item, dict) else item
+        if not isinstance(name, str):
+            raise DatasetError(f"{path}: {item!r} is neither a name nor an {{image: name}} object")
+        names.add(name)
+    return names
+
+
+def _keep_images(gt: Dataset, keep) -> Dataset:
+    kept = [im for im in gt.images if keep(im.path.name)]
+    if not kept:
+        raise DatasetError(f"{gt.meta.get('source', 'the data set')}: no images left to score")
+    return Dataset(gt.classes, kept, gt.problems, gt.meta)

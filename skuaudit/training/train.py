@@ -86,6 +86,9 @@ class TrainConfig:
             fraction of their sides (``TileSpec.small_photo_fraction``; ``(1.0, 1.0)``: whole).
         mosaic: with ``tile``, the probability that a training photo too small to tile becomes
             a 2x2 mosaic of it and three other such photos (``TileSpec.mosaic``).
+        crop_aspect: with ``tile``, the ``width / height`` range of the crops of large photos
+            (``TileSpec.aspect``), stretched to the square input as a video frame is.
+        image_cache_mb: decoded training photos kept in memory (``tfdata.ImageCache``).
     """
 
     out_dir: Path
@@ -117,6 +120,8 @@ class TrainConfig:
     mosaic: float = 0.0
     head_depth: int = 2
     separate_towers: bool = False
+    crop_aspect: tuple[float, float] = (1.0, 1.0)
+    image_cache_mb: int = 0
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -128,7 +133,7 @@ class TrainConfig:
             raise ValueError("steps, batch_size and eval_every must be positive")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        TileSpec(small_photo_fraction=tuple(self.small_photo_crop), mosaic=self.mosaic)  # checks
+        self._crops()  # checks the crop settings
         if self.mosaic and not self.tile:
             raise ValueError("mosaic needs tile: mosaics are built from the training crops")
         if any(r < 1 for r in self.dataset_repeats):
@@ -138,11 +143,16 @@ class TrainConfig:
                 f"loss_normalisation must be 'image' or 'batch', got {self.loss_normalisation!r}"
             )
 
+    def _crops(self) -> TileSpec:
+        return TileSpec(
+            small_photo_fraction=tuple(self.small_photo_crop),
+            mosaic=self.mosaic,
+            aspect=tuple(self.crop_aspect),
+        )
+
     def tile_spec(self) -> TileSpec | None:
         """The training crops of this run (``None`` without ``tile``)."""
-        if not self.tile:
-            return None
-        return TileSpec(small_photo_fraction=tuple(self.small_photo_crop), mosaic=self.mosaic)
+        return self._crops() if self.tile else None
 
 
 def split_by_image(
@@ -305,6 +315,7 @@ def train_detector(
             tile=config.tile_spec(),
             max_boxes=config.max_boxes,
             repeat=training,
+            cache_mb=config.image_cache_mb if training else 0,
         )
         return ds.map(
             lambda x, y: (
@@ -648,75 +659,6 @@ def _grow_anchor_outputs(weights: list, source, target, *, box: bool) -> list:
             out_b.append(b)
     grown_w = np.concatenate(out_w, axis=-1).astype(pointwise.dtype)
     return [depthwise, grown_w, np.concatenate(out_b).astype(bias.dtype)]
-
-
-def count_matching_threshold(
-    detector, images: list[LabeledImage], class_name: str = "product"
-) -> dict[str, float]:
-    """The score threshold at which a class's detected count equals its true count.
-
-    Runs ``detector`` (its ``tiled=None`` rule, nested-box rules included) at a low threshold on
-    labelled images and returns the score of the ``N``-th best box of ``class_name`` over all
-    images, ``N`` the true number of boxes: counting at that score gives the right total. Meant
-    for held-out *generated* shelves (exhaustive labels), not for a yardstick of real photos.
-
-    Returns:
-        ``{"threshold", "true_count", "precision", "recall"}``; precision and recall at IoU 0.5
-        of the boxes at that threshold (greedy matching by score).
-
-    Raises:
-        DatasetError: no image labels ``class_name``, or an image cannot be read.
-    """
-    import cv2
-
-    class_id = list(CLASS_NAMES).index(class_name)
-    scored, true_count, matched = [], 0, []
-    for im in images:
-        image = cv2.imread(str(im.path))
-        if image is None:
-            raise DatasetError(f"{im.path}: not a readable image")
-        det = detector.detect(image, score_threshold=0.05)
-        det = det[det.class_id == class_id]
-        truth = np.asarray(im.boxes_xyxy, np.float32).reshape(-1, 4)[
-            [c == class_name for c in im.class_names]
-        ]
-        true_count += len(truth)
-        hit = _greedy_matches(det.xyxy, det.confidence, truth)
-        scored.append(np.asarray(det.confidence, np.float64))
-        matched.append(hit)
-    if true_count == 0:
-        raise DatasetError(f"no image labels {class_name!r}: nothing to calibrate on")
-    scores = np.concatenate(scored)
-    hits = np.concatenate(matched)
-    order = np.argsort(-scores, kind="stable")
-    # Fewer boxes than truths: every box counts, at the lowest score looked at.
-    threshold = float(scores[order[true_count - 1]]) if len(scores) >= true_count else 0.05
-    kept = scores >= threshold
-    return {
-        "threshold": threshold,
-        "true_count": int(true_count),
-        "precision": float(hits[kept].mean()) if kept.any() else 0.0,
-        "recall": float(hits[kept].sum() / true_count),
-    }
-
-
-def _greedy_matches(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``(N,)`` bool: each detection (best score first) claims an unclaimed truth at IoU >= 0.5."""
-    hit = np.zeros(len(boxes), bool)
-    if len(boxes) == 0 or len(truth) == 0:
-        return hit
-    lt = np.maximum(boxes[:, None, :2], truth[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], truth[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=-1)  # noqa: E731
-    iou = inter / np.maximum(area(boxes)[:, None] + area(truth)[None, :] - inter, 1e-9)
-    free = np.ones(len(truth), bool)
-    for i in np.argsort(-np.asarray(scores), kind="stable"):
-        candidates = np.where(free, iou[i], 0.0)
-        j = int(np.argmax(candidates))
-        if candidates[j] >= 0.5:
-            hit[i], free[j] = True, False
-    return hit
 
 
 def _product_detections(detector, photos: Sequence[Path], score_threshold: float):

@@ -12,8 +12,10 @@ import pytest
 
 from skuaudit.datasets.base import DatasetError
 from skuaudit.datasets.readers import (
+    ScoreBands,
     check_box_xyxy,
     detect_format,
+    merge_labels,
     parse_class_map,
     read_dataset,
 )
@@ -416,3 +418,98 @@ def test_utf16_and_bom_text_is_accepted(tmp_path):
     assert len(read_dataset(root, "sku110k")) == 2
     (root / "annotations.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert len(read_dataset(root, "sku110k")) == 2
+
+
+# --------------------------------------------------------------------------- scored labels
+
+
+def _teacher_labels(root: Path, lines: str, folder: str = "teacher") -> Path:
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / folder / "a.txt").write_text(lines)
+    return root
+
+
+TEACHER_LINES = "0 0.5 0.5 0.25 0.5 0.90\n0 0.2 0.2 0.1 0.1 0.30\n0 0.8 0.8 0.1 0.1 0.05\n"
+
+
+@pytest.mark.parametrize(
+    "bands, expected",
+    [
+        (None, ["product", "product", "product"]),  # a score column without bands: every box
+        (ScoreBands(0.25), ["product", "product"]),
+        (ScoreBands(0.4, 0.1), ["product", "ignore"]),
+        (ScoreBands(0.4, 0.05), ["product", "ignore", "ignore"]),
+        (ScoreBands(0.95), []),
+    ],
+)
+def test_yolo_score_column_and_bands(tmp_path, bands, expected):
+    root = _teacher_labels(make_yolo(tmp_path), TEACHER_LINES)
+    data = read_dataset(
+        root, "yolo", class_map={"0": "product"}, labels="teacher", score_bands=bands
+    )
+    assert data.images[0].class_names == expected
+    assert ("ignore" in data.classes) == ("ignore" in expected)
+    # ignore boxes are regions, not a class the image annotates
+    assert data.images[0].annotated_classes == ("product",)
+
+
+def test_yolo_scored_and_human_lines_mix(tmp_path):
+    root = _teacher_labels(make_yolo(tmp_path), "0 0.5 0.5 0.25 0.5\n0 0.2 0.2 0.1 0.1 0.2\n")
+    data = read_dataset(
+        root, "yolo", class_map={"0": "product"}, labels="teacher", score_bands=ScoreBands(0.4)
+    )
+    assert data.images[0].class_names == ["product"]  # a line without a score always counts
+
+
+@pytest.mark.parametrize(
+    "lines, error",
+    [
+        ("0 0.5 0.5 0.25 0.5 1.5\n", r"teacher/a.txt line 1: score 1.5 is not in \[0, 1\]"),
+        ("0 0.5 0.5 0.25 0.5 high\n", r"teacher/a.txt line 1: 'high' is not a number"),
+        ("0 0.5 0.5 0.25 0.5 0.9 7\n", r"teacher/a.txt line 1: expected 5 fields"),
+    ],
+)
+def test_yolo_bad_score_column(tmp_path, lines, error):
+    root = _teacher_labels(make_yolo(tmp_path), lines)
+    with pytest.raises(DatasetError, match=error):
+        read_dataset(root, "yolo", class_map={"0": "product"}, labels="teacher")
+
+
+@pytest.mark.parametrize("minimum, unsure", [(1.2, None), (-0.1, None), (0.4, 0.5), (0.4, -0.1)])
+def test_score_bands_are_checked(minimum, unsure):
+    with pytest.raises(ValueError, match="score must be in"):
+        ScoreBands(minimum, unsure)
+
+
+def test_missing_label_folder_and_other_formats(tmp_path):
+    with pytest.raises(DatasetError, match="no label folder 'teacher'"):
+        read_dataset(make_yolo(tmp_path / "y"), "yolo", labels="teacher")
+    with pytest.raises(ValueError, match="YOLO data sets only"):
+        read_dataset(make_voc(tmp_path / "v"), "voc", score_bands=ScoreBands(0.4))
+
+
+def test_merge_labels_joins_the_same_photos(tmp_path):
+    root = _teacher_labels(make_yolo(tmp_path, "0 0.5 0.5 0.25 0.5\n", names=False), TEACHER_LINES)
+    gaps = read_dataset(root, "yolo", class_map={"0": "gap"})
+    products = read_dataset(
+        root, "yolo", class_map={"0": "product"}, labels="teacher", score_bands=ScoreBands(0.4, 0.1)
+    )
+    merged = merge_labels([gaps, products])
+    assert merged.classes == ["product", "gap", "ignore"]
+    assert len(merged) == 2  # a.jpg and b.jpg, each once
+    a, b = sorted(merged.images, key=lambda im: im.path.name)
+    assert a.class_names == ["gap", "product", "ignore"]
+    assert a.boxes_xyxy.shape == (3, 4)
+    assert a.annotated_classes == ("product", "gap") == b.annotated_classes
+    assert b.class_names == []  # no label in either set: both classes known to be absent
+
+
+def test_merge_labels_rejects_disagreeing_sizes(tmp_path):
+    from skuaudit.datasets.base import Dataset, LabeledImage
+
+    one = Dataset(["gap"], [LabeledImage(tmp_path / "p.jpg", 10, 10, [], [], ("gap",))])
+    two = Dataset(["product"], [LabeledImage(tmp_path / "p.jpg", 20, 10, [], [], ("product",))])
+    with pytest.raises(DatasetError, match="20x10 in one label set, 10x10 in another"):
+        merge_labels([one, two])
+    with pytest.raises(DatasetError, match="no data sets"):
+        merge_labels([])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from skuaudit.datasets.base import Dataset, LabeledImage
+from skuaudit.datasets.synth import render_shelf
 from skuaudit.datasets.tfdata import (
     TileSpec,
     crop_boxes_xyxy,
@@ -84,6 +85,67 @@ def test_random_tile_zooms_into_small_photos_keeping_their_shape():
     assert windows[:, :2].min() >= 0 and windows[:, 2].max() <= 416 and windows[:, 3].max() <= 312
     assert widths.min() >= round(0.45 * 416) and widths.max() <= 416 and widths.min() < 250
     np.testing.assert_allclose(widths / heights, 416 / 312, rtol=0.02)
+
+
+@pytest.mark.parametrize(
+    "aspect, low, high",
+    [((1.0, 1.0), 1.0, 1.0), ((0.75, 1.333), 0.74, 1.34), ((1.5, 2.0), 1.49, 2.01)],
+)
+def test_random_tile_aspect_of_large_photos(aspect, low, high):
+    rng = np.random.default_rng(1)
+    spec = TileSpec((0.3, 0.4), aspect=aspect)
+    windows = np.array([random_tile_xyxy(3000, 3000, spec, rng) for _ in range(300)])
+    ratios = (windows[:, 2] - windows[:, 0]) / (windows[:, 3] - windows[:, 1])
+    assert low <= ratios.min() and ratios.max() <= high
+    if low < 1 < high:  # drawn on both sides of square
+        assert ratios.min() < 0.9 and ratios.max() > 1.1
+    assert windows[:, :2].min() >= 0 and windows[:, 2:].max() <= 3000
+
+
+@pytest.mark.parametrize("aspect", [(0.0, 1.0), (1.3, 0.8)])
+def test_tile_spec_rejects_bad_aspect(aspect):
+    with pytest.raises(ValueError, match="aspect"):
+        TileSpec(aspect=aspect)
+
+
+def test_image_cache_keeps_decoded_photos_within_its_budget(tmp_path):
+    from skuaudit.datasets.tfdata import ImageCache
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), np.full((100, 100, 3), i * 50, np.uint8))
+    cache = ImageCache(max_bytes=2 * 100 * 100 * 3)  # room for two
+    first = cache.read(paths[0])
+    assert cache.read(paths[0]) is first and not first.flags.writeable
+    cache.read(paths[1])
+    cache.read(paths[0])  # 0 is now the most recently used
+    cache.read(paths[2])  # evicts 1
+    assert cache.read(paths[0]) is first
+    assert int(cache.read(paths[1])[0, 0, 0]) == 50  # decoded again
+    assert cache.read(tmp_path / "missing.png") is None
+    assert ImageCache(10).read(paths[0]).flags.writeable  # too big to keep: a plain array
+
+
+def test_cached_training_examples_match_uncached(tmp_path):
+    """The cache changes where the pixels come from, not the example; the cached photo stays
+    untouched by augmentation."""
+    from skuaudit.datasets.tfdata import ImageCache, build_augmenter
+
+    path = tmp_path / "shelf.jpg"
+    shelf = render_shelf(seed=3, width=1200, height=900)
+    cv2.imwrite(str(path), shelf.image_bgr)
+    item = shelf.to_labeled_image(path)
+    cache = ImageCache(2**26)
+    spec = TileSpec(aspect=(0.75, 1.333))
+    for seed in range(3):
+        args = (item, ["product", "gap"], (96, 96), 50, spec)
+        plain = load_training_example(*args, None, np.random.default_rng(seed))
+        cached = load_training_example(*args, None, np.random.default_rng(seed), (), cache)
+        for a, b in zip(plain, cached, strict=True):
+            np.testing.assert_array_equal(a, b)
+        load_training_example(*args, build_augmenter(seed), np.random.default_rng(seed), (), cache)
+    np.testing.assert_array_equal(cache.read(path), cv2.imread(str(path)))
 
 
 @pytest.mark.parametrize("fraction", [(0.0, 1.0), (0.8, 0.5), (0.5, 1.2)])

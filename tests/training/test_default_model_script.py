@@ -1,11 +1,20 @@
-"""The photo-path calibration that ends every run of ``scripts/train_default_model.py``."""
+"""``scripts/train_default_model.py``: teacher-labelled real photos into a trained, calibrated
+model folder, on a small generated stand-in for ``../shared/data`` (no shared photos needed)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from skuaudit.datasets.synth import render_shelf
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_default_model.py"
 
@@ -17,55 +26,116 @@ def _script():
     return module
 
 
-def test_calibration_writes_the_photo_path_settings(tiny_detector, synth_shelf_dataset, tmp_path):
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_detector[0], model_dir)
-    results = _script().calibrate_thresholds(
-        model_dir, tmp_path / "work", synth_shelf_dataset, n=2, tile_above_px=300
+def _yolo_lines(boxes, width, height, scores=None) -> str:
+    lines = []
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        line = f"0 {(x1 + x2) / 2 / width:.5f} {(y1 + y2) / 2 / height:.5f} "
+        line += f"{(x2 - x1) / width:.5f} {(y2 - y1) / height:.5f}"
+        if scores is not None:
+            line += f" {scores[i]:.3f}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def shared_standin(tmp_path_factory) -> SimpleNamespace:
+    """``shelf-photos`` (large photos, teacher boxes with scores, a row_counts.json) and
+    ``shelf-gaps`` (small photos, human gap labels and teacher product boxes)."""
+    root = tmp_path_factory.mktemp("shared")
+    photos, gaps = root / "shelf-photos", root / "shelf-gaps"
+    rng = np.random.default_rng(0)
+    for folder, n, size, gap_labels in (
+        (photos, 6, (960, 720), False),
+        (gaps, 5, (256, 256), True),
+    ):
+        for sub in ("images", "teacher-tiled", *(["labels"] if gap_labels else [])):
+            (folder / sub).mkdir(parents=True)
+        for i in range(n):
+            shelf = render_shelf(seed=40 + i + 10 * gap_labels, width=size[0], height=size[1])
+            name = f"p{i}"
+            cv2.imwrite(str(folder / "images" / f"{name}.jpg"), shelf.image_bgr)
+            products = shelf.boxes_xyxy[shelf.class_ids == 0]
+            scores = rng.uniform(0.05, 1.0, len(products))
+            (folder / "teacher-tiled" / f"{name}.txt").write_text(
+                _yolo_lines(products, *size, scores)
+            )
+            if gap_labels:
+                (folder / "labels" / f"{name}.txt").write_text(
+                    _yolo_lines(shelf.boxes_xyxy[shelf.class_ids == 1], *size)
+                )
+    (photos / "row_counts.json").write_text(
+        json.dumps([{"image": "p0.jpg", "box_xyxy": [0, 0, 960, 360], "count": 9}])
     )
-    saved = json.loads((model_dir / "config.json").read_text())
-    detector = saved["detector"]
-    assert detector["tile_above_px"] == 300
-    assert detector["whole_image_classes"] == ["gap"]
-    assert set(detector["class_score_thresholds"]) == {"product", "gap"}
-    for name, result in results.items():
-        assert 0 < detector["class_score_thresholds"][name] < 1
-        assert detector["class_score_thresholds"][name] == round(result["threshold"], 3)
-    calibration = saved["training"]["threshold_calibration"]
-    # the 512x384 shelves exceed 300 px, so the gap threshold was set on tiled photos
-    assert calibration["gap"]["images"].endswith(", tiled")
-    assert "render seeds 700000-700001" in calibration["product"]["images"]
-    assert len(list((tmp_path / "work" / "calibration").glob("*.jpg"))) == 2
+    return SimpleNamespace(photos=photos, gaps=gaps)
 
 
-def test_calibration_with_the_mirrored_view(tiny_detector, synth_shelf_dataset, tmp_path):
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_detector[0], model_dir)
-    _script().calibrate_thresholds(
-        model_dir,
-        tmp_path / "work",
-        synth_shelf_dataset,
-        n=1,
-        tile_above_px=300,
-        flip_classes=["gap"],
+def test_real_data_reads_teacher_labels_and_leaves_out_the_counted_rows(shared_standin):
+    args = SimpleNamespace(
+        photos=shared_standin.photos,
+        gaps=shared_standin.gaps,
+        exclude=None,
+        labels="teacher-tiled",
+        min_score=0.4,
+        ignore_score=0.1,
     )
-    saved = json.loads((model_dir / "config.json").read_text())
-    assert saved["detector"]["flip_classes"] == ["gap"]
-    calibration = saved["training"]["threshold_calibration"]
-    assert calibration["gap"]["images"].endswith(", tiled, with the mirrored view")
-    assert calibration["product"]["images"].endswith(", tiled")
+    photos, gaps = _script().read_real_data(args)
+    assert sorted(im.path.name for im in photos.images) == [f"p{i}.jpg" for i in range(1, 6)]
+    assert photos.classes == ["product", "ignore"]
+    assert {im.annotated_classes for im in photos.images} == {("product",)}
+    assert gaps.classes == ["product", "gap", "ignore"]
+    assert {im.annotated_classes for im in gaps.images} == {("product", "gap")}
+    teacher = (shared_standin.gaps / "teacher-tiled" / "p0.txt").read_text().splitlines()
+    scores = np.array([float(line.split()[5]) for line in teacher])
+    first = next(im for im in gaps.images if im.path.name == "p0.jpg")
+    assert first.class_names.count("product") == int(np.sum(scores >= 0.4))
+    assert first.class_names.count("ignore") == int(np.sum((scores >= 0.1) & (scores < 0.4)))
+    gap_lines = (shared_standin.gaps / "labels" / "p0.txt").read_text().splitlines()
+    assert first.class_names.count("gap") == len([line for line in gap_lines if line.strip()])
 
 
-def test_real_crops_need_the_model_that_finds_the_products(tmp_path):
-    import subprocess
-    import sys
-
+@pytest.mark.slow
+def test_script_trains_and_calibrates_on_teacher_labels(shared_standin, tiny_detector, tmp_path):
+    out = tmp_path / "model"
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--real-crops", "0.7", "--work", str(tmp_path)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--photos",
+            str(shared_standin.photos),
+            "--gaps",
+            str(shared_standin.gaps),
+            "--init-model",
+            str(tiny_detector[0]),
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--eval-every",
+            "3",
+            "--cache-mb",
+            "64",
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
-    assert run.returncode == 2
-    assert "--real-crops needs --init-model" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert run.returncode == 0, run.stderr[-3000:]
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [e["class"] for e in events if e["event"] == "calibrated"] == ["product", "gap"]
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["detector"]["image_size"] == 128  # the init model's architecture
+    assert saved["detector"]["tile_above_px"] == 400 and saved["detector"]["flip_classes"] == [
+        "gap"
+    ]
+    assert set(saved["detector"]["class_score_thresholds"]) == {"product", "gap"}
+    calibration = saved["training"]["threshold_calibration"]
+    assert calibration["product"]["images"].startswith("the 1 held-out shelf-photos")
+    assert calibration["gap"]["images"].startswith("the 4 shelf-gaps training photos")
+    description = saved["training"]["config"]["data_description"]
+    assert "the row_counts.json photos left out" in description[0]
+    assert "human gap boxes" in description[1]
+    assert (out / "model.tflite").is_file()

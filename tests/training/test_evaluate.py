@@ -263,3 +263,129 @@ def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, 
     bad = ["--dataset", str(root), "--format", "yolo", "--split", "val", "--val-fraction", "1.5"]
     assert evaluate.cli_main(bad) == 2
     assert "--val-fraction" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- unsure labels, rows
+
+
+def test_ignore_boxes_neither_reward_nor_penalise():
+    """A detection on an unsure (ignore) box is not a false positive, a missed one not a miss."""
+    im = LabeledImage(
+        "a.jpg", 100, 100, [[10, 10, 30, 30], [50, 50, 80, 80]], ["product", "ignore"], ("product",)
+    )
+    gt = Dataset(["product", "ignore"], [im])
+    on_unsure = Detections([[10, 10, 30, 30], [52, 50, 80, 80]], [0.5, 0.9], [0, 0])
+    assert coco_metrics(gt, [on_unsure], ["product"])["ap50"] == pytest.approx(1.0)
+    only_true = Detections([[10, 10, 30, 30]], [0.5], [0])
+    assert coco_metrics(gt, [only_true], ["product"])["ap50"] == pytest.approx(1.0)
+    # the same box as a plain product: the detection on it counts, its absence is a miss
+    plain = Dataset(CLASSES, [LabeledImage("a.jpg", 100, 100, im.boxes_xyxy, ["product"] * 2)])
+    assert coco_metrics(plain, [only_true], ["product"])["ap50"] < 0.6
+    assert counting_errors(gt, [on_unsure], ["product"], 0.1)["count_mae"] == 1.0
+
+
+ROWS = [
+    {"image": "a.jpg", "box_xyxy": [0, 0, 100, 50], "count": 4},
+    {"image": "a.jpg", "box_xyxy": [0, 50, 100, 100], "count": 2},
+]
+
+
+@pytest.mark.parametrize(
+    "threshold, error_pct, signed_pct",
+    [(0.5, 75.0, -75.0), (0.1, 37.5, -37.5), (0.95, 100.0, -100.0)],
+)
+def test_row_count_errors(threshold, error_pct, signed_pct):
+    # row 1: centres at y=20 (scores 0.9, 0.3) and y=40 (0.6); row 2: one at y=70 (0.2)
+    det = Detections(
+        [[0, 10, 10, 30], [20, 10, 30, 30], [40, 30, 50, 50], [0, 60, 10, 80]],
+        [0.9, 0.3, 0.6, 0.2],
+        [0, 0, 0, 0],
+    )
+    result = evaluate.row_count_errors(ROWS, {"a.jpg": det}, threshold)
+    assert result["rows"] == 2 and result["true_facings"] == 6.0
+    assert result["count_error_pct"] == pytest.approx(error_pct)
+    assert result["signed_error_pct"] == pytest.approx(signed_pct)
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("{", "not a readable JSON file"),
+        ("[]", "non-empty JSON list"),
+        ('[{"image": "a.jpg", "box_xyxy": [0, 0, 1], "count": 3}]', "entry 0: expected image"),
+        ('[{"image": "a.jpg", "box_xyxy": [0, 0, 1, 1], "count": 0}]', "positive count"),
+    ],
+)
+def test_read_row_counts_rejects_bad_files(tmp_path, text, error):
+    from skuaudit.datasets.base import DatasetError
+
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=error):
+        evaluate.read_row_counts(path)
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ('[{"image": "a.jpg", "count": 1}, {"image": "b.jpg"}]', {"a.jpg", "b.jpg"}),
+        ('["a.jpg"]', {"a.jpg"}),
+        ("a.jpg\n\nb.jpg\n", {"a.jpg", "b.jpg"}),
+    ],
+)
+def test_image_names(tmp_path, text, names):
+    path = tmp_path / "list"
+    path.write_text(text)
+    assert evaluate.image_names(path) == names
+
+
+def test_cli_teacher_labels_exclude_and_row_counts(tmp_path, monkeypatch, capsys):
+    """Scored labels (--labels/--min-score/--ignore-score), --exclude and --row-counts."""
+    root = generate_dataset(tmp_path / "d", n=4, seed=3, width=256, height=192, formats=("yolo",))
+    names = sorted(p.name for p in (root / "images").glob("*.jpg"))
+    (root / "teacher").mkdir()
+    for name in names:  # each photo: one sure product, one unsure, one dropped
+        (root / "teacher" / name.replace(".jpg", ".txt")).write_text(
+            "0 0.3 0.3 0.2 0.2 0.9\n0 0.7 0.7 0.2 0.2 0.2\n0 0.5 0.5 0.1 0.1 0.01\n"
+        )
+    seen: list[Dataset] = []
+
+    def predict(model_dir, gt, tiled=None, flip=None, multiscale=None):
+        seen.append(gt)
+        sure = [[n == "product" for n in im.class_names] for im in gt.images]
+        return [
+            Detections(im.boxes_xyxy[keep], np.full(sum(keep), 0.9), np.zeros(sum(keep)))
+            for im, keep in zip(gt.images, sure, strict=True)
+        ]
+
+    monkeypatch.setattr(evaluate, "predict_dataset", predict)
+    teacher = ["--labels", "teacher", "--class-map", "0=product", "--score-threshold", "0.5"]
+    common = ["--dataset", str(root), "--format", "yolo", *teacher, "--json"]
+    assert evaluate.cli_main([*common, "--min-score", "0.25", "--ignore-score", "0.05"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 4 and out["per_class"]["product"]["ap50"] == pytest.approx(1.0)
+    assert [im.class_names for im in seen[-1].images] == [["product", "ignore"]] * 4
+    (tmp_path / "rows.json").write_text(
+        json.dumps([{"image": names[1], "box_xyxy": [0, 0, 128, 96], "count": 2}])
+    )
+    assert (
+        evaluate.cli_main(
+            [*common, "--min-score", "0.25", "--exclude", str(tmp_path / "rows.json")]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+    assert names[1] not in {im.path.name for im in seen[-1].images}
+    assert (
+        evaluate.cli_main(
+            [*common, "--min-score", "0.25", "--row-counts", str(tmp_path / "rows.json")]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 1
+    # the sure product's centre (77, 58) lies in the row; the prediction is the truth itself
+    assert out["row_counts"]["counted_facings"] == 1
+    assert out["row_counts"]["count_error_pct"] == pytest.approx(50.0)
+    assert evaluate.cli_main([*common, "--ignore-score", "0.05"]) == 2
+    assert "--ignore-score needs --min-score" in capsys.readouterr().err

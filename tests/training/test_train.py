@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.training.cli import parse_class_map
 from skuaudit.training.train import TrainConfig, split_by_image, train_detector
 
 
@@ -80,20 +79,15 @@ def test_unknown_classes_are_rejected(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text, expected",
-    [("", {}), ("0=gap", {"0": "gap"}), ("0=gap, 1=product", {"0": "gap", "1": "product"})],
-)
-def test_parse_class_map(text, expected):
-    assert parse_class_map(text) == expected
-
-
-@pytest.mark.parametrize(
     "argv, message",
     [
         (["--small-photo-crop", "0.5"], "is not LOW,HIGH"),
         (["--small-photo-crop", "a,b"], "is not LOW,HIGH"),
         (["--small-photo-crop", "0.9,0.5"], "small_photo_fraction must satisfy"),
         (["--mosaic", "1.5"], "mosaic must be a probability"),
+        (["--crop-aspect", "1.5,0.5"], "aspect must satisfy"),
+        (["--ignore-score", "0.1"], "--ignore-score needs --min-score"),
+        (["--min-score", "0.4", "--ignore-score", "0.6"], "ignore score must be in"),
     ],
 )
 def test_train_cli_rejects_bad_crop_settings(tmp_path, capsys, argv, message):
@@ -108,6 +102,35 @@ def test_train_cli_rejects_bad_crop_settings(tmp_path, capsys, argv, message):
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_sources_of_one_folder_are_merged(tmp_path):
+    """Two --dataset of one folder (human boxes, scored boxes of a labelling model) become one
+    data set whose photos label both classes; another folder stays its own."""
+    from skuaudit.datasets.synth import generate_dataset
+    from skuaudit.training.cli import build_parser, read_sources
+
+    root = generate_dataset(tmp_path / "d", 2, seed=0, formats=("yolo",), width=256, height=192)
+    other = generate_dataset(tmp_path / "e", 1, seed=1, formats=("yolo",), width=256, height=192)
+    (root / "teacher").mkdir()
+    for label in (root / "labels").glob("*.txt"):
+        (root / "teacher" / label.name).write_text("0 0.5 0.5 0.2 0.2 0.9\n0 0.2 0.2 0.1 0.1 0.2\n")
+    argv = ["--dataset", str(root), "--format", "yolo", "--class-map", "0=ignore,1=gap"]
+    argv += ["--dataset", str(root), "--labels", "teacher", "--class-map", "0=product"]
+    argv += ["--min-score", "0.4", "--ignore-score", "0.1", "--dataset", str(other)]
+    args = build_parser().parse_args([*argv, "--out", str(tmp_path / "m")])
+    for source in args.sources:
+        source["format"] = "yolo"
+    merged, alone = read_sources(args.sources)
+    assert len(merged) == 2 and len(alone) == 1
+    assert {im.annotated_classes for im in merged.images} == {("product", "gap")}
+    names = merged.images[0].class_names
+    assert names.count("product") == 1 and "gap" in names
+    assert (
+        "labels teacher, class map 0=product, score >= 0.4, ignore from 0.1"
+        in (merged.meta["words"])
+    )
+    assert " + " in merged.meta["words"] and " + " not in alone.meta["words"]
 
 
 def test_train_cli_mosaic(tmp_path, capsys):
@@ -188,11 +211,6 @@ def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsy
         assert code == 2 and message in capsys.readouterr().err
     code = cli_main([*argv, "--init-model", str(tiny_detector[0]), "--alpha", "0.25"])
     assert code == 2 and "alpha at most the run's" in capsys.readouterr().err
-
-
-def test_parse_class_map_error():
-    with pytest.raises(ValueError, match="SOURCE=CLASS"):
-        parse_class_map("0:gap")
 
 
 def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
@@ -458,42 +476,6 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
     assert float(by_image[0]) > 5 * float(by_batch[0])
     with pytest.raises(ValueError, match="normalisation"):
         detection_loss(targets, predictions, mask, classes, normalisation="anchors")
-
-
-def test_count_matching_threshold(tiny_detector, synth_shelf_dataset):
-    """At the returned score the detector's product count equals the true count."""
-    import cv2
-
-    from skuaudit.detections import PRODUCT
-    from skuaudit.detector import Detector
-    from skuaudit.training.train import count_matching_threshold
-
-    detector = Detector.load(tiny_detector[0])
-    images = synth_shelf_dataset.images[:3]
-    result = count_matching_threshold(detector, images, "product")
-    truth = sum(im.class_names.count("product") for im in images)
-    assert result["true_count"] == truth
-    counted = 0
-    for im in images:
-        det = detector.detect(cv2.imread(str(im.path)), score_threshold=0.05)
-        counted += int(np.sum((det.class_id == PRODUCT) & (det.confidence >= result["threshold"])))
-    assert counted == truth or (result["threshold"] == 0.05 and counted < truth)
-    assert 0.0 <= result["precision"] <= 1.0 and 0.0 <= result["recall"] <= 1.0
-    gap_only = [LabeledImage(images[0].path, 512, 384, [[0, 0, 9, 9]], ["gap"])]
-    with pytest.raises(DatasetError, match="no image labels 'product'"):
-        count_matching_threshold(detector, gap_only, "product")
-
-
-def test_greedy_matches():
-    from skuaudit.training.train import _greedy_matches
-
-    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
-    boxes = np.array(
-        [[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [50, 50, 60, 60]], np.float32
-    )
-    # the second box duplicates the first truth: the better-scored one claims it
-    hits = _greedy_matches(boxes, np.array([0.5, 0.9, 0.8, 0.7]), truth)
-    assert hits.tolist() == [False, True, True, False]
 
 
 def test_pseudo_labels_mark_unsure_products_as_ignore_boxes(synth_shelf_dataset):

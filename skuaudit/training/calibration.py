@@ -1,0 +1,195 @@
+"""Photo-path settings of a trained model folder: per-class score thresholds and tiling views.
+
+A model's default thresholds decide every count the app shows, so each is set where the detected
+count equals the true count on held-out labelled photos (``count_matching_threshold``), through
+the photo path the app uses (the model's tiling rule and views). ``calibrate_model`` writes them,
+and the photo-path settings it was given, into the folder's ``config.json`` through
+``DetectorConfig`` and records how each threshold was set under ``training.threshold_calibration``.
+
+Example:
+    >>> calibrate_model("models/mine", {"product": (val_photos, "16 held-out photos")},
+    ...                 photo_path=PhotoPath(tile_above_px=400))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skuaudit.datasets.base import DatasetError, LabeledImage
+from skuaudit.detections import CLASS_NAMES, box_iou_xyxy
+
+
+@dataclass(frozen=True)
+class PhotoPath:
+    """How the photo path runs a model (``DetectorConfig`` fields of the same names; ``None``
+    keeps the folder's value)."""
+
+    tile_above_px: int | None = None
+    whole_image_classes: tuple[str, ...] | None = None
+    flip_classes: tuple[str, ...] | None = None
+    multiscale_classes: tuple[str, ...] | None = None
+    extra_tile_fractions: tuple[float, ...] | None = None
+
+    def settings(self) -> dict:
+        """The fields that are set, as ``DetectorConfig`` keyword arguments."""
+        return {
+            f.name: list(v) if isinstance(v, tuple) else v
+            for f in dataclasses.fields(self)
+            if (v := getattr(self, f.name)) is not None
+        }
+
+
+def greedy_matches(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: each detection (best score first) claims an unclaimed truth at IoU >= 0.5."""
+    hit = np.zeros(len(boxes), bool)
+    if len(boxes) == 0 or len(truth) == 0:
+        return hit
+    iou = box_iou_xyxy(boxes, truth)
+    free = np.ones(len(truth), bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(free, iou[i], 0.0)
+        j = int(np.argmax(candidates))
+        if candidates[j] >= 0.5:
+            hit[i], free[j] = True, False
+    return hit
+
+
+def count_matching_threshold(
+    detector, images: Sequence[LabeledImage], class_name: str = "product"
+) -> dict[str, float]:
+    """The score threshold at which a class's detected count equals its true count.
+
+    Runs ``detector`` (its ``tiled=None`` rule, nested-box rules included) at a low threshold on
+    labelled images and returns the score of the ``N``-th best box of ``class_name`` over all
+    images, ``N`` the true number of boxes: counting at that score gives the right total. Use
+    held-out photos, never a yardstick's.
+
+    Returns:
+        ``{"threshold", "true_count", "precision", "recall"}``; precision and recall at IoU 0.5
+        of the boxes at that threshold (greedy matching by score).
+
+    Raises:
+        DatasetError: no image labels ``class_name``, or an image cannot be read.
+    """
+    import cv2
+
+    class_id = list(CLASS_NAMES).index(class_name)
+    scored, true_count, matched = [], 0, []
+    for im in images:
+        image = cv2.imread(str(im.path))
+        if image is None:
+            raise DatasetError(f"{im.path}: not a readable image")
+        det = detector.detect(image, score_threshold=0.05)
+        det = det[det.class_id == class_id]
+        truth = np.asarray(im.boxes_xyxy, np.float32).reshape(-1, 4)[
+            [c == class_name for c in im.class_names]
+        ]
+        true_count += len(truth)
+        matched.append(greedy_matches(det.xyxy, det.confidence, truth))
+        scored.append(np.asarray(det.confidence, np.float64))
+    if true_count == 0:
+        raise DatasetError(f"no image labels {class_name!r}: nothing to calibrate on")
+    scores = np.concatenate(scored)
+    hits = np.concatenate(matched)
+    order = np.argsort(-scores, kind="stable")
+    # Fewer boxes than truths: every box counts, at the lowest score looked at.
+    threshold = float(scores[order[true_count - 1]]) if len(scores) >= true_count else 0.05
+    kept = scores >= threshold
+    return {
+        "threshold": threshold,
+        "true_count": int(true_count),
+        "precision": float(hits[kept].mean()) if kept.any() else 0.0,
+        "recall": float(hits[kept].sum() / true_count),
+    }
+
+
+def calibrate_model(
+    model_dir: str | Path,
+    calibration_sets: Mapping[str, tuple[Sequence[LabeledImage], str]],
+    photo_path: PhotoPath | None = None,
+) -> dict[str, dict[str, float]]:
+    """Write a model folder's photo-path settings and per-class thresholds.
+
+    Args:
+        model_dir: a model folder (``config.json`` is rewritten; the weights are not touched).
+        calibration_sets: ``{class name: (labelled images, words saying which images)}``; each
+            class's threshold is set where its detected count equals its true count there,
+            through the photo path as ``photo_path`` leaves it.
+        photo_path: the photo-path settings to write first (``None``: keep the folder's).
+
+    Returns:
+        ``{class name: count_matching_threshold(...) result}``.
+
+    Raises:
+        ModelLoadError: not a model folder. DatasetError: a set labels no box of its class.
+        ValueError: a class that is not one of the model's.
+    """
+    from skuaudit.detector import Detector
+    from skuaudit.detector.detector import CONFIG_FILE, read_model_config
+
+    model_dir = Path(model_dir)
+    config = read_model_config(model_dir)
+    unknown = sorted(set(calibration_sets) - set(config.class_names))
+    if unknown:
+        raise ValueError(
+            f"cannot calibrate {unknown}: the model's classes are {config.class_names}"
+        )
+    if photo_path is not None:
+        config = dataclasses.replace(config, **photo_path.settings())
+        _write(model_dir / CONFIG_FILE, config)
+    detector = Detector.load(model_dir)
+    results = {
+        name: count_matching_threshold(detector, images, name)
+        for name, (images, _) in calibration_sets.items()
+    }
+    thresholds = dict(config.class_score_thresholds)
+    thresholds.update({name: round(r["threshold"], 3) for name, r in results.items()})
+    config = dataclasses.replace(config, class_score_thresholds=thresholds)
+    views = _views_text(config)
+    _write(
+        model_dir / CONFIG_FILE,
+        config,
+        {
+            name: {
+                "images": f"{calibration_sets[name][1]}, photo path ({views(name)})",
+                **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+            }
+            for name, result in results.items()
+        },
+    )
+    return results
+
+
+def _views_text(config):
+    def text(name: str) -> str:
+        parts = [f"tiled above {config.tile_above_px} px"]
+        if name in config.whole_image_classes:
+            parts.append("with a whole-image pass")
+        if name in config.flip_classes:
+            parts.append("with the mirrored view")
+        if name in config.multiscale_classes and config.extra_tile_fractions:
+            sizes = " / ".join(f"{s:g}" for s in config.extra_tile_fractions)
+            parts.append(f"with tiles of {sizes} x the longer side too")
+        return ", ".join(parts)
+
+    return text
+
+
+def _write(config_path: Path, config, calibration: dict | None = None) -> None:
+    payload = json.loads(config_path.read_text())
+    payload["detector"] = config.to_dict()
+    if calibration is not None:
+        training = payload.setdefault("training", {})
+        training["threshold_calibration"] = {
+            **training.get("threshold_calibration", {}),
+            **calibration,
+        }
+    tmp = config_path.with_name(f".{config_path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    tmp.replace(config_path)
