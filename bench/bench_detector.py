@@ -4,7 +4,8 @@ Prints:
 
 - single-pass ms/frame (median) of the raw network per runtime, and of a full ``detect()`` call
   (resize + network + decode + NMS), with the ratio to a plain ``tf.function`` call; the tiled
-  photo path on a 1200x1600 photo with one view and with the mirrored view;
+  photo path on a 1200x1600 photo with one view and with the mirrored view, and on a 12 MP
+  photo with the model's own settings;
 - product AP50 / AR300 on freshly rendered synthetic shelves (seeds never used in training), tiled;
   and on 640x480 renders in one pass vs the photo path;
 - gap AP50 / AP50:95 on the validation split of ``../shared/data/shelf-gaps`` (same split as
@@ -39,10 +40,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.base import Dataset, LabeledImage  # noqa: E402
+from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.datasets.synth import render_shelf  # noqa: E402
 from skuaudit.detections import GAP, PRODUCT  # noqa: E402
 from skuaudit.detector import Detector  # noqa: E402
-from skuaudit.training.train import evaluate_detector, split_by_image  # noqa: E402
+from skuaudit.training.evaluate import evaluate_detector  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 
@@ -85,6 +87,15 @@ def bench_speed(model_dir: Path, frames: int) -> None:
     print(
         "\nTiled detect() on a 1200x1600 photo (TFLite, median): "
         + ", ".join(f"{label} {ms:.0f} ms ({ms / one:.2f}x)" for label, ms in times.items())
+    )
+    # A 12 MP phone photo through the default photo path (what Photo audit runs per photo).
+    large = cv2.resize(photo, (3024, 4032), interpolation=cv2.INTER_LINEAR)
+    default = Detector.load(model_dir)
+    large_ms = median_ms(lambda: default.detect(large), max(5, frames // 5))
+    base_ms = median_ms(lambda: default.detect(photo), max(5, frames // 5))
+    print(
+        f"Photo path, default settings (TFLite, median): 12 MP (3024x4032) {large_ms:.0f} ms, "
+        f"1200x1600 {base_ms:.0f} ms ({large_ms / base_ms:.2f}x)"
     )
 
 

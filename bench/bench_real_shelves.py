@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.base import Dataset  # noqa: E402
 from skuaudit.datasets.readers import ScoreBands, read_dataset  # noqa: E402
+from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import PRODUCT, Detections  # noqa: E402
 from skuaudit.detector import Detector  # noqa: E402
 from skuaudit.training.evaluate import (  # noqa: E402
@@ -48,7 +49,6 @@ from skuaudit.training.evaluate import (  # noqa: E402
     read_row_counts,
     row_count_errors,
 )
-from skuaudit.training.train import split_by_image  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared"
 DATA = SHARED / "data"

@@ -1,11 +1,12 @@
 """Synthetic shelf generator speed, against a flat-colour-box baseline measured in the same run.
 
-    .venv/bin/python bench/bench_synth.py [--n 40] [--tfdata]
+    .venv/bin/python bench/bench_synth.py [--n 40] [--batches]
 
 Prints images/s of ``render_shelf`` (1024x768, full camera model) and of a baseline that draws the
-same number of flat rectangles and JPEG-round-trips the canvas, and their ratio. With ``--tfdata`` it
-also compares the two training inputs: ``make_tf_dataset`` over pre-rendered JPEGs and
-``make_synth_tf_dataset`` rendering on the fly (320x320 batches of 8).
+same number of flat rectangles and JPEG-round-trips the canvas, and their ratio. With ``--batches``
+it also compares the training input (``datasets.batches.TrainingBatches`` over pre-rendered
+JPEGs: crops, augmentation, padded targets, 320x320 batches of 8) with rendering each image on the
+fly, the input the renders would give without pre-rendering.
 """
 
 from __future__ import annotations
@@ -51,39 +52,36 @@ def bench_render(n: int) -> None:
     print(f"ratio full/flat:        {full / flat:6.3f}")
 
 
-def bench_tfdata(n: int) -> None:
+def bench_batches(n: int) -> None:
+    from skuaudit.datasets.batches import TrainingBatches
+    from skuaudit.datasets.examples import TileSpec
     from skuaudit.datasets.readers import read_dataset
-    from skuaudit.datasets.tfdata import make_synth_tf_dataset, make_tf_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         data = read_dataset(generate_dataset(tmp, n, seed=1, formats=("coco",)), "coco")
-        pipelines = {
-            "pre-rendered (make_tf_dataset)": make_tf_dataset(
-                data, ["product", "gap"], augment=False, repeat=True
-            ),
-            "on the fly (make_synth_tf_dataset)": make_synth_tf_dataset(1),
-        }
-        rates = {}
-        for name, ds in pipelines.items():
-            it = iter(ds)
-            next(it)
-            start = time.perf_counter()
-            for _ in range(n // 8):
-                next(it)
-            rates[name] = (n // 8) * 8 / (time.perf_counter() - start)
-            print(f"{name:36s} {rates[name]:6.1f} images/s")
-        values = list(rates.values())
-        print(f"ratio pre-rendered/on-the-fly:       {values[0] / values[1]:6.2f}")
+        batches = TrainingBatches(data.images, ["product", "gap"], tile=TileSpec(), workers=1)
+        batches[0]
+        start = time.perf_counter()
+        for i in range(n // 8):
+            batches[i]
+        pre_rendered = (n // 8) * 8 / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for seed in range(n // 4):
+            render_shelf(seed=5000 + seed)
+        on_the_fly = (n // 4) / (time.perf_counter() - start)
+    print(f"TrainingBatches, pre-rendered JPEGs:  {pre_rendered:6.1f} images/s (one thread)")
+    print(f"rendering each image on the fly:      {on_the_fly:6.1f} images/s")
+    print(f"ratio pre-rendered/on-the-fly:        {pre_rendered / on_the_fly:6.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--tfdata", action="store_true")
+    parser.add_argument("--batches", action="store_true")
     args = parser.parse_args()
     bench_render(args.n)
-    if args.tfdata:
-        bench_tfdata(args.n)
+    if args.batches:
+        bench_batches(args.n)
 
 
 if __name__ == "__main__":

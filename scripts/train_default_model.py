@@ -40,10 +40,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from skuaudit.datasets.base import Dataset  # noqa: E402
 from skuaudit.datasets.readers import ScoreBands, merge_labels, read_dataset  # noqa: E402
+from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import IGNORE_CLASS  # noqa: E402
 from skuaudit.training.calibration import PhotoPath, calibrate_model  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
-from skuaudit.training.train import TrainConfig, split_by_image, train_detector  # noqa: E402
+from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 # The photo path of the shipped model: tiles above 400 px; gaps also from the whole photo, the
@@ -138,8 +139,9 @@ def calibrate(model_dir: Path, photos: Dataset, gaps: Dataset) -> dict:
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The options of this script (``scripts/train_on_accelerator.py`` adds its own)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], add_help=add_help)
     parser.add_argument("--photos", type=Path, default=SHARED / "shelf-photos")
     parser.add_argument("--gaps", type=Path, default=SHARED / "shelf-gaps")
     parser.add_argument(
@@ -154,7 +156,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/skuaudit_default_model"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "default")
     parser.add_argument("--init-model", type=Path, default=REPO_ROOT / "models" / "default")
-    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=24000)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--alpha", type=float, default=None, help="grow the backbone to this width")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -164,22 +166,22 @@ def main() -> int:
     parser.add_argument("--small-photo-crop", default="0.35,1.0", type=parse_fraction_range)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--cache-mb", type=int, default=1500, help="decoded photos kept in memory")
+    parser.add_argument("--workers", type=int, default=2, help="threads loading examples")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
         "--calibrate-only", action="store_true", help="only set the photo path of --out"
     )
-    args = parser.parse_args()
-    photos, gaps = read_real_data(args)
-    if args.calibrate_only:
-        calibrate(args.out, photos, gaps)
-        return 0
+    return parser
 
-    from skuaudit.training.train import architecture_of
+
+def train_config(args, photos: Dataset, gaps: Dataset, **overrides) -> TrainConfig:
+    """The run's ``TrainConfig``: ``--init-model``'s architecture (``--alpha`` grows it)."""
+    from skuaudit.training.warm_start import architecture_of
 
     architecture = architecture_of(args.init_model)
     if args.alpha is not None:
         architecture["alpha"] = args.alpha
-    config = TrainConfig(
+    settings = dict(
         out_dir=args.out,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -199,9 +201,19 @@ def main() -> int:
         small_photo_crop=args.small_photo_crop,
         crop_aspect=args.crop_aspect,
         image_cache_mb=args.cache_mb,
+        workers=args.workers,
         **architecture,
     )
-    train_detector(config, [photos, gaps], progress_callback=report)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    photos, gaps = read_real_data(args)
+    if args.calibrate_only:
+        calibrate(args.out, photos, gaps)
+        return 0
+    train_detector(train_config(args, photos, gaps), [photos, gaps], progress_callback=report)
     calibrate(args.out, photos, gaps)
     return 0
 

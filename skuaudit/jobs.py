@@ -396,8 +396,8 @@ def add_dataset_archive(
 
     from skuaudit.datasets.base import DatasetError
     from skuaudit.datasets.readers import detect_format, read_dataset
+    from skuaudit.datasets.splits import to_detector_classes
     from skuaudit.safezip import safe_extract
-    from skuaudit.training.train import to_detector_classes
 
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-")[:60] or "dataset"
     folder = datasets_dir() / f"{stem}-{utcnow().strftime('%Y%m%d-%H%M%S')}"
@@ -527,9 +527,9 @@ def evaluate_model_on_dataset(
     import cv2
 
     from skuaudit.datasets.base import Dataset, DatasetError
+    from skuaudit.datasets.splits import split_by_image, to_detector_classes
     from skuaudit.detections import CLASS_NAMES
     from skuaudit.detector import Detector
-    from skuaudit.training.train import split_by_image, to_detector_classes
 
     dataset = read_uploaded_dataset(dataset_dir)
     images = to_detector_classes(dataset)
@@ -681,7 +681,8 @@ def run_job(job_id: int, url: str | None = None) -> str:
 
     try:
         from skuaudit.model_registry import register_model_version
-        from skuaudit.training.train import TrainConfig, architecture_of, train_detector
+        from skuaudit.training.train import TrainConfig, train_detector
+        from skuaudit.training.warm_start import architecture_of
 
         datasets, description = _datasets(params, out_dir)
         if heartbeat.cancel.is_set():

@@ -1,1 +1,1 @@
-"""Shelf datasets: the common in-memory form, readers, synthetic shelves and tf.data."""
+"""Shelf datasets: the common in-memory form, readers, splits, synthetic shelves, training examples and batches."""

@@ -797,7 +797,7 @@ def merge_labels(datasets: Sequence[Dataset]) -> Dataset:
     classes = [c for c in CLASS_NAMES if c in names] + [c for c in names if c not in CLASS_NAMES]
     images = []
     for im in by_path.values():
-        ordered = tuple(c for c in classes if c in im.annotated_classes)
+        ordered = tuple(c for c in classes if c in im.annotated_classes and c != IGNORE_CLASS)
         images.append(
             LabeledImage(im.path, im.width, im.height, im.boxes_xyxy, im.class_names, ordered)
         )

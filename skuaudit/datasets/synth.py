@@ -929,7 +929,7 @@ def render_shelf(
         difficulty: 0 clean and straight, 1 full camera effects (perspective, blur, noise, JPEG,
             uneven light, occluders).
         crop_dir: optional folder of photos of single real products (e.g.
-            ``training.train.harvest_product_crops``); half of the runs of facings repeat one
+            ``training.harvest.harvest_product_crops``); half of the runs of facings repeat one
             of them, with no brand name.
 
     Returns:

@@ -15,7 +15,7 @@ For export (TF.js, TFLite, ...) the pieces are separate:
   anchors ``[y1, x1, y2, x2]`` in ``0..1`` of the model input, one per output row.
 - ``decode_detections(raw, anchors, image_wh, ...)``: decode + per-class NMS of one image's raw
   outputs to pixel ``Detections``; ``decode_deltas`` is the box arithmetic alone.
-- Tiles: ``skuaudit.datasets.tfdata.tile_grid`` lays them out, ``merge_tile_detections`` merges.
+- Tiles: ``skuaudit.datasets.examples.tile_grid`` lays them out, ``merge_tile_detections`` merges.
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ from skuaudit.detector.detector import (
 )
 from skuaudit.detector.postprocess import decode_detections, merge_tile_detections, nms_per_class
 
-# Training-side names import TensorFlow; inference through TFLite (and `skuaudit detect` on a bad
+# Training-side names import Keras; inference through TFLite (and `skuaudit detect` on a bad
 # photo) does not, so they load on first use.
-_TRAINING_NAMES = ("LabelEncoder", "build_raw_model", "detection_loss")
+_TRAINING_NAMES = ("build_raw_model", "detection_loss", "encode_targets")
 
 
 def __getattr__(name: str) -> Any:
     if name in _TRAINING_NAMES:
-        from skuaudit.detector import model
+        from skuaudit.detector import network
 
-        return getattr(model, name)
+        return getattr(network, name)
     raise AttributeError(f"module 'skuaudit.detector' has no attribute {name!r}")
 
 
@@ -50,7 +50,6 @@ __all__ = [
     "AnchorSpec",
     "Detector",
     "DetectorConfig",
-    "LabelEncoder",
     "ModelLoadError",
     "build_raw_model",
     "convert_to_tflite",
@@ -58,6 +57,7 @@ __all__ = [
     "decode_detections",
     "detection_loss",
     "encode_deltas",
+    "encode_targets",
     "load_raw_model",
     "make_anchors",
     "merge_tile_detections",

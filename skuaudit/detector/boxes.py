@@ -2,8 +2,8 @@
 
 Box formats are part of every name: ``yxyx_norm`` is ``[y1, x1, y2, x2]`` in ``0..1`` of the model
 input; ``deltas`` are SSD offsets ``[ty, tx, th, tw]`` of a box relative to an anchor, divided by
-``box_variance``. Numpy only: inference needs no TensorFlow (the training-side ``LabelEncoder`` is
-in ``model.py``).
+``box_variance``. Numpy only: inference needs no TensorFlow (the training targets are built by
+``network.encode_targets``).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class DetectorConfig:
         max_detections: most boxes returned per image (and per tile).
         pre_nms_top_k: most candidate boxes per class entering NMS.
         tile_above_px: ``tiled=None`` tiles images whose longer side exceeds this (the training
-            crops of ``datasets.tfdata.TileSpec`` start at 900 px). A model trained on zoom-in
+            crops of ``datasets.examples.TileSpec`` start at 900 px). A model trained on zoom-in
             crops of smaller photos (``TileSpec.small_photo_fraction``) can tile those too: the
             default model tiles above 400 px, so a 640x480 photo of a dense shelf is not squashed
             to the input.

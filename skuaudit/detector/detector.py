@@ -229,7 +229,7 @@ class Detector:
     def _tile_sets(self, width: int, height: int) -> list[np.ndarray]:
         """``(T, 4)`` pixel tiles of each tile set of a tiled photo: the product tiles (plus the
         whole image for ``whole_image_classes``), then the ``extra_tile_fractions`` sets."""
-        from skuaudit.datasets.tfdata import tile_grid
+        from skuaudit.detector.tiling import tile_grid
 
         cfg = self.config
         longer = max(width, height)

@@ -5,10 +5,9 @@ loads without custom objects): input ``(B, S, S, 3)`` float32 RGB in ``0..255``,
 ``(B, A, 4 + C)``: SSD box deltas (see ``boxes.encode_deltas``) then class logits (sigmoid), one row
 per anchor of ``boxes.make_anchors(config.anchor_spec)``.
 
-``encode_targets`` and ``detection_loss`` are written in ``keras.ops``, so the same code trains on
-TensorFlow and on JAX (``skuaudit.training.jax_train``: accelerator machines without TensorFlow).
-They compute what the TensorFlow ``model.LabelEncoder`` and ``model.detection_loss`` compute
-(tested), batched: the targets are built inside the jitted training step from padded boxes.
+``encode_targets`` and ``detection_loss`` are written in ``keras.ops``, so the one training loop
+(``skuaudit.training.train``) runs on TensorFlow and on JAX (accelerator machines without
+TensorFlow); the targets are built inside the compiled training step from padded boxes.
 """
 
 from __future__ import annotations
@@ -138,7 +137,7 @@ def encode_targets(
     positive_iou: float = 0.5,
     negative_iou: float = 0.4,
 ):
-    """Per-anchor training targets of a batch (``model.LabelEncoder.encode_batch`` in ``keras.ops``).
+    """Per-anchor training targets of a batch.
 
     An anchor is positive when its best IoU is at least ``positive_iou``, negative below
     ``negative_iou`` and ignored in between; every box also claims its best anchor (when two boxes
@@ -206,7 +205,7 @@ def detection_loss(
     focal_gamma: float = 2.0,
     normalisation: str = "image",
 ):
-    """Focal classification loss and Huber box loss (``model.detection_loss`` in ``keras.ops``).
+    """Focal classification loss and Huber box loss.
 
     Args:
         targets: ``(B, A, 4 + C + 1)`` from :func:`encode_targets`.

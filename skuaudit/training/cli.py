@@ -77,7 +77,7 @@ def architecture(args: argparse.Namespace) -> dict:
     chosen = {key: getattr(args, key) for key in _NEW_MODEL}
     if args.init_model is None:
         return {key: _NEW_MODEL[key] if value is None else value for key, value in chosen.items()}
-    from skuaudit.training.train import architecture_of
+    from skuaudit.training.warm_start import architecture_of
 
     fields = architecture_of(args.init_model)
     fields.update({key: value for key, value in chosen.items() if value is not None})

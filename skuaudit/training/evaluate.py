@@ -403,6 +403,63 @@ def evaluate_detections(
     )
 
 
+def evaluate_detector(
+    detector,
+    images: list[LabeledImage],
+    score_threshold: float = 0.05,
+    tiled: bool | None = None,
+) -> dict:
+    """Per-class COCO AP50, AP50:95 and AR300 of a detector on labelled images.
+
+    ``coco_metrics`` scores each class only on images that label it (``annotated_classes``), so
+    unlabelled products in gap photos do not count as false positives.
+
+    Args:
+        detector: a ``Detector``.
+        images: labelled images (pixel ``xyxy`` boxes).
+        score_threshold: low, so the precision/recall curve is complete.
+        tiled: ``Detector.detect``'s ``tiled`` (``None``: its rule by image size).
+
+    Returns:
+        ``{class_name: {"AP50", "AP", "AR300", "images"}}`` for classes with ground truth.
+    """
+    import cv2
+
+    predictions = []
+    for im in images:
+        image = cv2.imread(str(im.path))
+        if image is None:
+            raise DatasetError(f"{im.path}: not a readable image")
+        predictions.append(detector.detect(image, score_threshold=score_threshold, tiled=tiled))
+    result = coco_metrics(
+        Dataset(list(CLASS_NAMES), images), predictions, list(CLASS_NAMES), max_dets=300
+    )
+    return {
+        name: {"AP50": m["ap50"], "AP": m["ap"], "AR300": m["ar300"], "images": len(images)}
+        for name, m in result["per_class"].items()
+        if m["ap50"] is not None
+    }
+
+
+def validation_metrics(
+    model_dir: str | Path, val_sets: list[list[LabeledImage]], max_images: int = 100
+) -> dict:
+    """COCO AP of a model folder on each training dataset's validation images (at most
+    ``max_images`` each), through the photo path, for its model card.
+
+    Returns:
+        ``{"dataset 0": {class: {...}}, ...}`` in the order of the training datasets.
+    """
+    from skuaudit.detector import Detector
+
+    detector = Detector.load(model_dir)
+    return {
+        f"dataset {i}": evaluate_detector(detector, images[:max_images])
+        for i, images in enumerate(val_sets)
+        if images
+    }
+
+
 def pr_curve_figure(report: EvalReport, title: str = "Precision-recall at IoU 0.5"):
     """A plotly figure with one precision-recall line per class that has ground truth."""
     import plotly.graph_objects as go
@@ -571,7 +628,7 @@ def cli_main(argv: list[str]) -> int:
             counted = {r["image"] for r in rows}
             gt = _keep_images(gt, lambda name: name in counted)
         if args.split != "all":
-            from skuaudit.training.train import split_by_image
+            from skuaudit.datasets.splits import split_by_image
 
             if not 0 < args.val_fraction < 1:
                 raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")

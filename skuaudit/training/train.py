@@ -1,23 +1,35 @@
-"""Training loop of the SSD detector: splits, checkpoints, early stopping, progress events.
+"""Training of the SSD detector: one Keras ``fit`` loop on TensorFlow (CPU) and JAX (accelerators).
 
 ``train_detector(config, datasets, progress_callback=..., should_stop=...)`` trains on one or
-several ``Dataset`` objects combined (e.g. synthetic shelves + real gap photos whose products are
-unlabelled: such images list only ``gap`` in ``annotated_classes`` and the product-class loss is
-masked there), writes a complete model folder at every evaluation (so a run cut short still leaves a
-usable model) and returns the folder.
+several ``Dataset`` objects combined (e.g. real shelf photos whose products a teacher labelled,
+and gap photos whose gaps people labelled; an image that lists only some classes in
+``annotated_classes`` has the loss of the others masked), writes a complete model folder at every
+evaluation that improves the validation loss (so a run cut short still leaves a usable model)
+and returns the folder.
+
+The network (``detector.network.build_raw_model``), its targets (``network.encode_targets``) and
+its loss (``network.detection_loss``) are written in ``keras.ops``, and the batches
+(``datasets.batches``) are numpy, so the same code trains on whichever Keras backend is loaded:
+TensorFlow here, ``KERAS_BACKEND=jax`` on a lent GPU machine (``scripts/train_on_accelerator.py``).
+Checkpoints (Keras ``BackupAndRestore``) let ``resume`` continue a run cut short.
 
 Progress events are dicts, one per ``log_every`` steps and one per evaluation::
 
     {"event": "step" | "eval" | "done" | "stopped", "step": 120, "total_steps": 4000,
      "epoch": 1.9, "loss": 1.23, "class_loss": 0.8, "box_loss": 0.43, "val_loss": 1.4 | None,
      "images_per_s": 10.8, "eta_s": 360.0, "elapsed_s": 90.0, "model_dir": "models/x"}
+
+``loss``, ``class_loss`` and ``box_loss`` are means over the steps since the last evaluation.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import platform
-import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,13 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.datasets.tfdata import TileSpec
-from skuaudit.detections import CLASS_NAMES, IGNORE_CLASS
+from skuaudit.datasets.base import Dataset
+from skuaudit.datasets.examples import TileSpec
+from skuaudit.datasets.splits import split_datasets
+from skuaudit.detections import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[dict], None]
+STATE_FILE = "train_state.json"  # best validation loss and seconds trained, beside the backup
 
 
 @dataclass
@@ -47,7 +61,7 @@ class TrainConfig:
         learning_rate: peak Adam learning rate (linear warm-up, cosine decay to 0).
         val_fraction: share of each dataset's images held out, split by image deterministically.
         seed: seed of the split, the shuffling and the initial weights.
-        tile: random crops of large photos (``datasets.tfdata.TileSpec`` defaults), so products keep
+        tile: random crops of large photos (``datasets.examples.TileSpec`` defaults), so products keep
             the size they have in the tiles of ``Detector.detect``; ``False`` uses whole images.
         augment: random flips / colour / crops from ``make_tf_dataset``.
         eval_every: steps between validation, checkpoint and model-folder writes.
@@ -69,7 +83,7 @@ class TrainConfig:
             validation split is made before repeating.
         loss_normalisation: ``"image"`` (each image's loss over its own positive anchors, so a
             sparse real gap photo weighs as much as a dense synthetic shelf) or ``"batch"``
-            (RetinaNet: over the batch's positives); see ``detector.model.detection_loss``.
+            (RetinaNet: over the batch's positives); see ``detector.network.detection_loss``.
         anchor_aspect_ratios: anchor ``width / height`` ratios (``None``: the ``DetectorConfig``
             default); saved in the model's ``config.json``.
         anchor_size_factor: anchor side at scale 1 in strides (``None``: the ``DetectorConfig``
@@ -88,7 +102,10 @@ class TrainConfig:
             a 2x2 mosaic of it and three other such photos (``TileSpec.mosaic``).
         crop_aspect: with ``tile``, the ``width / height`` range of the crops of large photos
             (``TileSpec.aspect``), stretched to the square input as a video frame is.
-        image_cache_mb: decoded training photos kept in memory (``tfdata.ImageCache``).
+        image_cache_mb: decoded training photos kept in memory (``examples.ImageCache``).
+        time_budget_s: stop after this many seconds of training (across resumed runs); the
+            model folder then holds the best weights seen. ``None``: no limit.
+        workers: threads loading the training examples.
     """
 
     out_dir: Path
@@ -122,6 +139,8 @@ class TrainConfig:
     separate_towers: bool = False
     crop_aspect: tuple[float, float] = (1.0, 1.0)
     image_cache_mb: int = 0
+    time_budget_s: float | None = None
+    workers: int = 2
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -155,95 +174,6 @@ class TrainConfig:
         return self._crops() if self.tile else None
 
 
-def split_by_image(
-    dataset: Dataset, val_fraction: float, seed: int
-) -> tuple[list[LabeledImage], list[LabeledImage]]:
-    """Deterministic train/validation split: sort by file name, shuffle with ``seed``, cut.
-
-    Returns:
-        ``(train_images, val_images)``; validation gets ``round(n * val_fraction)`` images.
-    """
-    images = sorted(dataset.images, key=lambda im: str(im.path))
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_val = int(round(len(images) * val_fraction))
-    val = [images[i] for i in sorted(order[:n_val])]
-    train = [images[i] for i in sorted(order[n_val:])]
-    return train, val
-
-
-def to_detector_classes(dataset: Dataset) -> list[LabeledImage]:
-    """Images whose class names are detector classes, with ``annotated_classes`` filled in.
-
-    A dataset that declares only some detector classes labels only those: its images get
-    ``annotated_classes`` = those classes unless a reader already set it. Boxes named
-    ``IGNORE_CLASS`` are kept: trainers leave the anchors they would make positive out of the loss.
-    """
-    unknown = sorted(set(dataset.classes) - {*CLASS_NAMES, IGNORE_CLASS})
-    if unknown:
-        raise DatasetError(
-            f"dataset classes {unknown} are not detector classes {list(CLASS_NAMES)}; "
-            f"map them with a class map (e.g. 0=gap, or 2={IGNORE_CLASS} for regions to learn "
-            "neither as objects nor as background): --class-map on the command line, "
-            "Class map when adding a data set in the Model lab"
-        )
-    declared = tuple(c for c in CLASS_NAMES if c in dataset.classes)
-    out = []
-    for im in dataset.images:
-        if im.annotated_classes is None:
-            im = LabeledImage(
-                im.path, im.width, im.height, im.boxes_xyxy, im.class_names, declared, im.extras
-            )
-        out.append(im)
-    return out
-
-
-def split_datasets(
-    config: TrainConfig, datasets: Sequence[Dataset]
-) -> tuple[list[LabeledImage], list[LabeledImage], list[list[LabeledImage]]]:
-    """Each dataset split by image (``split_by_image``), training images repeated per
-    ``config.dataset_repeats``.
-
-    Returns:
-        ``(train_images, val_images, val_sets)``: all training images, all validation images, and
-        the validation images of each dataset in order.
-
-    Raises:
-        DatasetError: no training images, or classes that are not detector classes.
-    """
-    train_images, val_images, val_sets = [], [], []
-    for i, ds in enumerate(datasets):
-        tr, va = split_by_image(
-            Dataset(ds.classes, to_detector_classes(ds)), config.val_fraction, config.seed
-        )
-        repeats = config.dataset_repeats[i] if i < len(config.dataset_repeats) else 1
-        train_images += tr * repeats
-        val_images += va
-        val_sets.append(va)
-    if not train_images:
-        raise DatasetError("no training images: the datasets are empty")
-    return train_images, val_images, val_sets
-
-
-def architecture_of(model_dir: str | Path) -> dict:
-    """The ``TrainConfig`` architecture fields of a model folder, to fine-tune it as it is:
-    ``image_size``, ``alpha``, ``head_depth``, ``separate_towers`` and its anchors.
-
-    Raises:
-        ModelLoadError: not a model folder with a readable ``config.json``.
-    """
-    from skuaudit.detector.detector import read_model_config
-
-    source = read_model_config(model_dir)
-    return {
-        "image_size": source.image_size,
-        "alpha": source.alpha,
-        "head_depth": source.head_depth,
-        "separate_towers": source.separate_towers,
-        "anchor_aspect_ratios": tuple(source.anchor_aspect_ratios),
-        "anchor_size_factor": source.anchor_size_factor,
-    }
-
-
 def detector_config_for(config: TrainConfig, alpha: float | None = None):
     """The ``DetectorConfig`` a run of ``config`` trains (``alpha`` overrides ``config.alpha``)."""
     from skuaudit.detector.config import DetectorConfig
@@ -261,6 +191,49 @@ def detector_config_for(config: TrainConfig, alpha: float | None = None):
         class_names=list(CLASS_NAMES),
         **anchors,
     )
+
+
+def _trainer_class():
+    """The Keras model ``fit`` trains: the raw detector, its targets built from the padded boxes
+    inside the compiled step, the focal + Huber loss, class and box losses as metrics."""
+    import keras
+
+    from skuaudit.detector.network import detection_loss, encode_targets
+
+    class DetectorTrainer(keras.Model):
+        def __init__(self, detector, anchors_yxyx_norm, box_variance, normalisation):
+            super().__init__()
+            self.detector = detector
+            self.anchors_yxyx_norm = np.asarray(anchors_yxyx_norm, np.float32)
+            self.box_variance = tuple(box_variance)
+            self.normalisation = normalisation
+            self.num_classes = detector.output_shape[-1] - 4
+            self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
+            self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
+
+        def call(self, images, training=False):
+            return self.detector(images, training=training)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            targets = encode_targets(
+                y["boxes_yxyx_norm"],
+                y["class_ids"],
+                self.anchors_yxyx_norm,
+                self.num_classes,
+                self.box_variance,
+            )
+            class_loss, box_loss = detection_loss(
+                targets,
+                y_pred,
+                y["class_mask"],
+                self.num_classes,
+                normalisation=self.normalisation,
+            )
+            self.class_loss_tracker.update_state(class_loss)
+            self.box_loss_tracker.update_state(box_loss)
+            return class_loss + box_loss
+
+    return DetectorTrainer
 
 
 def train_detector(
@@ -283,620 +256,246 @@ def train_detector(
 
     Raises:
         DatasetError: no training images, or classes that are not detector classes.
+        ValueError: an ``init_model_dir`` whose architecture the run cannot grow from.
     """
-    import tensorflow as tf
+    import keras
 
-    from skuaudit.datasets.tfdata import make_tf_dataset
-    from skuaudit.detector import (
-        LabelEncoder,
-        build_raw_model,
-        detection_loss,
-        make_anchors,
-        save_model_folder,
+    from skuaudit.datasets.batches import TrainingBatches, ValidationBatches
+    from skuaudit.detector import make_anchors
+    from skuaudit.detector.network import build_raw_model
+    from skuaudit.training.warm_start import load_initial_weights
+
+    train_images, val_images, val_sets = split_datasets(
+        datasets, config.val_fraction, config.seed, config.dataset_repeats
     )
-    from skuaudit.detector.detector import CONFIG_FILE
-
-    train_images, val_images, val_sets = split_datasets(config, datasets)
     classes = list(CLASS_NAMES)
     det_config = detector_config_for(config)
-    encoder = LabelEncoder(
-        make_anchors(det_config.anchor_spec), len(classes), det_config.box_variance
-    )
-
-    def pipeline(images: list[LabeledImage], training: bool) -> tf.data.Dataset:
-        ds = make_tf_dataset(
-            Dataset(classes, images),
-            classes,
-            image_size=(config.image_size, config.image_size),
-            batch_size=config.batch_size,
-            augment=training and config.augment,
-            shuffle=training,
-            seed=config.seed,
-            tile=config.tile_spec(),
-            max_boxes=config.max_boxes,
-            repeat=training,
-            cache_mb=config.image_cache_mb if training else 0,
-        )
-        return ds.map(
-            lambda x, y: (
-                x,
-                encoder.encode_batch(y["boxes_yxyx_norm"], y["class_ids"]),
-                y["class_mask"],
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).prefetch(2)
-
-    tf.keras.utils.set_random_seed(config.seed)
-    model = build_raw_model(det_config)
+    keras.utils.set_random_seed(config.seed)
+    detector = build_raw_model(det_config)
     if config.init_model_dir is not None:
-        _load_initial_weights(model, det_config, config.init_model_dir)
+        load_initial_weights(detector, det_config, config.init_model_dir)
+    trainer = _trainer_class()(
+        detector,
+        make_anchors(det_config.anchor_spec),
+        det_config.box_variance,
+        config.loss_normalisation,
+    )
     warmup = max(1, min(200, config.steps // 10))
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        0.0, config.steps - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0,
+        max(1, config.steps - warmup),
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
     )
-    optimizer = tf.keras.optimizers.Adam(schedule, global_clipnorm=10.0)
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-    best_var = tf.Variable(np.inf, dtype=tf.float64, trainable=False)
-    seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # across resumed runs
-    checkpoint = tf.train.Checkpoint(
-        model=model,
-        optimizer=optimizer,
-        step=step_var,
-        best_val_loss=best_var,
-        train_seconds=seconds_var,
+    tensorflow = keras.backend.backend() == "tensorflow"
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=10.0),
+        # XLA was several times slower than plain graphs on these CPUs; JAX always compiles.
+        jit_compile=not tensorflow,
     )
-    manager = tf.train.CheckpointManager(checkpoint, str(config.checkpoint_dir), max_to_keep=2)
-    if config.resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
-    num_classes = len(classes)
-    norm = config.loss_normalisation
+    trainer.build((None, config.image_size, config.image_size, 3))
 
-    @tf.function(reduce_retracing=True)
-    def train_step(images, targets, class_mask):
-        with tf.GradientTape() as tape:
-            predictions = model(images, training=True)
-            class_loss, box_loss = detection_loss(
-                targets, predictions, class_mask, num_classes, normalisation=norm
-            )
-            loss = class_loss + box_loss
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss, class_loss, box_loss
-
-    @tf.function(reduce_retracing=True)
-    def val_step(images, targets, class_mask):
-        class_loss, box_loss = detection_loss(
-            targets, model(images, training=False), class_mask, num_classes, normalisation=norm
-        )
-        return class_loss + box_loss
-
-    val_ds = pipeline(val_images, training=False) if val_images else None
-
-    def validation_loss() -> float | None:
-        if val_ds is None:
-            return None
-        losses = [float(val_step(*batch)) for batch in val_ds.take(config.val_batches)]
-        return float(np.mean(losses)) if losses else None
-
-    train_iter = iter(pipeline(train_images, training=True))
-    start_step = int(step_var.numpy())
-    started = time.monotonic()
-    seconds_before = float(seconds_var.numpy())
-    info = {
-        "train_images": len(train_images),
-        "val_images": len(val_images),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-        "hardware": f"{platform.machine()} {platform.processor() or ''} CPU x{_cpu_count()}".strip(),
-        "tensorflow": tf.__version__,
+    shared = {
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "max_boxes": config.max_boxes,
+        "tile": config.tile_spec(),
+        "seed": config.seed,
+        "workers": config.workers,
     }
-
-    # The first step traces the graph (tens of seconds): speed is measured from its end.
-    rate_origin: list[tuple[int, float]] = []
-
-    def emit(event: str, step: int, **values) -> None:
-        now = time.monotonic()
-        elapsed = now - started
-        rate = 0.0
-        if rate_origin and step > rate_origin[0][0] and now > rate_origin[0][1]:
-            rate = (step - rate_origin[0][0]) * config.batch_size / (now - rate_origin[0][1])
-        payload = {
-            "event": event,
-            "step": step,
-            "total_steps": config.steps,
-            "epoch": step * config.batch_size / len(train_images),
-            "images_per_s": rate,
-            "eta_s": (config.steps - step) * config.batch_size / rate if rate else None,
-            "elapsed_s": elapsed,
-            "model_dir": str(config.out_dir),
-            **values,
-        }
-        if progress_callback is not None:
-            progress_callback(payload)
-
-    def total_seconds() -> float:
-        return seconds_before + time.monotonic() - started
-
-    def save_checkpoint(step: int) -> None:
-        seconds_var.assign(total_seconds())
-        manager.save(checkpoint_number=step)
-
-    def write_folder(step: int, val_loss: float | None) -> None:
-        info.update(steps_done=step, val_loss=val_loss, train_seconds=round(total_seconds(), 1))
-        save_model_folder(
-            model,
-            det_config,
-            config.out_dir,
-            training_info=info,
-            model_card=_model_card(info),
-            with_tflite=config.export_tflite,
+    batches = TrainingBatches(
+        train_images, classes, augment=config.augment, cache_mb=config.image_cache_mb, **shared
+    )
+    val_batches = (
+        ValidationBatches(val_images, classes, max_batches=config.val_batches, **shared)
+        if val_images
+        else None
+    )
+    if not config.resume and config.checkpoint_dir.exists():
+        shutil.rmtree(config.checkpoint_dir)
+    config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(config, detector, det_config, len(train_images), len(val_images), progress_callback)
+    run.should_stop = should_stop
+    eval_every = min(config.eval_every, config.steps)
+    if run.step < config.steps:
+        trainer.fit(
+            batches,
+            # an epoch is the steps between evaluations; a resumed run starts at the epoch after
+            # its last backup (a run stopped mid-epoch saved that epoch as done)
+            epochs=run.epochs_done + math.ceil((config.steps - run.step) / eval_every),
+            steps_per_epoch=eval_every,
+            validation_data=val_batches,
+            shuffle=False,  # TrainingBatches shuffles itself
+            callbacks=[
+                keras.callbacks.BackupAndRestore(
+                    str(config.checkpoint_dir / "backup"), delete_checkpoint=False
+                ),
+                run.callback(),
+            ],
+            verbose=0,
         )
+    if run.stopped or not (config.out_dir / "model.keras").is_file():
+        run.write_folder()
+    info = run.info
+    info["stopped_early"] = run.step < config.steps
+    if tensorflow and val_sets:
+        from skuaudit.training.evaluate import validation_metrics
 
-    step = start_step
-    stale_evals = 0
-    stopped = False
-    recent: list[tuple[float, float, float]] = []
-    while step < config.steps:
-        if should_stop is not None and should_stop():
-            stopped = True
-            break
-        images, targets, class_mask = next(train_iter)
-        recent.append(tuple(float(v) for v in train_step(images, targets, class_mask)))
-        step += 1
-        step_var.assign(step)
-        if not rate_origin:
-            rate_origin.append((step, time.monotonic()))
-        if step % config.log_every == 0 or step == config.steps:
-            loss, class_loss, box_loss = np.mean(recent, axis=0)
-            recent.clear()
-            emit(
-                "step",
-                step,
-                loss=float(loss),
-                class_loss=float(class_loss),
-                box_loss=float(box_loss),
-                val_loss=None,
-            )
-        if step % config.eval_every == 0 or step == config.steps:
-            val_loss = validation_loss()
-            improved = val_loss is None or val_loss < float(best_var.numpy())
-            if improved:
-                best_var.assign(np.inf if val_loss is None else val_loss)
-                write_folder(step, val_loss)
-                stale_evals = 0
-            else:
-                stale_evals += 1
-            save_checkpoint(step)
-            emit("eval", step, val_loss=val_loss, improved=improved)
-            if stale_evals >= config.patience:
-                log.info(
-                    "early stop at step %d: no better validation loss in %d evaluations",
-                    step,
-                    stale_evals,
-                )
-                break
-    if stopped or not (config.out_dir / "model.keras").is_file():
-        save_checkpoint(step)
-        write_folder(step, validation_loss())
-    info["stopped_early"] = step < config.steps
-    info["metrics"] = _final_metrics(config, val_sets)
-    _update_card(config.out_dir / CONFIG_FILE, info)
-    emit("stopped" if stopped else "done", step, val_loss=info.get("val_loss"))
+        info["metrics"] = validation_metrics(config.out_dir, val_sets, config.eval_max_images)
+    from skuaudit.detector.detector import CONFIG_FILE
+    from skuaudit.training.model_card import update_card
+
+    update_card(config.out_dir / CONFIG_FILE, info)
+    run.emit("stopped" if run.stopped else "done", val_loss=info.get("val_loss"))
     return config.out_dir
 
 
-def _load_initial_weights(model, det_config, model_dir: Path) -> None:
-    """Copy the weights of the model folder ``model_dir`` into ``model``.
+class _Run:
+    """The bookkeeping of one training run around ``fit``: progress events, evaluations, model
+    folder writes, early stopping, the time budget, and the state a resumed run continues."""
 
-    The architectures must match, except that ``model`` may have a wider backbone (a larger
-    ``alpha``, see :func:`_widen_weights`), a deeper head, separate box and class towers where
-    the source shares one, or more anchor aspect ratios (the source's, then new ones). A shared
-    tower's convolutions are copied into both towers. Extra
-    convolutions start as the identity (a depthwise kernel with a single 1 at its centre, an
-    identity pointwise kernel, no bias): their inputs come out of ReLU6 and lie in ``[0, 6]``,
-    where ReLU6 of the identity is the identity. A new anchor shape starts as a copy of the
-    source's anchor of the same scale and the nearest ratio, with its box outputs rescaled to
-    its own shape (:func:`_grow_anchor_outputs`), so it predicts the same boxes and scores as
-    that anchor. Either way the new model's detections (after NMS) are the source's. (The same
-    number of anchor shapes with other ratios or sizes is copied as is, and the head learns the
-    new shapes: stages B and C of the default model changed theirs that way.)
+    def __init__(self, config, detector, det_config, n_train, n_val, progress_callback):
+        import keras
 
-    Raises:
-        ValueError: the folder's input size or head layout differs from ``det_config``, its
-            backbone is wider, its head is deeper, or it has separate towers and the run shares
-            one.
-    """
-    from skuaudit.detector import DetectorConfig, load_raw_model
-    from skuaudit.detector.detector import CONFIG_FILE
+        self.config = config
+        self.detector = detector
+        self.det_config = det_config
+        self.progress_callback = progress_callback
+        self.should_stop: Callable[[], bool] | None = None
+        self.n_train = n_train
+        self.state_path = config.checkpoint_dir / STATE_FILE
+        state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.best_val_loss = state.get("best_val_loss", math.inf)
+        self.seconds_before = state.get("train_seconds", 0.0)
+        self.stale_evals = state.get("stale_evals", 0)
+        self.step = state.get("step", 0)
+        self.epochs_done = state.get("epochs_done", 0)
+        self.stopped = False
+        self.started = time.monotonic()
+        self.rate_origin: tuple[int, float] | None = None
+        self.info = {
+            "train_images": n_train,
+            "val_images": n_val,
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+            "hardware": f"{platform.machine()} {platform.processor() or ''} CPU x{_cpu_count()}".strip(),
+            "framework": f"Keras {keras.__version__} on {keras.backend.backend()}",
+        }
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-    source = DetectorConfig.from_json(model_dir / CONFIG_FILE)
-    if source.image_size != det_config.image_size or source.alpha > det_config.alpha:
-        raise ValueError(
-            f"{model_dir}: image_size {source.image_size} / alpha {source.alpha} do not fit the "
-            f"run's {det_config.image_size} / {det_config.alpha} (same size, alpha at most the run's)"
+            self.info["tensorflow"] = tf.__version__
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.started
+
+    def emit(self, event: str, **values) -> None:
+        if self.progress_callback is None:
+            return
+        now = time.monotonic()
+        rate = 0.0
+        if self.rate_origin and self.step > self.rate_origin[0] and now > self.rate_origin[1]:
+            rate = (self.step - self.rate_origin[0]) * self.config.batch_size
+            rate /= now - self.rate_origin[1]
+        self.progress_callback(
+            {
+                "event": event,
+                "step": self.step,
+                "total_steps": self.config.steps,
+                "epoch": self.step * self.config.batch_size / self.n_train,
+                "images_per_s": rate,
+                "eta_s": (self.config.steps - self.step) * self.config.batch_size / rate
+                if rate
+                else None,
+                "elapsed_s": now - self.started,
+                "model_dir": str(self.config.out_dir),
+                **values,
+            }
         )
-    old_ratios = tuple(source.anchor_aspect_ratios)
-    new_ratios = tuple(det_config.anchor_aspect_ratios)
-    grows_anchors = (
-        new_ratios[: len(old_ratios)] == old_ratios
-        and len(new_ratios) > len(old_ratios)
-        and (source.anchor_scales, source.anchor_size_factor, source.strides)
-        == (det_config.anchor_scales, det_config.anchor_size_factor, det_config.strides)
-    )
-    layout = (source.anchor_spec.anchors_per_location, source.num_classes, source.fpn_channels)
-    wanted = (
-        det_config.anchor_spec.anchors_per_location,
-        det_config.num_classes,
-        det_config.fpn_channels,
-    )
-    if grows_anchors:
-        layout = wanted[:1] + layout[1:]
-    if layout != wanted:
-        raise ValueError(
-            f"{model_dir}: its heads (anchors per location, classes, FPN channels {layout}) differ "
-            f"from the run's {wanted}; pass the same anchor_aspect_ratios (new ones may follow them)"
+
+    def write_folder(self, val_loss: float | None = None) -> None:
+        import keras
+
+        from skuaudit.detector import save_model_folder
+        from skuaudit.training.model_card import model_card
+
+        self.info.update(
+            steps_done=self.step, val_loss=val_loss, train_seconds=round(self.seconds(), 1)
         )
-    if source.head_depth > det_config.head_depth:
-        raise ValueError(
-            f"{model_dir}: its head has {source.head_depth} convolutions, more than the run's "
-            f"{det_config.head_depth}"
+        save_model_folder(
+            self.detector,
+            self.det_config,
+            self.config.out_dir,
+            training_info=self.info,
+            model_card=model_card(self.info),
+            with_tflite=self.config.export_tflite and keras.backend.backend() == "tensorflow",
         )
-    if source.separate_towers and not det_config.separate_towers:
-        raise ValueError(f"{model_dir}: it has separate box and class towers, the run shares one")
-    source_model = load_raw_model(model_dir)
 
-    def is_head(layer) -> bool:  # matched by name; the rest by order (auto-named sub-models)
-        return layer.name.startswith("head_")
+    def save_state(self) -> None:
+        state = {
+            "best_val_loss": self.best_val_loss,
+            "train_seconds": self.seconds(),
+            "stale_evals": self.stale_evals,
+            "step": self.step,
+            "epochs_done": self.epochs_done,
+        }
+        tmp = self.state_path.with_name(f".{STATE_FILE}.tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.state_path)
 
-    targets = [layer for layer in _leaf_layers(model) if layer.weights and not is_head(layer)]
-    sources = [
-        layer for layer in _leaf_layers(source_model) if layer.weights and not is_head(layer)
-    ]
-    shapes = [[tuple(w.shape) for w in layer.weights] for layer in targets]
-    source_shapes = [[tuple(w.shape) for w in layer.weights] for layer in sources]
-    fits = len(shapes) == len(source_shapes) and all(
-        len(a) == len(b)
-        and all(
-            len(x) == len(y) and all(i >= j for i, j in zip(x, y, strict=True))
-            for x, y in zip(a, b, strict=True)
-        )
-        for a, b in zip(shapes, source_shapes, strict=True)
-    )
-    if not fits or (source.alpha == det_config.alpha and shapes != source_shapes):
-        raise ValueError(f"{model_dir}: its layers differ from the run's architecture")
-    for target, layer in zip(targets, sources, strict=True):
-        target.set_weights(_widen_weights(target, layer.get_weights()))
-    source_head = {layer.name: layer for layer in source_model.layers if is_head(layer)}
-    for layer in model.layers:
-        if not is_head(layer) or not layer.weights:
-            continue
-        name = layer.name
-        if not source.separate_towers:
-            name = re.sub(r"^head_(box|class)_conv", "head_conv", name)
-        if name in source_head:
-            weights = source_head[name].get_weights()
-            if grows_anchors and name in ("head_box", "head_class"):
-                weights = _grow_anchor_outputs(weights, source, det_config, box=name == "head_box")
-            layer.set_weights(weights)
-            continue
-        depthwise, pointwise, bias = layer.get_weights()  # a convolution the source lacks
-        depthwise[:] = 0.0
-        depthwise[depthwise.shape[0] // 2, depthwise.shape[1] // 2, :, 0] = 1.0
-        pointwise[0, 0] = np.eye(pointwise.shape[2], dtype=pointwise.dtype)
-        layer.set_weights([depthwise, pointwise, np.zeros_like(bias)])
+    def callback(self):
+        import keras
 
+        run = self
+        config = self.config
 
-def _leaf_layers(model) -> list:
-    """The layers of ``model`` in order, nested models (the backbone's taps) opened up."""
-    import keras
-
-    leaves = []
-    for layer in model.layers:
-        leaves.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return leaves
-
-
-def _widen_weights(layer, source_weights: list) -> list:
-    """The weights of ``layer`` (already built, freshly initialised) holding ``source_weights``,
-    the same layer of a narrower network, so that the wider network computes the same outputs.
-
-    Every channel of the narrower layer keeps its index; the new channels come after. Per
-    weight: a depthwise kernel ``(h, w, C, 1)`` and 1-D weights (batch-norm statistics, biases)
-    take the source's values in their first channels; a convolution kernel ``(h, w, in, out)``
-    takes them in ``[:in, :out]`` and gets **zeros from the new input channels to the old
-    output channels**. The new channels keep their random initial values, so they compute
-    something, but it does not reach any old channel until training moves those zeros: the
-    old channels, the residual sums and the heads (whose inputs do not widen) see exactly what
-    the source computed. Training then grows the new weights (the zeros get gradients from the
-    start, as the new channels are not zero). With equal shapes this is a plain copy.
-    """
-    import keras
-
-    weights = [np.array(w) for w in layer.get_weights()]
-    for index, (target, source) in enumerate(zip(weights, source_weights, strict=True)):
-        if target.shape == source.shape:
-            weights[index] = np.array(source, dtype=target.dtype)
-            continue
-        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D) or (
-            isinstance(layer, keras.layers.SeparableConv2D) and index == 0
-        )
-        target[tuple(slice(0, n) for n in source.shape)] = source
-        if target.ndim == 4 and not depthwise:
-            target[:, :, source.shape[2] :, : source.shape[3]] = 0.0
-    return weights
-
-
-def _grow_anchor_outputs(weights: list, source, target, *, box: bool) -> list:
-    """``head_box`` / ``head_class`` weights ``[depthwise, pointwise, bias]`` of ``source``
-    grown to the anchors of ``target`` (the source's aspect ratios followed by new ones).
-
-    Output channels are ordered by anchor (``scales x aspect_ratios``), then by box delta
-    ``[ty, tx, th, tw]`` or class. A new anchor copies the channels of the source anchor of the
-    same scale whose ratio is nearest (in log), rescaled so that it decodes to the same box:
-    with ``k = sqrt(new ratio / source ratio)`` the new anchor is ``k`` times wider and ``1/k``
-    times as high, so ``ty`` is multiplied by ``k``, ``tx`` by ``1/k``, and ``th`` / ``tw``
-    shift by ``+log k`` / ``-log k`` (over ``box_variance``).
-    """
-    depthwise, pointwise, bias = weights
-    width = 4 if box else source.num_classes
-    old_ratios, new_ratios = source.anchor_aspect_ratios, target.anchor_aspect_ratios
-    variance = np.asarray(target.box_variance, dtype=np.float64)
-    out_w, out_b = [], []
-    for scale in range(len(target.anchor_scales)):
-        for ratio in new_ratios:
-            nearest = int(np.argmin([abs(np.log(ratio / r)) for r in old_ratios]))
-            start = (scale * len(old_ratios) + nearest) * width
-            w = pointwise[..., start : start + width].astype(np.float64)
-            b = bias[start : start + width].astype(np.float64)
-            if box:
-                k = np.sqrt(ratio / old_ratios[nearest])
-                factor = np.array([k, 1.0 / k, 1.0, 1.0])
-                w, b = (
-                    w * factor,
-                    b * factor + np.array([0.0, 0.0, np.log(k), -np.log(k)]) / variance,
+        class RunCallback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                run.step += 1
+                if run.rate_origin is None:  # the first step traces the graph: rate from its end
+                    run.rate_origin = (run.step, time.monotonic())
+                logs = logs or {}
+                if run.step % config.log_every == 0 or run.step == config.steps:
+                    run.emit(
+                        "step",
+                        loss=_float(logs.get("loss")),
+                        class_loss=_float(logs.get("class_loss")),
+                        box_loss=_float(logs.get("box_loss")),
+                        val_loss=None,
+                    )
+                out_of_time = (
+                    config.time_budget_s is not None and run.seconds() >= config.time_budget_s
                 )
-            out_w.append(w)
-            out_b.append(b)
-    grown_w = np.concatenate(out_w, axis=-1).astype(pointwise.dtype)
-    return [depthwise, grown_w, np.concatenate(out_b).astype(bias.dtype)]
+                if run.should_stop is not None and run.should_stop():
+                    run.stopped = True
+                if run.stopped or out_of_time or run.step >= config.steps:
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                run.epochs_done = epoch + 1
+                val_loss = _float((logs or {}).get("val_loss"))
+                improved = val_loss is None or val_loss < run.best_val_loss
+                if improved:
+                    run.best_val_loss = math.inf if val_loss is None else val_loss
+                    run.stale_evals = 0
+                    run.write_folder(val_loss)
+                else:
+                    run.stale_evals += 1
+                run.save_state()
+                run.emit("eval", val_loss=val_loss, improved=improved)
+                if run.stale_evals >= config.patience:
+                    log.info(
+                        "early stop at step %d: no better validation loss in %d evaluations",
+                        run.step,
+                        run.stale_evals,
+                    )
+                    self.model.stop_training = True
+
+        return RunCallback()
 
 
-def _product_detections(detector, photos: Sequence[Path], score_threshold: float):
-    """``(path, image_bgr, product Detections)`` of each photo, best score first.
-
-    Raises:
-        DatasetError: a photo that cannot be read.
-    """
-    import cv2
-
-    from skuaudit.detections import PRODUCT
-
-    for path in photos:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise DatasetError(f"{path}: not a readable image")
-        det = detector.detect(image, score_threshold=score_threshold)
-        yield path, image, det[det.class_id == PRODUCT]
-
-
-def pseudo_label_photos(
-    detector,
-    photos: Sequence[Path],
-    *,
-    score_threshold: float,
-    ignore_threshold: float | None = None,
-) -> Dataset:
-    """Self-training data: the detector's confident product boxes on unlabelled photos.
-
-    Only ``product`` is declared, so trainers mask the gap loss on these images (the detector's gap
-    boxes on real photos are not reliable enough to teach from). With ``ignore_threshold``, the
-    product boxes scoring from it up to ``score_threshold`` become ``IGNORE_CLASS`` boxes: the
-    products the detector is unsure of are then learned neither as products nor as background.
-
-    Args:
-        detector: a ``Detector``; photos are tiled by its ``tiled=None`` rule and boxes pass its
-            NMS and nested-box rules.
-        photos: image files.
-        score_threshold: minimum product score of a pseudo-label (high: a missed product is
-            learned as background, a wrong box as a product).
-        ignore_threshold: minimum score of an ignore box (below ``score_threshold``); ``None``:
-            no ignore boxes.
-
-    Returns:
-        Dataset with classes ``["product"]`` (and ``IGNORE_CLASS`` with ``ignore_threshold``), one
-        image per readable photo, pixel ``xyxy`` boxes.
-
-    Raises:
-        DatasetError: a photo that cannot be read.
-        ValueError: ``ignore_threshold`` not below ``score_threshold``.
-    """
-    if ignore_threshold is not None and not ignore_threshold < score_threshold:
-        raise ValueError(
-            f"ignore_threshold {ignore_threshold} must be below score_threshold {score_threshold}"
-        )
-    lowest = score_threshold if ignore_threshold is None else ignore_threshold
-    images = []
-    for path, image, det in _product_detections(detector, photos, lowest):
-        names = np.where(det.confidence >= score_threshold, "product", IGNORE_CLASS).tolist()
-        height, width = image.shape[:2]
-        images.append(LabeledImage(path, width, height, det.xyxy, names))
-    classes = ["product"] if ignore_threshold is None else ["product", IGNORE_CLASS]
-    return Dataset(classes, images)
-
-
-def harvest_product_crops(
-    detector,
-    photos: Sequence[Path],
-    out_dir: Path,
-    *,
-    score_threshold: float,
-    min_side_px: int = 24,
-) -> int:
-    """Cut the detector's confident product boxes out of real photos, one PNG per product, as
-    whole facings for the synthetic shelves (``render_shelf(crop_dir=...)``): the rendered shelves
-    then show real products, next to each other and stacked, each with an exact box.
-
-    Args:
-        detector: a ``Detector``; photos are tiled by its ``tiled=None`` rule.
-        photos: image files.
-        out_dir: folder for the crops (created; named ``<photo stem>_<n>.png``).
-        score_threshold: minimum product score (high: a box around two products, or half of
-            one, becomes a facing).
-        min_side_px: smaller boxes are left out.
-
-    Returns:
-        The number of crops written.
-
-    Raises:
-        DatasetError: a photo that cannot be read.
-    """
-    import cv2
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for path, image, det in _product_detections(detector, photos, score_threshold):
-        for n, (x1, y1, x2, y2) in enumerate(np.round(det.xyxy).astype(int)):
-            x1, y1 = max(x1, 0), max(y1, 0)
-            if min(x2 - x1, y2 - y1) < min_side_px:
-                continue
-            cv2.imwrite(str(out_dir / f"{Path(path).stem}_{n}.png"), image[y1:y2, x1:x2])
-            written += 1
-    return written
+def _float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _final_metrics(config: TrainConfig, val_sets: list[list[LabeledImage]]) -> dict:
-    """COCO AP of the saved model folder on each dataset's validation images (``eval_max_images`` each).
-
-    Returns:
-        ``{"dataset 0": {class: {...}}, ...}`` in the order of the training datasets.
-    """
-    from skuaudit.detector import Detector
-
-    detector = Detector.load(config.out_dir)
-    return {
-        f"dataset {i}": evaluate_detector(detector, images[: config.eval_max_images])
-        for i, images in enumerate(val_sets)
-        if images
-    }
-
-
-def evaluate_detector(
-    detector,
-    images: list[LabeledImage],
-    score_threshold: float = 0.05,
-    tiled: bool | None = None,
-) -> dict:
-    """Per-class COCO AP50, AP50:95 and AR300 of a detector on labelled images.
-
-    ``coco_metrics`` scores each class only on images that label it (``annotated_classes``), so
-    unlabelled products in gap photos do not count as false positives.
-
-    Args:
-        detector: a ``Detector``.
-        images: labelled images (pixel ``xyxy`` boxes).
-        score_threshold: low, so the precision/recall curve is complete.
-        tiled: ``Detector.detect``'s ``tiled`` (``None``: its rule by image size).
-
-    Returns:
-        ``{class_name: {"AP50", "AP", "AR300", "images"}}`` for classes with ground truth.
-    """
-    import cv2
-
-    from skuaudit.training.evaluate import coco_metrics
-
-    predictions = []
-    for im in images:
-        image = cv2.imread(str(im.path))
-        if image is None:
-            raise DatasetError(f"{im.path}: not a readable image")
-        predictions.append(detector.detect(image, score_threshold=score_threshold, tiled=tiled))
-    result = coco_metrics(
-        Dataset(list(CLASS_NAMES), images), predictions, list(CLASS_NAMES), max_dets=300
-    )
-    return {
-        name: {"AP50": m["ap50"], "AP": m["ap"], "AR300": m["ar300"], "images": len(images)}
-        for name, m in result["per_class"].items()
-        if m["ap50"] is not None
-    }
-
-
-def _update_card(config_path: Path, info: dict) -> None:
-    import json
-
-    payload = json.loads(config_path.read_text())
-    payload["training"] = info
-    config_path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    (config_path.parent / "MODEL_CARD.md").write_text(_model_card(info))
-
-
-def _model_card(info: dict) -> str:
-    from skuaudit.detector.config import DetectorConfig
-
-    cfg = info["config"]
-    trainer = f"`{info['trainer']}`" if info.get("trainer") else "`skuaudit train`"
-    lines = [
-        f"# Model card: {Path(cfg['out_dir']).name}",
-        "",
-        f"SSD MobileNetV2 (alpha {cfg['alpha']}) with an FPNLite pyramid and a head of "
-        f"{cfg.get('head_depth', 2)} separable convolutions"
-        f"{' per tower (separate box and class towers)' if cfg.get('separate_towers') else ''}"
-        f", input {cfg['image_size']}x"
-        f"{cfg['image_size']}, classes `product` and `gap`. "
-        + (
-            f"Fine-tuned from `{cfg['init_model_dir']}` by {trainer}."
-            if cfg.get("init_model_dir")
-            else f"Trained from scratch by {trainer}."
-        ),
-        "",
-        "## Data",
-        *[
-            f"- dataset {i}: {d}"
-            for i, d in enumerate(cfg.get("data_description") or ["(not described)"])
-        ],
-        f"- {info['train_images']} training images, {info['val_images']} validation images "
-        f"(split by image, seed {cfg['seed']}, validation fraction {cfg['val_fraction']})",
-        "",
-        "## Training",
-        f"- steps done: {info.get('steps_done')} of {cfg['steps']}, batch {cfg['batch_size']}, "
-        f"peak learning rate {cfg['learning_rate']}, crop/tile {cfg['tile']}, zoom-in crops of "
-        f"photos too small to tile {list(cfg.get('small_photo_crop') or (1.0, 1.0))}"
-        + (f", mosaic of them with probability {cfg['mosaic']}" if cfg.get("mosaic") else ""),
-        f"- loss normalised per {cfg.get('loss_normalisation', 'batch')}; anchor width/height "
-        f"ratios {list(cfg.get('anchor_aspect_ratios') or DetectorConfig().anchor_aspect_ratios)}, "
-        f"side {cfg.get('anchor_size_factor') or DetectorConfig().anchor_size_factor} x stride; "
-        f"dataset repeats per epoch {cfg.get('dataset_repeats') or 'all 1'}",
-        f"- time: {info.get('train_seconds')} s on {info['hardware']} "
-        f"({info.get('framework') or 'TensorFlow ' + str(info.get('tensorflow'))})",
-        f"- last saved validation loss: {info.get('val_loss')}",
-    ]
-    metrics = info.get("metrics")
-    if metrics:
-        lines += [
-            "",
-            "## Validation metrics (COCO, maxDets 300; datasets numbered as under Data)",
-            "",
-            "| dataset | class | AP50 | AP50:95 | AR300 | images |",
-            "|---|---|---|---|---|---|",
-        ]
-        for source, per_class in metrics.items():
-            for name, m in per_class.items():
-                lines.append(
-                    f"| {source} | {name} | {m['AP50']:.3f} | {m['AP']:.3f} | {m['AR300']:.3f} | {m['images']} |"
-                )
-    lines += [
-        "",
-        "## Known limits",
-        "- Products were learned from synthetic shelves only: real packaging, lighting and perspective",
-        "  differ, so product recall on real photos is lower than on the synthetic validation split.",
-        "- Gap boxes come from 416x416 squashed photos; gaps on full-resolution tiles look different.",
-        "- Boxes of objects larger than the tile overlap may be split in tiled mode.",
-        "",
-    ]
-    return "\n".join(lines)

@@ -12,7 +12,7 @@ from skuaudit.detector.boxes import (
     make_anchors,
     yxyx_to_center,
 )
-from skuaudit.detector.model import LabelEncoder
+from skuaudit.detector.network import encode_targets
 
 VARIANCE = (0.1, 0.1, 0.2, 0.2)
 
@@ -83,27 +83,26 @@ def test_first_anchors_follow_output_order():
     )
 
 
-def _padded(boxes, classes, max_boxes=5):
-    b = np.zeros((max_boxes, 4), np.float32)
-    c = -np.ones(max_boxes, np.int32)
-    b[: len(boxes)] = np.asarray(boxes, np.float32).reshape(-1, 4)
-    c[: len(classes)] = classes
-    return b, c
+def _encode(anchors, boxes, classes, max_boxes=5):
+    """``encode_targets`` of one image with ``boxes`` (yxyx_norm) padded to ``max_boxes``."""
+    b = np.zeros((1, max_boxes, 4), np.float32)
+    c = -np.ones((1, max_boxes), np.int32)
+    b[0, : len(boxes)] = np.asarray(boxes, np.float32).reshape(-1, 4)
+    c[0, : len(classes)] = classes
+    return np.asarray(encode_targets(b, c, anchors, 2))[0]
 
 
-def test_label_encoder_empty_image_is_all_negative():
+def test_encode_targets_empty_image_is_all_negative():
     anchors = make_anchors(AnchorSpec(image_size=128))
-    targets = LabelEncoder(anchors, 2).encode_image(*_padded([], [])).numpy()
+    targets = _encode(anchors, [], [])
     assert targets.shape == (len(anchors), 4 + 2 + 1)
     assert np.all(targets[:, -1] == 0) and np.all(targets[:, 4:6] == 0)
 
 
-def test_label_encoder_matches_box_to_its_anchor():
+def test_encode_targets_matches_box_to_its_anchor():
     anchors = make_anchors(AnchorSpec(image_size=128))
     tall_bottle = [0.3, 0.3, 0.7, 0.36]  # thinner than every anchor: still claims its best one
-    targets = (
-        LabelEncoder(anchors, 2).encode_image(*_padded([anchors[100], tall_bottle], [1, 0])).numpy()
-    )
+    targets = _encode(anchors, [anchors[100], tall_bottle], [1, 0])
     assert targets[100, -1] == 1 and targets[100, 5] == 1 and targets[100, 4] == 0
     np.testing.assert_allclose(targets[100, :4], 0, atol=1e-5)
     positive = np.flatnonzero(targets[:, -1] == 1)
@@ -117,16 +116,15 @@ def test_label_encoder_matches_box_to_its_anchor():
     )
 
 
-def test_label_encoder_ignores_the_anchors_an_ignore_box_would_make_positive():
+def test_encode_targets_ignores_the_anchors_an_ignore_box_would_make_positive():
     """An ignore box (an uncertain pseudo-label) is learned neither as an object nor as
     background: its would-be positive and in-between anchors are ignored, with no class or box
     target, and every other anchor is encoded as if it were not there."""
     anchors = make_anchors(AnchorSpec(image_size=128))
-    encoder = LabelEncoder(anchors, 2)
     real, unsure = [0.05, 0.05, 0.3, 0.2], [0.6, 0.6, 0.9, 0.8]  # far apart
-    with_ignore = encoder.encode_image(*_padded([real, unsure], [0, IGNORE_ID])).numpy()
-    as_product = encoder.encode_image(*_padded([real, unsure], [0, 0])).numpy()
-    only_real = encoder.encode_image(*_padded([real], [0])).numpy()
+    with_ignore = _encode(anchors, [real, unsure], [0, IGNORE_ID])
+    as_product = _encode(anchors, [real, unsure], [0, 0])
+    only_real = _encode(anchors, [real], [0])
     zone = as_product[:, -1] != only_real[:, -1]  # the anchors the box changes
     assert (as_product[zone, -1] == 1).any()
     assert (with_ignore[zone, -1] == -1).all() and (with_ignore[zone, 4:6] == 0).all()

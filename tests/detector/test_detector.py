@@ -237,8 +237,8 @@ def test_multiscale_classes_fuse_a_second_tile_size(tiny_detector, shelf_bgr):
     borders); the other class keeps the plain boxes, and one-pass mode (video) ignores the
     setting; a fraction giving tiles within 10 % of the first set's size adds nothing. (The tiny model's boxes
     are mostly products, so products are the fused class here; the default model fuses gaps.)"""
-    from skuaudit.datasets.tfdata import tile_grid
     from skuaudit.detector.postprocess import fuse_views, merge_tile_detections
+    from skuaudit.detector.tiling import tile_grid
 
     detector = Detector.load(tiny_detector[0])
     cfg = detector.config

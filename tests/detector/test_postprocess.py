@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skuaudit.datasets.tfdata import tile_grid
 from skuaudit.detections import Detections, box_iou_xyxy
 from skuaudit.detector.boxes import AnchorSpec, encode_deltas, make_anchors
 from skuaudit.detector.postprocess import (
@@ -13,6 +12,7 @@ from skuaudit.detector.postprocess import (
     nms_per_class,
     suppress_contained,
 )
+from skuaudit.detector.tiling import tile_grid
 
 VARIANCE = (0.1, 0.1, 0.2, 0.2)
 

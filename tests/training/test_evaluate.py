@@ -180,14 +180,14 @@ def test_counting_with_per_class_thresholds():
 
 def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
     """`skuaudit evaluate` scores AP on the same low-threshold detections as the model card does
-    (``train.evaluate_detector``), and counts with the model's per-class defaults."""
+    (``evaluate.evaluate_detector``), and counts with the model's per-class defaults."""
     import shutil
 
     import cv2
 
     from skuaudit.datasets.readers import read_dataset
     from skuaudit.detector import Detector
-    from skuaudit.training.train import evaluate_detector
+    from skuaudit.training.evaluate import evaluate_detector
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_detector[0], model_dir)
@@ -229,7 +229,7 @@ def test_cli_reproduces_the_training_figures(tiny_detector, tmp_path, capsys):
 def test_cli_split_scores_the_training_validation_images(tmp_path, monkeypatch, capsys):
     """--split val scores exactly the images `skuaudit train` held out (same seed and fraction)."""
     from skuaudit.datasets.readers import read_dataset
-    from skuaudit.training.train import split_by_image
+    from skuaudit.datasets.splits import split_by_image
 
     root = generate_dataset(tmp_path / "d", n=10, seed=2, width=256, height=192, formats=("yolo",))
     seen: list[list[str]] = []

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
-from skuaudit.training.train import TrainConfig, split_by_image, train_detector
+from skuaudit.datasets.splits import split_by_image
+from skuaudit.training.train import TrainConfig, train_detector
 
 
 def test_loss_falls_and_progress_events(tiny_detector):
@@ -47,11 +48,17 @@ def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
         progress_callback=events.append,
         should_stop=lambda: next(calls),
     )
-    assert events[-1]["event"] == "stopped" and events[-1]["step"] == 2
+    # polled after each step: the third call stops the run after step 3
+    assert events[-1]["event"] == "stopped" and events[-1]["step"] == 3
     assert (tmp_path / "m" / "model.keras").is_file()
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["steps_done"] == 3
     events.clear()
     train_detector(TrainConfig(**base, resume=True), [small], progress_callback=events.append)
-    assert [e["step"] for e in events if e["event"] == "step"] == [3, 4]
+    assert [e["step"] for e in events if e["event"] == "step"] == [4]
+    assert events[-1]["event"] == "done"
+    events.clear()
+    train_detector(TrainConfig(**base), [small], progress_callback=events.append)  # afresh
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4]
 
 
 def _images(names):
@@ -213,16 +220,19 @@ def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsy
     assert code == 2 and "alpha at most the run's" in capsys.readouterr().err
 
 
-def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
+def test_fine_tune_from_a_model_folder_with_repeated_data_sets(
     tiny_detector, tmp_path, synth_shelf_dataset
 ):
     from skuaudit.detector import Detector, load_raw_model
-    from skuaudit.training.train import pseudo_label_photos
 
-    photos = [im.path for im in synth_shelf_dataset.images[:2]]
-    pseudo = pseudo_label_photos(Detector.load(tiny_detector[0]), photos, score_threshold=0.05)
-    assert pseudo.classes == ["product"] and [im.path for im in pseudo.images] == photos
-    assert all(set(im.class_names) <= {"product"} for im in pseudo.images)
+    products_only = Dataset(
+        ["product"],
+        [
+            LabeledImage(im.path, im.width, im.height, im.boxes_xyxy[keep], ["product"] * sum(keep))
+            for im in synth_shelf_dataset.images[4:6]
+            for keep in [[n == "product" for n in im.class_names]]
+        ],
+    )
     small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
     out = train_detector(
         TrainConfig(
@@ -239,7 +249,7 @@ def test_fine_tune_from_a_model_folder_with_repeated_pseudo_labels(
             dataset_repeats=[1, 3],
             anchor_size_factor=2.5,  # other anchor sizes keep the head's shape: the weights load
         ),
-        [small, pseudo],
+        [small, products_only],
     )
     saved = json.loads((out / "config.json").read_text())
     info = saved["training"]
@@ -290,7 +300,7 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
 
     from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import _load_initial_weights
+    from skuaudit.training.warm_start import load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
     assert not source.separate_towers
@@ -300,7 +310,7 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
     if grown.separate_towers:
         names = {layer.name for layer in model.layers}
         assert {"head_box_conv0", "head_class_conv0"} <= names and "head_conv0" not in names
-    _load_initial_weights(model, grown, tiny_detector[0])
+    load_initial_weights(model, grown, tiny_detector[0])
     image = np.random.default_rng(0).uniform(0, 255, (2, 128, 128, 3)).astype(np.float32)
     expected = load_raw_model(tiny_detector[0])(image, training=False).numpy()
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
@@ -320,19 +330,15 @@ def test_widened_backbone_starts_from_the_same_outputs(
 
     from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import (
-        TrainConfig,
-        _leaf_layers,
-        _load_initial_weights,
-        train_detector,
-    )
+    from skuaudit.training.train import TrainConfig, train_detector
+    from skuaudit.training.warm_start import _leaf_layers, load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
     wider = replace(source, alpha=0.5)
     model = build_raw_model(wider)
     narrow = load_raw_model(tiny_detector[0])
     assert model.count_params() > 1.3 * narrow.count_params()
-    _load_initial_weights(model, wider, tiny_detector[0])
+    load_initial_weights(model, wider, tiny_detector[0])
     image = cv2.imread(str(synth_shelf_dataset.images[0].path))
     batch = cv2.resize(image, (128, 128))[None, :, :, ::-1].astype(np.float32)
     np.testing.assert_allclose(
@@ -380,13 +386,13 @@ def test_grown_anchor_shapes_start_as_copies_of_their_nearest_source_anchor(
     from skuaudit.detector import Detector, DetectorConfig, build_raw_model, load_raw_model
     from skuaudit.detector.boxes import decode_deltas, make_anchors
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import _load_initial_weights
+    from skuaudit.training.warm_start import load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
     old = source.anchor_aspect_ratios
     grown = replace(source, anchor_aspect_ratios=(*old, 8.0, 0.2))
     model = build_raw_model(grown)
-    _load_initial_weights(model, grown, tiny_detector[0])
+    load_initial_weights(model, grown, tiny_detector[0])
     image = cv2.imread(str(synth_shelf_dataset.images[0].path))
     batch = cv2.resize(image, (128, 128))[None, :, :, ::-1].astype(np.float32)
     before = load_raw_model(tiny_detector[0])(batch, training=False).numpy()[0]
@@ -419,12 +425,12 @@ def test_anchor_ratios_can_only_grow_after_the_source_ones(tiny_detector, ratios
 
     from skuaudit.detector import DetectorConfig, build_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import _load_initial_weights
+    from skuaudit.training.warm_start import load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
     changed = replace(source, anchor_aspect_ratios=ratios)
     with pytest.raises(ValueError, match="pass the same anchor_aspect_ratios"):
-        _load_initial_weights(build_raw_model(changed), changed, tiny_detector[0])
+        load_initial_weights(build_raw_model(changed), changed, tiny_detector[0])
 
 
 def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_path):
@@ -433,7 +439,7 @@ def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_p
 
     from skuaudit.detector import DetectorConfig, build_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import _load_initial_weights
+    from skuaudit.training.warm_start import load_initial_weights
 
     source = tmp_path / "towers"
     shutil.copytree(tiny_detector[0], source)
@@ -442,7 +448,7 @@ def test_separate_towers_cannot_be_merged_into_a_shared_one(tiny_detector, tmp_p
     (source / CONFIG_FILE).write_text(json.dumps(raw))
     shared = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
     with pytest.raises(ValueError, match="separate box and class towers, the run shares one"):
-        _load_initial_weights(build_raw_model(shared), shared, source)
+        load_initial_weights(build_raw_model(shared), shared, source)
 
 
 def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
@@ -478,33 +484,8 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
         detection_loss(targets, predictions, mask, classes, normalisation="anchors")
 
 
-def test_pseudo_labels_mark_unsure_products_as_ignore_boxes(synth_shelf_dataset):
-    """With ``ignore_threshold`` the shipped model's unsure products become ignore boxes, its sure
-    ones stay products, and the photos still annotate only ``product``."""
-    from skuaudit.detections import IGNORE_CLASS
-    from skuaudit.detector import Detector
-    from skuaudit.training.train import pseudo_label_photos, to_detector_classes
-
-    detector = Detector.load(Path(__file__).resolve().parents[2] / "models" / "default")
-    photos = [im.path for im in synth_shelf_dataset.images[:2]]
-    sure = pseudo_label_photos(detector, photos, score_threshold=0.5)
-    both = pseudo_label_photos(detector, photos, score_threshold=0.5, ignore_threshold=0.05)
-    assert sure.classes == ["product"] and both.classes == ["product", IGNORE_CLASS]
-    for plain, marked in zip(sure.images, both.images, strict=True):
-        names = np.array(marked.class_names)
-        # one detection pass at the lower threshold, split by score: its sure boxes are (up to
-        # a box the lower-scoring ones change in tile merging) the boxes of a pass at 0.5
-        assert abs((names == "product").sum() - len(plain.class_names)) <= 0.02 * len(names)
-        assert len(plain.class_names) > 0
-        assert (names == IGNORE_CLASS).sum() > 0
-    images = to_detector_classes(both)
-    assert all(im.annotated_classes == ("product",) for im in images)
-    with pytest.raises(ValueError, match="must be below"):
-        pseudo_label_photos(detector, photos, score_threshold=0.3, ignore_threshold=0.3)
-
-
 def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
-    """A class mapped to ``ignore`` trains (the tf.data pipeline and encoder take its id) and
+    """A class mapped to ``ignore`` trains (the batches and the encoder take its id) and
     does not become a detector class."""
     from skuaudit.detections import IGNORE_CLASS
 
@@ -539,7 +520,7 @@ def test_harvest_product_crops_cuts_confident_products(tmp_path, synth_shelf_dat
     import cv2
 
     from skuaudit.detector import Detector
-    from skuaudit.training.train import harvest_product_crops
+    from skuaudit.training.harvest import harvest_product_crops
 
     detector = Detector.load(Path(__file__).resolve().parents[2] / "models" / "default")
     photos = [im.path for im in synth_shelf_dataset.images[:2]]

@@ -1,4 +1,4 @@
-"""tf.data pipeline shapes, padding, class masks and the tiling helpers."""
+"""Training examples and batches: crops, mosaics, padding, class masks; the tile layout."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ import cv2
 import numpy as np
 import pytest
 
-from skuaudit.datasets.base import Dataset, LabeledImage
-from skuaudit.datasets.synth import render_shelf
-from skuaudit.datasets.tfdata import (
+from skuaudit.datasets.base import DatasetError, LabeledImage
+from skuaudit.datasets.batches import TrainingBatches, ValidationBatches
+from skuaudit.datasets.examples import (
     TileSpec,
     crop_boxes_xyxy,
     encode_example,
     load_training_example,
     make_mosaic,
-    make_synth_tf_dataset,
-    make_tf_dataset,
     mosaic_partners,
     random_tile_xyxy,
-    tile_grid,
 )
+from skuaudit.datasets.synth import render_shelf
 from skuaudit.detections import IGNORE_CLASS, IGNORE_ID
+from skuaudit.detector.tiling import tile_grid
 
 
 @pytest.mark.parametrize(
@@ -109,7 +108,7 @@ def test_tile_spec_rejects_bad_aspect(aspect):
 
 
 def test_image_cache_keeps_decoded_photos_within_its_budget(tmp_path):
-    from skuaudit.datasets.tfdata import ImageCache
+    from skuaudit.datasets.examples import ImageCache
 
     paths = []
     for i in range(3):
@@ -130,7 +129,7 @@ def test_image_cache_keeps_decoded_photos_within_its_budget(tmp_path):
 def test_cached_training_examples_match_uncached(tmp_path):
     """The cache changes where the pixels come from, not the example; the cached photo stays
     untouched by augmentation."""
-    from skuaudit.datasets.tfdata import ImageCache, build_augmenter
+    from skuaudit.datasets.examples import ImageCache, build_augmenter
 
     path = tmp_path / "shelf.jpg"
     shelf = render_shelf(seed=3, width=1200, height=900)
@@ -249,25 +248,24 @@ def test_load_training_example_mosaic(tmp_path):
         np.testing.assert_allclose(yxyx[0], [0.4, 50 / 120, 0.6, 70 / 120], atol=1e-6)
 
 
-def test_make_tf_dataset_mosaics_training_passes_only(tmp_path):
+def test_mosaics_in_augmented_training_batches_only(tmp_path):
     """Validation passes (no augmentation) show each flat photo alone; augmented training
     passes show four grey levels 40 apart, which colour jitter, noise and blur do not fake
     (measured on a median-filtered green channel, black affine borders left out)."""
-    data = Dataset(["product", "gap"], _small_photos(tmp_path, 5, step=40))
+    items = _small_photos(tmp_path, 5, step=40)
 
     def spreads(tile: TileSpec, augment: bool) -> list[float]:
-        ds = make_tf_dataset(
-            data,
+        batches = TrainingBatches(
+            items,
             ["product", "gap"],
-            image_size=(100, 120),
+            image_size=100,
             batch_size=5,
-            shuffle=False,
             augment=augment,
             max_boxes=16,
             tile=tile,
         )
         out = []
-        for image in next(iter(ds))[0].numpy():
+        for image in batches[0][0]:
             green = cv2.medianBlur(np.clip(image, 0, 255).astype(np.uint8), 5)[..., 1]
             lit = green[green > 8]
             out.append(float(np.percentile(lit, 95) - np.percentile(lit, 5)))
@@ -292,7 +290,7 @@ def test_encode_example_pads(n_boxes):
     assert mask.tolist() == [1, 0]
 
 
-def test_make_tf_dataset_batches_and_masks(tmp_path):
+def test_validation_batches_shapes_and_masks(tmp_path):
     items = []
     for i, annotated in enumerate([("product", "gap"), ("gap",)]):
         path = tmp_path / f"{i}.jpg"
@@ -307,34 +305,26 @@ def test_make_tf_dataset_batches_and_masks(tmp_path):
                 annotated,
             )
         )
-    ds = make_tf_dataset(
-        Dataset(["product", "gap"], items),
-        ["product", "gap"],
-        image_size=(96, 128),
-        batch_size=2,
-        shuffle=False,
-        max_boxes=16,
-        tile=TileSpec(),
+    batches = ValidationBatches(
+        items, ["product", "gap"], image_size=96, batch_size=2, max_boxes=16, tile=TileSpec()
     )
-    images, targets = next(iter(ds))
-    assert images.shape == (2, 96, 128, 3)
+    assert len(batches) == 1
+    images, targets = batches[0]
+    assert images.shape == (2, 96, 96, 3) and images.dtype == np.float32
     assert targets["boxes_yxyx_norm"].shape == (2, 16, 4)
-    assert targets["class_ids"].shape == (2, 16)
-    assert targets["class_mask"].numpy().tolist() == [[1, 1], [0, 1]]
-
-
-def test_make_synth_tf_dataset():
-    ds = make_synth_tf_dataset(
-        0, image_size=(64, 64), batch_size=2, render_size=(192, 256), n_images=2, max_boxes=300
-    )
-    images, targets = next(iter(ds))
-    assert images.shape == (2, 64, 64, 3)
-    assert (targets["class_ids"].numpy() >= 0).sum() > 10
+    assert targets["class_ids"].shape == (2, 16) and targets["class_ids"].dtype == np.int32
+    assert targets["class_mask"].tolist() == [[1, 1], [0, 1]]
+    with pytest.raises(IndexError):
+        batches[1]
+    assert len(ValidationBatches(items * 5, ["product"], batch_size=2, max_batches=3)) == 3
+    with pytest.raises(DatasetError, match="no training images"):
+        TrainingBatches([], ["product"])
 
 
 def test_validation_passes_repeat_the_same_crops(tmp_path):
-    """Without shuffle, repeat or augmentation every pass gives the same crops in the same order
-    (validation losses then compare models, not draws); training passes draw new crops."""
+    """Validation batches give the same crops in the same order on every pass (validation
+    losses then compare models, not draws); training batches draw new crops and visit every
+    image once per pass."""
     rng = np.random.default_rng(3)
     items = []
     for i in range(6):
@@ -342,25 +332,19 @@ def test_validation_passes_repeat_the_same_crops(tmp_path):
         cv2.imwrite(str(path), rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
         boxes = [[x, 200, x + 150, 500] for x in range(0, 1500, 160)]
         items.append(LabeledImage(path, 1600, 1200, boxes, ["product"] * len(boxes)))
-    data = Dataset(["product", "gap"], items)
-
-    def passes(**kwargs) -> list[np.ndarray]:
-        ds = make_tf_dataset(
-            data,
-            ["product", "gap"],
-            image_size=(64, 64),
-            batch_size=3,
-            max_boxes=16,
-            tile=TileSpec(),
-            shuffle=False,
-            **kwargs,
-        )
-        return [np.concatenate([b[1]["boxes_yxyx_norm"].numpy() for b in ds]) for _ in range(2)]
-
-    first, second = passes(augment=False)
-    np.testing.assert_array_equal(first, second)
-    first, second = passes(augment=True)
+    shared = {"image_size": 64, "batch_size": 3, "max_boxes": 16, "tile": TileSpec()}
+    validation = ValidationBatches(items, ["product", "gap"], **shared)
+    first, second = ([validation[i][1]["boxes_yxyx_norm"] for i in range(2)] for _ in range(2))
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(second))
+    training = TrainingBatches(items, ["product", "gap"], augment=True, **shared)
+    first, second = (
+        np.concatenate([training[0][1]["boxes_yxyx_norm"], training[1][1]["boxes_yxyx_norm"]])
+        for _ in range(2)
+    )
     assert not np.array_equal(first, second)
+    plain = TrainingBatches(items * 2, ["product"], augment=False, **{**shared, "batch_size": 4})
+    sizes = [len(plain[i][0]) for i in range(3)]  # 12 items: one pass in 3 batches
+    assert sizes == [4, 4, 4]
 
 
 def test_load_training_example_keeps_ignore_boxes_as_ignore_ids(tmp_path):

@@ -1,27 +1,24 @@
-"""tf.data pipelines for detector training: file-backed (any ``Dataset``) and rendered on the fly.
+"""Training examples of labelled images: crops, mosaics, augmentation, padded targets.
 
-Both yield batches of ``(images, targets)``:
+``load_training_example`` turns one labelled image into what a trainer consumes (numpy only, so
+every trainer and backend shares it; ``datasets.batches`` batches them for Keras ``fit``):
 
-- ``images``: float32 ``[B, H, W, 3]`` RGB in ``0..255``, stretched to ``image_size`` (SSD style).
-- ``targets["boxes_yxyx_norm"]``: float32 ``[B, max_boxes, 4]`` ``[y1, x1, y2, x2]`` in ``0..1``,
-  zero rows after the real boxes.
-- ``targets["class_ids"]``: int32 ``[B, max_boxes]`` indices into ``classes``, ``-1`` for padding.
-- ``targets["class_mask"]``: float32 ``[B, num_classes]``, 1 where the image's ``annotated_classes``
-  include the class, so the loss of unlabelled classes can be masked (a gap-only photo says nothing
+- the image: float32 ``(S, S, 3)`` RGB in ``0..255``, stretched to the model input (SSD style);
+- ``boxes_yxyx_norm``: float32 ``(max_boxes, 4)`` ``[y1, x1, y2, x2]`` in ``0..1``, zero rows
+  after the real boxes;
+- ``class_ids``: int32 ``(max_boxes,)`` indices into the classes, ``-1`` for padding and
+  ``IGNORE_ID`` for ignore boxes;
+- ``class_mask``: float32 ``(num_classes,)``, 1 where the image's ``annotated_classes`` include
+  the class, so the loss of unlabelled classes can be masked (a gap-only photo says nothing
   about products).
 
 Large photos are cut into random tiles (``TileSpec``) before resizing, so that a product in a
-1600 px photo is not shrunk to a few pixels. Loading and augmentation run in Python
-(``tf.numpy_function``, OpenCV and albumentations release the GIL) with parallel calls.
-
-Measured here (``bench/bench_synth.py --tfdata``, 2 shared cores): pre-rendered JPEGs fed 68
-images/s, rendering on the fly 6.9 images/s (9.8x slower), so long training runs should pre-render with ``generate_dataset`` and use
-``make_tf_dataset``; ``make_synth_tf_dataset`` suits short runs and tests that need no files.
+1600 px photo is not shrunk to a few pixels; photos too small to tile may be zoomed into or made
+into mosaics.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from skuaudit.datasets.base import Dataset, DatasetError, LabeledImage
+from skuaudit.datasets.base import DatasetError, LabeledImage
 from skuaudit.detections import IGNORE_CLASS, IGNORE_ID
 
 
@@ -76,41 +73,6 @@ class TileSpec:
             )
         if not 0 <= self.mosaic <= 1:
             raise ValueError(f"mosaic must be a probability in [0, 1], got {self.mosaic}")
-
-
-def tile_grid(
-    width: int, height: int, tile_size: int | tuple[int, int], overlap: float = 0.2
-) -> list[tuple[int, int, int, int]]:
-    """Tiles ``(x1, y1, x2, y2)`` in pixels that cover a ``width`` x ``height`` image.
-
-    Tiles are ``tile_size`` (``int`` or ``(w, h)``), neighbours overlap by at least ``overlap`` of
-    a tile, and the last tile of a row or column is aligned with the image edge. An image smaller
-    than a tile gets one tile of its own size.
-
-    Example:
-        >>> tile_grid(1000, 500, 500, overlap=0.2)
-        [(0, 0, 500, 500), (250, 0, 750, 500), (500, 0, 1000, 500)]
-    """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    tw, th = (tile_size, tile_size) if isinstance(tile_size, int) else tile_size
-    if tw <= 0 or th <= 0:
-        raise ValueError(f"tile_size must be positive, got {tile_size}")
-
-    def starts(length: int, tile: int) -> list[int]:
-        if length <= tile:
-            return [0]
-        stride = max(1, int(tile * (1.0 - overlap)))
-        n = int(np.ceil((length - tile) / stride)) + 1
-        return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
-
-    return [
-        (x, y, min(x + tw, width), min(y + th, height))
-        for y in starts(height, th)
-        for x in starts(width, tw)
-    ]
 
 
 def random_tile_xyxy(
@@ -355,8 +317,8 @@ def load_training_example(
     partners: Sequence[LabeledImage] = (),
     cache: ImageCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One training example of a labelled image, as ``make_tf_dataset`` yields it (without
-    TensorFlow, so other trainers share it): with probability ``tile.mosaic`` a mosaic of it and
+    """One training example of a labelled image (the module docstring says what it holds): with
+    probability ``tile.mosaic`` a mosaic of it and
     three of ``partners`` (``mosaic_partners``; none: no mosaic), a random tile (``tile``, drawn
     from ``rng``), ``augmenter``, resize, padded targets (see ``encode_example``); photos are
     read through ``cache`` when given.
@@ -395,175 +357,3 @@ def load_training_example(
     return encode_example(
         image, boxes, ids, _class_mask(item, classes), image_size, max_boxes, augmenter
     )
-
-
-def _output_signature(image_size: tuple[int, int], max_boxes: int, num_classes: int):
-    import tensorflow as tf
-
-    return (
-        tf.TensorSpec((*image_size, 3), tf.float32),
-        tf.TensorSpec((max_boxes, 4), tf.float32),
-        tf.TensorSpec((max_boxes,), tf.int32),
-        tf.TensorSpec((num_classes,), tf.float32),
-    )
-
-
-def _to_batches(ds, batch_size: int):
-    import tensorflow as tf
-
-    ds = ds.map(
-        lambda im, b, c, m: (im, {"boxes_yxyx_norm": b, "class_ids": c, "class_mask": m}),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
-
-
-def _numpy_map(
-    ds,
-    fn: Callable,
-    image_size: tuple[int, int],
-    max_boxes: int,
-    num_classes: int,
-    deterministic: bool = False,
-):
-    """Map an int64 index dataset through a numpy function returning one example.
-
-    ``deterministic=False`` lets parallel calls finish out of order (faster training input).
-    """
-    import tensorflow as tf
-
-    spec = _output_signature(image_size, max_boxes, num_classes)
-
-    def wrapped(index):
-        outs = tf.numpy_function(fn, [index], [s.dtype for s in spec], stateful=True)
-        return tuple(tf.ensure_shape(o, s.shape) for o, s in zip(outs, spec, strict=True))
-
-    return ds.map(wrapped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-
-
-def make_tf_dataset(
-    dataset: Dataset,
-    classes: list[str],
-    image_size: tuple[int, int] = (320, 320),
-    batch_size: int = 8,
-    augment: bool = True,
-    shuffle: bool = True,
-    seed: int = 0,
-    tile: TileSpec | None = None,
-    max_boxes: int = 400,
-    repeat: bool = False,
-    cache_mb: int = 0,
-):
-    """A batched ``tf.data.Dataset`` of a ``Dataset``'s images (see the module docstring).
-
-    Args:
-        dataset: images and boxes (any reader's output).
-        classes: the model's classes; boxes of other classes are dropped.
-        image_size: ``(height, width)`` of the batches.
-        batch_size: images per batch.
-        augment: apply ``build_augmenter()``.
-        shuffle: shuffle the image order each epoch (seeded).
-        seed: shuffle and crop seed; augmentation draws are not reproducible across runs.
-        tile: random crops for large photos; ``None`` uses whole images. Its ``mosaic``
-            applies only with ``augment``.
-        max_boxes: padding length per image.
-        repeat: repeat forever.
-        cache_mb: keep up to this many MB of decoded photos in memory (``ImageCache``);
-            ``0`` decodes every draw.
-
-    With ``shuffle``, ``repeat`` and ``augment`` all off (a validation set) every pass yields the
-    same images in the same order with the same crops, so validation losses of successive
-    evaluations compare the model, not the draw; otherwise each pass draws new crops.
-
-    Example:
-        >>> ds = make_tf_dataset(data, ["product", "gap"], batch_size=4)  # doctest: +SKIP
-        >>> images, targets = next(iter(ds))  # doctest: +SKIP
-    """
-    import tensorflow as tf
-
-    if len(dataset) == 0:
-        raise DatasetError("make_tf_dataset: the dataset holds no images")
-    if not classes:
-        raise ValueError("make_tf_dataset: classes must not be empty")
-    items = list(dataset.images)
-    augmenter = build_augmenter(seed) if augment else None
-    partners = mosaic_partners(items, classes, tile if augment else None)
-    fixed = not (shuffle or repeat or augment)
-    counter = itertools.count()
-    cache = ImageCache(cache_mb * 2**20) if cache_mb > 0 else None
-
-    def load(index) -> tuple[np.ndarray, ...]:
-        draw = [seed, int(index)] if fixed else [seed, int(index), next(counter)]
-        return load_training_example(
-            items[int(index)],
-            classes,
-            image_size,
-            max_boxes,
-            tile,
-            augmenter,
-            np.random.default_rng(draw),
-            partners[int(index)],
-            cache,
-        )
-
-    ds = tf.data.Dataset.range(len(items))
-    if shuffle:
-        ds = ds.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = _numpy_map(ds, load, image_size, max_boxes, len(classes), deterministic=fixed)
-    return _to_batches(ds, batch_size)
-
-
-def make_synth_tf_dataset(
-    seed: int,
-    image_size: tuple[int, int] = (320, 320),
-    batch_size: int = 8,
-    *,
-    render_size: tuple[int, int] = (768, 1024),
-    tile: TileSpec | None = None,
-    augment: bool = False,
-    texture_dir: str | None = None,
-    max_boxes: int = 400,
-    n_images: int | None = None,
-):
-    """Shelves rendered on the fly (``render_shelf``), batched like ``make_tf_dataset``.
-
-    Image ``i`` is ``render_shelf(image_seed(seed, i))``; the stream is endless unless
-    ``n_images`` is given. Classes are ``("product", "gap")``, both always annotated.
-
-    Args:
-        seed: stream seed.
-        image_size: ``(height, width)`` of the batches.
-        batch_size: images per batch.
-        render_size: ``(height, width)`` of the rendered shelves.
-        tile: random crops of the rendered shelf (e.g. ``TileSpec((0.4, 0.7), 600)``).
-        augment: albumentations on top (the renderer already varies light, blur and noise).
-        texture_dir: optional folder of real photos for product artwork.
-        max_boxes: padding length per image.
-        n_images: stop after this many images.
-    """
-    import tensorflow as tf
-
-    from skuaudit.datasets.synth import image_seed, render_shelf
-    from skuaudit.detections import CLASS_NAMES
-
-    augmenter = build_augmenter(seed) if augment else None
-    mask = np.ones(len(CLASS_NAMES), np.float32)
-
-    def load(index) -> tuple[np.ndarray, ...]:
-        shelf = render_shelf(
-            image_seed(seed, int(index)), render_size[1], render_size[0], texture_dir=texture_dir
-        )
-        image, boxes, ids = shelf.image_bgr, shelf.boxes_xyxy, shelf.class_ids
-        if tile is not None:
-            rng = np.random.default_rng([seed, int(index), 7])
-            window = random_tile_xyxy(image.shape[1], image.shape[0], tile, rng)
-            boxes, kept = crop_boxes_xyxy(boxes, window, tile.min_visibility)
-            ids = ids[kept]
-            image = image[window[1] : window[3], window[0] : window[2]]
-        return encode_example(image, boxes, ids, mask, image_size, max_boxes, augmenter)
-
-    ds = tf.data.Dataset.range(n_images) if n_images is not None else tf.data.Dataset.range(1 << 62)
-    ds = _numpy_map(ds, load, image_size, max_boxes, len(CLASS_NAMES))
-    return _to_batches(ds, batch_size)
