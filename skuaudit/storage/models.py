@@ -304,8 +304,9 @@ class ProductMetric(Base):
     brand_id: Mapped[int | None] = mapped_column(
         ForeignKey("brands.id", ondelete="CASCADE"), nullable=True
     )
+    # A deleted product's rows stay as its brand's "unknown product": brand figures keep summing.
     product_id: Mapped[int | None] = mapped_column(
-        ForeignKey("products.id", ondelete="CASCADE"), nullable=True
+        ForeignKey("products.id", ondelete="SET NULL"), nullable=True
     )
     facings: Mapped[int] = mapped_column(Integer, default=0)
     share_facings: Mapped[float] = mapped_column(Float, default=0.0)
