@@ -158,7 +158,7 @@ def _vary(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def demo_reference_crops(product: DemoProduct, rng: np.random.Generator) -> list[np.ndarray]:
     """Generated reference facings of a demo product, each seen a little differently."""
     return [
-        _vary(product.render(int(REFERENCE_HEIGHT_PX * rng.uniform(0.8, 1.3)), rng), rng)
+        _vary(product.render(int(REFERENCE_HEIGHT_PX * rng.uniform(1.1, 1.5)), rng), rng)
         for _ in range(REFERENCES_PER_PRODUCT)
     ]
 
