@@ -69,10 +69,15 @@ def _recognizer():
 
 def _show_separation() -> None:
     """The look-alike products of the gallery, from the current embedding."""
-    from skuaudit.recognition import Gallery
+    from skuaudit.recognition import Gallery, RecognitionModelError
 
+    try:
+        recognizer = _recognizer()
+    except RecognitionModelError as exc:
+        st.error(f"Checking the gallery failed: {exc}")
+        return
     with ui.user_errors("Checking the gallery"):
-        gallery = Gallery.from_database(recognizer=_recognizer())
+        gallery = Gallery.from_database(recognizer=recognizer)
         labels = {p.id: p.label for p in list_products()}
         result = enrolment.gallery_separation(gallery, labels, top=10)
         if result.leave_one_out_accuracy is not None:

@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from skuaudit.detections import GAP, PRODUCT, Detections
-from skuaudit.metrics import UNKNOWN_PRODUCT_NAME, ProductInfo
+from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, ProductInfo
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ TURN_USERNAME_ENV = "SKUAUDIT_TURN_USERNAME"
 TURN_CREDENTIAL_ENV = "SKUAUDIT_TURN_CREDENTIAL"
 LOOPBACK_ONLY_ENV = "SKUAUDIT_ICE_LOOPBACK_ONLY"
 
-UNKNOWN_BRAND_ID = -1
-UNKNOWN_NAME = "unknown"
 DEFAULT_WINDOW = 15
 
 # Camera constraints: the back camera on phones ("environment"); desktops ignore facingMode.
