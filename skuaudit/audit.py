@@ -276,20 +276,18 @@ def write_audit_rows(s, audit_id: int, detections: Detections, metrics: AuditMet
     # Core bulk insert: ~150 rows per photo, an ORM object each would dominate the save time.
     if len(detections):
         s.execute(sa.insert(m.Detection), _detection_rows(audit_id, detections, metrics))
-    figures = ("facings", "share_facings", "linear_px", "share_linear", "expected_facings")
-    figures += ("is_stockout", "below_target")
+
+    def figures(record) -> dict:
+        return {k: getattr(record, k) for k in m.AUDIT_FIGURES}
+
     s.add_all(
         m.ProductMetric(
-            audit_id=audit_id,
-            brand_id=r.brand_id,
-            product_id=r.product_id,
-            **{k: getattr(r, k) for k in figures},
+            audit_id=audit_id, brand_id=r.brand_id, product_id=r.product_id, **figures(r)
         )
         for r in metrics.products
     )
     s.add_all(
-        m.BrandMetric(audit_id=audit_id, brand_id=r.brand_id, **{k: getattr(r, k) for k in figures})
-        for r in metrics.brands
+        m.BrandMetric(audit_id=audit_id, brand_id=r.brand_id, **figures(r)) for r in metrics.brands
     )
 
 

@@ -240,7 +240,31 @@ class Detection(Base):
     audit: Mapped[Audit] = relationship(back_populates="detections")
 
 
-class BrandMetric(Base):
+class AuditFigures:
+    """The figures an audit keeps per brand and per product (``skuaudit.metrics``)."""
+
+    facings: Mapped[int] = mapped_column(Integer, default=0)
+    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
+    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
+    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
+    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# The columns of ``AuditFigures``, as ``skuaudit.metrics`` names them on its records.
+AUDIT_FIGURES: tuple[str, ...] = (
+    "facings",
+    "share_facings",
+    "linear_px",
+    "share_linear",
+    "expected_facings",
+    "is_stockout",
+    "below_target",
+)
+
+
+class BrandMetric(AuditFigures, Base):
     """Per audit, per brand figures (``brand_id`` NULL = products of no known brand)."""
 
     __tablename__ = "brand_metrics"
@@ -264,18 +288,11 @@ class BrandMetric(Base):
     brand_id: Mapped[int | None] = mapped_column(
         ForeignKey("brands.id", ondelete="CASCADE"), nullable=True
     )
-    facings: Mapped[int] = mapped_column(Integer, default=0)
-    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
-    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
-    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
-    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
-    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
 
     audit: Mapped[Audit] = relationship(back_populates="brand_metrics")
 
 
-class ProductMetric(Base):
+class ProductMetric(AuditFigures, Base):
     """Per audit, per product figures; the audit's ``BrandMetric`` rows are their sums per brand.
 
     ``product_id`` NULL is the facings no product was recognised for: of brand ``brand_id``, or of
@@ -308,13 +325,6 @@ class ProductMetric(Base):
     product_id: Mapped[int | None] = mapped_column(
         ForeignKey("products.id", ondelete="SET NULL"), nullable=True
     )
-    facings: Mapped[int] = mapped_column(Integer, default=0)
-    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
-    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
-    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
-    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
-    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
 
     audit: Mapped[Audit] = relationship(back_populates="product_metrics")
 

@@ -138,26 +138,18 @@ def brand_names(url: str | None = None) -> dict[int, str]:
 
 def product_planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:
     """Product id -> expected facings of one store."""
-    with session_scope(url) as s:
-        return dict(
-            s.execute(
-                sa.select(m.ProductTarget.product_id, m.ProductTarget.expected_facings).where(
-                    m.ProductTarget.store_id == store_id
-                )
-            ).all()
-        )
+    return _targets(m.ProductTarget, m.ProductTarget.product_id, store_id, url)
 
 
 def planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:
     """Brand id -> expected facings of one store."""
+    return _targets(m.PlanogramTarget, m.PlanogramTarget.brand_id, store_id, url)
+
+
+def _targets(table, key, store_id: int, url: str | None) -> dict[int, int]:
     with session_scope(url) as s:
-        return dict(
-            s.execute(
-                sa.select(m.PlanogramTarget.brand_id, m.PlanogramTarget.expected_facings).where(
-                    m.PlanogramTarget.store_id == store_id
-                )
-            ).all()
-        )
+        query = sa.select(key, table.expected_facings).where(table.store_id == store_id)
+        return dict(s.execute(query).all())
 
 
 @dataclass(frozen=True)
