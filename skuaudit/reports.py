@@ -642,10 +642,11 @@ def _targeted() -> sa.ColumnElement[bool]:
     return _BM.c.expected_facings > 0
 
 
-def _compliance() -> sa.ColumnElement[float]:
-    """``min(facings / target, 1)`` for a targeted row, written without LEAST/MIN(a, b)."""
-    ratio = sa.cast(_BM.c.facings, sa.Float) / _BM.c.expected_facings
-    return sa.case((_BM.c.facings >= _BM.c.expected_facings, 1.0), else_=ratio)
+def _compliance(table: sa.Table = _BM) -> sa.ColumnElement[float]:
+    """``min(facings / target, 1)`` for a targeted row of ``table`` (brand or product metrics),
+    written without LEAST/MIN(a, b)."""
+    ratio = sa.cast(table.c.facings, sa.Float) / table.c.expected_facings
+    return sa.case((table.c.facings >= table.c.expected_facings, 1.0), else_=ratio)
 
 
 def _durations(
@@ -971,8 +972,6 @@ def product_compliance(
     """Per store and targeted product in the latest audit: target, facings,
     ``min(facings/target, 1)`` (``PRODUCT_COMPLIANCE_COLUMNS``)."""
     latest = _latest_audits(as_of, store_ids, region)
-    ratio = sa.cast(_PM.c.facings, sa.Float) / _PM.c.expected_facings
-    compliance = sa.case((_PM.c.facings >= _PM.c.expected_facings, 1.0), else_=ratio)
     stmt = (
         sa.select(
             latest.c.store_id,
@@ -985,7 +984,7 @@ def product_compliance(
             _P.c.gtin,
             _PM.c.expected_facings,
             _PM.c.facings,
-            compliance,
+            _compliance(_PM),
         )
         .join_from(_PM, latest, latest.c.id == _PM.c.audit_id)
         .join(_S, _S.c.id == latest.c.store_id)
