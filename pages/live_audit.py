@@ -11,7 +11,7 @@ from skuaudit.config import get_settings
 STREAMER_KEY = "live_audit"
 
 
-@st.cache_resource(show_spinner="Loading the detector and brand recognition...")
+@st.cache_resource(show_spinner="Loading the detector and product recognition...")
 def _pipeline(db_url: str) -> live.LivePipeline:
     return live.LivePipeline.load(db_url)
 
@@ -100,6 +100,15 @@ def _live_results() -> None:
     if state.counts:
         st.table(
             {"brand": list(state.counts), "facings": list(state.counts.values())},
+            border="horizontal",
+        )
+        products = sorted(state.product_counts.items())
+        st.table(
+            {
+                "brand": [brand for (brand, _), _ in products],
+                "product": [product for (_, product), _ in products],
+                "facings": [n for _, n in products],
+            },
             border="horizontal",
         )
     nothing_found = state.frame_bgr is not None and state.products == 0 and state.gaps == 0

@@ -1,4 +1,4 @@
-"""Photo audit: upload or take shelf photos, review the brands, save the audit."""
+"""Photo audit: upload or take shelf photos, review the products (and brands), save the audit."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import streamlit as st
 from skuaudit import audit, ui
 from skuaudit.config import get_settings
 from skuaudit.images import UPLOAD_TYPES
-from skuaudit.metrics import UNKNOWN_NAME
 from skuaudit.model_registry import active_model_dir
 from skuaudit.recognition import Gallery
-from skuaudit.storage.queries import list_brands
+from skuaudit.storage.queries import list_brands, product_infos
 
 
-@st.cache_resource(show_spinner="Loading the detector and the brand model…")
+@st.cache_resource(show_spinner="Loading the detector and the product model…")
 def _models(model_dir: str):
     return audit.load_models(model_dir)
 
@@ -52,7 +51,7 @@ detector, recognizer = models
 
 batch_key = hashlib.sha1(b"".join(hashlib.sha1(data).digest() for _, data in files)).hexdigest()
 if st.session_state.get("photo_batch_key") != batch_key:
-    with st.spinner("Finding products, gaps and brands…"):
+    with st.spinner("Finding facings, gaps and products…"):
         gallery = Gallery.from_database(recognizer=recognizer)
         st.session_state["photo_batch"] = audit.analyse_uploads(files, detector, recognizer, gallery)
     st.session_state["photo_batch_key"] = batch_key
@@ -71,30 +70,33 @@ if nothing_found:
 brands = list_brands()
 names = {b.id: b.name for b in brands}
 colours = {b.id: b.color_hex for b in brands}
+products = product_infos()
+options = audit.review_options(names, products)
 
-st.subheader("Brands found")
-st.caption("Correct a brand by choosing another one in the table; boxes are numbered as in the table.")
-found = audit.detections_table(batch.analyses, names)
+st.subheader("Products found")
+st.caption("Correct a facing by choosing another product (\"Brand · Product\") in the table; "
+           "boxes are numbered as in the table.")
+found = audit.detections_table(batch.analyses, names, products)
 edited = st.data_editor(
     found,
-    # "corrected" is left out: the editor shows its input, so it could not tick an edit made here.
-    column_order=["image", "detection", "row", "brand", "score"],
+    # "corrected" is left out: the editor shows its input, so it could not tick an edit made here;
+    # "brand" too: the product's label names it, and a stale brand cell beside an edit misleads.
+    column_order=["image", "detection", "row", "product", "score"],
     column_config={
-        "brand": st.column_config.SelectboxColumn(
-            "brand", options=[*sorted(names.values()), UNKNOWN_NAME], required=True
-        ),
-        "score": st.column_config.NumberColumn("brand score", format="%.3f"),
+        "product": st.column_config.SelectboxColumn("product", options=list(options),
+                                                    required=True),
+        "score": st.column_config.NumberColumn("match score", format="%.3f"),
     },
     disabled=["image", "detection", "row", "score"],
     hide_index=True,
     key=f"photo_table_{batch_key[:12]}",
 )
-corrected = int((edited["brand"] != found["brand"]).sum()) if len(found) else 0
+corrected = int((edited["product"] != found["product"]).sum()) if len(found) else 0
 if corrected:
-    st.caption(f"{corrected} brand(s) corrected; the figures below and the saved audit use them.")
+    st.caption(f"{corrected} facing(s) corrected; the figures below and the saved audit use them.")
 analyses = batch.analyses
 with ui.user_errors("Applying the corrections"):
-    analyses = audit.apply_brand_table(batch.analyses, edited, names)
+    analyses = audit.apply_review_table(batch.analyses, edited, options)
 
 columns = st.columns(min(len(analyses), 2))
 for i, analysis in enumerate(analyses):
@@ -109,26 +111,39 @@ middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.0%} of shel
 right.metric("Planogram compliance",
              "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.0%}")
 percent = {"format": "percent"}
+figures = {
+    "facings": st.column_config.NumberColumn("facings"),
+    "share_facings": st.column_config.NumberColumn("share by facings", **percent),
+    "share_linear": st.column_config.NumberColumn("share by width", **percent),
+    "linear_rows": st.column_config.NumberColumn(
+        "width (shelf rows)", format="%.2f", help="Summed widths; 1.00 = one full shelf row"
+    ),
+    "expected_facings": st.column_config.NumberColumn("target"),
+    "is_stockout": st.column_config.CheckboxColumn("stockout"),
+    "below_target": st.column_config.CheckboxColumn("below target"),
+}
+order = ["facings", "share_facings", "share_linear", "linear_rows", "expected_facings",
+         "is_stockout", "below_target"]
+st.markdown("**Per product**")
+st.dataframe(
+    pd.DataFrame(metrics.product_records()),
+    hide_index=True,
+    column_order=["brand", "name", *order],
+    column_config={"name": st.column_config.TextColumn("product"), **figures},
+    key="photo_product_metrics",
+)
+st.markdown("**Per brand** (the sums of its products)")
 st.dataframe(
     pd.DataFrame(metrics.to_records()),
     hide_index=True,
-    column_order=["name", "facings", "share_facings", "share_linear", "linear_rows",
-                  "expected_facings", "is_stockout", "below_target"],
-    column_config={
-        "name": st.column_config.TextColumn("brand"),
-        "share_facings": st.column_config.NumberColumn("share by facings", **percent),
-        "share_linear": st.column_config.NumberColumn("share by width", **percent),
-        "linear_rows": st.column_config.NumberColumn(
-            "width (shelf rows)", format="%.2f", help="Summed widths; 1.00 = one full shelf row"
-        ),
-        "expected_facings": st.column_config.NumberColumn("target"),
-        "is_stockout": st.column_config.CheckboxColumn("stockout"),
-        "below_target": st.column_config.CheckboxColumn("below target"),
-    },
+    column_order=["name", *order],
+    column_config={"name": st.column_config.TextColumn("brand"), **figures},
     key="photo_metrics",
 )
 if metrics.stockouts:
     st.warning(f"Stockouts: {', '.join(metrics.stockouts)}")
+if metrics.product_stockouts:
+    st.warning(f"Products out of stock: {', '.join(metrics.product_stockouts)}")
 
 allow_empty = st.checkbox("Save anyway", key="photo_allow_empty") if nothing_found else False
 if st.button("Save audit", type="primary", key="photo_save",

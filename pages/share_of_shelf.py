@@ -1,4 +1,5 @@
-"""Share of shelf: per brand, per week, own versus competitors, per store, and the audits behind."""
+"""Share of shelf: per brand, per week, own versus competitors, per store; a brand's products and
+the audits behind its figure."""
 
 from __future__ import annotations
 
@@ -81,10 +82,38 @@ with ui.user_errors("Loading the share of shelf"):
                        file_name="share_of_shelf_store_brand.csv", mime="text/csv",
                        key="sos_heatmap_csv")
 
-    st.subheader("Audits behind the numbers")
+    st.subheader("A brand's products, and the audits behind its figures")
     brand_ids = dict(zip(shares["brand"], shares["brand_id"], strict=True))
     brand = st.selectbox("Brand", list(brand_ids), key="sos_drill_brand")
     brand_id = None if pd.isna(brand_ids[brand]) else int(brand_ids[brand])
+    products = ui.cached_report("product_share_of_shelf", latest_id, **filters)
+    mine = products[products["brand"] == brand]
+    st.plotly_chart(charts.product_share_bars(mine, brand), key="sos_product_chart")
+    st.dataframe(
+        mine,
+        hide_index=True,
+        column_order=["product", "gtin", "facings", "share_of_brand", "share_facings",
+                      "share_linear", "linear_px", "audits"],
+        column_config={
+            "gtin": st.column_config.TextColumn("EAN/GTIN"),
+            "share_of_brand": st.column_config.NumberColumn("share of the brand",
+                                                            format="percent"),
+            "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
+            "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
+            "linear_px": st.column_config.NumberColumn("width (px)", format="%.0f"),
+        },
+        key="sos_products_table",
+    )
+    product_csv = ["brand", "product", "gtin", "facings", "share_of_brand", "share_facings",
+                   "share_linear", "linear_px", "audits"]
+    st.download_button(f"Download the products of {brand} (CSV)",
+                       reports.csv_text(mine, product_csv),
+                       file_name="share_of_shelf_products_of_brand.csv", mime="text/csv",
+                       key="sos_products_csv")
+    st.download_button("Download share per product, all brands (CSV)",
+                       reports.csv_text(products, product_csv),
+                       file_name="share_of_shelf_by_product.csv", mime="text/csv",
+                       key="sos_all_products_csv")
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
     st.dataframe(
         behind,

@@ -1,5 +1,6 @@
-"""Stockouts: what is missing or short in each store's latest audit, since when, and which stores
-need attention first (availability, planogram compliance, empty shelf)."""
+"""Stockouts: what is missing or short in each store's latest audit, per brand and per product,
+since when, and which stores need attention first (availability, planogram compliance, empty
+shelf)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,37 @@ with ui.user_errors("Loading the stockouts"):
                            file_name="stockouts_to_act_on.csv", mime="text/csv",
                            key="so_actions_csv")
 
+    st.subheader("Products to act on")
+    product_actions = ui.cached_report("current_product_stockouts", latest_id, **filters)
+    brands = sorted(set(product_actions["brand"]))
+    picked = st.selectbox("Brand", ["All brands", *brands], key="so_product_brand")
+    if picked != "All brands":
+        product_actions = product_actions[product_actions["brand"] == picked]
+    if product_actions.empty:
+        st.success("Every product with a target in a store shows at least its target in the "
+                   "store's latest audit.")
+    else:
+        product_list_columns = ["store", "region", "brand", "product", "gtin", "status",
+                                "expected_facings", "facings", "since", "audits_in_row",
+                                "audited_at"]
+        st.dataframe(
+            product_actions[product_list_columns],
+            hide_index=True,
+            column_config={
+                "gtin": st.column_config.TextColumn("EAN/GTIN"),
+                "expected_facings": st.column_config.NumberColumn("expected"),
+                "facings": st.column_config.NumberColumn("seen"),
+                "since": st.column_config.DateColumn("since", format="D MMM YYYY"),
+                "audits_in_row": st.column_config.NumberColumn("audits in a row"),
+                "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
+            },
+            key="so_product_actions_table",
+        )
+        st.download_button("Download the product action list (CSV)",
+                           reports.csv_text(product_actions, product_list_columns),
+                           file_name="product_stockouts_to_act_on.csv", mime="text/csv",
+                           key="so_product_actions_csv")
+
     left, right = st.columns(2)
     with left:
         worst = audited.head(CHART_STORES)
@@ -125,3 +157,24 @@ with ui.user_errors("Loading the stockouts"):
         st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
                            file_name="planogram_compliance.csv", mime="text/csv",
                            key="so_compliance_csv")
+
+    with st.expander("Planogram compliance per product"):
+        per_product = ui.cached_report("product_compliance", latest_id, **filters)
+        compliance_columns = ["store", "region", "brand", "product", "gtin", "expected_facings",
+                              "facings", "compliance"]
+        st.dataframe(
+            per_product,
+            hide_index=True,
+            column_order=compliance_columns,
+            column_config={
+                "gtin": st.column_config.TextColumn("EAN/GTIN"),
+                "expected_facings": st.column_config.NumberColumn("expected"),
+                "facings": st.column_config.NumberColumn("seen"),
+                "compliance": st.column_config.ProgressColumn("compliance", **percent),
+            },
+            key="so_product_compliance_table",
+        )
+        st.download_button("Download compliance per product (CSV)",
+                           reports.csv_text(per_product, compliance_columns),
+                           file_name="planogram_compliance_per_product.csv", mime="text/csv",
+                           key="so_product_compliance_csv")

@@ -1,4 +1,5 @@
-"""The audit pipeline: photos -> products and gaps -> brands -> shelf rows -> metrics -> database.
+"""The audit pipeline: photos -> facings and gaps -> products (and brands) -> shelf rows -> metrics
+-> database.
 
 One image::
 
@@ -29,7 +30,16 @@ import sqlalchemy as sa
 
 from skuaudit.detections import CLASS_NAMES, Detections
 from skuaudit.images import ImageError, encode_jpeg, load_image_file
-from skuaudit.metrics import UNKNOWN_BRAND_ID, AuditMetrics, audit_metrics
+from skuaudit.metrics import (
+    UNKNOWN_BRAND_ID,
+    UNKNOWN_NAME,
+    UNKNOWN_PRODUCT_ID,
+    UNKNOWN_PRODUCT_NAME,
+    AuditMetrics,
+    ProductInfo,
+    audit_metrics,
+    product_label,
+)
 from skuaudit.shelves import group_rows
 from skuaudit.storage import models as m
 from skuaudit.storage.db import DatabaseError, session_scope
@@ -55,8 +65,8 @@ class ImageAnalysis:
 
     Attributes:
         image_bgr: ``(H, W, 3)`` uint8 image.
-        detections: products and gaps with ``brand_id``, ``brand_score``, ``shelf_row`` and
-            ``corrected`` (bool: brand set by hand).
+        detections: products and gaps with ``product_id``, ``product_score``, ``brand_id``,
+            ``brand_score``, ``shelf_row`` and ``corrected`` (bool: product set by hand).
     """
 
     image_bgr: np.ndarray
@@ -84,38 +94,56 @@ def analyse_image(
     *,
     threshold: float | None = None,
 ) -> ImageAnalysis:
-    """Detect, recognise brands and group rows in one image.
+    """Detect, recognise products (and so brands) and group rows in one image.
 
     Args:
         image_bgr: ``(H, W, 3)`` uint8 BGR photo.
         detector: anything with ``detect(image_bgr) -> Detections`` (``skuaudit.detector.Detector``).
         recognizer: a ``skuaudit.recognition.Recognizer``.
         gallery: the ``skuaudit.recognition.Gallery`` of enrolled references.
-        threshold: brand similarity threshold; ``None`` uses the recognizer's.
+        threshold: product similarity threshold; ``None`` uses the recognizer's.
     """
     detections = detector.detect(image_bgr)
-    detections = recognizer.assign_brands(image_bgr, detections, gallery, threshold)
+    detections = recognizer.assign_products(image_bgr, detections, gallery, threshold)
     detections = group_rows(detections)
     return ImageAnalysis(
         image_bgr, detections.with_data(corrected=np.zeros(len(detections), dtype=bool))
     )
 
 
-def correct_brands(analysis: ImageAnalysis, brand_by_index: dict[int, int]) -> ImageAnalysis:
-    """A copy with the brands of some detections set by hand (``-1`` = unknown), marked corrected.
+@dataclass(frozen=True)
+class Label:
+    """What a facing is: a product of a brand, a brand's unknown product (``product_id`` -1), or
+    unknown (both -1)."""
+
+    brand_id: int
+    product_id: int = UNKNOWN_PRODUCT_ID
+
+
+UNKNOWN_LABEL = Label(UNKNOWN_BRAND_ID, UNKNOWN_PRODUCT_ID)
+
+
+def correct_labels(analysis: ImageAnalysis, label_by_index: dict[int, Label]) -> ImageAnalysis:
+    """A copy with the product (and brand) of some detections set by hand, marked corrected.
 
     Raises:
         ValueError: an index that is not a product detection of this image.
     """
     det = analysis.detections
-    brand_ids = np.asarray(det.data["brand_id"], dtype=np.int64).copy()
-    corrected = np.asarray(det.data.get("corrected", np.zeros(len(det), bool)), dtype=bool).copy()
-    for index, brand_id in brand_by_index.items():
-        if not 0 <= index < len(det) or CLASS_NAMES[det.class_id[index]] != "product":
+    n = len(det)
+    brand_ids = np.asarray(det.data.get("brand_id", np.full(n, -1)), dtype=np.int64).copy()
+    product_ids = np.asarray(det.data.get("product_id", np.full(n, -1)), dtype=np.int64).copy()
+    corrected = np.asarray(det.data.get("corrected", np.zeros(n, bool)), dtype=bool).copy()
+    for index, label in label_by_index.items():
+        if not 0 <= index < n or CLASS_NAMES[det.class_id[index]] != "product":
             raise ValueError(f"detection {index} is not a product of this image")
-        if brand_ids[index] != brand_id:
-            brand_ids[index], corrected[index] = brand_id, True
-    return ImageAnalysis(analysis.image_bgr, det.with_data(brand_id=brand_ids, corrected=corrected))
+        if (brand_ids[index], product_ids[index]) != (label.brand_id, label.product_id):
+            brand_ids[index], product_ids[index] = label.brand_id, label.product_id
+            corrected[index] = True
+    return ImageAnalysis(
+        analysis.image_bgr,
+        det.with_data(brand_id=brand_ids, product_id=product_ids, corrected=corrected),
+    )
 
 
 def combine(analyses: Sequence[ImageAnalysis]) -> Detections:
@@ -127,27 +155,38 @@ def combine(analyses: Sequence[ImageAnalysis]) -> Detections:
     return Detections.merge(parts)
 
 
-def _store_context(s, store_id: int) -> tuple[dict[int, str], dict[int, int]]:
+def store_context(s, store_id: int) -> dict:
+    """The catalogue and the store's targets, as ``audit_metrics`` keyword arguments."""
     if s.get(m.Store, int(store_id)) is None:
         raise ValueError(f"store {store_id} does not exist (was it deleted?)")
-    names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
-    planogram = dict(
-        s.execute(
-            sa.select(m.PlanogramTarget.brand_id, m.PlanogramTarget.expected_facings).where(
-                m.PlanogramTarget.store_id == int(store_id)
+
+    def targets(table, key):
+        return dict(
+            s.execute(
+                sa.select(key, table.expected_facings).where(table.store_id == int(store_id))
+            ).all()
+        )
+
+    return {
+        "brand_names": dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all()),
+        "planogram": targets(m.PlanogramTarget, m.PlanogramTarget.brand_id),
+        "products": {
+            pid: ProductInfo(brand_id, name)
+            for pid, brand_id, name in s.execute(
+                sa.select(m.Product.id, m.Product.brand_id, m.Product.name)
             )
-        ).all()
-    )
-    return names, planogram
+        },
+        "product_planogram": targets(m.ProductTarget, m.ProductTarget.product_id),
+    }
 
 
 def metrics_for_store(
     analyses: Sequence[ImageAnalysis], store_id: int, url: str | None = None
 ) -> AuditMetrics:
-    """``audit_metrics`` of the images with the store's brand names and planogram (no saving)."""
+    """``audit_metrics`` of the images with the store's catalogue and planogram (no saving)."""
     with session_scope(url) as s:
-        names, planogram = _store_context(s, store_id)
-    return audit_metrics(combine(analyses), names, planogram)
+        context = store_context(s, store_id)
+    return audit_metrics(combine(analyses), **context)
 
 
 def save_audit(
@@ -162,7 +201,8 @@ def save_audit(
     allow_empty: bool = False,
     url: str | None = None,
 ) -> int:
-    """Write the audit, its images, detections and per-brand metrics in ONE transaction.
+    """Write the audit, its images, detections and per-product and per-brand metrics in ONE
+    transaction.
 
     Metrics are computed inside the transaction from the store's current planogram, so the saved
     figures always match the saved detections. Any failure leaves nothing behind.
@@ -183,7 +223,7 @@ def save_audit(
 
     Raises:
         EmptyAuditError: nothing detected in any image and ``allow_empty`` is false.
-        ValueError: unknown store or brand, bad source, or images not matching analyses.
+        ValueError: unknown store, brand or product, bad source, or images not matching analyses.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
@@ -202,8 +242,7 @@ def save_audit(
     )
     detections = combine(analyses)
     with session_scope(url) as s:
-        names, planogram = _store_context(s, store_id)
-        metrics = audit_metrics(detections, names, planogram)
+        metrics = audit_metrics(detections, **store_context(s, store_id))
         audit = m.Audit(
             store_id=int(store_id),
             user_name=user_name,
@@ -227,56 +266,69 @@ def save_audit(
             )
             for i, (a, jpeg) in enumerate(zip(analyses, jpegs, strict=True))
         )
-        # Core bulk insert: ~150 rows per photo, an ORM object each would dominate the save time.
-        if len(detections):
-            s.execute(sa.insert(m.Detection), _detection_rows(audit.id, detections))
-        s.add_all(
-            m.BrandMetric(
-                audit_id=audit.id,
-                brand_id=r.brand_id,
-                facings=r.facings,
-                share_facings=r.share_facings,
-                linear_px=r.linear_px,
-                share_linear=r.share_linear,
-                expected_facings=r.expected_facings,
-                is_stockout=r.is_stockout,
-                below_target=r.below_target,
-            )
-            for r in metrics.brands
-        )
+        write_audit_rows(s, audit.id, detections, metrics)
         s.flush()
         return audit.id
 
 
-def _detection_rows(audit_id: int, detections: Detections) -> list[dict]:
-    """Column values of the ``detections`` rows of one audit (for a bulk insert)."""
+def write_audit_rows(s, audit_id: int, detections: Detections, metrics: AuditMetrics) -> None:
+    """Add an audit's detections and its product and brand metric rows to session ``s``."""
+    # Core bulk insert: ~150 rows per photo, an ORM object each would dominate the save time.
+    if len(detections):
+        s.execute(sa.insert(m.Detection), _detection_rows(audit_id, detections, metrics))
+
+    def figures(record) -> dict:
+        return {k: getattr(record, k) for k in m.AUDIT_FIGURES}
+
+    s.add_all(
+        m.ProductMetric(
+            audit_id=audit_id, brand_id=r.brand_id, product_id=r.product_id, **figures(r)
+        )
+        for r in metrics.products
+    )
+    s.add_all(
+        m.BrandMetric(audit_id=audit_id, brand_id=r.brand_id, **figures(r)) for r in metrics.brands
+    )
+
+
+def _detection_rows(audit_id: int, detections: Detections, metrics: AuditMetrics) -> list[dict]:
+    """Column values of the ``detections`` rows of one audit (for a bulk insert); a recognised
+    product's brand is stored with it, as the metrics count it."""
     n = len(detections)
     data = detections.data
+    product_ids = np.asarray(data.get("product_id", np.full(n, UNKNOWN_PRODUCT_ID)), np.int64)
     brand_ids = np.asarray(data.get("brand_id", np.full(n, UNKNOWN_BRAND_ID)), dtype=np.int64)
+    brand_of = {r.product_id: r.brand_id for r in metrics.products if r.product_id is not None}
     scores = np.asarray(data.get("brand_score", np.zeros(n)), dtype=np.float64)
+    product_scores = np.asarray(data.get("product_score", scores), dtype=np.float64)
     rows = np.asarray(data.get("shelf_row", np.zeros(n)), dtype=np.int64)
     image_index = np.asarray(data.get("image_index", np.zeros(n)), dtype=np.int64)
     corrected = np.asarray(data.get("corrected", np.zeros(n, bool)), dtype=bool)
     is_product = detections.class_id == CLASS_NAMES.index("product")
-    known = is_product & (brand_ids != UNKNOWN_BRAND_ID)
     xyxy = detections.xyxy.astype(np.float64).tolist()
-    return [
-        {
-            "audit_id": audit_id,
-            "image_index": int(image_index[i]),
-            "x1": xyxy[i][0],
-            "y1": xyxy[i][1],
-            "x2": xyxy[i][2],
-            "y2": xyxy[i][3],
-            "score": float(detections.confidence[i]),
-            "class_name": CLASS_NAMES[detections.class_id[i]],
-            "brand_id": int(brand_ids[i]) if known[i] else None,
-            "brand_score": float(scores[i]) if is_product[i] else None,
-            "shelf_row": int(rows[i]),
-            "corrected": bool(corrected[i]),
-        }
-        for i in range(n)
-    ]
+    out = []
+    for i in range(n):
+        product = int(product_ids[i]) if is_product[i] and product_ids[i] >= 0 else None
+        brand = brand_of[product] if product is not None else int(brand_ids[i])
+        out.append(
+            {
+                "audit_id": audit_id,
+                "image_index": int(image_index[i]),
+                "x1": xyxy[i][0],
+                "y1": xyxy[i][1],
+                "x2": xyxy[i][2],
+                "y2": xyxy[i][3],
+                "score": float(detections.confidence[i]),
+                "class_name": CLASS_NAMES[detections.class_id[i]],
+                "brand_id": brand if is_product[i] and brand != UNKNOWN_BRAND_ID else None,
+                "brand_score": float(scores[i]) if is_product[i] else None,
+                "product_id": product,
+                "product_score": float(product_scores[i]) if product is not None else None,
+                "shelf_row": int(rows[i]),
+                "corrected": bool(corrected[i]),
+            }
+        )
+    return out
 
 
 def detector_name(detector: DetectorLike, url: str | None = None) -> str:
@@ -396,55 +448,88 @@ def draw_analysis(analysis: ImageAnalysis, brand_colours: dict[int, str]) -> np.
     return image
 
 
-def detections_table(analyses: Sequence[ImageAnalysis], brand_names: dict[int, str]):
-    """One row per product for review: ``image, detection, row, brand, score, corrected``.
+def review_options(
+    brand_names: dict[int, str], products: dict[int, ProductInfo]
+) -> dict[str, Label]:
+    """The choices of the review table: every product as ``"Brand · Product"``, each brand's
+    ``"Brand · unknown product"``, and ``"unknown"``; by brand, then product name."""
+    options: dict[str, Label] = {}
+    by_brand = sorted(brand_names.items(), key=lambda kv: kv[1].lower())
+    for brand_id, brand in by_brand:
+        own = sorted(
+            ((pid, p.name) for pid, p in products.items() if p.brand_id == brand_id),
+            key=lambda kv: kv[1].lower(),
+        )
+        for product_id, name in own:
+            options[product_label(brand, name)] = Label(brand_id, product_id)
+        options[product_label(brand, UNKNOWN_PRODUCT_NAME)] = Label(brand_id)
+    options[UNKNOWN_NAME] = UNKNOWN_LABEL
+    return options
 
-    ``brand`` is the brand name or ``"unknown"``; ``detection`` is the index within the image.
+
+def detections_table(
+    analyses: Sequence[ImageAnalysis],
+    brand_names: dict[int, str],
+    products: dict[int, ProductInfo] | None = None,
+):
+    """One row per facing for review: ``image, detection, row, product, brand, score, corrected``.
+
+    ``product`` is ``"Brand · Product"`` (a ``review_options`` key), ``"Brand · unknown
+    product"`` or ``"unknown"``; ``brand`` the brand name or ``"unknown"``; ``detection`` is the
+    index within the image.
     """
     import pandas as pd
 
-    from skuaudit.metrics import UNKNOWN_NAME
-
+    products = products or {}
     rows = []
     for image_index, a in enumerate(analyses):
         det = a.detections
+        n = len(det)
+        product_ids = det.data.get("product_id", np.full(n, UNKNOWN_PRODUCT_ID))
+        scores = det.data.get("product_score", det.data.get("brand_score", np.zeros(n)))
+        corrected = det.data.get("corrected", np.zeros(n, bool))
         for i in np.flatnonzero(det.class_id == 0):
-            brand = int(det.data["brand_id"][i])
+            product = products.get(int(product_ids[i]))
+            brand_id = product.brand_id if product else int(det.data["brand_id"][i])
+            brand = brand_names.get(brand_id, UNKNOWN_NAME)
+            if product is not None:
+                label = product_label(brand, product.name)
+            elif brand_id in brand_names:
+                label = product_label(brand, UNKNOWN_PRODUCT_NAME)
+            else:
+                label = UNKNOWN_NAME
             rows.append(
                 {
                     "image": image_index,
                     "detection": int(i),
                     "row": int(det.data["shelf_row"][i]),
-                    "brand": brand_names.get(brand, UNKNOWN_NAME),
-                    "score": round(float(det.data["brand_score"][i]), 3),
-                    "corrected": bool(det.data.get("corrected", np.zeros(len(det), bool))[i]),
+                    "product": label,
+                    "brand": brand,
+                    "score": round(float(scores[i]), 3),
+                    "corrected": bool(corrected[i]),
                 }
             )
-    columns = ["image", "detection", "row", "brand", "score", "corrected"]
+    columns = ["image", "detection", "row", "product", "brand", "score", "corrected"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def apply_brand_table(
-    analyses: Sequence[ImageAnalysis], table, brand_names: dict[int, str]
+def apply_review_table(
+    analyses: Sequence[ImageAnalysis], table, options: dict[str, Label]
 ) -> list[ImageAnalysis]:
-    """The analyses with the brands of an edited ``detections_table`` applied as corrections.
+    """The analyses with the products of an edited ``detections_table`` applied as corrections
+    (``options`` from ``review_options``; the ``brand`` column follows the product).
 
     Raises:
-        ValueError: a brand name that is not in the catalogue.
+        ValueError: a product that is not in the catalogue.
     """
-    from skuaudit.metrics import UNKNOWN_NAME
-
-    ids_by_name = {name: bid for bid, name in brand_names.items()} | {
-        UNKNOWN_NAME: UNKNOWN_BRAND_ID
-    }
-    wanted: dict[int, dict[int, int]] = {}
-    for image_index, index, brand in zip(
-        table["image"], table["detection"], table["brand"], strict=True
+    wanted: dict[int, dict[int, Label]] = {}
+    for image_index, index, product in zip(
+        table["image"], table["detection"], table["product"], strict=True
     ):
-        if brand not in ids_by_name:
-            raise ValueError(f"brand {brand!r} is not in the catalogue")
-        wanted.setdefault(int(image_index), {})[int(index)] = ids_by_name[brand]
-    return [correct_brands(a, wanted.get(i, {})) for i, a in enumerate(analyses)]
+        if product not in options:
+            raise ValueError(f"product {product!r} is not in the catalogue")
+        wanted.setdefault(int(image_index), {})[int(index)] = options[product]
+    return [correct_labels(a, wanted.get(i, {})) for i, a in enumerate(analyses)]
 
 
 def run_audit(
@@ -486,7 +571,7 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", type=Path, help="detector folder (default: the active model)")
     parser.add_argument("--recognition-model", type=Path, help="default: models/recognition")
-    parser.add_argument("--threshold", type=float, help="brand similarity threshold")
+    parser.add_argument("--threshold", type=float, help="product similarity threshold")
     parser.add_argument("--allow-empty", action="store_true", help="save even if nothing is found")
     parser.add_argument("--db-url", help="database URL (default: SKUAUDIT_DB_URL)")
     args = parser.parse_args(argv)
@@ -528,6 +613,10 @@ def cli_main(argv: list[str]) -> int:
             f"  {r.name:<20} {r.facings:>4} facings  {r.share_facings:6.1%} by facings  "
             f"{r.share_linear:6.1%} by width"
         )
+        for p in (p for p in metrics.products if p.brand_id == r.brand_id and p.facings):
+            print(f"    {p.name:<30} {p.facings:>4} facings  {p.share_facings:6.1%} by facings")
     if metrics.stockouts:
         print(f"  stockouts: {', '.join(metrics.stockouts)}")
+    if metrics.product_stockouts:
+        print(f"  product stockouts: {', '.join(metrics.product_stockouts)}")
     return 0

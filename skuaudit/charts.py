@@ -60,6 +60,32 @@ def share_bars(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def product_share_bars(df: pd.DataFrame, brand: str) -> go.Figure:
+    """The products of one brand: each one's share of the brand's facings
+    (``reports.product_share_of_shelf`` rows of that brand), largest first."""
+    title = f"Products of {brand}: share of the brand's facings"
+    if df.empty:
+        return _empty(title)
+    df = df.sort_values("share_of_brand", ascending=True)
+    fig = go.Figure(
+        go.Bar(
+            y=df["product"],
+            x=df["share_of_brand"],
+            orientation="h",
+            marker_color=df["color_hex"],
+            customdata=df["facings"],
+            hovertemplate="%{y}: %{x:.1%} (%{customdata} facings)<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_tickformat=".0%",
+        xaxis_range=[0, 1],
+        height=max(260, 120 + HEATMAP_ROW_PX * len(df)),
+    )
+    return fig
+
+
 def share_trend_lines(df: pd.DataFrame, measure: str) -> go.Figure:
     """Weekly share per brand, one line per brand (``reports.share_trend``)."""
     label = _measure_label(measure)

@@ -11,11 +11,12 @@
   stale frame is dropped, so latency cannot build up), and returns the frame annotated with the
   newest boxes it has. The video the phone shows back therefore keeps its camera frame rate while
   the boxes refresh at the detector's rate.
-- One worker thread runs the detector and brand recognition on the newest frame, then records the
-  boxes, the counts per brand, the processed-frame counter and the latency (frame arrival to
+- One worker thread runs the detector and product recognition on the newest frame, then records
+  the boxes, the counts per product, the processed-frame counter and the latency (frame arrival to
   boxes ready; shown as the median over the window, on the video and on the page alike). It exits after a while without frames and ``process`` starts it again.
 - ``snapshot`` (called from the page) returns a ``LiveState``: counts smoothed over the last
-  ``window`` processed frames (per-brand median), so one bad frame neither flickers the page nor
+  ``window`` processed frames (per-product median, summed per brand), so one bad frame neither
+  flickers the page nor
   changes a saved audit; and the frame of the window whose counts are closest to those medians,
   which is what "Save audit" stores.
 
@@ -48,6 +49,7 @@ import cv2
 import numpy as np
 
 from skuaudit.detections import GAP, PRODUCT, Detections
+from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, ProductInfo
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ TURN_USERNAME_ENV = "SKUAUDIT_TURN_USERNAME"
 TURN_CREDENTIAL_ENV = "SKUAUDIT_TURN_CREDENTIAL"
 LOOPBACK_ONLY_ENV = "SKUAUDIT_ICE_LOOPBACK_ONLY"
 
-UNKNOWN_BRAND_ID = -1
-UNKNOWN_NAME = "unknown"
 DEFAULT_WINDOW = 15
 
 # Camera constraints: the back camera on phones ("environment"); desktops ignore facingMode.
@@ -274,7 +274,53 @@ def count_by_brand(detections: Detections, brand_names: Mapping[int, str]) -> di
     return counts
 
 
-def smooth_counts(history: Sequence[Mapping[str, int]]) -> dict[str, int]:
+def count_by_product(
+    detections: Detections,
+    brand_names: Mapping[int, str],
+    products: Mapping[int, ProductInfo],
+) -> dict[tuple[str, str], int]:
+    """Product facings per ``(brand, product)`` name; ``(brand, "unknown product")`` for facings
+    of a known brand whose product was not recognised, ``("unknown", "unknown")`` for the rest.
+
+    Example:
+        >>> det = Detections(np.zeros((3, 4)), class_id=[0, 0, 0],
+        ...                  data={"product_id": [5, -1, -1], "brand_id": [7, 7, -1]})
+        >>> count_by_product(det, {7: "Acme"}, {5: ProductInfo(7, "Cola")})
+        {('Acme', 'Cola'): 1, ('Acme', 'unknown product'): 1, ('unknown', 'unknown'): 1}
+    """
+    products_mask = detections.class_id == PRODUCT
+    n = len(detections)
+    product_ids = np.asarray(detections.data.get("product_id", np.full(n, -1)))[products_mask]
+    brand_ids = np.asarray(detections.data.get("brand_id", np.full(n, UNKNOWN_BRAND_ID)))
+    counts: dict[tuple[str, str], int] = {}
+    for product_id, brand_id in zip(
+        product_ids.tolist(), brand_ids[products_mask].tolist(), strict=True
+    ):
+        product = products.get(int(product_id))
+        if product is not None and product.brand_id in brand_names:
+            key = (brand_names[product.brand_id], product.name)
+        elif int(brand_id) in brand_names:
+            key = (brand_names[int(brand_id)], UNKNOWN_PRODUCT_NAME)
+        else:
+            key = (UNKNOWN_NAME, UNKNOWN_NAME)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def roll_up(product_counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """Facings per brand: the sums of ``count_by_product``'s counts.
+
+    Example:
+        >>> roll_up({("Acme", "Cola"): 2, ("Acme", "Lime"): 1, ("unknown", "unknown"): 1})
+        {'Acme': 3, 'unknown': 1}
+    """
+    brands: dict[str, int] = {}
+    for (brand, _), n in product_counts.items():
+        brands[brand] = brands.get(brand, 0) + n
+    return brands
+
+
+def smooth_counts(history: Sequence[Mapping]) -> dict:
     """Per-key median over frames, a key missing from a frame counting 0; zero medians left out.
 
     ``median_low`` keeps the result a count that was actually seen.
@@ -351,11 +397,15 @@ def draw_live_overlay(
 # --------------------------------------------------------------------------- the processor
 
 
+# The counts of a sample hold the gaps under this key, beside the products' (brand, product) keys.
+_GAPS_KEY = ("", "")
+
+
 @dataclass(frozen=True)
 class _Sample:
     frame_bgr: np.ndarray
     detections: Detections
-    counts: dict[str, int]
+    counts: dict[tuple[str, str], int]
 
 
 @dataclass(frozen=True)
@@ -363,7 +413,9 @@ class LiveState:
     """What the page shows and "Save audit" stores; a consistent copy taken under the lock.
 
     Attributes:
-        counts: smoothed product facings per brand name (median over the window).
+        counts: facings per brand name: the sums of ``product_counts``.
+        product_counts: smoothed facings per ``(brand, product)`` name (median over the window;
+            see ``count_by_product``).
         gaps: smoothed number of gaps.
         processed_frames: frames the detector has finished since the processor was made.
         received_frames: frames handed to ``process``.
@@ -379,6 +431,7 @@ class LiveState:
     """
 
     counts: dict[str, int] = field(default_factory=dict)
+    product_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     gaps: int = 0
     processed_frames: int = 0
     received_frames: int = 0
@@ -400,11 +453,13 @@ class LiveProcessor:
     """Thread-safe frame processor: returns frames at once, analyses the newest on a worker thread.
 
     Args:
-        analyse: frame -> ``Detections`` with ``data["brand_id"]`` (runs on the worker thread).
+        analyse: frame -> ``Detections`` with ``data["product_id"]`` and ``data["brand_id"]``
+            (runs on the worker thread).
         brand_names: brand id -> name, for counting.
         brand_colours: brand id -> BGR box colour.
         window: processed frames the counts are smoothed over.
         idle_timeout_s: the worker thread exits after this long without frames.
+        products: product id -> ``ProductInfo``, for counting per product.
 
     Example:
         >>> proc = LiveProcessor(lambda f: Detections.empty(), {})
@@ -422,12 +477,14 @@ class LiveProcessor:
         *,
         window: int = DEFAULT_WINDOW,
         idle_timeout_s: float = 10.0,
+        products: Mapping[int, ProductInfo] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1 frame, got {window}")
         self._analyse = analyse
         self._generation = 0  # bumped by set_analyser: results of the analyser before are dropped
         self._brand_names = dict(brand_names)
+        self._products = dict(products or {})
         self._brand_colours = dict(brand_colours or {})
         self._idle_timeout_s = idle_timeout_s
         # One condition guards everything below: the slot, the worker handle and the results.
@@ -510,12 +567,12 @@ class LiveProcessor:
                     self._error = f"{type(exc).__name__}: {exc}"
                 continue
             done_at = time.monotonic()
-            counts = count_by_brand(detections, self._brand_names)
+            counts = count_by_product(detections, self._brand_names, self._products)
             gaps = int(np.count_nonzero(detections.class_id == GAP))
             with self._cond:
                 if generation != self._generation:  # analysed in the mode set_analyser replaced
                     continue
-                self._history.append(_Sample(frame, detections, {**counts, "": gaps}))
+                self._history.append(_Sample(frame, detections, {**counts, _GAPS_KEY: gaps}))
                 self._done_times.append(done_at)
                 self._latest, self._latest_shape = detections, frame.shape[:2]
                 self._processed += 1
@@ -539,7 +596,7 @@ class LiveProcessor:
                 dropped_frames=self._dropped,
                 error=self._error,
             )
-        # The empty key holds the gaps, so that the representative frame matches them too.
+        # The gaps key is smoothed too, so that the representative frame matches them as well.
         smoothed = smooth_counts([s.counts for s in self._history])
         best = min(reversed(self._history), key=lambda s: _count_distance(s.counts, smoothed))
         times = self._done_times
@@ -548,9 +605,10 @@ class LiveProcessor:
             if len(times) > 1 and times[-1] > times[0]
             else 0.0
         )
-        gaps = smoothed.pop("", 0)
+        gaps = smoothed.pop(_GAPS_KEY, 0)
         return LiveState(
-            counts=smoothed,
+            counts=roll_up(smoothed),
+            product_counts=smoothed,
             gaps=gaps,
             processed_frames=self._processed,
             received_frames=self._received,
@@ -646,10 +704,11 @@ class LivePipeline:
     Attributes:
         detector: the active detector, in single-pass mode.
         dense_detector: the same detector in tiles, for packed shelves (``VideoDetector``).
-        recognizer: brand recognition model.
+        recognizer: product recognition model.
         gallery: enrolled reference embeddings.
         brand_names: brand id -> name.
         brand_colours: brand id -> BGR colour (the catalogue colour).
+        products: product id -> ``ProductInfo`` (brand and name).
         model_name: name saved with audits.
         model_version_id: ``ModelVersion`` of the detector, when registered.
     """
@@ -662,10 +721,11 @@ class LivePipeline:
     brand_colours: dict[int, BGR]
     model_name: str
     model_version_id: int | None = None
+    products: dict[int, ProductInfo] = field(default_factory=dict)
 
     @classmethod
     def load(cls, url: str | None = None, model_dir: str | Path | None = None) -> LivePipeline:
-        """Load the active detector, the recognizer, the gallery and the brands.
+        """Load the active detector, the recognizer, the gallery, the brands and products.
 
         Raises:
             PipelineLoadError: a model folder that is missing or broken.
@@ -674,7 +734,7 @@ class LivePipeline:
         from skuaudit.detector import ModelLoadError
         from skuaudit.model_registry import model_version_for
         from skuaudit.recognition import Gallery, RecognitionModelError, Recognizer
-        from skuaudit.storage.queries import list_brands
+        from skuaudit.storage.queries import list_brands, product_infos
 
         try:
             loaded = load_detector(model_dir, url)
@@ -693,10 +753,11 @@ class LivePipeline:
             brand_colours={b.id: hex_to_bgr(b.color_hex) for b in brands},
             model_name=detector_name(detector, url),
             model_version_id=model_version_for(detector.model_dir, url),
+            products=product_infos(url),
         )
 
     def analyse(self, frame_bgr: np.ndarray, *, dense: bool = False) -> Detections:
-        """Detections with brands and shelf rows of one frame (``audit.analyse_image``);
+        """Detections with products, brands and shelf rows of one frame (``audit.analyse_image``);
         ``dense`` runs the detector in tiles (``VideoDetector``)."""
         from skuaudit.audit import analyse_image
 
@@ -709,7 +770,11 @@ class LivePipeline:
 
     def new_processor(self, window: int = DEFAULT_WINDOW, *, dense: bool = False) -> LiveProcessor:
         return LiveProcessor(
-            self.analyser(dense=dense), self.brand_names, self.brand_colours, window=window
+            self.analyser(dense=dense),
+            self.brand_names,
+            self.brand_colours,
+            window=window,
+            products=self.products,
         )
 
 

@@ -1,17 +1,18 @@
-"""Brand recognition: few-shot, by nearest neighbour in a learned embedding space.
+"""Product recognition: few-shot, by nearest neighbour in a learned embedding space.
 
 Each product box is cropped, embedded by a small CNN trained with a metric-learning loss (see
 ``scripts/train_recognition.py`` and ``models/recognition/MODEL_CARD.md``) and compared with the
-reference gallery: the embeddings of a handful of reference crops per brand, enrolled by analysts.
-The brand of the most similar reference wins when the cosine similarity reaches the threshold;
-below it the product is ``unknown`` (``brand_id == -1``). A new brand therefore needs reference
-images, not retraining.
+reference gallery: the embeddings of a handful of reference crops per product (SKU), enrolled by
+analysts (``skuaudit.enrolment``). The product of the most similar reference wins, and with it its
+brand, when the cosine similarity reaches the threshold; below it the facing is ``unknown``
+(``product_id == brand_id == -1``). A new product therefore needs reference images, not
+retraining.
 
 Example:
     >>> recognizer = Recognizer.load()                                  # doctest: +SKIP
     >>> gallery = Gallery.from_database(recognizer=recognizer)          # doctest: +SKIP
-    >>> detections = recognizer.assign_brands(image_bgr, detections, gallery)  # doctest: +SKIP
-    >>> detections.data["brand_id"], detections.data["brand_score"]    # doctest: +SKIP
+    >>> detections = recognizer.assign_products(image_bgr, detections, gallery)  # doctest: +SKIP
+    >>> detections.data["product_id"], detections.data["brand_id"]     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -27,17 +28,13 @@ import sqlalchemy as sa
 
 from skuaudit.config import get_settings
 from skuaudit.detections import PRODUCT, Detections
-from skuaudit.images import ImageError, crop_xyxy, encode_png, load_image_bytes
+from skuaudit.images import crop_xyxy, load_image_bytes
+from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_PRODUCT_ID
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
 CONFIG_FILE = "config.json"
 KERAS_FILE = "model.keras"
-UNKNOWN_BRAND_ID = -1
-MIN_REFERENCE_SIDE_PX = 16
-MAX_REFERENCE_SIDE_PX = 256
-MIN_REFERENCE_CONTRAST = 6.0
-MAX_REFERENCE_ASPECT = 8.0
 EMBED_BATCH = 256
 
 
@@ -70,32 +67,53 @@ def preprocess_crops(crops_bgr: list[np.ndarray], input_size: int) -> np.ndarray
 
 @dataclass
 class Gallery:
-    """Reference embeddings of enrolled brands.
+    """Reference embeddings of enrolled products.
 
     Attributes:
-        brand_ids: ``(M,)`` int64 brand of each reference.
+        product_ids: ``(M,)`` int64 product of each reference (the label recognition gives).
         embeddings: ``(M, D)`` float32 L2-normalised reference embeddings.
+        brand_ids: ``(M,)`` int64 brand of each reference's product (``-1`` when not given).
+        reference_ids: ``(M,)`` int64 ``ReferenceImage`` id of each reference (``-1`` when not
+            from the database).
     """
 
-    brand_ids: np.ndarray
+    product_ids: np.ndarray
     embeddings: np.ndarray
+    brand_ids: np.ndarray | None = None
+    reference_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.brand_ids = np.asarray(self.brand_ids, dtype=np.int64).reshape(-1)
+        self.product_ids = np.asarray(self.product_ids, dtype=np.int64).reshape(-1)
+        n = len(self.product_ids)
         self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
-        if self.embeddings.ndim != 2 or len(self.embeddings) != len(self.brand_ids):
+        if self.embeddings.ndim != 2 or len(self.embeddings) != n:
             raise ValueError(
-                f"Gallery: {len(self.brand_ids)} brand ids need ({len(self.brand_ids)}, D) "
-                f"embeddings, got shape {self.embeddings.shape}"
+                f"Gallery: {n} product ids need ({n}, D) embeddings, got shape "
+                f"{self.embeddings.shape}"
             )
+        for name in ("brand_ids", "reference_ids"):
+            value = getattr(self, name)
+            value = np.full(n, -1) if value is None else value
+            value = np.asarray(value, dtype=np.int64).reshape(-1)
+            if len(value) != n:
+                raise ValueError(f"Gallery: {n} product ids need {n} {name}, got {len(value)}")
+            setattr(self, name, value)
 
     def __len__(self) -> int:
-        return len(self.brand_ids)
+        return len(self.product_ids)
 
     @property
-    def enrolled_brand_ids(self) -> list[int]:
-        """Brands with at least one reference, sorted."""
-        return sorted({int(b) for b in self.brand_ids})
+    def enrolled_product_ids(self) -> list[int]:
+        """Products with at least one reference, sorted."""
+        return sorted({int(p) for p in self.product_ids})
+
+    def brands_of(self, product_ids: np.ndarray) -> np.ndarray:
+        """``(N,)`` int64 brand of each product id (``-1`` for unknown or unlisted products)."""
+        brand_of = dict(zip(self.product_ids.tolist(), self.brand_ids.tolist(), strict=True))
+        return np.array(
+            [brand_of.get(int(p), UNKNOWN_BRAND_ID) for p in np.asarray(product_ids).reshape(-1)],
+            dtype=np.int64,
+        )
 
     @classmethod
     def from_database(cls, url: str | None = None, recognizer: Recognizer | None = None) -> Gallery:
@@ -110,7 +128,12 @@ class Gallery:
         """
         recognizer = recognizer or Recognizer.load()
         with session_scope(url) as s:
-            refs = s.scalars(sa.select(m.ReferenceImage).order_by(m.ReferenceImage.id)).all()
+            rows = s.execute(
+                sa.select(m.ReferenceImage, m.Product.brand_id)
+                .join(m.Product, m.Product.id == m.ReferenceImage.product_id)
+                .order_by(m.ReferenceImage.id)
+            ).all()
+            refs = [ref for ref, _ in rows]
             stale = [r for r in refs if r.embedding is None or r.embedding_model != recognizer.name]
             if stale:
                 crops = [
@@ -121,10 +144,12 @@ class Gallery:
                     ref.embedding_model = recognizer.name
             vectors = [np.frombuffer(r.embedding, dtype=np.float32) for r in refs]
             return cls(
-                brand_ids=np.array([r.brand_id for r in refs], dtype=np.int64),
+                product_ids=np.array([r.product_id for r in refs], dtype=np.int64),
                 embeddings=np.stack(vectors)
                 if vectors
                 else np.zeros((0, recognizer.embedding_dim)),
+                brand_ids=np.array([brand_id for _, brand_id in rows], dtype=np.int64),
+                reference_ids=np.array([r.id for r in refs], dtype=np.int64),
             )
 
     def match(self, embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -135,18 +160,18 @@ class Gallery:
             threshold: lowest cosine similarity accepted as a match.
 
         Returns:
-            ``(brand_ids (N,) int64, scores (N,) float32)``: the brand of the nearest reference, or
-            ``-1`` when its similarity is below ``threshold``; the similarity itself.
+            ``(product_ids (N,) int64, scores (N,) float32)``: the product of the nearest
+            reference, or ``-1`` when its similarity is below ``threshold``; the similarity itself.
         """
         embeddings = np.asarray(embeddings, dtype=np.float32)
         n = len(embeddings)
         if n == 0 or len(self) == 0:
-            return np.full(n, UNKNOWN_BRAND_ID, dtype=np.int64), np.zeros(n, dtype=np.float32)
+            return np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64), np.zeros(n, dtype=np.float32)
         similarity = embeddings @ self.embeddings.T
         best = similarity.argmax(axis=1)
         scores = similarity[np.arange(n), best].astype(np.float32)
-        brand_ids = np.where(scores >= threshold, self.brand_ids[best], UNKNOWN_BRAND_ID)
-        return brand_ids.astype(np.int64), scores
+        product_ids = np.where(scores >= threshold, self.product_ids[best], UNKNOWN_PRODUCT_ID)
+        return product_ids.astype(np.int64), scores
 
 
 class Recognizer:
@@ -219,17 +244,20 @@ class Recognizer:
             parts.append(np.asarray(self._embed_fn(batch), dtype=np.float32))
         return np.concatenate(parts)
 
-    def assign_brands(
+    def assign_products(
         self,
         image_bgr: np.ndarray,
         detections: Detections,
         gallery: Gallery,
         threshold: float | None = None,
     ) -> Detections:
-        """A copy of ``detections`` with ``data["brand_id"]`` and ``data["brand_score"]``.
+        """A copy of ``detections`` with ``data["product_id"]``, ``data["product_score"]``,
+        ``data["brand_id"]`` and ``data["brand_score"]``: the one call that names what is on
+        the shelf (the audit and the live path both go through it).
 
-        Every product box of the image is embedded in one batch. Gaps get brand ``-1`` and
-        score 0; products below the threshold get ``-1`` (unknown) and keep their best similarity.
+        Every product box of the image is embedded in one batch. Gaps get ``-1`` and score 0;
+        products below the threshold get ``-1`` (unknown product and brand) and keep their best
+        similarity. A recognised product brings its brand, with the same score.
 
         Args:
             image_bgr: ``(H, W, 3)`` uint8 image the boxes are in.
@@ -239,136 +267,16 @@ class Recognizer:
         """
         threshold = self.threshold if threshold is None else float(threshold)
         n = len(detections)
-        brand_ids = np.full(n, UNKNOWN_BRAND_ID, dtype=np.int64)
+        product_ids = np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
         products = np.flatnonzero(detections.class_id == PRODUCT)
         if len(products) and len(gallery):
             crops = [crop_xyxy(image_bgr, detections.xyxy[i]) for i in products]
             found, found_scores = gallery.match(self.embed(crops), threshold)
-            brand_ids[products], scores[products] = found, found_scores
-        return detections.with_data(brand_id=brand_ids, brand_score=scores)
-
-
-def validate_reference(image_bgr: np.ndarray) -> np.ndarray:
-    """Check that a crop can serve as a brand reference; returns it (shrunk to at most 256 px).
-
-    Raises:
-        ValueError: too small, extremely elongated, or blank (one uniform colour).
-    """
-    image_bgr = np.asarray(image_bgr)
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"a reference image must be a colour image, got shape {image_bgr.shape}")
-    h, w = image_bgr.shape[:2]
-    if min(h, w) < MIN_REFERENCE_SIDE_PX:
-        raise ValueError(
-            f"the reference image is {w}x{h} pixels; crops need at least "
-            f"{MIN_REFERENCE_SIDE_PX} pixels on each side"
+            product_ids[products], scores[products] = found, found_scores
+        return detections.with_data(
+            product_id=product_ids,
+            product_score=scores,
+            brand_id=gallery.brands_of(product_ids),
+            brand_score=scores.copy(),
         )
-    if max(h, w) / min(h, w) > MAX_REFERENCE_ASPECT:
-        raise ValueError(
-            f"the reference image is {w}x{h} pixels: too elongated for one product facing"
-        )
-    contrast = float(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).std())
-    if contrast < MIN_REFERENCE_CONTRAST:
-        raise ValueError(
-            "the reference image is blank (almost one uniform colour): it is not a product; "
-            "upload a crop that shows the pack"
-        )
-    scale = MAX_REFERENCE_SIDE_PX / max(h, w)
-    if scale < 1:
-        image_bgr = cv2.resize(
-            image_bgr,
-            (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
-    return image_bgr
-
-
-def enrol_reference(
-    brand_id: int,
-    image: bytes | np.ndarray,
-    source: str = "upload",
-    url: str | None = None,
-    *,
-    recognizer: Recognizer | None = None,
-    is_demo: bool = False,
-) -> int:
-    """Validate a reference crop and store it for ``brand_id`` in one transaction.
-
-    Args:
-        brand_id: the brand the crop shows.
-        image: encoded image bytes (an upload) or a BGR array (a crop of an audit photo).
-        source: where it came from: ``"upload"``, ``"camera"``, ``"audit"`` or ``"demo"``.
-        url: database URL.
-        recognizer: when given, the embedding is computed and stored now; otherwise the next
-            ``Gallery.from_database`` computes it.
-        is_demo: mark the row as demo data.
-
-    Returns:
-        The new ``ReferenceImage`` id.
-
-    Raises:
-        ImageError: the bytes are not a usable image.
-        ValueError: the crop is not a product (blank, tiny, elongated) or the brand does not exist.
-    """
-    if isinstance(image, bytes | bytearray):
-        image_bgr = load_image_bytes(bytes(image), name="reference image")
-    else:
-        image_bgr = np.asarray(image)
-    image_bgr = validate_reference(image_bgr)
-    embedding, embedding_model = None, ""
-    if recognizer is not None:
-        embedding = recognizer.embed([image_bgr])[0].astype(np.float32).tobytes()
-        embedding_model = recognizer.name
-    with session_scope(url) as s:
-        if s.get(m.Brand, int(brand_id)) is None:
-            raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")
-        ref = m.ReferenceImage(
-            brand_id=int(brand_id),
-            image_png=encode_png(image_bgr),
-            embedding=embedding,
-            embedding_model=embedding_model,
-            source=source,
-            is_demo=is_demo,
-        )
-        s.add(ref)
-        s.flush()
-        return ref.id
-
-
-def detection_crop(detection_id: int, url: str | None = None) -> np.ndarray:
-    """The BGR crop of a saved detection, cut from its audit image.
-
-    Raises:
-        ValueError: no such detection, or its audit kept no image.
-    """
-    with session_scope(url) as s:
-        det = s.get(m.Detection, int(detection_id))
-        if det is None:
-            raise ValueError(f"detection {detection_id} does not exist")
-        jpeg = s.scalar(
-            sa.select(m.AuditImage.image_jpeg).where(
-                m.AuditImage.audit_id == det.audit_id, m.AuditImage.image_index == det.image_index
-            )
-        )
-        box = np.array([det.x1, det.y1, det.x2, det.y2], dtype=np.float32)
-    if jpeg is None:
-        raise ValueError(f"audit of detection {detection_id} has no stored image to crop from")
-    try:
-        image = load_image_bytes(jpeg, name=f"audit image of detection {detection_id}")
-    except ImageError as exc:
-        raise ValueError(str(exc)) from exc
-    return crop_xyxy(image, box)
-
-
-def enrol_from_detection(
-    detection_id: int,
-    brand_id: int,
-    url: str | None = None,
-    *,
-    recognizer: Recognizer | None = None,
-) -> int:
-    """Enrol the crop of a past audit's detection as a reference of ``brand_id``."""
-    return enrol_reference(
-        brand_id, detection_crop(detection_id, url), "audit", url, recognizer=recognizer
-    )

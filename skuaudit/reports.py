@@ -2,10 +2,12 @@
 
 Every function takes the database ``url`` plus filters and returns a DataFrame with fixed columns,
 empty (never ``None``) when nothing matches. The heavy work is SQLAlchemy Core ``GROUP BY`` and
-window functions over ``brand_metrics`` and ``audits`` (never over ``detections``); pandas only
-divides and labels the few grouped rows that come back. The SQL runs on SQLite and PostgreSQL.
+window functions over ``brand_metrics``, ``product_metrics`` and ``audits`` (never over
+``detections``); pandas only divides and labels the few grouped rows that come back. The SQL runs
+on SQLite and PostgreSQL.
 
-Definitions (per audit, ``BrandMetric`` rows are written by ``skuaudit.metrics``):
+Definitions (per audit, ``ProductMetric`` rows and the ``BrandMetric`` rows that sum them per
+brand are written by ``skuaudit.metrics``):
 
 - **Share by facings** over many audits = the brand's summed facings / all summed facings (every
   brand plus the "unknown brand" row) in the same audits. **Share by linear width** is the same
@@ -19,6 +21,9 @@ Definitions (per audit, ``BrandMetric`` rows are written by ``skuaudit.metrics``
   in its latest audit.
 - **Audits in a row**: how many of the store's latest audits in a row show the problem (a
   stockout, or for "below target" any shortfall); **since**: the oldest audit of that run.
+- The product level (``product_share_of_shelf``, ``current_product_stockouts``,
+  ``product_compliance``) uses the same definitions per product; a product's target is its own
+  (``ProductTarget``), and ``share_of_brand`` is its facings / its brand's facings.
 
 Example:
     >>> from datetime import date
@@ -82,12 +87,38 @@ AUDIT_COLUMNS = [
     "share_linear",
     "images",
 ]
+PRODUCT_COLUMNS = ["product_id", "product", "gtin"]
+PRODUCT_SHARE_COLUMNS = [
+    *BRAND_COLUMNS,
+    *PRODUCT_COLUMNS,
+    "facings",
+    "linear_px",
+    "share_facings",
+    "share_linear",
+    "share_of_brand",
+    "audits",
+]
 STOCKOUT_COLUMNS = [
     "store_id",
     "store",
     "region",
     "brand_id",
     "brand",
+    "status",
+    "expected_facings",
+    "facings",
+    "since",
+    "audits_in_row",
+    "audit_id",
+    "audited_at",
+]
+PRODUCT_STOCKOUT_COLUMNS = [
+    "store_id",
+    "store",
+    "region",
+    "brand_id",
+    "brand",
+    *PRODUCT_COLUMNS,
     "status",
     "expected_facings",
     "facings",
@@ -139,10 +170,47 @@ COMPLIANCE_COLUMNS = [
     "compliance",
 ]
 
+PRODUCT_COMPLIANCE_COLUMNS = [
+    "store_id",
+    "store",
+    "region",
+    "brand_id",
+    "brand",
+    *PRODUCT_COLUMNS,
+    "expected_facings",
+    "facings",
+    "compliance",
+]
+
+# Column headers of the CSV downloads (``csv_text``), in words.
+CSV_HEADERS = {
+    "store": "Store",
+    "region": "Region",
+    "brand": "Brand",
+    "manufacturer": "Manufacturer",
+    "is_own": "Own brand",
+    "product": "Product",
+    "gtin": "EAN/GTIN",
+    "status": "Status",
+    "expected_facings": "Target facings",
+    "facings": "Facings",
+    "linear_px": "Width (px)",
+    "share_facings": "Share by facings",
+    "share_linear": "Share by linear width",
+    "share_of_brand": "Share of brand facings",
+    "audits": "Audits",
+    "since": "Since",
+    "audits_in_row": "Audits in a row",
+    "audited_at": "Latest audit",
+    "compliance": "Compliance",
+}
+
 _A = m.Audit.__table__
 _BM = m.BrandMetric.__table__
+_PM = m.ProductMetric.__table__
 _S = m.Store.__table__
 _B = m.Brand.__table__
+_P = m.Product.__table__
 
 
 class week_start(FunctionElement):  # noqa: N801 (a SQL function, named like one)
@@ -259,6 +327,26 @@ def _add_shares(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     return df
 
 
+def csv_text(df: pd.DataFrame, columns: Sequence[str]) -> str:
+    """``columns`` of ``df`` as CSV with headers in words (``CSV_HEADERS``)."""
+    return df[list(columns)].rename(columns=CSV_HEADERS).to_csv(index=False)
+
+
+def _with_products(conn: Connection, df: pd.DataFrame) -> pd.DataFrame:
+    """Add product name and GTIN; a NULL product id reads "unknown product" under a known brand,
+    "unknown" under the unknown brand."""
+    from skuaudit.metrics import UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME
+
+    products = _frame(conn, sa.select(_P.c.id, _P.c.name, _P.c.gtin), PRODUCT_COLUMNS)
+    out = df.astype({"product_id": "Int64"}).merge(
+        products.astype({"product_id": "Int64"}), on="product_id", how="left"
+    )
+    no_product = out["product_id"].isna()
+    out.loc[no_product, "product"] = UNKNOWN_PRODUCT_NAME
+    out.loc[no_product & out["brand_id"].isna(), "product"] = UNKNOWN_NAME
+    return out
+
+
 def latest_audit_id(url: str | None = None) -> int | None:
     """The newest audit id (None without audits): a cache key that changes with every new audit."""
     with _connect(url) as conn:
@@ -266,8 +354,8 @@ def latest_audit_id(url: str | None = None) -> int | None:
 
 
 def data_version(url: str | None = None) -> str:
-    """A cache key of everything the dashboards show: the newest audit id and the stores and
-    brands as they are now, so a new audit, a new store or a renamed brand shows at once."""
+    """A cache key of everything the dashboards show: the newest audit id and the stores, brands
+    and products as they are now, so a new audit, a new store or a renamed brand shows at once."""
     import hashlib
 
     with _connect(url) as conn:
@@ -276,7 +364,10 @@ def data_version(url: str | None = None) -> str:
         brands = conn.execute(
             sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex).order_by(_B.c.id)
         ).all()
-    digest = hashlib.sha1(repr((stores, brands)).encode()).hexdigest()[:16]
+        products = conn.execute(
+            sa.select(_P.c.id, _P.c.brand_id, _P.c.name, _P.c.gtin).order_by(_P.c.id)
+        ).all()
+    digest = hashlib.sha1(repr((stores, brands, products)).encode()).hexdigest()[:16]
     return f"{newest}:{digest}"
 
 
@@ -341,6 +432,45 @@ def share_of_shelf(
     df = _add_shares(df)
     return df[SHARE_COLUMNS].sort_values(
         ["share_facings", "brand"], ascending=[False, True], ignore_index=True
+    )
+
+
+def product_share_of_shelf(
+    url: str | None,
+    start: date,
+    end: date,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+) -> pd.DataFrame:
+    """Share by facings and by linear width per product over the audits from ``start`` to ``end``.
+
+    The rows of a brand sum to its row of ``share_of_shelf``; ``share_of_brand`` is a product's
+    facings / its brand's facings.
+
+    Returns:
+        One row per product seen (``PRODUCT_SHARE_COLUMNS``), by brand name, then most facings.
+    """
+    where = _range_where(start, end, store_ids, region)
+    stmt = (
+        sa.select(
+            _PM.c.brand_id,
+            _PM.c.product_id,
+            sa.func.sum(_PM.c.facings),
+            sa.func.sum(_PM.c.linear_px),
+            sa.func.count(sa.distinct(_PM.c.audit_id)),
+        )
+        .join_from(_PM, _A, _A.c.id == _PM.c.audit_id)
+        .where(*where)
+        .group_by(_PM.c.brand_id, _PM.c.product_id)
+    )
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, ["brand_id", "product_id", "facings", "linear_px", "audits"])
+        df = _with_products(conn, _with_brands(conn, df))
+    df = _add_shares(df)
+    brand_facings = df.groupby("brand_id", dropna=False)["facings"].transform("sum")
+    df["share_of_brand"] = (df["facings"] / brand_facings.where(brand_facings > 0)).fillna(0.0)
+    return df[PRODUCT_SHARE_COLUMNS].sort_values(
+        ["brand", "facings", "product"], ascending=[True, False, True], ignore_index=True
     )
 
 
@@ -512,10 +642,58 @@ def _targeted() -> sa.ColumnElement[bool]:
     return _BM.c.expected_facings > 0
 
 
-def _compliance() -> sa.ColumnElement[float]:
-    """``min(facings / target, 1)`` for a targeted row, written without LEAST/MIN(a, b)."""
-    ratio = sa.cast(_BM.c.facings, sa.Float) / _BM.c.expected_facings
-    return sa.case((_BM.c.facings >= _BM.c.expected_facings, 1.0), else_=ratio)
+def _compliance(table: sa.Table = _BM) -> sa.ColumnElement[float]:
+    """``min(facings / target, 1)`` for a targeted row of ``table`` (brand or product metrics),
+    written without LEAST/MIN(a, b)."""
+    ratio = sa.cast(table.c.facings, sa.Float) / table.c.expected_facings
+    return sa.case((table.c.facings >= table.c.expected_facings, 1.0), else_=ratio)
+
+
+def _durations(
+    table: sa.Table, key: sa.Column, store_ids, region, as_of, url: str | None
+) -> pd.DataFrame:
+    """Stockout and below-target runs per (store, ``key``) in ``table`` (brand or product
+    metrics), counted back from each store's latest audit (see ``stockout_durations``)."""
+    ranked = _ranked_audits(as_of, store_ids, region)
+    pair = (ranked.c.store_id, key)
+    flagged = sa.or_(table.c.below_target, table.c.is_stockout)
+    flag_rank = sa.func.row_number().over(partition_by=pair, order_by=ranked.c.audit_rank)
+    stockouts_so_far = sa.func.sum(sa.case((table.c.is_stockout, 1), else_=0)).over(
+        partition_by=pair, order_by=ranked.c.audit_rank, rows=(None, 0)
+    )
+    runs = (
+        sa.select(
+            ranked.c.store_id,
+            key.label("key"),
+            ranked.c.created_at,
+            ranked.c.audit_rank,
+            flag_rank.label("flag_rank"),
+            stockouts_so_far.label("stockouts_so_far"),
+        )
+        .join_from(table, ranked, ranked.c.id == table.c.audit_id)
+        .where(flagged, key.is_not(None))
+        .subquery("runs")
+    )
+    in_below_run = runs.c.audit_rank == runs.c.flag_rank
+    in_stockout_run = runs.c.audit_rank == runs.c.stockouts_so_far
+    stmt = (
+        sa.select(
+            runs.c.store_id,
+            runs.c.key,
+            sa.func.sum(sa.case((in_stockout_run, 1), else_=0)),
+            sa.func.min(sa.case((in_stockout_run, runs.c.created_at))),
+            sa.func.sum(sa.case((in_below_run, 1), else_=0)),
+            sa.func.min(sa.case((in_below_run, runs.c.created_at))),
+        )
+        .group_by(runs.c.store_id, runs.c.key)
+        .having(sa.func.min(runs.c.audit_rank) == 1)
+    )
+    columns = [key.name if c == "brand_id" else c for c in DURATION_COLUMNS]
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, columns)
+    for col in ("stockout_since", "below_since"):
+        df[col] = pd.to_datetime(df[col])
+    return df.astype({"stockout_audits_in_row": int, "below_audits_in_row": int})
 
 
 def stockout_durations(
@@ -534,45 +712,7 @@ def stockout_durations(
         ``DURATION_COLUMNS``, one row per (store, brand) flagged below target or out of stock in
         the latest audit; ``*_audits_in_row`` 0 and ``*_since`` NaT where that run is empty.
     """
-    ranked = _ranked_audits(as_of, store_ids, region)
-    pair = (ranked.c.store_id, _BM.c.brand_id)
-    flagged = sa.or_(_BM.c.below_target, _BM.c.is_stockout)
-    flag_rank = sa.func.row_number().over(partition_by=pair, order_by=ranked.c.audit_rank)
-    stockouts_so_far = sa.func.sum(sa.case((_BM.c.is_stockout, 1), else_=0)).over(
-        partition_by=pair, order_by=ranked.c.audit_rank, rows=(None, 0)
-    )
-    runs = (
-        sa.select(
-            ranked.c.store_id,
-            _BM.c.brand_id,
-            ranked.c.created_at,
-            ranked.c.audit_rank,
-            flag_rank.label("flag_rank"),
-            stockouts_so_far.label("stockouts_so_far"),
-        )
-        .join_from(_BM, ranked, ranked.c.id == _BM.c.audit_id)
-        .where(flagged, _BM.c.brand_id.is_not(None))
-        .subquery("runs")
-    )
-    in_below_run = runs.c.audit_rank == runs.c.flag_rank
-    in_stockout_run = runs.c.audit_rank == runs.c.stockouts_so_far
-    stmt = (
-        sa.select(
-            runs.c.store_id,
-            runs.c.brand_id,
-            sa.func.sum(sa.case((in_stockout_run, 1), else_=0)),
-            sa.func.min(sa.case((in_stockout_run, runs.c.created_at))),
-            sa.func.sum(sa.case((in_below_run, 1), else_=0)),
-            sa.func.min(sa.case((in_below_run, runs.c.created_at))),
-        )
-        .group_by(runs.c.store_id, runs.c.brand_id)
-        .having(sa.func.min(runs.c.audit_rank) == 1)
-    )
-    with _connect(url) as conn:
-        df = _frame(conn, stmt, DURATION_COLUMNS)
-    for col in ("stockout_since", "below_since"):
-        df[col] = pd.to_datetime(df[col])
-    return df.astype({"stockout_audits_in_row": int, "below_audits_in_row": int})
+    return _durations(_BM, _BM.c.brand_id, store_ids, region, as_of, url)
 
 
 def current_stockouts(
@@ -612,16 +752,67 @@ def current_stockouts(
     with _connect(url) as conn:
         df = _frame(conn, stmt, columns)
     durations = stockout_durations(url, store_ids, region, as_of)
-    df = df.merge(durations, on=["store_id", "brand_id"], how="left")
+    return _with_durations(df, durations, "brand_id", STOCKOUT_COLUMNS, "brand")
+
+
+def _with_durations(
+    df: pd.DataFrame, durations: pd.DataFrame, key: str, columns: list[str], name: str
+) -> pd.DataFrame:
+    """The action list with ``since`` and ``audits_in_row`` of its status; stockouts first,
+    then the longest-running problems."""
+    df = df.merge(durations, on=["store_id", key], how="left")
     is_stockout = df["status"] == "stockout"
     df["since"] = df["stockout_since"].where(is_stockout, df["below_since"])
     df["audits_in_row"] = df["stockout_audits_in_row"].where(is_stockout, df["below_audits_in_row"])
-    df = df[STOCKOUT_COLUMNS].astype({"audits_in_row": "Int64"})
+    df = df[columns].astype({"audits_in_row": "Int64"})
     return df.sort_values(
-        ["status", "audits_in_row", "store", "brand"],
+        ["status", "audits_in_row", "store", name],
         ascending=[False, False, True, True],
         ignore_index=True,
     )
+
+
+def current_product_stockouts(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """The product-level action list: products with a target in a store that are out of stock
+    (no facing) or below target in the store's latest audit.
+
+    Returns:
+        ``PRODUCT_STOCKOUT_COLUMNS``, as ``current_stockouts`` per product.
+    """
+    latest = _latest_audits(as_of, store_ids, region)
+    status = sa.case((_PM.c.is_stockout, "stockout"), else_="below target")
+    stmt = (
+        sa.select(
+            latest.c.store_id,
+            _S.c.name,
+            _S.c.region,
+            _P.c.brand_id,
+            _B.c.name,
+            _PM.c.product_id,
+            _P.c.name,
+            _P.c.gtin,
+            status,
+            _PM.c.expected_facings,
+            _PM.c.facings,
+            latest.c.id,
+            latest.c.created_at,
+        )
+        .join_from(_PM, latest, latest.c.id == _PM.c.audit_id)
+        .join(_S, _S.c.id == latest.c.store_id)
+        .join(_P, _P.c.id == _PM.c.product_id)
+        .join(_B, _B.c.id == _P.c.brand_id)
+        .where(sa.or_(_PM.c.is_stockout, _PM.c.below_target), _PM.c.expected_facings > 0)
+    )
+    columns = [c for c in PRODUCT_STOCKOUT_COLUMNS if c not in ("since", "audits_in_row")]
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, columns)
+    durations = _durations(_PM, _PM.c.product_id, store_ids, region, as_of, url)
+    return _with_durations(df, durations, "product_id", PRODUCT_STOCKOUT_COLUMNS, "product")
 
 
 def availability_by_store(
@@ -770,3 +961,37 @@ def planogram_compliance(
     )
     with _connect(url) as conn:
         return _frame(conn, stmt, COMPLIANCE_COLUMNS)
+
+
+def product_compliance(
+    url: str | None,
+    store_ids: Sequence[int] | None = None,
+    region: str | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """Per store and targeted product in the latest audit: target, facings,
+    ``min(facings/target, 1)`` (``PRODUCT_COMPLIANCE_COLUMNS``)."""
+    latest = _latest_audits(as_of, store_ids, region)
+    stmt = (
+        sa.select(
+            latest.c.store_id,
+            _S.c.name,
+            _S.c.region,
+            _P.c.brand_id,
+            _B.c.name,
+            _PM.c.product_id,
+            _P.c.name,
+            _P.c.gtin,
+            _PM.c.expected_facings,
+            _PM.c.facings,
+            _compliance(_PM),
+        )
+        .join_from(_PM, latest, latest.c.id == _PM.c.audit_id)
+        .join(_S, _S.c.id == latest.c.store_id)
+        .join(_P, _P.c.id == _PM.c.product_id)
+        .join(_B, _B.c.id == _P.c.brand_id)
+        .where(_PM.c.expected_facings > 0)
+        .order_by(_S.c.name, _B.c.name, _P.c.name)
+    )
+    with _connect(url) as conn:
+        return _frame(conn, stmt, PRODUCT_COMPLIANCE_COLUMNS)

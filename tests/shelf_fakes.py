@@ -2,8 +2,9 @@
 
 ``GroundTruthDetector`` answers ``detect(image)`` with the exact boxes a generated shelf was
 rendered with (matched by pixel content, so the image must reach it losslessly, e.g. as PNG).
-``OracleRecognizer`` names each box's brand from the generator, so a test can check that the
-pipeline and storage keep counts exactly, separately from recognition accuracy.
+``OracleRecognizer`` names each box's brand (and, on a ``demo.render_demo_shelf``, its product)
+from the generator, so a test can check that the pipeline and storage keep counts exactly,
+separately from recognition accuracy.
 """
 
 from __future__ import annotations
@@ -31,20 +32,38 @@ class GroundTruthDetector:
 
 
 class OracleRecognizer:
-    def __init__(self, brand_ids_by_name: dict[str, int]) -> None:
+    def __init__(
+        self, brand_ids_by_name: dict[str, int], product_ids_by_label: dict[str, int] | None = None
+    ) -> None:
         self._ids = brand_ids_by_name
+        self._product_ids = product_ids_by_label or {}
 
-    def assign_brands(
+    def assign_products(
         self, image_bgr, detections: Detections, gallery, threshold=None
     ) -> Detections:
-        names = detections.data.get("brand", np.array([""] * len(detections), dtype=object))
-        ids = [
-            self._ids.get(n, -1) if c == PRODUCT else -1
-            for n, c in zip(names, detections.class_id, strict=True)
+        n = len(detections)
+        blank = np.array([""] * n, dtype=object)
+        names = detections.data.get("brand", blank)
+        labels = detections.data.get("product", blank)
+        is_product = detections.class_id == PRODUCT
+        ids = [self._ids.get(b, -1) if p else -1 for b, p in zip(names, is_product, strict=True)]
+        products = [
+            self._product_ids.get(label, -1) if p else -1
+            for label, p in zip(labels, is_product, strict=True)
         ]
         return detections.with_data(
-            brand_id=np.array(ids, np.int64), brand_score=np.ones(len(detections), np.float32)
+            product_id=np.array(products, np.int64),
+            product_score=np.ones(n, np.float32),
+            brand_id=np.array(ids, np.int64),
+            brand_score=np.ones(n, np.float32),
         )
+
+
+def product_ids_by_label(url: str) -> dict[str, int]:
+    """``"Brand · Product"`` -> product id of a database's catalogue."""
+    from skuaudit.storage.queries import list_products
+
+    return {p.label: p.id for p in list_products(url)}
 
 
 def generated_counts(shelf: SynthShelf) -> dict[str, int]:

@@ -119,7 +119,7 @@ def test_hand_corrections_are_saved(demo_db_url, shelves):
         shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer({}), _gallery()
     )
     first_product = int(np.flatnonzero(analysis.detections.class_id == 0)[0])
-    corrected = audit.correct_brands(analysis, {first_product: ids["Kapku"]})
+    corrected = audit.correct_labels(analysis, {first_product: audit.Label(ids["Kapku"])})
     audit_id = audit.save_audit(
         _store_id(demo_db_url), [corrected], source="photo", url=demo_db_url
     )
@@ -135,7 +135,7 @@ def test_hand_corrections_are_saved(demo_db_url, shelves):
         )
     assert fixed == [ids["Kapku"]]
     with pytest.raises(ValueError, match="not a product"):
-        audit.correct_brands(analysis, {10_000: 1})
+        audit.correct_labels(analysis, {10_000: audit.Label(1)})
 
 
 def test_cli_audits_a_photo(demo_db_url, shelves, tmp_path, monkeypatch, capsys):
@@ -184,25 +184,34 @@ def test_cli_errors_are_one_line(demo_db_url, shelves, tmp_path, capsys):
 
 
 def test_review_table_round_trip_and_drawing(demo_db_url, shelves):
+    from skuaudit.storage.queries import product_infos
+
     ids = _brand_ids(demo_db_url)
     names = {i: n for n, i in ids.items()}
+    products = product_infos(demo_db_url)
+    options = audit.review_options(names, products)
     analysis = audit.analyse_image(
         shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer(ids), _gallery()
     )
-    table = audit.detections_table([analysis], names)
+    table = audit.detections_table([analysis], names, products)
     assert len(table) == int((shelves[0].class_ids == 0).sum())
+    assert set(table["product"]) <= set(options)
+    assert (table["brand"] == [label.split(" · ")[0] for label in table["product"]]).all()
     assert (
-        audit.apply_brand_table([analysis], table, names)[0].detections.data["corrected"].sum() == 0
+        audit.apply_review_table([analysis], table, options)[0].detections.data["corrected"].sum()
+        == 0
     )
-    table.loc[0, "brand"] = "unknown"
-    fixed = audit.apply_brand_table([analysis], table, names)[0].detections
-    assert (
-        fixed.data["brand_id"][table.loc[0, "detection"]] == -1
-        and fixed.data["corrected"].sum() == 1
-    )
-    table.loc[1, "brand"] = "No Such Brand"
+    table.loc[0, "product"] = "unknown"
+    table.loc[1, "product"] = "Kapku · Blue can"
+    fixed = audit.apply_review_table([analysis], table, options)[0].detections
+    first, second = table.loc[0, "detection"], table.loc[1, "detection"]
+    assert (fixed.data["brand_id"][first], fixed.data["product_id"][first]) == (-1, -1)
+    assert fixed.data["brand_id"][second] == ids["Kapku"]
+    assert products[int(fixed.data["product_id"][second])].name == "Blue can"
+    assert fixed.data["corrected"].sum() == 2
+    table.loc[1, "product"] = "No Such Brand · Thing"
     with pytest.raises(ValueError, match="not in the catalogue"):
-        audit.apply_brand_table([analysis], table, names)
+        audit.apply_review_table([analysis], table, options)
     drawn = audit.draw_analysis(analysis, {ids["Kapku"]: "#ff0000"})
     assert drawn.shape == shelves[0].image_bgr.shape and not np.array_equal(
         drawn, shelves[0].image_bgr

@@ -10,7 +10,15 @@ import pytest
 
 from skuaudit import live
 from skuaudit.detections import Detections
-from skuaudit.live import LiveProcessor, count_by_brand, ice_servers_from_env, smooth_counts
+from skuaudit.live import (
+    LiveProcessor,
+    count_by_brand,
+    count_by_product,
+    ice_servers_from_env,
+    roll_up,
+    smooth_counts,
+)
+from skuaudit.metrics import ProductInfo
 
 BRANDS = {1: "Acme", 2: "Brio"}
 
@@ -77,6 +85,74 @@ def test_smooth_counts(history, expected):
 )
 def test_count_by_brand(detections, expected):
     assert count_by_brand(detections, BRANDS) == expected
+
+
+PRODUCTS = {10: ProductInfo(1, "Cola"), 11: ProductInfo(1, "Lime"), 20: ProductInfo(2, "Cola")}
+
+
+@pytest.mark.parametrize(
+    "product_ids, brand_ids, expected",
+    [
+        ([], [], {}),
+        (
+            [10, 10, 11, 20],
+            [1, 1, 1, 2],
+            {("Acme", "Cola"): 2, ("Acme", "Lime"): 1, ("Brio", "Cola"): 1},
+        ),
+        # a recognised product names its brand; a brand alone is its "unknown product"
+        (
+            [10, -1, -1],
+            [-1, 2, -1],
+            {("Acme", "Cola"): 1, ("Brio", "unknown product"): 1, ("unknown", "unknown"): 1},
+        ),
+        ([99], [9], {("unknown", "unknown"): 1}),  # not in the catalogue (deleted meanwhile)
+    ],
+)
+def test_count_by_product(product_ids, brand_ids, expected):
+    n = len(product_ids)
+    det = Detections(
+        np.zeros((n + 1, 4)),
+        class_id=[0] * n + [1],  # and a gap, never counted
+        data={"product_id": np.array([*product_ids, -1]), "brand_id": np.array([*brand_ids, -1])},
+    )
+    counts = count_by_product(det, BRANDS, PRODUCTS)
+    assert counts == expected
+    assert roll_up(counts) == count_by_brand(
+        det.with_data(
+            brand_id=np.array(
+                [
+                    {10: 1, 11: 1, 20: 2}.get(p, b)
+                    for p, b in zip([*product_ids, -1], [*brand_ids, -1], strict=True)
+                ]
+            )
+        ),
+        BRANDS,
+    )
+
+
+def test_processor_counts_products_and_sums_them_per_brand():
+    frames = [(10, 10, 11, 20), (10, 10, 11, 20), (10, 11, 11, 20)]
+
+    def detections(product_ids):
+        n = len(product_ids)
+        return Detections(
+            np.array([[i * 10, 0, i * 10 + 8, 20] for i in range(n)], np.float32),
+            class_id=[0] * n,
+            data={"product_id": np.array(product_ids), "brand_id": np.full(n, -1)},
+        )
+
+    results = iter([detections(f) for f in frames])
+    proc = LiveProcessor(lambda frame: next(results), BRANDS, products=PRODUCTS)
+    try:
+        for i in range(len(frames)):
+            proc.process(_frame(i))
+            assert proc.wait_processed(i + 1)
+        state = proc.snapshot()
+    finally:
+        proc.close()
+    # medians per product over the window, then summed per brand
+    assert state.product_counts == {("Acme", "Cola"): 2, ("Acme", "Lime"): 1, ("Brio", "Cola"): 1}
+    assert state.counts == {"Acme": 3, "Brio": 1} and state.products == 4
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,9 @@ import sqlalchemy as sa
 from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
 from skuaudit.demo import demo_catalogue
 from skuaudit.detections import PRODUCT
+from skuaudit.enrolment import enrol_from_detection, enrol_reference
 from skuaudit.images import ImageError, crop_xyxy, encode_png
-from skuaudit.recognition import (
-    Gallery,
-    RecognitionModelError,
-    Recognizer,
-    default_model_dir,
-    enrol_from_detection,
-    enrol_reference,
-)
+from skuaudit.recognition import Gallery, RecognitionModelError, Recognizer, default_model_dir
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -111,8 +105,9 @@ def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url
         assert all(
             r.embedding_model == recognizer.name for r in s.scalars(sa.select(m.ReferenceImage))
         )
+    # every pack type and flavour of the demo brands, enrolled as products or not
     shelf = render_shelf(5, catalogue=demo_catalogue())
-    det = recognizer.assign_brands(shelf.image_bgr, shelf.to_detections(), gallery)
+    det = recognizer.assign_products(shelf.image_bgr, shelf.to_detections(), gallery)
     products = det.class_id == PRODUCT
     assert np.all(det.data["brand_id"][~products] == -1)
     named = np.array([names.get(int(b), "") for b in det.data["brand_id"]])
@@ -124,12 +119,12 @@ def test_gallery_embeds_once_and_caches(recognizer, demo_db_url, monkeypatch):
     first = Gallery.from_database(demo_db_url, recognizer)
     monkeypatch.setattr(recognizer, "embed", lambda crops: pytest.fail("embedded again"))
     second = Gallery.from_database(demo_db_url, recognizer)
-    assert np.array_equal(first.embeddings, second.embeddings) and len(first) == 36
+    assert np.array_equal(first.embeddings, second.embeddings) and len(first) == 48
 
 
-def _brand_id(url) -> int:
+def _product_id(url) -> int:
     with session_scope(url) as s:
-        return s.scalar(sa.select(m.Brand.id).limit(1))
+        return s.scalar(sa.select(m.Product.id).limit(1))
 
 
 def _ref_count(url) -> int:
@@ -153,7 +148,7 @@ def _ref_count(url) -> int:
 def test_a_reference_that_is_not_a_product_is_refused(demo_db_url, image, error, message):
     before = _ref_count(demo_db_url)
     with pytest.raises(error, match=message):
-        enrol_reference(_brand_id(demo_db_url), image, "upload", demo_db_url)
+        enrol_reference(_product_id(demo_db_url), image, "upload", demo_db_url)
     assert _ref_count(demo_db_url) == before
 
 
@@ -161,7 +156,7 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
     from skuaudit import audit
     from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer
 
-    brand_id = _brand_id(demo_db_url)
+    product_id = _product_id(demo_db_url)
     crop = render_product(
         demo_catalogue().brands[0],
         demo_catalogue().brands[0].families[0],
@@ -170,7 +165,7 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
         np.random.default_rng(1),
     )
     ref_id = enrol_reference(
-        brand_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer
+        product_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer
     )
     with session_scope(demo_db_url) as s:
         assert s.get(m.ReferenceImage, ref_id).embedding_model == recognizer.name
@@ -193,7 +188,7 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
             )
         )
     before = _ref_count(demo_db_url)
-    enrol_from_detection(detection_id, brand_id, demo_db_url)
+    enrol_from_detection(detection_id, product_id, demo_db_url)
     assert _ref_count(demo_db_url) == before + 1
 
 

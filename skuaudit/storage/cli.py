@@ -32,13 +32,13 @@ def remove_demo(url: str | None = None) -> dict[str, int]:
     with session_scope(url) as s:
         # children first, so it also works where foreign-key cascades are off
         demo_audits = sa.select(m.Audit.id).where(m.Audit.is_demo.is_(True))
-        for child in (m.Detection, m.BrandMetric, m.AuditImage):
+        for child in (m.Detection, m.BrandMetric, m.ProductMetric, m.AuditImage):
             res = s.execute(sa.delete(child).where(child.audit_id.in_(demo_audits)))
             removed[child.__tablename__] = res.rowcount or 0
-        for table in (m.Audit, m.PlanogramTarget, m.ReferenceImage):
+        for table in (m.Audit, m.PlanogramTarget, m.ProductTarget, m.ReferenceImage):
             res = s.execute(sa.delete(table).where(table.is_demo.is_(True)))
             removed[table.__tablename__] = res.rowcount or 0
-        for table in (m.Brand, m.Store):
+        for table in (m.Product, m.Brand, m.Store):
             res = s.execute(sa.delete(table).where(table.is_demo.is_(True)))
             removed[table.__tablename__] = res.rowcount or 0
     return removed

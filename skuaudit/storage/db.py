@@ -188,13 +188,34 @@ def check_schema(url: str | None = None) -> None:
     )
 
 
-def upgrade_database(url: str | None = None) -> str:
-    """Apply all migrations; returns the head revision. Refuses a database from a newer schema."""
+def upgrade_database(url: str | None = None, revision: str = "head") -> str:
+    """Apply the migrations up to ``revision`` (default: all); returns the revision reached.
+    Refuses a database from a newer schema."""
     from alembic import command
-    from alembic.script import ScriptDirectory
 
     url = url or get_settings().db_url
     cfg = _alembic_config(url)
+    _refuse_unknown_revision(url, cfg)
+    _migrate(url, cfg, lambda: command.upgrade(cfg, revision))
+    return current_revision(url)
+
+
+def downgrade_database(url: str | None, revision: str) -> str | None:
+    """Undo migrations down to ``revision`` (``"base"``: an empty schema); returns the revision
+    reached. Every migration of this project can be undone; data that only a newer schema can
+    hold (e.g. several products of one brand) is folded into what the older one keeps."""
+    from alembic import command
+
+    url = url or get_settings().db_url
+    cfg = _alembic_config(url)
+    _refuse_unknown_revision(url, cfg)
+    _migrate(url, cfg, lambda: command.downgrade(cfg, revision))
+    return current_revision(url)
+
+
+def _refuse_unknown_revision(url: str, cfg) -> None:
+    from alembic.script import ScriptDirectory
+
     rev = current_revision(url)
     known = {r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()}
     if rev is not None and rev not in known:
@@ -202,13 +223,16 @@ def upgrade_database(url: str | None = None) -> str:
             f"database {_describe_url(url)} is at schema revision {rev}, which this version of "
             "skuaudit does not know (it was migrated by a newer release); upgrade skuaudit"
         )
+
+
+def _migrate(url: str, cfg, run) -> None:
+    """Run an Alembic command on one connection, in one transaction."""
     engine = get_engine(url)
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            run()
     except OperationalError as exc:
         raise DatabaseError(_operational_message(url, exc)) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migrating {_describe_url(url)} failed: {exc}") from exc
-    return head_revision()

@@ -1,7 +1,10 @@
 """ORM models. Every schema change goes through an Alembic migration in ``migrations/versions``.
 
-Units are in the names: ``linear_px`` is pixels of box width summed per brand, ``share_*`` are
-fractions in ``[0, 1]``. Demo rows carry ``is_demo=True`` so ``skuaudit db remove-demo`` can drop them.
+The catalogue is brands -> products (SKUs) -> reference images; recognition names a product, and
+so its brand, for each facing. Audits keep per-product figures (``ProductMetric``) and the brand
+figures they roll up to (``BrandMetric``). Units are in the names: ``linear_px`` is pixels of box
+width summed per brand or product, ``share_*`` are fractions in ``[0, 1]``. Demo rows carry
+``is_demo=True`` so ``skuaudit db remove-demo`` can drop them.
 """
 
 from __future__ import annotations
@@ -54,26 +57,61 @@ class Brand(Base):
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+    products: Mapped[list[Product]] = relationship(
+        back_populates="brand", cascade="all, delete-orphan", order_by="Product.name"
+    )
+
+
+class Product(Base):
+    """A product (SKU) of a brand: what recognition names and audits count.
+
+    ``gtin`` is the optional EAN/UPC/GTIN code (8, 12, 13 or 14 digits, check digit verified by
+    ``skuaudit.catalogue``), unique when given.
+    """
+
+    __tablename__ = "products"
+    __table_args__ = (
+        UniqueConstraint("brand_id", "name", name="uq_products_brand_name"),
+        UniqueConstraint("gtin", name="uq_products_gtin"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    gtin: Mapped[str | None] = mapped_column(String(14), nullable=True)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    brand: Mapped[Brand] = relationship(back_populates="products")
     reference_images: Mapped[list[ReferenceImage]] = relationship(
-        back_populates="brand", cascade="all, delete-orphan"
+        back_populates="product", cascade="all, delete-orphan"
     )
 
 
 class ReferenceImage(Base):
-    """A reference crop of a brand's product, with its embedding for few-shot recognition."""
+    """A reference crop of a product, with its embedding for few-shot recognition.
+
+    ``embedding`` caches the recognition model's vector (``embedding_model`` names the model);
+    ``features`` is a free slot for a matcher's per-reference data (e.g. local features), cached
+    the same way under ``features_model``.
+    """
 
     __tablename__ = "reference_images"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
     image_png: Mapped[bytes] = mapped_column(LargeBinary)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     embedding_model: Mapped[str] = mapped_column(String(200), default="")
+    features: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    features_model: Mapped[str] = mapped_column(String(200), default="")
     source: Mapped[str] = mapped_column(String(50), default="upload")
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    brand: Mapped[Brand] = relationship(back_populates="reference_images")
+    product: Mapped[Product] = relationship(back_populates="reference_images")
 
 
 class PlanogramTarget(Base):
@@ -85,6 +123,23 @@ class PlanogramTarget(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)
+    expected_facings: Mapped[int] = mapped_column(Integer)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProductTarget(Base):
+    """How many facings of a product a store is expected to show (its planogram, per SKU)."""
+
+    __tablename__ = "product_targets"
+    __table_args__ = (
+        UniqueConstraint("store_id", "product_id", name="uq_product_target_store_product"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
     expected_facings: Mapped[int] = mapped_column(Integer)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -138,6 +193,9 @@ class Audit(Base):
     brand_metrics: Mapped[list[BrandMetric]] = relationship(
         back_populates="audit", cascade="all, delete-orphan"
     )
+    product_metrics: Mapped[list[ProductMetric]] = relationship(
+        back_populates="audit", cascade="all, delete-orphan"
+    )
 
 
 class AuditImage(Base):
@@ -171,13 +229,42 @@ class Detection(Base):
         ForeignKey("brands.id", ondelete="SET NULL"), nullable=True
     )
     brand_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # NULL = no product recognised (the brand may still be known)
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("products.id", ondelete="SET NULL"), nullable=True
+    )
+    product_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     shelf_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     corrected: Mapped[bool] = mapped_column(Boolean, default=False)
 
     audit: Mapped[Audit] = relationship(back_populates="detections")
 
 
-class BrandMetric(Base):
+class AuditFigures:
+    """The figures an audit keeps per brand and per product (``skuaudit.metrics``)."""
+
+    facings: Mapped[int] = mapped_column(Integer, default=0)
+    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
+    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
+    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
+    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
+    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# The columns of ``AuditFigures``, as ``skuaudit.metrics`` names them on its records.
+AUDIT_FIGURES: tuple[str, ...] = (
+    "facings",
+    "share_facings",
+    "linear_px",
+    "share_linear",
+    "expected_facings",
+    "is_stockout",
+    "below_target",
+)
+
+
+class BrandMetric(AuditFigures, Base):
     """Per audit, per brand figures (``brand_id`` NULL = products of no known brand)."""
 
     __tablename__ = "brand_metrics"
@@ -201,15 +288,45 @@ class BrandMetric(Base):
     brand_id: Mapped[int | None] = mapped_column(
         ForeignKey("brands.id", ondelete="CASCADE"), nullable=True
     )
-    facings: Mapped[int] = mapped_column(Integer, default=0)
-    share_facings: Mapped[float] = mapped_column(Float, default=0.0)
-    linear_px: Mapped[float] = mapped_column(Float, default=0.0)
-    share_linear: Mapped[float] = mapped_column(Float, default=0.0)
-    expected_facings: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    is_stockout: Mapped[bool] = mapped_column(Boolean, default=False)
-    below_target: Mapped[bool] = mapped_column(Boolean, default=False)
 
     audit: Mapped[Audit] = relationship(back_populates="brand_metrics")
+
+
+class ProductMetric(AuditFigures, Base):
+    """Per audit, per product figures; the audit's ``BrandMetric`` rows are their sums per brand.
+
+    ``product_id`` NULL is the facings no product was recognised for: of brand ``brand_id``, or of
+    no known brand when that is NULL too. ``expected_facings`` is the product's own target
+    (``ProductTarget``) when the store has one.
+    """
+
+    __tablename__ = "product_metrics"
+    __table_args__ = (
+        Index("ix_product_metrics_product_audit", "product_id", "audit_id"),
+        Index(
+            "ix_product_metrics_cover",
+            "audit_id",
+            "brand_id",
+            "product_id",
+            "facings",
+            "linear_px",
+            "expected_facings",
+            "is_stockout",
+            "below_target",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    brand_id: Mapped[int | None] = mapped_column(
+        ForeignKey("brands.id", ondelete="CASCADE"), nullable=True
+    )
+    # A deleted product's rows stay as its brand's "unknown product": brand figures keep summing.
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("products.id", ondelete="SET NULL"), nullable=True
+    )
+
+    audit: Mapped[Audit] = relationship(back_populates="product_metrics")
 
 
 class TrainingJob(Base):

@@ -41,14 +41,29 @@ class BrandRow:
     is_own: bool
     color_hex: str
     reference_count: int
+    product_count: int = 0
+
+
+def _reference_counts() -> sa.Subquery:
+    return (
+        sa.select(m.ReferenceImage.product_id, sa.func.count().label("n"))
+        .group_by(m.ReferenceImage.product_id)
+        .subquery()
+    )
 
 
 def list_brands(url: str | None = None) -> list[BrandRow]:
-    """Every brand with its number of reference images, by name."""
+    """Every brand with its number of reference images and products, by name."""
     with session_scope(url) as s:
-        refs = (
-            sa.select(m.ReferenceImage.brand_id, sa.func.count().label("n"))
-            .group_by(m.ReferenceImage.brand_id)
+        refs = _reference_counts()
+        per_brand = (
+            sa.select(
+                m.Product.brand_id,
+                sa.func.coalesce(sa.func.sum(refs.c.n), 0).label("refs"),
+                sa.func.count(m.Product.id).label("products"),
+            )
+            .outerjoin(refs, refs.c.product_id == m.Product.id)
+            .group_by(m.Product.brand_id)
             .subquery()
         )
         rows = s.execute(
@@ -58,12 +73,61 @@ def list_brands(url: str | None = None) -> list[BrandRow]:
                 m.Brand.manufacturer,
                 m.Brand.is_own,
                 m.Brand.color_hex,
-                sa.func.coalesce(refs.c.n, 0),
+                sa.func.coalesce(per_brand.c.refs, 0),
+                sa.func.coalesce(per_brand.c.products, 0),
             )
-            .outerjoin(refs, refs.c.brand_id == m.Brand.id)
+            .outerjoin(per_brand, per_brand.c.brand_id == m.Brand.id)
             .order_by(m.Brand.name)
         )
-        return [BrandRow(*r) for r in rows]
+        return [BrandRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    id: int
+    brand_id: int
+    brand: str
+    name: str
+    gtin: str | None
+    reference_count: int
+
+    @property
+    def label(self) -> str:
+        """``"Brand · Product"``, as audits and dashboards name it."""
+        from skuaudit.metrics import product_label
+
+        return product_label(self.brand, self.name)
+
+
+def list_products(url: str | None = None, brand_id: int | None = None) -> list[ProductRow]:
+    """Every product (of one brand, when given) with its number of references, by brand and name."""
+    with session_scope(url) as s:
+        refs = _reference_counts()
+        query = (
+            sa.select(
+                m.Product.id,
+                m.Product.brand_id,
+                m.Brand.name,
+                m.Product.name,
+                m.Product.gtin,
+                sa.func.coalesce(refs.c.n, 0),
+            )
+            .join(m.Brand, m.Brand.id == m.Product.brand_id)
+            .outerjoin(refs, refs.c.product_id == m.Product.id)
+            .order_by(m.Brand.name, m.Product.name)
+        )
+        if brand_id is not None:
+            query = query.where(m.Product.brand_id == brand_id)
+        return [ProductRow(*r) for r in s.execute(query)]
+
+
+def product_infos(url: str | None = None):
+    """Product id -> ``metrics.ProductInfo`` (brand and name), for figures and labels."""
+    from skuaudit.metrics import ProductInfo
+
+    with session_scope(url) as s:
+        rows = s.execute(sa.select(m.Product.id, m.Product.brand_id, m.Product.name)).all()
+    return {pid: ProductInfo(brand_id, name) for pid, brand_id, name in rows}
 
 
 def brand_names(url: str | None = None) -> dict[int, str]:
@@ -72,16 +136,20 @@ def brand_names(url: str | None = None) -> dict[int, str]:
         return dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
 
 
+def product_planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:
+    """Product id -> expected facings of one store."""
+    return _targets(m.ProductTarget, m.ProductTarget.product_id, store_id, url)
+
+
 def planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:
     """Brand id -> expected facings of one store."""
+    return _targets(m.PlanogramTarget, m.PlanogramTarget.brand_id, store_id, url)
+
+
+def _targets(table, key, store_id: int, url: str | None) -> dict[int, int]:
     with session_scope(url) as s:
-        return dict(
-            s.execute(
-                sa.select(m.PlanogramTarget.brand_id, m.PlanogramTarget.expected_facings).where(
-                    m.PlanogramTarget.store_id == store_id
-                )
-            ).all()
-        )
+        query = sa.select(key, table.expected_facings).where(table.store_id == store_id)
+        return dict(s.execute(query).all())
 
 
 @dataclass(frozen=True)
@@ -116,6 +184,7 @@ class DetectionRow:
     brand_id: int | None
     brand_score: float | None
     shelf_row: int | None
+    product_id: int | None = None
 
 
 def product_detections(audit_id: int, url: str | None = None) -> list[DetectionRow]:
@@ -132,8 +201,11 @@ def product_detections(audit_id: int, url: str | None = None) -> list[DetectionR
                 m.Detection.brand_id,
                 m.Detection.brand_score,
                 m.Detection.shelf_row,
+                m.Detection.product_id,
             )
             .where(m.Detection.audit_id == audit_id, m.Detection.class_name == "product")
             .order_by(m.Detection.image_index, m.Detection.shelf_row, m.Detection.x1)
         )
-        return [DetectionRow(r[0], r[1], (r[2], r[3], r[4], r[5]), r[6], r[7], r[8]) for r in rows]
+        return [
+            DetectionRow(r[0], r[1], (r[2], r[3], r[4], r[5]), r[6], r[7], r[8], r[9]) for r in rows
+        ]

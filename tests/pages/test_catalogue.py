@@ -58,29 +58,82 @@ def test_edit_brand(page, demo_db_url):
     assert _brand(demo_db_url, brand_id)[1] == "New Owner"
 
 
-def test_upload_references_good_and_blank(page, demo_db_url):
-    count = sa.select(sa.func.count()).select_from(m.ReferenceImage)
-    before = _scalar(demo_db_url, count)
+def _references(url, **where) -> int:
+    query = sa.select(sa.func.count()).select_from(m.ReferenceImage)
+    for k, v in where.items():
+        query = query.where(getattr(m.ReferenceImage, k) == v)
+    return _scalar(url, query)
+
+
+def _first_product(url) -> m.Product:
+    """The product the Reference images tab opens on: the first by brand and name."""
+    with session_scope(url) as s:
+        return s.execute(
+            sa.select(m.Product)
+            .join(m.Brand, m.Brand.id == m.Product.brand_id)
+            .order_by(m.Brand.name, m.Product.name)
+            .limit(1)
+        ).scalar_one()
+
+
+def test_upload_references_good_blank_and_duplicate(page, demo_db_url):
+    product = _first_product(demo_db_url)
+    assert page.selectbox(key="ref_product").value == product.id
+    before = _references(demo_db_url)
     brand = demo_catalogue().brands[0]
     good = encode_png(render_product(brand, brand.families[0], 50, 90, np.random.default_rng(3)))
     blank = encode_png(np.full((90, 50, 3), 240, np.uint8))
-    page.file_uploader(key="ref_uploads").set_value(
+    page.file_uploader(key="ref_uploads_0").set_value(
         [("pack.png", good, "image/png"), ("blank.png", blank, "image/png")]
     ).run()
     page.button(key="ref_enrol_uploads").click().run()
     assert not page.exception, page.exception
     assert any("pack.png enrolled" in s.value for s in page.success)
     assert any("blank" in e.value and "not a product" in e.value for e in page.error)
-    assert _scalar(demo_db_url, count) == before + 1
+    assert _references(demo_db_url, product_id=product.id) == 4  # 3 demo references + pack.png
+    assert _references(demo_db_url) == before + 1
+    # the uploader is empty again: a second click cannot enrol the same files twice
+    assert not page.file_uploader(key="ref_uploads_1").value
+    assert not [b for b in page.button if b.key == "ref_enrol_uploads"]
+    # the same picture uploaded again is refused as a duplicate, naming the reference
+    page.file_uploader(key="ref_uploads_1").set_value([("again.png", good, "image/png")]).run()
+    page.button(key="ref_enrol_uploads").click().run()
+    assert any("already reference #" in e.value and "this product" in e.value for e in page.error)
+    assert _references(demo_db_url) == before + 1
 
 
-def test_pick_reference_from_past_audit(demo_db_url):
+def test_weak_references_are_marked_and_can_be_deleted(page, demo_db_url):
+    from skuaudit.enrolment import enrol_reference
+
+    product = _first_product(demo_db_url)
+    brand = demo_catalogue().brands[0]
+    pack = render_product(brand, brand.families[0], 90, 150, np.random.default_rng(4))
+    small_id = enrol_reference(product.id, pack[::4, ::4].copy(), url=demo_db_url)  # 23x38
+    page.run()
+    captions = [c.value for c in page.caption]
+    assert any(f"#{small_id}" in c and "⚠ small" in c for c in captions)
+    assert any("1 weak" in c for c in captions)
+    page.button(key=f"ref_delete_{small_id}").click().run()
+    assert not page.exception, page.exception
+    assert f"Reference #{small_id} deleted." in [s.value for s in page.success]
+    assert (
+        _scalar(demo_db_url, sa.select(m.ReferenceImage).where(m.ReferenceImage.id == small_id))
+        is None
+    )
+    assert not [b for b in page.button if b.key == f"ref_delete_{small_id}"]
+
+
+def test_pick_reference_on_the_audit_photo(demo_db_url):
+    """The visual picker: a past audit's photo with numbered boxes; box 3 is enrolled, and the
+    look-alike list comes after the enrolment."""
     from skuaudit import audit
-    from skuaudit.datasets.synth import render_shelf
+    from skuaudit.demo import render_demo_shelf
+    from skuaudit.enrolment import detection_crop
     from skuaudit.recognition import Gallery
+    from skuaudit.storage.queries import list_products, product_detections
     from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer
 
-    shelf = render_shelf(9, catalogue=demo_catalogue())
+    shelf = render_demo_shelf(9, 480, 360)
     analysis = audit.analyse_image(
         shelf.image_bgr,
         GroundTruthDetector([shelf]),
@@ -88,24 +141,37 @@ def test_pick_reference_from_past_audit(demo_db_url):
         Gallery(np.zeros(0), np.zeros((0, 64))),
     )
     store_id = _scalar(demo_db_url, sa.select(m.Store.id).limit(1))
-    audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
-    at = AppTest.from_file(APP, default_timeout=120)
+    audit_id = audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
+    at = AppTest.from_file(APP, default_timeout=180)
     at.session_state["role"] = "analyst"
     at.session_state["analyst_user"] = "ana"
     at.run()
     at.switch_page("pages/catalogue.py").run()
-    assert len(at.get("image")) == 1  # the crop of the first detection
+    assert at.selectbox(key="ref_audit").value.id == audit_id
+    at.number_input(key=f"ref_box_{audit_id}_0").set_value(3).run()
+    assert not at.exception, at.exception
+    captions = [img.caption for image in at.get("image") for img in image.proto.imgs]
+    assert "box 3: recognised as unknown" in captions  # the crop of box 3, beside the photo
     at.button(key="ref_enrol_detection").click().run()
-    assert not at.exception and any("Crop enrolled" in s.value for s in at.success)
-    assert (
-        _scalar(
-            demo_db_url,
-            sa.select(sa.func.count())
-            .select_from(m.ReferenceImage)
-            .where(m.ReferenceImage.source == "audit"),
-        )
-        == 1
-    )
+    assert not at.exception, at.exception
+    assert any("Box 3 enrolled" in s.value for s in at.success)
+    third = product_detections(audit_id, demo_db_url)[2].id
+    with session_scope(demo_db_url) as s:
+        ref = s.scalars(sa.select(m.ReferenceImage).where(m.ReferenceImage.source == "audit")).one()
+        assert ref.product_id == _first_product(demo_db_url).id
+        stored = ref.image_png
+    from skuaudit.images import load_image_bytes
+
+    assert load_image_bytes(stored).shape == detection_crop(third, demo_db_url).shape
+    # after an enrolment the page lists the closest products of the gallery
+    pairs = next(d for d in at.dataframe if "confusions" in d.value.columns).value
+    assert len(pairs) == 10  # the closest 10 of the 16 demo products' 120 pairs
+    order = list(zip(pairs["confusions"], pairs["similarity"], strict=True))
+    assert order == sorted(order, reverse=True)
+    assert set(pairs["product_a"]) | set(pairs["product_b"]) <= {
+        p.label for p in list_products(demo_db_url)
+    }
+    assert "References that find their own product first" in [mt.label for mt in at.metric]
 
 
 def test_planogram_targets(page, demo_db_url):
@@ -231,3 +297,54 @@ def test_edit_form_of_a_brand_changed_elsewhere(page, demo_db_url):
     assert "no longer exists" in page.warning[0].value
     del brands[brand_id]
     assert _all_brands(demo_db_url) == brands
+
+
+def test_products_tab_add_edit_and_delete(page, demo_db_url):
+    kapku = _scalar(demo_db_url, sa.select(m.Brand.id).where(m.Brand.name == "Kapku"))
+    page.selectbox(key="prod_brand").set_value(kapku).run()
+    shown = next(d for d in page.dataframe if "gtin" in d.value.columns).value
+    assert list(shown["name"]) == ["Black can", "Blue can", "White can"]
+    page.text_input(key=f"new_product_name_{kapku}").input("Cherry can")
+    page.text_input(key=f"new_product_gtin_{kapku}").input("4006381333932")  # last digit wrong
+    _submit(page, "Add product")
+    assert "check digit" in page.error[0].value and "typing error" in page.error[0].value
+    page.text_input(key=f"new_product_name_{kapku}").input("Cherry can")
+    page.text_input(key=f"new_product_gtin_{kapku}").input("4006381333931")
+    _submit(page, "Add product")
+    assert not page.exception, page.exception
+    assert "Product Cherry can added to Kapku." in [s.value for s in page.success]
+    cherry = _scalar(demo_db_url, sa.select(m.Product.id).where(m.Product.name == "Cherry can"))
+    assert (
+        "Cherry can"
+        in next(d for d in page.dataframe if "gtin" in d.value.columns).value["name"].tolist()
+    )
+
+    page.selectbox(key=f"edit_product_{kapku}").set_value(cherry).run()
+    page.text_input(key=f"edit_pname_{cherry}").input("Cherry can 330 ml")
+    _submit(page, "Save product")
+    assert "Product Cherry can 330 ml saved." in [s.value for s in page.success]
+    assert _scalar(demo_db_url, sa.select(m.Product.name).where(m.Product.id == cherry)) == (
+        "Cherry can 330 ml"
+    )
+    assert page.button(key=f"delete_product_{cherry}").disabled  # until ticked
+    page.checkbox(key=f"delete_product_sure_{cherry}").check().run()
+    page.button(key=f"delete_product_{cherry}").click().run()
+    assert "Product Cherry can 330 ml deleted." in [s.value for s in page.success]
+    assert _scalar(demo_db_url, sa.select(m.Product).where(m.Product.id == cherry)) is None
+
+
+def test_product_planogram_targets(page, demo_db_url):
+    store = page.selectbox(key="plan_store").value
+    product = _first_product(demo_db_url)
+    page.number_input(key=f"ptarget_{store.id}_{product.id}").set_value(9)
+    _submit(page, "Save product targets")
+    assert not page.exception and f"Product targets of {store.name} saved." in [
+        s.value for s in page.success
+    ]
+    saved = _scalar(
+        demo_db_url,
+        sa.select(m.ProductTarget.expected_facings).where(
+            m.ProductTarget.store_id == store.id, m.ProductTarget.product_id == product.id
+        ),
+    )
+    assert saved == 9

@@ -47,7 +47,7 @@ class _FakeDetector:
 
 
 class _FakeRecognizer:
-    def assign_brands(self, image_bgr, detections, gallery, threshold=None):
+    def assign_products(self, image_bgr, detections, gallery, threshold=None):
         brands = [gallery[0], gallery[0], -1, -1, gallery[0]][: len(detections)]
         return detections.with_data(
             brand_id=np.array(brands), brand_score=np.full(len(detections), 0.9)
@@ -133,6 +133,11 @@ def test_frames_counts_and_save(captured):
     at.run()
     assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in _status(at)
     assert _brand_counts(at) == {captured.brand: 2, "unknown": 1}
+    products = at.table[1].value  # per product; the fake recognizer names brands only
+    assert list(zip(products["brand"], products["product"], products["facings"], strict=True)) == [
+        (captured.brand, "unknown product", 2),
+        ("unknown", "unknown", 1),
+    ]
 
     at.button[0].click().run()
     assert not at.exception, at.exception

@@ -133,3 +133,52 @@ def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypat
     ).run()
     assert not at.exception
     assert "model folder not found" in at.error[0].value
+
+
+def test_products_are_reviewed_counted_and_saved(demo_db_url, monkeypatch):
+    """A shelf of demo products: the review table names each facing's product, the figures count
+    per product and per brand (their sums), and the saved audit keeps the products."""
+    from skuaudit.demo import render_demo_shelf
+    from tests.shelf_fakes import product_ids_by_label
+
+    shelf = render_demo_shelf(3, 640, 480)
+    with session_scope(demo_db_url) as s:
+        ids = {n: i for i, n in s.execute(sa.select(m.Brand.id, m.Brand.name)).all()}
+    products = product_ids_by_label(demo_db_url)
+    st.cache_resource.clear()
+    monkeypatch.setattr(
+        audit,
+        "load_models",
+        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids, products)),
+    )
+    monkeypatch.setattr(
+        Gallery,
+        "from_database",
+        classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))),
+    )
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "merchandiser"
+    at.run()
+    at.switch_page("pages/photo_audit.py").run()
+    at.file_uploader(key="photo_uploads").set_value(
+        ("shelf.png", encode_png(shelf.image_bgr), "image/png")
+    ).run()
+    assert not at.exception, at.exception
+    review = next(d for d in at.dataframe if "detection" in d.value.columns).value
+    assert sorted(review["product"]) == sorted(p for p in shelf.products if p)
+    per_product = next(d for d in at.dataframe if "label" in d.value.columns).value
+    counted = dict(zip(per_product["label"], per_product["facings"], strict=True))
+    assert {k: v for k, v in counted.items() if v} == shelf.counts()
+    per_brand = at.dataframe[-1].value
+    for brand, facings in zip(per_brand["name"], per_brand["facings"], strict=True):
+        assert facings == sum(v for k, v in counted.items() if k.startswith(f"{brand} ·"))
+    at.button(key="photo_save").click().run()
+    (saved,) = _audits(demo_db_url)
+    with session_scope(demo_db_url) as s:
+        stored = s.execute(
+            sa.select(m.Detection.product_id, sa.func.count())
+            .where(m.Detection.audit_id == saved.id, m.Detection.class_name == "product")
+            .group_by(m.Detection.product_id)
+        ).all()
+    label_of = {v: k for k, v in products.items()}
+    assert {label_of[p]: n for p, n in stored} == shelf.counts()

@@ -18,6 +18,9 @@ from skuaudit.storage.db import (
 TABLES = {
     "stores",
     "brands",
+    "products",
+    "product_targets",
+    "product_metrics",
     "reference_images",
     "planogram_targets",
     "model_versions",
@@ -67,9 +70,20 @@ def test_round_trip_every_table(storage_url):
             name="v1", path="models/v1", is_active=True, metrics_json='{"ap50": 0.5}'
         )
         s.add(mv)
+        product = m.Product(brand_id=brand.id, name="B1 Classic", gtin="4006381333931")
+        s.add(product)
         s.flush()
-        s.add(m.ReferenceImage(brand_id=brand.id, image_png=b"\x89PNG", embedding=b"\0" * 8))
+        s.add(
+            m.ReferenceImage(
+                product_id=product.id,
+                image_png=b"\x89PNG",
+                embedding=b"\0" * 8,
+                features=b"kp",
+                features_model="sift",
+            )
+        )
         s.add(m.PlanogramTarget(store_id=store.id, brand_id=brand.id, expected_facings=6))
+        s.add(m.ProductTarget(store_id=store.id, product_id=product.id, expected_facings=4))
         audit = m.Audit(
             store_id=store.id,
             user_name="ann",
@@ -92,6 +106,8 @@ def test_round_trip_every_table(storage_url):
                 class_name="product",
                 brand_id=brand.id,
                 brand_score=0.8,
+                product_id=product.id,
+                product_score=0.8,
                 shelf_row=0,
             )
         )
@@ -107,6 +123,19 @@ def test_round_trip_every_table(storage_url):
                 below_target=True,
             )
         )
+        s.add(
+            m.ProductMetric(
+                audit_id=audit.id,
+                brand_id=brand.id,
+                product_id=product.id,
+                facings=1,
+                share_facings=1.0,
+                linear_px=2.0,
+                share_linear=1.0,
+                expected_facings=4,
+                below_target=True,
+            )
+        )
         s.add(m.TrainingJob(status="running", progress=0.5, step=5, total_steps=10))
         s.add(m.User(username="ann", password_hash="x", role="analyst"))
     with session_scope(db_url) as s:
@@ -116,7 +145,13 @@ def test_round_trip_every_table(storage_url):
         det = audit.detections[0]
         assert (det.x1, det.y2, det.class_name, det.shelf_row) == (1, 4, "product", 0)
         assert audit.brand_metrics[0].below_target is True
-        assert s.scalars(sa.select(m.Brand)).one().reference_images[0].embedding == b"\0" * 8
+        assert audit.product_metrics[0].expected_facings == 4
+        assert det.product_id == s.scalars(sa.select(m.Product.id)).one()
+        product = s.scalars(sa.select(m.Brand)).one().products[0]
+        assert (product.name, product.gtin) == ("B1 Classic", "4006381333931")
+        assert product.reference_images[0].embedding == b"\0" * 8
+        assert product.reference_images[0].features_model == "sift"
+        assert s.scalars(sa.select(m.ProductTarget)).one().expected_facings == 4
         assert s.scalars(sa.select(m.PlanogramTarget)).one().expected_facings == 6
         assert s.scalars(sa.select(m.ModelVersion)).one().is_active
         assert s.scalars(sa.select(m.TrainingJob)).one().progress == 0.5
@@ -124,7 +159,7 @@ def test_round_trip_every_table(storage_url):
         # deleting an audit removes its children (one audit is one unit)
         s.delete(audit)
     with session_scope(db_url) as s:
-        for table in (m.Detection, m.BrandMetric, m.AuditImage):
+        for table in (m.Detection, m.BrandMetric, m.ProductMetric, m.AuditImage):
             assert s.scalar(sa.select(sa.func.count()).select_from(table)) == 0
 
 
