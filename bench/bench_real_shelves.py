@@ -174,7 +174,7 @@ def frames_of(photo: np.ndarray, n: int, rng: np.random.Generator) -> list[np.nd
     return out
 
 
-def section_live(detector, photos: list[Path], per_photo: int, threshold: float) -> dict:
+def section_live(detector, photos: list[Path], per_photo: int) -> dict:
     teacher = None
     if TEACHER.is_file():
         spec = importlib.util.spec_from_file_location("label", SHARED / "teachers" / "label.py")
@@ -188,10 +188,9 @@ def section_live(detector, photos: list[Path], per_photo: int, threshold: float)
         for frame in frames_of(cv2.imread(str(path)), per_photo, rng):
             for key, tiled in (("one_pass", False), ("photo_path", None)):
                 start = time.perf_counter()
-                det = detector.detect(frame, tiled=tiled)
+                det = detector.detect(frame, tiled=tiled)  # each path's own default thresholds
                 seconds[key].append(time.perf_counter() - start)
-                det = det[(det.class_id == PRODUCT) & (det.confidence >= threshold)]
-                counts[key].append(len(det))
+                counts[key].append(int((det.class_id == PRODUCT).sum()))
             if teacher is not None:
                 boxes, _ = teacher.detect(frame, tiles=1, conf=0.25)
                 counts["teacher"].append(len(boxes))
@@ -237,7 +236,7 @@ def main() -> int:
         rows=lambda: section_rows(detector, threshold),
         teacher=lambda: section_teacher(detector, photos, threshold, args.draw),
         gaps=lambda: section_gaps(args.model),
-        live=lambda: section_live(detector, photos, args.frames_per_photo, threshold),
+        live=lambda: section_live(detector, photos, args.frames_per_photo),
     )
     for name in ("rows", "teacher", "gaps", "live"):
         if name in sections:

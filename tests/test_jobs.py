@@ -279,7 +279,7 @@ def test_evaluate_model_on_a_datasets_validation_photos(shelf_dataset):
     from skuaudit.config import get_settings
     from skuaudit.datasets.base import Dataset
     from skuaudit.datasets.readers import read_dataset
-    from skuaudit.training.train import split_by_image
+    from skuaudit.datasets.splits import split_by_image
 
     report, examples, scored = jobs.evaluate_model_on_dataset(
         get_settings().default_model_dir, shelf_dataset, max_images=50, examples=1
