@@ -85,8 +85,8 @@ with tab_train:
             "from random weights. A data set that labels only products leaves the gap class's loss out.",
         )
         c1, c2, c3, c4 = st.columns(4)
-        steps = c1.number_input("Steps", 1, 1_000_000, 500, step=100, key="train_steps")
-        batch = c2.number_input("Batch", 1, 256, 8, key="train_batch")
+        steps = c1.number_input("Steps", *jobs.STEPS_RANGE, 500, step=100, key="train_steps")
+        batch = c2.number_input("Batch", *jobs.BATCH_RANGE, 8, key="train_batch")
         alpha = c3.selectbox(
             "Width alpha",
             [0.35, 0.5, 0.75, 1.0],
@@ -101,7 +101,10 @@ with tab_train:
             help="From random weights only (a fine-tuned model keeps its own)",
         )
         synthetic = st.number_input(
-            "Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth"
+            "Generated shelves (when the dataset is generated)",
+            *jobs.SYNTHETIC_IMAGES_RANGE,
+            64,
+            key="train_synth",
         )
         if st.form_submit_button("Start training", type="primary"):
             with ui.user_errors("Starting the job"):
@@ -183,15 +186,8 @@ def job_panel(listed_version_ids: set[int]) -> None:
             st.session_state["lab_job_pick"] = ids[0]
         job_id = st.selectbox("Job", ids, key="lab_job_pick")
         job = next(j for j in job_list if j.id == job_id)
-        epoch = job.history[-1].get("epoch") if job.history else None
-        eta = f", about {job.eta_s / 60:.0f} min left" if job.eta_s else ""
-        st.progress(
-            job.progress,
-            text=f"{job.status}: step {job.step} of {job.total_steps}"
-            + (f", epoch {epoch:.1f}" if epoch is not None else "")
-            + eta,
-        )
-        if job.message:
+        st.progress(job.progress, text=job.progress_text)
+        if job.message and (job.history or job.is_final):
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
             st.plotly_chart(_loss_figure(job.history), width="stretch", key=f"loss_{job.id}")

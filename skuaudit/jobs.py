@@ -49,6 +49,10 @@ STALE_AFTER_S = 90.0  # no heartbeat for this long: the worker is gone
 START_GRACE_S = 120.0  # a queued job whose worker never reported is failed after this long
 SYNTHETIC = "synthetic"
 WORKER_LOG = "worker.log"
+# The limits a job's settings must keep; the Model lab's form uses the same ones.
+STEPS_RANGE: tuple[int, int] = (1, 1_000_000)
+BATCH_RANGE: tuple[int, int] = (1, 256)
+SYNTHETIC_IMAGES_RANGE: tuple[int, int] = (2, 100_000)
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,15 @@ class TrainParams:
     init_model: str = ""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 1_000_000:
-            raise ValueError(f"steps must be between 1 and 1,000,000, got {self.steps}")
-        if not 1 <= self.batch_size <= 256:
-            raise ValueError(f"batch size must be between 1 and 256, got {self.batch_size}")
+        if not STEPS_RANGE[0] <= self.steps <= STEPS_RANGE[1]:
+            raise ValueError(
+                f"steps must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]:,}, got {self.steps}"
+            )
+        if not BATCH_RANGE[0] <= self.batch_size <= BATCH_RANGE[1]:
+            raise ValueError(
+                f"batch size must be between {BATCH_RANGE[0]} and {BATCH_RANGE[1]}, "
+                f"got {self.batch_size}"
+            )
         if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
             raise ValueError(
                 f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}"
@@ -95,9 +104,10 @@ class TrainParams:
             raise ValueError(
                 f"image size must be a multiple of 32 and at least 64, got {self.image_size}"
             )
-        if not 2 <= self.synthetic_images <= 100_000:
+        low, high = SYNTHETIC_IMAGES_RANGE
+        if not low <= self.synthetic_images <= high:
             raise ValueError(
-                f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}"
+                f"synthetic images must be between {low} and {high:,}, got {self.synthetic_images}"
             )
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
             raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
@@ -147,6 +157,27 @@ class JobView:
     def eta_s(self) -> float | None:
         """Latest estimate of the seconds left, from the last progress event."""
         return self.history[-1].get("eta_s") if self.history and not self.is_final else None
+
+    @property
+    def progress_text(self) -> str:
+        """One line for a progress bar: the phase until the first step is done, then the step,
+        epoch and time left.
+
+        Example:
+            >>> JobView(1, "running", "", None, None, None, None, {}, 0.0, 0, 500,
+            ...         message="starting: loading TensorFlow").progress_text
+            'running, starting: loading TensorFlow (step 0 of 500)'
+        """
+        if self.status in ("queued", "running") and not self.history:
+            phase = self.message or "waiting for the worker process"
+            return f"{self.status}, {phase} (step 0 of {self.total_steps})"
+        epoch = self.history[-1].get("epoch") if self.history else None
+        eta = f", about {self.eta_s / 60:.0f} min left" if self.eta_s else ""
+        return (
+            f"{self.status}: step {self.step} of {self.total_steps}"
+            + (f", epoch {epoch:.1f}" if epoch is not None else "")
+            + eta
+        )
 
     @classmethod
     def of(cls, row: m.TrainingJob) -> JobView:
@@ -668,6 +699,12 @@ def run_job(job_id: int, url: str | None = None) -> str:
     heartbeat.start()
     history: list[dict] = []
 
+    def phase(text: str) -> None:
+        # The first minute has no step to show (TensorFlow loads, data is read, the first
+        # step compiles): the page shows this instead of a bare "step 0".
+        with session_scope(url) as s:
+            s.get(m.TrainingJob, job_id).message = text
+
     def on_progress(event: dict) -> None:
         keep = ("event", "step", "epoch", "loss", "val_loss", "eta_s", "images_per_s", "elapsed_s")
         history.append({k: event.get(k) for k in keep})
@@ -680,9 +717,15 @@ def run_job(job_id: int, url: str | None = None) -> str:
             job.message = f"{event['event']} at step {job.step}"
 
     try:
+        phase("starting: loading TensorFlow")
         from skuaudit.model_registry import register_model_version
         from skuaudit.training.train import TrainConfig, architecture_of, train_detector
 
+        phase(
+            f"starting: generating {params.synthetic_images} shelves"
+            if params.dataset == SYNTHETIC
+            else f"starting: reading the data set {Path(params.dataset).name}"
+        )
         datasets, description = _datasets(params, out_dir)
         if heartbeat.cancel.is_set():
             _finish(job_id, url, "cancelled", "cancelled while preparing the data")
@@ -703,6 +746,7 @@ def run_job(job_id: int, url: str | None = None) -> str:
             log_every=max(1, min(10, params.steps // 20)),
             data_description=description,
         )
+        phase("starting: building the model and compiling the first step (about a minute)")
         model_dir = train_detector(
             config, datasets, progress_callback=on_progress, should_stop=heartbeat.cancel.is_set
         )

@@ -320,8 +320,9 @@ def train_detector(
     if config.init_model_dir is not None:
         _load_initial_weights(model, det_config, config.init_model_dir)
     warmup = max(1, min(200, config.steps // 10))
+    decay = max(1, config.steps - warmup)  # a 1-step run is all warm-up; CosineDecay needs >= 1
     schedule = tf.keras.optimizers.schedules.CosineDecay(
-        0.0, config.steps - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+        0.0, decay, warmup_target=config.learning_rate, warmup_steps=warmup
     )
     optimizer = tf.keras.optimizers.Adam(schedule, global_clipnorm=10.0)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
