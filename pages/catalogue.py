@@ -24,6 +24,8 @@ from skuaudit.storage.queries import (
     recent_audits,
 )
 
+ui.ensure_routed()
+
 
 def _brand_picker(
     label: str, brands: list[BrandRow], key: str, format_func: Callable[[BrandRow], str]

@@ -15,6 +15,9 @@ from skuaudit.detector import ModelLoadError
 from skuaudit.model_registry import activate_model_version, model_choices, use_default_model
 from skuaudit.safezip import UnsafeArchiveError
 
+ui.ensure_routed()
+
+
 st.title("Model lab")
 ui.require_analyst()
 
@@ -191,11 +194,14 @@ def job_panel(listed_version_ids: set[int]) -> None:
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
             st.plotly_chart(_loss_figure(job.history), width="stretch", key=f"loss_{job.id}")
-        if not job.is_final and st.button(
-            "Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested
-        ):
-            jobs.request_cancel(job.id)
-            st.rerun(scope="fragment")
+        if not job.is_final:
+            st.button(
+                "Cancel job",
+                key=f"cancel_{job.id}",
+                disabled=job.cancel_requested,
+                on_click=jobs.request_cancel,
+                args=(job.id,),
+            )
 
 
 choices: list[dict] = []

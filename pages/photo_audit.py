@@ -16,6 +16,8 @@ from skuaudit.model_registry import active_model_dir
 from skuaudit.recognition import Gallery
 from skuaudit.storage.queries import list_brands
 
+ui.ensure_routed()
+
 
 @st.cache_resource(show_spinner="Loading the detector and the brand model…")
 def _models(model_dir: str):
@@ -23,7 +25,7 @@ def _models(model_dir: str):
 
 
 st.title("Photo audit")
-ctx = ui.context()
+ctx = ui.audit_header()
 if ctx.store_id is None:
     st.info("Pick a store in the sidebar (an analyst adds stores in the Catalogue).")
     st.stop()
@@ -131,7 +133,7 @@ if metrics.stockouts:
     st.warning(f"Stockouts: {', '.join(metrics.stockouts)}")
 
 allow_empty = st.checkbox("Save anyway", key="photo_allow_empty") if nothing_found else False
-if st.button("Save audit", type="primary", key="photo_save",
+if st.button(f"Save audit for {ctx.store_name}", type="primary", key="photo_save",
              disabled=st.session_state.get("photo_saved_id") is not None):
     with ui.user_errors("Saving the audit"):
         st.session_state["photo_saved_id"] = audit.save_audit(

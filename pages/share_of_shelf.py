@@ -10,6 +10,9 @@ import streamlit as st
 from skuaudit import charts, reports, ui
 from skuaudit.config import get_settings
 
+ui.ensure_routed()
+
+
 DEFAULT_WEEKS = 12
 
 
@@ -28,11 +31,12 @@ with ui.user_errors("Loading the share of shelf"):
         st.subheader("Dashboard filters")
         scope = scopes[ui.choice_input("Stores", list(scopes), key="sos_scope")]
         start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
-                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE)
+                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE,
+                              bind=ui.FILTER_BINDING)
         end = ui.latest_date_input("To", last, key="sos_end")
         measure = st.radio("Trend and heat map show", list(reports.MEASURES),
                            format_func=reports.MEASURES.get, key="sos_measure",
-                           persist_state=ui.FILTER_PERSISTENCE)
+                           persist_state=ui.FILTER_PERSISTENCE, bind=ui.FILTER_BINDING)
     try:
         reports.check_date_range(start, end)
     except ValueError as exc:

@@ -8,6 +8,9 @@ import streamlit as st
 from skuaudit import charts, reports, ui
 from skuaudit.config import get_settings
 
+ui.ensure_routed()
+
+
 CHART_STORES = 20
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from skuaudit.detections import CLASS_NAMES, Detections
+from skuaudit.errors import UserError
 from skuaudit.images import ImageError, encode_jpeg, load_image_file
 from skuaudit.metrics import UNKNOWN_BRAND_ID, AuditMetrics, audit_metrics
 from skuaudit.shelves import group_rows
@@ -41,11 +42,11 @@ class DetectorLike(Protocol):
     def detect(self, image_bgr: np.ndarray) -> Detections: ...
 
 
-class EmptyAuditError(ValueError):
+class EmptyAuditError(UserError):
     """Nothing was detected; saving needs an explicit ``allow_empty=True``."""
 
 
-class ModelUnavailableError(ValueError):
+class ModelUnavailableError(UserError):
     """The detector or the recognition model cannot be loaded; the message says which file."""
 
 
@@ -129,7 +130,7 @@ def combine(analyses: Sequence[ImageAnalysis]) -> Detections:
 
 def _store_context(s, store_id: int) -> tuple[dict[int, str], dict[int, int]]:
     if s.get(m.Store, int(store_id)) is None:
-        raise ValueError(f"store {store_id} does not exist (was it deleted?)")
+        raise UserError(f"store {store_id} does not exist (was it deleted?)")
     names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
     planogram = dict(
         s.execute(
@@ -246,6 +247,54 @@ def save_audit(
         )
         s.flush()
         return audit.id
+
+
+@dataclass(frozen=True)
+class SavedAudit:
+    """What the database holds for one audit, as a page reports it after saving.
+
+    Attributes:
+        audit_id: the audit.
+        store_name: its store.
+        product_count: product facings stored.
+        gap_count: gaps stored.
+        image_sizes: ``(width, height)`` of each stored image, in order.
+    """
+
+    audit_id: int
+    store_name: str
+    product_count: int
+    gap_count: int
+    image_sizes: tuple[tuple[int, int], ...]
+
+    def message(self) -> str:
+        """E.g. ``"Audit 12 saved for Harbour Foods: 18 facings, 2 gaps (snapshot 640 x 480)."``"""
+        sizes = ", ".join(f"{w} x {h}" for w, h in self.image_sizes)
+        kind = "snapshot" if len(self.image_sizes) == 1 else "images"
+        return (
+            f"Audit {self.audit_id} saved for {self.store_name}: {self.product_count} facings, "
+            f"{self.gap_count} gaps ({kind} {sizes})."
+        )
+
+
+def saved_audit(audit_id: int, url: str | None = None) -> SavedAudit:
+    """Read back what was stored for ``audit_id`` (``save_audit``)."""
+    with session_scope(url) as s:
+        audit = s.get(m.Audit, int(audit_id))
+        if audit is None:
+            raise UserError(f"audit {audit_id} does not exist")
+        sizes = s.execute(
+            sa.select(m.AuditImage.width, m.AuditImage.height)
+            .where(m.AuditImage.audit_id == audit.id)
+            .order_by(m.AuditImage.image_index)
+        ).all()
+        return SavedAudit(
+            audit.id,
+            audit.store.name,
+            audit.product_count,
+            audit.gap_count,
+            tuple((int(w), int(h)) for w, h in sizes),
+        )
 
 
 def _detection_rows(audit_id: int, detections: Detections) -> list[dict]:
@@ -442,7 +491,7 @@ def apply_brand_table(
         table["image"], table["detection"], table["brand"], strict=True
     ):
         if brand not in ids_by_name:
-            raise ValueError(f"brand {brand!r} is not in the catalogue")
+            raise UserError(f"brand {brand!r} is not in the catalogue")
         wanted.setdefault(int(image_index), {})[int(index)] = ids_by_name[brand]
     return [correct_brands(a, wanted.get(i, {})) for i, a in enumerate(analyses)]
 

@@ -15,6 +15,7 @@ import re
 
 import sqlalchemy as sa
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -24,15 +25,15 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValueError(f"a {what} needs a name")
+        raise UserError(f"a {what} needs a name")
     if len(name) > 200:
-        raise ValueError(f"{what} names are limited to 200 characters")
+        raise UserError(f"{what} names are limited to 200 characters")
     return name
 
 
 def _check_colour(color_hex: str) -> str:
     if not _HEX.match(color_hex or ""):
-        raise ValueError(f"colour must look like #1f77b4, got {color_hex!r}")
+        raise UserError(f"colour must look like #1f77b4, got {color_hex!r}")
     return color_hex.lower()
 
 
@@ -48,7 +49,7 @@ def add_store(name: str, region: str = "", address: str = "", url: str | None = 
     name = _clean_name(name, "store")
     with session_scope(url) as s:
         if _name_taken(s, m.Store, name):
-            raise ValueError(f"a store named {name!r} already exists")
+            raise UserError(f"a store named {name!r} already exists")
         store = m.Store(name=name, region=region.strip(), address=address.strip())
         s.add(store)
         s.flush()
@@ -67,7 +68,7 @@ def add_brand(
     color_hex = _check_colour(color_hex)
     with session_scope(url) as s:
         if _name_taken(s, m.Brand, name):
-            raise ValueError(f"a brand named {name!r} already exists")
+            raise UserError(f"a brand named {name!r} already exists")
         brand = m.Brand(
             name=name, manufacturer=manufacturer.strip(), is_own=bool(is_own), color_hex=color_hex
         )
@@ -91,9 +92,9 @@ def update_brand(
     with session_scope(url) as s:
         brand = s.get(m.Brand, int(brand_id))
         if brand is None:
-            raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")
+            raise UserError(f"brand {brand_id} does not exist (was it deleted?)")
         if _name_taken(s, m.Brand, name, except_id=brand.id):
-            raise ValueError(f"another brand is already named {name!r}")
+            raise UserError(f"another brand is already named {name!r}")
         brand.name, brand.manufacturer = name, manufacturer.strip()
         brand.is_own, brand.color_hex = bool(is_own), color_hex
 
@@ -104,11 +105,11 @@ def parse_target(value: object, brand: str = "") -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UserError(
             f"the target{where} must be a whole number of facings, got {value!r}"
         ) from None
     if number != int(number) or number < 0:
-        raise ValueError(f"the target{where} must be a whole number of facings >= 0, got {value!r}")
+        raise UserError(f"the target{where} must be a whole number of facings >= 0, got {value!r}")
     return int(number)
 
 
@@ -120,12 +121,12 @@ def set_planogram(store_id: int, targets: dict[int, object], url: str | None = N
     """
     with session_scope(url) as s:
         if s.get(m.Store, int(store_id)) is None:
-            raise ValueError(f"store {store_id} does not exist (was it deleted?)")
+            raise UserError(f"store {store_id} does not exist (was it deleted?)")
         names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
         clean = {}
         for brand_id, value in targets.items():
             if int(brand_id) not in names:
-                raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")
+                raise UserError(f"brand {brand_id} does not exist (was it deleted?)")
             clean[int(brand_id)] = parse_target(value, names[int(brand_id)])
         existing = {
             t.brand_id: t

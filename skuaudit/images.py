@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
@@ -30,7 +31,7 @@ UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 MIN_SHELF_PHOTO_SIDE: int = 64
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot be used; the message says why."""
 
 

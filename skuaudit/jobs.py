@@ -35,6 +35,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 from skuaudit.storage.models import utcnow
@@ -88,33 +89,33 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         if not STEPS_RANGE[0] <= self.steps <= STEPS_RANGE[1]:
-            raise ValueError(
+            raise UserError(
                 f"steps must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]:,}, got {self.steps}"
             )
         if not BATCH_RANGE[0] <= self.batch_size <= BATCH_RANGE[1]:
-            raise ValueError(
+            raise UserError(
                 f"batch size must be between {BATCH_RANGE[0]} and {BATCH_RANGE[1]}, "
                 f"got {self.batch_size}"
             )
         if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
-            raise ValueError(
+            raise UserError(
                 f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}"
             )
         if self.image_size < 64 or self.image_size % 32:
-            raise ValueError(
+            raise UserError(
                 f"image size must be a multiple of 32 and at least 64, got {self.image_size}"
             )
         low, high = SYNTHETIC_IMAGES_RANGE
         if not low <= self.synthetic_images <= high:
-            raise ValueError(
+            raise UserError(
                 f"synthetic images must be between {low} and {high:,}, got {self.synthetic_images}"
             )
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
+            raise UserError(f"learning rate must be in (0, 1), got {self.learning_rate}")
         if self.dataset != SYNTHETIC and not Path(self.dataset).is_dir():
-            raise ValueError(f"dataset folder {self.dataset} does not exist")
+            raise UserError(f"dataset folder {self.dataset} does not exist")
         if self.init_model and not (Path(self.init_model) / "config.json").is_file():
-            raise ValueError(f"{self.init_model} is not a model folder (no config.json)")
+            raise UserError(f"{self.init_model} is not a model folder (no config.json)")
 
     @property
     def peak_learning_rate(self) -> float:
@@ -270,9 +271,9 @@ def start_worker(job_id: int, url: str | None = None) -> int:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         if job.status != "queued":
-            raise ValueError(f"training job {job_id} is {job.status}; only a queued job can start")
+            raise UserError(f"training job {job_id} is {job.status}; only a queued job can start")
         output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
@@ -306,7 +307,7 @@ def request_cancel(job_id: int, url: str | None = None) -> None:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         if job.status in FINAL_STATUSES:
             return
         job.cancel_requested = True
@@ -375,7 +376,7 @@ def get_job(job_id: int, url: str | None = None) -> JobView:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         return JobView.of(job)
 
 

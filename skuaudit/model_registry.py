@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -72,13 +73,13 @@ def register_model_version(
 
     folder = Path(path)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: model folder not found; it cannot be registered")
+        raise UserError(f"{folder}: model folder not found; it cannot be registered")
     name = name or folder.name
     if name == DEFAULT_MODEL_NAME:
-        raise ValueError(f"{name!r} names the shipped default model; choose another version name")
+        raise UserError(f"{name!r} names the shipped default model; choose another version name")
     with session_scope(url) as s:
         if s.scalar(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name)) is not None:
-            raise ValueError(f"a model version named {name!r} already exists")
+            raise UserError(f"a model version named {name!r} already exists")
         version = m.ModelVersion(
             name=name,
             path=str(folder.resolve()),
@@ -100,9 +101,9 @@ def activate_model_version(version_id: int, url: str | None = None) -> None:
     with session_scope(url) as s:
         version = s.get(m.ModelVersion, version_id)
         if version is None or version.kind != "detector":
-            raise ValueError(f"model version {version_id} does not exist")
+            raise UserError(f"model version {version_id} does not exist")
         if not Path(version.path).is_dir():
-            raise ValueError(
+            raise UserError(
                 f"model version {version.name!r}: folder {version.path} is missing; it cannot be activated"
             )
         s.execute(
@@ -124,7 +125,7 @@ def use_default_model(url: str | None = None) -> Path:
     """
     default_dir = get_settings().default_model_dir
     if not default_dir.is_dir():
-        raise ValueError(
+        raise UserError(
             f"the shipped default model folder {default_dir} is missing; keep a trained version "
             "active or set SKUAUDIT_MODEL_DIR"
         )

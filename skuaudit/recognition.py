@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from skuaudit.config import get_settings
 from skuaudit.detections import PRODUCT, Detections
+from skuaudit.errors import UserError
 from skuaudit.images import ImageError, crop_xyxy, encode_png, load_image_bytes
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
@@ -257,20 +258,20 @@ def validate_reference(image_bgr: np.ndarray) -> np.ndarray:
     """
     image_bgr = np.asarray(image_bgr)
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"a reference image must be a colour image, got shape {image_bgr.shape}")
+        raise UserError(f"a reference image must be a colour image, got shape {image_bgr.shape}")
     h, w = image_bgr.shape[:2]
     if min(h, w) < MIN_REFERENCE_SIDE_PX:
-        raise ValueError(
+        raise UserError(
             f"the reference image is {w}x{h} pixels; crops need at least "
             f"{MIN_REFERENCE_SIDE_PX} pixels on each side"
         )
     if max(h, w) / min(h, w) > MAX_REFERENCE_ASPECT:
-        raise ValueError(
+        raise UserError(
             f"the reference image is {w}x{h} pixels: too elongated for one product facing"
         )
     contrast = float(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).std())
     if contrast < MIN_REFERENCE_CONTRAST:
-        raise ValueError(
+        raise UserError(
             "the reference image is blank (almost one uniform colour): it is not a product; "
             "upload a crop that shows the pack"
         )
@@ -322,7 +323,7 @@ def enrol_reference(
         embedding_model = recognizer.name
     with session_scope(url) as s:
         if s.get(m.Brand, int(brand_id)) is None:
-            raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")
+            raise UserError(f"brand {brand_id} does not exist (was it deleted?)")
         ref = m.ReferenceImage(
             brand_id=int(brand_id),
             image_png=encode_png(image_bgr),
@@ -345,7 +346,7 @@ def detection_crop(detection_id: int, url: str | None = None) -> np.ndarray:
     with session_scope(url) as s:
         det = s.get(m.Detection, int(detection_id))
         if det is None:
-            raise ValueError(f"detection {detection_id} does not exist")
+            raise UserError(f"detection {detection_id} does not exist")
         jpeg = s.scalar(
             sa.select(m.AuditImage.image_jpeg).where(
                 m.AuditImage.audit_id == det.audit_id, m.AuditImage.image_index == det.image_index
@@ -353,11 +354,11 @@ def detection_crop(detection_id: int, url: str | None = None) -> np.ndarray:
         )
         box = np.array([det.x1, det.y1, det.x2, det.y2], dtype=np.float32)
     if jpeg is None:
-        raise ValueError(f"audit of detection {detection_id} has no stored image to crop from")
+        raise UserError(f"audit of detection {detection_id} has no stored image to crop from")
     try:
         image = load_image_bytes(jpeg, name=f"audit image of detection {detection_id}")
     except ImageError as exc:
-        raise ValueError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     return crop_xyxy(image, box)
 
 

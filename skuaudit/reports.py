@@ -39,6 +39,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import DatabaseError, get_engine
 
@@ -201,7 +202,7 @@ def _frame(conn: Connection, stmt: sa.Select, columns: Sequence[str]) -> pd.Data
 def check_date_range(start: date, end: date) -> None:
     """Raise a ValueError a person can act on when ``start`` is after ``end``."""
     if start > end:
-        raise ValueError(
+        raise UserError(
             f"the start date {start.isoformat()} is after the end date {end.isoformat()}; "
             "pick a start on or before the end"
         )

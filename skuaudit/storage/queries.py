@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -29,7 +30,7 @@ def store_id_by_name(name: str, url: str | None = None) -> int:
         found = s.scalar(sa.select(m.Store.id).where(m.Store.name == name))
         if found is None:
             known = s.scalars(sa.select(m.Store.name).order_by(m.Store.name).limit(20)).all()
-            raise ValueError(f"no store named {name!r}; known stores: {', '.join(known) or 'none'}")
+            raise UserError(f"no store named {name!r}; known stores: {', '.join(known) or 'none'}")
         return found
 
 

@@ -4,7 +4,7 @@ One Streamlit server (loopback only, temporary demo database) and one headless C
 whole module. The test STARTs the stream 20 times; every START must stream (the server's
 processed-frame counter keeps rising), the smoothed facings must match the generator's truth, and
 "Save audit" must store them. It also fails on streamlit-webrtc's "not rendered ... resetting stale
-state" log line, one of the two races ``skuaudit.live.install_webrtc_fixes`` removes.
+state" log line, one of the two races ``skuaudit.compat.install_webrtc_fixes`` removes.
 
 ``SKUAUDIT_E2E_WITHOUT_WEBRTC_FIXES=1`` runs the server without those fixes, to measure the races:
 the test then lists every START that did not stream.
@@ -52,8 +52,8 @@ if CHROMIUM is None:
 LAUNCH = """
 import logging, os, sys
 if os.environ.get("SKUAUDIT_E2E_WITHOUT_WEBRTC_FIXES") == "1":
-    import skuaudit.live
-    skuaudit.live.install_webrtc_fixes = lambda: None
+    import skuaudit.compat
+    skuaudit.compat.install_webrtc_fixes = lambda: None
 handler = logging.StreamHandler()
 handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
 webrtc_log = logging.getLogger("streamlit_webrtc")

@@ -24,7 +24,6 @@ def page(demo_db_url):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "analyst"
     at.session_state["analyst_user"] = "ana"
-    at.run()
     return at.switch_page("pages/catalogue.py").run()
 
 
@@ -37,6 +36,7 @@ def _scalar(url, query):
         return s.scalar(query)
 
 
+@pytest.mark.expected_errors("already exists")
 def test_add_brand_and_refuse_duplicate(page, demo_db_url):
     assert not page.exception, page.exception
     page.text_input(key="new_brand_name").input("Oakly")
@@ -58,6 +58,7 @@ def test_edit_brand(page, demo_db_url):
     assert _brand(demo_db_url, brand_id)[1] == "New Owner"
 
 
+@pytest.mark.expected_errors("not a product")
 def test_upload_references_good_and_blank(page, demo_db_url):
     count = sa.select(sa.func.count()).select_from(m.ReferenceImage)
     before = _scalar(demo_db_url, count)
@@ -140,6 +141,7 @@ def test_planogram_validation_writes_nothing(demo_db_url, value, message):
     )
 
 
+@pytest.mark.expected_errors("already exists")
 def test_add_store_and_refuse_duplicate(page, demo_db_url):
     page.text_input(key="new_store_name").input("Corner Shop")
     _submit(page, "Add store")
@@ -181,6 +183,7 @@ def test_new_brand_and_store_show_at_once(page):
     assert "Walk Store" in page.selectbox(key="plan_store").options
 
 
+@pytest.mark.expected_errors("needs a name")
 def test_rename_then_save_again_edits_the_chosen_brand(page, demo_db_url):
     page.text_input(key="new_brand_name").input("Walkbrand")
     _submit(page, "Add brand")

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from skuaudit import jobs
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -22,7 +24,6 @@ def _lab(monkeypatch, tmp_path) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["role"] = "analyst"
     at.session_state["analyst_user"] = "ana"
-    at.run()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     return at
@@ -72,11 +73,12 @@ def test_start_a_fine_tuning_job_from_the_active_model(db_url, monkeypatch, tmp_
     assert jobs.TrainParams(**job.params).peak_learning_rate == jobs.FINE_TUNE_LEARNING_RATE
 
 
+@pytest.mark.expected_errors("Starting the job failed: no GPU")
 def test_bad_settings_show_an_error(db_url, monkeypatch, tmp_path):
     at = _lab(monkeypatch, tmp_path)
     at.selectbox(key="train_size").set_value(128)
     monkeypatch.setattr(
-        jobs.TrainParams, "__post_init__", lambda self: (_ for _ in ()).throw(ValueError("no GPU"))
+        jobs.TrainParams, "__post_init__", lambda self: (_ for _ in ()).throw(UserError("no GPU"))
     )
     at.button[1].click().run()
     assert not at.exception
@@ -293,6 +295,7 @@ def test_evaluate_on_an_uploaded_datasets_validation_photos(db_url, monkeypatch,
     assert shown["AP50"] > 0.5  # the shipped model on generated shelves (products and gaps)
 
 
+@pytest.mark.expected_errors("unknown class 0")
 def test_add_a_dataset_with_a_class_map(db_url, monkeypatch, tmp_path):
     """A YOLO zip whose class 0 is not named needs a class map: refused without one (the page
     says how to give it), added with it, and then offered for training and evaluation."""

@@ -53,6 +53,7 @@ def _audits(url) -> list[m.Audit]:
         return s.scalars(sa.select(m.Audit).where(m.Audit.is_demo.is_(False))).all()
 
 
+@pytest.mark.expected_errors("notes.jpg: not a readable image")
 def test_upload_review_and_save(page, shelf, demo_db_url):
     assert not page.exception
     # A photo's limit, not the server's (which takes dataset zips): refused in the browser.
@@ -94,6 +95,7 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     assert len(_audits(demo_db_url)) == 1
 
 
+@pytest.mark.expected_errors("Nothing was saved")
 def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     blank = encode_png(np.full((240, 320, 3), 200, np.uint8))
     page.file_uploader(key="photo_uploads").set_value(("wall.png", blank, "image/png")).run()
@@ -105,6 +107,7 @@ def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     assert len(_audits(demo_db_url)) == 1
 
 
+@pytest.mark.expected_errors("is too small to show a shelf")
 def test_tiny_image_is_refused_not_audited(page):
     dot = encode_png(np.full((1, 1, 3), 200, np.uint8))
     page.file_uploader(key="photo_uploads").set_value(("dot.png", dot, "image/png")).run()
@@ -121,6 +124,7 @@ def test_camera_photo_is_analysed(page):
     assert any("No products or gaps were found" in w.value for w in page.warning)
 
 
+@pytest.mark.expected_errors("model folder not found")
 def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypatch, tmp_path):
     st.cache_resource.clear()
     monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "no_model"))
