@@ -129,7 +129,8 @@ def combine(analyses: Sequence[ImageAnalysis]) -> Detections:
 
 
 def _store_context(s, store_id: int) -> tuple[dict[int, str], dict[int, int]]:
-    if s.get(m.Store, int(store_id)) is None:
+    store = s.get(m.Store, int(store_id))
+    if store is None or store.deleted_at is not None:
         raise UserError(f"store {store_id} does not exist (was it deleted?)")
     names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
     planogram = dict(
@@ -542,9 +543,11 @@ def cli_main(argv: list[str]) -> int:
 
     from skuaudit.detector import ModelLoadError
     from skuaudit.recognition import Gallery, RecognitionModelError, Recognizer
+    from skuaudit.storage.db import check_schema
     from skuaudit.storage.queries import store_id_by_name
 
     try:
+        check_schema(args.db_url)  # a new database: says to run 'skuaudit db upgrade'
         store_id = store_id_by_name(args.store, args.db_url)
         images = [load_image_file(p) for p in args.photos]
         detector = load_detector(args.model, args.db_url)

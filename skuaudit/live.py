@@ -723,7 +723,9 @@ def pipeline_version(url: str | None = None) -> str:
     changed = [p.stat().st_mtime_ns for p in sorted(model_dir.glob("*")) if p.is_file()]
     with session_scope(url) as s:
         brands = s.execute(
-            sa.select(m.Brand.id, m.Brand.name, m.Brand.color_hex).order_by(m.Brand.id)
+            sa.select(m.Brand.id, m.Brand.name, m.Brand.color_hex, m.Brand.deleted_at).order_by(
+                m.Brand.id
+            )
         ).all()
         references = tuple(
             s.execute(

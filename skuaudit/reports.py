@@ -273,9 +273,13 @@ def data_version(url: str | None = None) -> str:
 
     with _connect(url) as conn:
         newest = conn.scalar(sa.select(sa.func.max(_A.c.id)))
-        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.id)).all()
+        stores = conn.execute(
+            sa.select(_S.c.id, _S.c.name, _S.c.region, _S.c.deleted_at).order_by(_S.c.id)
+        ).all()
         brands = conn.execute(
-            sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex).order_by(_B.c.id)
+            sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex, _B.c.deleted_at).order_by(
+                _B.c.id
+            )
         ).all()
     digest = hashlib.sha1(repr((stores, brands)).encode()).hexdigest()[:16]
     return f"{newest}:{digest}"
@@ -293,14 +297,24 @@ def audit_date_range(url: str | None = None) -> tuple[date, date] | None:
 
 
 def scopes(url: str | None = None) -> list[Scope]:
-    """The store choices a dashboard offers: all stores, each region, each store."""
+    """The store choices a dashboard offers: all stores, each region, each store (a deleted
+    store too, marked so: its audits are history the dashboards still show)."""
     with _connect(url) as conn:
-        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.name)).all()
+        stores = conn.execute(
+            sa.select(_S.c.id, _S.c.name, _S.c.region, _S.c.deleted_at).order_by(_S.c.name)
+        ).all()
     regions = sorted({r.region for r in stores if r.region})
     return [
         Scope("All stores", words="any store"),
         *(Scope(f"Region: {r}", region=r, words=f"region {r}") for r in regions),
-        *(Scope(f"Store: {s.name}", store_ids=(s.id,), words=s.name) for s in stores),
+        *(
+            Scope(
+                f"Store: {s.name}" + (" (deleted)" if s.deleted_at else ""),
+                store_ids=(s.id,),
+                words=s.name,
+            )
+            for s in stores
+        ),
     ]
 
 
@@ -482,6 +496,8 @@ def _ranked_audits(
     latest (``COUNTS_ONLY_SOURCES`` left out)."""
     where = _scope_where(store_ids, region)
     where.append(_A.c.source.not_in(COUNTS_ONLY_SOURCES))
+    # A deleted store has no current shelf: its audits are history only.
+    where.append(_A.c.store_id.not_in(sa.select(_S.c.id).where(_S.c.deleted_at.is_not(None))))
     if as_of is not None:
         where.append(_A.c.created_at < datetime.combine(as_of + timedelta(days=1), time.min))
     rank = sa.func.row_number().over(
@@ -660,7 +676,7 @@ def availability_by_store(
         .group_by(latest.c.store_id, latest.c.id, latest.c.created_at)
         .subquery("per_store")
     )
-    store_where = []
+    store_where = [_S.c.deleted_at.is_(None)]
     if store_ids is not None:
         store_where.append(_S.c.id.in_(list(store_ids)))
     if region is not None:

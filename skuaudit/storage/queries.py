@@ -19,18 +19,35 @@ class StoreRow:
 
 
 def list_stores(url: str | None = None) -> list[StoreRow]:
+    """The stores of the catalogue (deleted ones left out), by name."""
     with session_scope(url) as s:
-        rows = s.execute(sa.select(m.Store.id, m.Store.name, m.Store.region).order_by(m.Store.name))
+        rows = s.execute(
+            sa.select(m.Store.id, m.Store.name, m.Store.region)
+            .where(m.Store.deleted_at.is_(None))
+            .order_by(m.Store.name)
+        )
         return [StoreRow(*r) for r in rows]
 
 
 def store_id_by_name(name: str, url: str | None = None) -> int:
-    """The id of the store called ``name``; ValueError naming the known stores otherwise."""
+    """The id of the store called ``name``; ``UserError`` naming the known stores and how to add
+    one otherwise."""
     with session_scope(url) as s:
-        found = s.scalar(sa.select(m.Store.id).where(m.Store.name == name))
+        found = s.scalar(
+            sa.select(m.Store.id).where(m.Store.name == name, m.Store.deleted_at.is_(None))
+        )
         if found is None:
-            known = s.scalars(sa.select(m.Store.name).order_by(m.Store.name).limit(20)).all()
-            raise UserError(f"no store named {name!r}; known stores: {', '.join(known) or 'none'}")
+            known = s.scalars(
+                sa.select(m.Store.name)
+                .where(m.Store.deleted_at.is_(None))
+                .order_by(m.Store.name)
+                .limit(20)
+            ).all()
+            raise UserError(
+                f"no store named {name!r}; known stores: {', '.join(known) or 'none'}. Add it "
+                f"with: skuaudit catalogue add-store {name!r} --region REGION (or import a "
+                "stores CSV: skuaudit catalogue import stores FILE)"
+            )
         return found
 
 
@@ -45,7 +62,8 @@ class BrandRow:
 
 
 def list_brands(url: str | None = None) -> list[BrandRow]:
-    """Every brand with its number of reference images, by name."""
+    """Every brand of the catalogue (deleted ones left out) with its number of reference images,
+    by name."""
     with session_scope(url) as s:
         refs = (
             sa.select(m.ReferenceImage.brand_id, sa.func.count().label("n"))
@@ -62,13 +80,14 @@ def list_brands(url: str | None = None) -> list[BrandRow]:
                 sa.func.coalesce(refs.c.n, 0),
             )
             .outerjoin(refs, refs.c.brand_id == m.Brand.id)
+            .where(m.Brand.deleted_at.is_(None))
             .order_by(m.Brand.name)
         )
         return [BrandRow(*r) for r in rows]
 
 
 def brand_names(url: str | None = None) -> dict[int, str]:
-    """Brand id -> name."""
+    """Brand id -> name, deleted brands included (past audits name them)."""
     with session_scope(url) as s:
         return dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
 
