@@ -277,6 +277,7 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path) -> Path:
         out_dir,
         {"format": "tfjs", "execute": "executeAsync", "inputs": inputs, "outputs": outputs},
     )
+    (out_dir / "README.txt").write_text(TFJS_HOSTING)
     return out_dir
 
 
@@ -428,6 +429,81 @@ def lab_export_dir(version_name: str, fmt: str, *, int8: bool = False) -> Path:
 
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", version_name).strip("-.") or "model"
     return get_settings().models_dir / "exports" / f"{stem}-{fmt}{'-int8' if int8 else ''}"
+
+
+TFJS_HOSTING = """\
+This folder is a TensorFlow.js graph model of a skuaudit detector.
+
+Host it: copy the whole folder (model.json, the group1-shard*.bin weight files and the .json
+files beside them) to any static web server, e.g. an nginx or Caddy location, a bucket with
+public web access, or `python3 -m http.server` for a test. Serve it over HTTPS; a page on
+another origin also needs CORS (Access-Control-Allow-Origin) on these files. The shards are
+4 MiB each, so browsers cache them.
+
+Run it (TensorFlow.js 4.x, wasm or webgl backend):
+
+    const model = await tf.loadGraphModel("https://YOUR-HOST/PATH/model.json");
+    const outputs = await model.executeAsync(input);   // the graph holds NMS: executeAsync
+
+`input` is a float32 tensor (1, S, S, 3) of RGB 0..255 resized to S = export.json's
+image_size. export.json names the input and output tensors, the class names and the counting
+rules (per-class score thresholds, nested boxes) that skuaudit applies after the graph.
+"""
+
+
+def folder_size_bytes(folder: str | Path) -> int:
+    """Bytes of every file under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def human_size(size_bytes: int) -> str:
+    """``"4.2 MB"``-style size (powers of 1024).
+
+    Example:
+        >>> human_size(5_300_000), human_size(900)
+        ('5.1 MB', '900 bytes')
+    """
+    if size_bytes < 1024:
+        return f"{size_bytes} bytes"
+    size = float(size_bytes)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def zip_folder(folder: str | Path) -> bytes:
+    """A zip of ``folder``: every file, under a top folder of the same name (what a person
+    unzips is one folder, not loose files)."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(folder.name) / path.relative_to(folder))
+    return buffer.getvalue()
+
+
+def lab_exports(version_name: str) -> list[dict]:
+    """The Model lab's exports of a model version that exist: ``format`` (e.g. ``"tflite
+    int8"``), ``path``, ``size_bytes``; in ``FORMATS`` order."""
+    found = []
+    for fmt in FORMATS:
+        for int8 in (False, True) if fmt == "tflite" else (False,):
+            path = lab_export_dir(version_name, fmt, int8=int8)
+            if (path / EXPORT_INFO_FILE).is_file():
+                found.append(
+                    {
+                        "format": f"{fmt}{' int8' if int8 else ''}",
+                        "path": path,
+                        "size_bytes": folder_size_bytes(path),
+                    }
+                )
+    return found
 
 
 def run_tfjs_in_node(
