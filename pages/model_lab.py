@@ -37,7 +37,8 @@ with tab_train:
     upload_round = st.session_state.setdefault("upload_round", 0)
     with st.form(f"upload_dataset_{upload_round}"):
         upload = st.file_uploader(
-            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)",
+            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO; up to "
+            f"{get_settings().max_dataset_mb:,} MB)",
             type=["zip"],
             key=f"upload_dataset_zip_{upload_round}",
             max_upload_size=get_settings().max_dataset_mb,

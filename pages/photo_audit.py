@@ -31,7 +31,8 @@ if ctx.store_id is None:
     st.stop()
 
 uploads = st.file_uploader(
-    "Shelf photos",
+    # The limit is in the label: an oversize file is otherwise shown only as a red icon.
+    f"Shelf photos (JPEG, PNG or WebP, up to {get_settings().max_upload_mb} MB each)",
     type=list(UPLOAD_TYPES),
     accept_multiple_files=True,
     key="photo_uploads",
@@ -54,6 +55,15 @@ detector, recognizer = models
 
 batch_key = hashlib.sha1(b"".join(hashlib.sha1(data).digest() for _, data in files)).hexdigest()
 if st.session_state.get("photo_batch_key") != batch_key:
+    # Before analysing: a blurred, dark or steep photo is better taken again.
+    warnings = audit.upload_quality(files)
+    if warnings and st.session_state.get("photo_quality_accepted") != batch_key:
+        for name, problems in warnings.items():
+            st.warning(f"{name}: " + "; ".join(problems) + ".")
+        st.caption("Take the photo again, or analyse it as it is.")
+        st.button("Analyse anyway", key="photo_analyse_anyway", on_click=st.session_state.update,
+                  kwargs={"photo_quality_accepted": batch_key})
+        st.stop()
     with st.spinner("Finding products, gaps and brands…"):
         gallery = Gallery.from_database(recognizer=recognizer)
         st.session_state["photo_batch"] = audit.analyse_uploads(files, detector, recognizer, gallery)
@@ -75,19 +85,22 @@ names = {b.id: b.name for b in brands}
 colours = {b.id: b.color_hex for b in brands}
 
 st.subheader("Brands found")
-st.caption("Correct a brand by choosing another one in the table; boxes are numbered as in the table.")
+st.caption("Correct a brand by choosing another one in the table. Boxes are numbered in shelf "
+           "order (top row first, left to right), as in the table.")
 found = audit.detections_table(batch.analyses, names)
 edited = st.data_editor(
     found,
     # "corrected" is left out: the editor shows its input, so it could not tick an edit made here.
-    column_order=["image", "detection", "row", "brand", "score"],
+    column_order=[*(["image"] if len(batch.analyses) > 1 else []), "box", "row", "brand", "score"],
     column_config={
+        "image": st.column_config.NumberColumn("photo"),
+        "row": st.column_config.NumberColumn("shelf row", help="1 = the top shelf"),
         "brand": st.column_config.SelectboxColumn(
             "brand", options=[*sorted(names.values()), UNKNOWN_NAME], required=True
         ),
-        "score": st.column_config.NumberColumn("brand score", format="%.3f"),
+        "score": st.column_config.NumberColumn("brand score", format="%.2f"),
     },
-    disabled=["image", "detection", "row", "score"],
+    disabled=["image", "box", "row", "score"],
     hide_index=True,
     key=f"photo_table_{batch_key[:12]}",
 )
@@ -101,18 +114,23 @@ with ui.user_errors("Applying the corrections"):
 columns = st.columns(min(len(analyses), 2))
 for i, analysis in enumerate(analyses):
     drawn = cv2.cvtColor(audit.draw_analysis(analysis, colours), cv2.COLOR_BGR2RGB)
-    columns[i % len(columns)].image(drawn, caption=f"{i}: {batch.names[i]}")
+    columns[i % len(columns)].image(drawn, caption=f"photo {i}: {batch.names[i]}")
 
 metrics = audit.metrics_for_store(analyses, ctx.store_id)
 left, middle, right = st.columns(3)
 left.metric("Product facings", metrics.product_count)
-middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.0%} of shelf width",
+middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.1%} of shelf width",
               delta_color="off", delta_arrow="off")  # a share, not a change: no arrow
 right.metric("Planogram compliance",
-             "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.0%}")
-percent = {"format": "percent"}
+             "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.1%}")
+# One percentage format on the page (one decimal), and a blank target where there is none.
+percent = {"format": "%.1f%%"}
+by_brand = pd.DataFrame(metrics.to_records())
+if len(by_brand):
+    by_brand[["share_facings", "share_linear"]] *= 100
+    by_brand["expected_facings"] = pd.to_numeric(by_brand["expected_facings"], errors="coerce")
 st.dataframe(
-    pd.DataFrame(metrics.to_records()),
+    by_brand,
     hide_index=True,
     column_order=["name", "facings", "share_facings", "share_linear", "linear_rows",
                   "expected_facings", "is_stockout", "below_target"],
@@ -123,7 +141,7 @@ st.dataframe(
         "linear_rows": st.column_config.NumberColumn(
             "width (shelf rows)", format="%.2f", help="Summed widths; 1.00 = one full shelf row"
         ),
-        "expected_facings": st.column_config.NumberColumn("target"),
+        "expected_facings": st.column_config.NumberColumn("target", format="%d"),
         "is_stockout": st.column_config.CheckboxColumn("stockout"),
         "below_target": st.column_config.CheckboxColumn("below target"),
     },

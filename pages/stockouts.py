@@ -65,7 +65,7 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_actions_table",
         )
-        st.download_button("Download the action list (CSV)", action_list.to_csv(index=False),
+        st.download_button("Download the action list (CSV)", reports.for_csv(action_list),
                            file_name="stockouts_to_act_on.csv", mime="text/csv",
                            key="so_actions_csv")
 
@@ -74,14 +74,14 @@ with ui.user_errors("Loading the stockouts"):
         worst = audited.head(CHART_STORES)
         st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
         st.download_button(f"Download availability of these {len(worst)} stores (CSV)",
-                           worst.to_csv(index=False),
+                           reports.for_csv(worst),
                            file_name="availability_worst_stores.csv", mime="text/csv",
                            key="so_availability_csv")
     with right:
         gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
         st.download_button(f"Download gap share of these {len(gaps)} stores (CSV)",
-                           gaps.to_csv(index=False),
+                           reports.for_csv(gaps),
                            file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
 
     st.subheader("Stores by on-shelf availability, lowest first")
@@ -107,7 +107,7 @@ with ui.user_errors("Loading the stockouts"):
             f"No photo or live audit on or before {as_of:%d %b %Y}: {', '.join(never)}. "
             "(Offline-page audits count facings without brands, so they are not ranked.)"
         )
-    st.download_button("Download the store ranking (CSV)", stores.to_csv(index=False),
+    st.download_button("Download the store ranking (CSV)", reports.for_csv(stores),
                        file_name="stores_by_availability.csv", mime="text/csv",
                        key="so_stores_csv")
 
@@ -125,6 +125,6 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_compliance_table",
         )
-        st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
+        st.download_button("Download compliance per brand (CSV)", reports.for_csv(compliance),
                            file_name="planogram_compliance.csv", mime="text/csv",
                            key="so_compliance_csv")

@@ -452,12 +452,24 @@ def add_dataset_archive(
                 f"is of that class; leave out {entries}"
             )
         fmt = detect_format(root) if dataset_format == "auto" else dataset_format
-    except (DatasetError, ValueError):
+    except (DatasetError, ValueError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise
+        raise DatasetError(as_uploaded(str(exc), folder, name)) from exc
+    dataset.problems[:] = [as_uploaded(p, folder, name) for p in dataset.problems]
     info = {"format": fmt, "class_map": class_map or {}}
     folder.with_name(folder.name + DATASET_INFO_SUFFIX).write_text(json.dumps(info))
     return root, dataset
+
+
+def as_uploaded(message: str, folder: Path, name: str) -> str:
+    """``message`` with the server folder an upload was extracted to replaced by the name the
+    user gave it, so a page names ``shelves.zip/labels/a.txt``, not where the file lies.
+
+    Example:
+        >>> as_uploaded("/srv/media/datasets/x-1/labels/a.txt line 3: bad", Path("/srv/media/datasets/x-1"), "x.zip")
+        'x.zip/labels/a.txt line 3: bad'
+    """
+    return message.replace(str(folder), name)
 
 
 def _dataset_root(folder: Path) -> Path:

@@ -15,7 +15,8 @@ Definitions (the same words are used on the pages, in the database and in the RE
 - **gap_share_width**: the sum of the normalised widths of all gaps / the number of rows, i.e. the
   mean fraction of a row's width that is empty shelf.
 - **stockout**: a brand with a planogram target > 0 and no facing seen.
-  **below_target**: a brand with a planogram target whose facings are fewer than the target.
+  **below_target**: a brand with a planogram target that shows at least one facing but fewer than
+  the target (none at all is a stockout, counted apart).
 - **planogram_compliance**: the mean over brands with a target > 0 of ``min(facings / target, 1)``;
   ``None`` when the store has no targets. 1.0 means every targeted brand shows at least its target.
 
@@ -55,7 +56,7 @@ class BrandRecord:
         share_linear: ``linear_rows`` / all products' ``linear_rows``, in ``[0, 1]``.
         expected_facings: the planogram target, ``None`` when the brand has none.
         is_stockout: target > 0 and no facing.
-        below_target: has a target and fewer facings than it.
+        below_target: has a target and shows at least one facing, but fewer than the target.
     """
 
     brand_id: int | None
@@ -298,5 +299,5 @@ def _record(
         share_linear=float(linear_rows / product_rows) if product_rows > 0 else 0.0,
         expected_facings=None if target is None else int(target),
         is_stockout=target is not None and target > 0 and facings == 0,
-        below_target=target is not None and facings < target,
+        below_target=target is not None and 0 < facings < target,
     )

@@ -787,3 +787,79 @@ def planogram_compliance(
     )
     with _connect(url) as conn:
         return _frame(conn, stmt, COMPLIANCE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- CSV downloads
+
+# Headers of the dashboards' CSV downloads, by report column; shares and rates become percent.
+CSV_HEADERS: dict[str, str] = {
+    "week_start": "week starting",
+    "store": "store",
+    "region": "region",
+    "brand": "brand",
+    "manufacturer": "manufacturer",
+    "is_own": "brand type",
+    "group": "group",
+    "status": "status",
+    "rank": "rank",
+    "created_at": "audited at",
+    "audited_at": "latest audit",
+    "user_name": "merchandiser",
+    "source": "source",
+    "product_count": "all product facings",
+    "facings": "facings",
+    "expected_facings": "target facings",
+    "linear_px": "width (px)",
+    "share_facings": "share by facings (%)",
+    "share_linear": "share by width (%)",
+    "audits": "audits",
+    "images": "images",
+    "since": "since",
+    "audits_in_row": "audits in a row",
+    "targeted_brands": "brands with a target",
+    "brands_on_shelf": "targeted brands on the shelf",
+    "availability": "on-shelf availability (%)",
+    "planogram_compliance": "planogram compliance (%)",
+    "compliance": "planogram compliance (%)",
+    "stockouts": "stockouts",
+    "below_target": "below target",
+    "gap_count": "gaps",
+    "gap_share_width": "gap share of shelf width (%)",
+    "shelf_width_px": "shelf width (px)",
+}
+_PERCENT = {
+    "share_facings",
+    "share_linear",
+    "availability",
+    "planogram_compliance",
+    "compliance",
+    "gap_share_width",
+}
+_WHOLE = {"linear_px", "shelf_width_px"}
+
+
+def for_csv(df: pd.DataFrame) -> str:
+    """A report as the CSV a person downloads: readable headers (``CSV_HEADERS``), shares in
+    percent with one decimal, pixel widths whole, times to the minute, own brands and
+    competitors in words; internal ids and colour codes left out.
+
+    Example:
+        >>> print(for_csv(pd.DataFrame({"brand_id": [3], "brand": ["Kapku"], "is_own": [True],
+        ...                             "color_hex": ["#1f77b4"], "share_facings": [0.12345]})))
+        brand,brand type,share by facings (%)
+        Kapku,own,12.3
+        <BLANKLINE>
+    """
+    keep = [c for c in df.columns if c in CSV_HEADERS]
+    out = df[keep].copy()
+    for column in keep:
+        values = out[column]
+        if column in _PERCENT:
+            out[column] = (pd.to_numeric(values, errors="coerce") * 100).round(1)
+        elif column in _WHOLE:
+            out[column] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
+        elif column == "is_own":
+            out[column] = values.map({True: "own", False: "competitor"})
+        elif pd.api.types.is_datetime64_any_dtype(values):
+            out[column] = values.dt.strftime("%Y-%m-%d %H:%M")
+    return out.rename(columns=CSV_HEADERS).to_csv(index=False, lineterminator="\n")

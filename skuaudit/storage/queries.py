@@ -92,6 +92,12 @@ def brand_names(url: str | None = None) -> dict[int, str]:
         return dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
 
 
+def brand_colours(url: str | None = None) -> dict[int, str]:
+    """Brand id -> ``#rrggbb``, deleted brands included (past audits are drawn with them)."""
+    with session_scope(url) as s:
+        return dict(s.execute(sa.select(m.Brand.id, m.Brand.color_hex)).all())
+
+
 def planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:
     """Brand id -> expected facings of one store."""
     with session_scope(url) as s:

@@ -44,7 +44,6 @@ def page(demo_db_url, shelf, monkeypatch):
     )
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "merchandiser"
-    at.run()
     return at.switch_page("pages/photo_audit.py").run()
 
 
@@ -99,6 +98,8 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
 def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     blank = encode_png(np.full((240, 320, 3), 200, np.uint8))
     page.file_uploader(key="photo_uploads").set_value(("wall.png", blank, "image/png")).run()
+    assert "wall.png: blurred" in page.warning[0].value  # a flat wall has no sharp edges
+    page.button(key="photo_analyse_anyway").click().run()
     assert any("No products or gaps were found" in w.value for w in page.warning)
     page.button(key="photo_save").click().run()
     assert "Nothing was saved" in page.error[0].value and not _audits(demo_db_url)
@@ -121,6 +122,7 @@ def test_camera_photo_is_analysed(page):
     photo = encode_jpeg(np.full((240, 320, 3), 90, np.uint8))
     page.camera_input(key="photo_camera").set_value(("shot.jpg", photo, "image/jpeg")).run()
     assert not page.exception, page.exception
+    page.button(key="photo_analyse_anyway").click().run()
     assert any("No products or gaps were found" in w.value for w in page.warning)
 
 
@@ -137,3 +139,23 @@ def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypat
     ).run()
     assert not at.exception
     assert "model folder not found" in at.error[0].value
+
+
+def test_a_blurred_photo_is_flagged_before_it_is_analysed(page, shelf, demo_db_url):
+    import cv2
+
+    blurred = encode_jpeg(cv2.GaussianBlur(shelf.image_bgr, (0, 0), 4))
+    page.file_uploader(key="photo_uploads").set_value(
+        [("blurry.jpg", blurred, "image/jpeg")]
+    ).run()
+    assert not page.exception, page.exception
+    assert page.warning[0].value.startswith("blurry.jpg: blurred (sharpness")
+    assert not page.get("data_editor")  # not analysed yet
+    page.button(key="photo_analyse_anyway").click().run()
+    assert page.get("data_editor")  # analysed as it is
+    assert not [w for w in page.warning if "blurred" in w.value]
+
+
+def test_the_limit_and_the_store_are_on_the_page(page):
+    assert "up to 25 MB each" in page.file_uploader(key="photo_uploads").label
+    assert "Store: **Central Superstore**" in " ".join(md.value for md in page.markdown)
