@@ -280,10 +280,18 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
 
     # Save while still streaming: the audit holds the smoothed counts and the snapshot frame.
     shown = _status(page)
-    page.get_by_role("button", name="Save audit").click()
+    save = page.get_by_role("button", name="Save audit for Central Superstore")
+    save.click()
     saved = page.get_by_text(re.compile(r"Audit \d+ saved"))
     saved.wait_for(timeout=60_000)
-    audit_id = int(re.search(r"Audit (\d+) saved", saved.inner_text()).group(1))
+    message = saved.inner_text()
+    audit_id = int(re.search(r"Audit (\d+) saved", message).group(1))
+    # One save per stream: the button is disabled at once, and a second click 4 s later (the
+    # walkthrough's double save) stores nothing.
+    assert save.is_disabled()
+    page.wait_for_timeout(4000)
+    save.click(force=True)
+    page.wait_for_timeout(2000)
 
     import sqlalchemy as sa
 
@@ -293,12 +301,19 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
     with session_scope(db_url) as s:
         audit = s.get(m.Audit, audit_id)
         assert audit.source == "live"
+        live_audits = s.scalar(
+            sa.select(sa.func.count()).select_from(m.Audit).where(m.Audit.source == "live")
+        )
+        assert live_audits == 1
+        # the message reports what the database holds
+        assert f": {audit.product_count} facings, {audit.gap_count} gaps" in message
         assert truth_low - tolerance <= audit.product_count <= truth_high + tolerance
         assert abs(audit.product_count - shown.facings) <= tolerance
         images = s.scalars(sa.select(m.AuditImage).where(m.AuditImage.audit_id == audit_id)).all()
         # one snapshot of the camera's 4:3 frames; WebRTC may scale them down when the CPU is busy
         assert len(images) == 1
         assert 160 <= images[0].width <= 640 and images[0].width * 3 == images[0].height * 4
+        assert f"(snapshot {images[0].width} x {images[0].height})" in message
         branded = s.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(m.BrandMetric.facings), 0)).where(
                 m.BrandMetric.audit_id == audit_id, m.BrandMetric.brand_id.is_not(None)
