@@ -175,35 +175,42 @@ def _by_name(s, model) -> dict[str, object]:
     return {row.name.lower(): row for row in s.scalars(sa.select(model))}
 
 
+def _upsert(s, model, existing: dict, name: str, wanted: dict, counts: _Counts) -> None:
+    """Add ``name`` with ``wanted``, bring a deleted one back with them, or update what differs."""
+    row = existing.get(name.lower())
+    if row is None:
+        s.add(model(name=name, **wanted))
+        counts.added += 1
+        return
+    if row.deleted_at is None and all(getattr(row, k) == v for k, v in wanted.items()):
+        counts.unchanged += 1
+        return
+    if row.deleted_at is not None:
+        counts.restored += 1
+    else:
+        counts.updated += 1
+    row.deleted_at = None
+    for key, value in wanted.items():
+        setattr(row, key, value)
+
+
+def _name(row: dict, what: str, where: str, line: int) -> str:
+    try:
+        return _clean_name(row.get("name", ""), what)
+    except UserError as exc:
+        raise UserError(f"{where} line {line}: {exc}") from None
+
+
 def _import_stores(s, rows: list[tuple[int, dict]], where: str) -> _Counts:
     counts = _Counts()
     existing = _by_name(s, m.Store)
     for line, row in rows:
-        try:
-            name = _clean_name(row.get("name", ""), "store")
-        except UserError as exc:
-            raise UserError(f"{where} line {line}: {exc}") from None
+        name = _name(row, "store", where, line)
         _first_time(counts, where, line, "store", name)
         wanted = {k: row[k] for k in ("region", "address") if k in row}
-        store = existing.get(name.lower())
-        if store is None:
-            s.add(
-                m.Store(
-                    name=name, region=wanted.get("region", ""), address=wanted.get("address", "")
-                )
-            )
-            counts.added += 1
-        elif store.deleted_at is not None:
-            store.deleted_at = None
-            for key, value in wanted.items():
-                setattr(store, key, value)
-            counts.restored += 1
-        elif any(getattr(store, k) != v for k, v in wanted.items()):
-            for key, value in wanted.items():
-                setattr(store, key, value)
-            counts.updated += 1
-        else:
-            counts.unchanged += 1
+        if name.lower() not in existing:
+            wanted = {"region": "", "address": "", **wanted}
+        _upsert(s, m.Store, existing, name, wanted, counts)
     return counts
 
 
@@ -231,10 +238,7 @@ def _import_brands(s, rows: list[tuple[int, dict]], where: str) -> _Counts:
     existing = _by_name(s, m.Brand)
     colours = [b.color_hex for b in existing.values() if b.deleted_at is None]
     for line, row in rows:
-        try:
-            name = _clean_name(row.get("name", ""), "brand")
-        except UserError as exc:
-            raise UserError(f"{where} line {line}: {exc}") from None
+        name = _name(row, "brand", where, line)
         _first_time(counts, where, line, "brand", name)
         wanted = _brand_values(row, where, line)
         brand = existing.get(name.lower())
@@ -242,19 +246,8 @@ def _import_brands(s, rows: list[tuple[int, dict]], where: str) -> _Counts:
             wanted.setdefault("color_hex", _next_colour(colours))
             colours.append(wanted["color_hex"])
         if brand is None:
-            s.add(m.Brand(name=name, **{"manufacturer": "", "is_own": False, **wanted}))
-            counts.added += 1
-        elif brand.deleted_at is not None:
-            brand.deleted_at = None
-            for key, value in wanted.items():
-                setattr(brand, key, value)
-            counts.restored += 1
-        elif any(getattr(brand, k) != v for k, v in wanted.items()):
-            for key, value in wanted.items():
-                setattr(brand, key, value)
-            counts.updated += 1
-        else:
-            counts.unchanged += 1
+            wanted = {"manufacturer": "", "is_own": False, **wanted}
+        _upsert(s, m.Brand, existing, name, wanted, counts)
     return counts
 
 

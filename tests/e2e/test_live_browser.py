@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import NamedTuple
 import pytest
 
 from skuaudit.chromium import HEADLESS_FLAGS
+from tests.e2e.conftest import streamlit_server
 
 pytestmark = pytest.mark.slow
 
@@ -65,17 +65,9 @@ main()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """``(base_url, db_url, log_path)`` of a Streamlit server on a fresh demo database."""
-    import urllib.request
-
     work = tmp_path_factory.mktemp("live_server")
     db_url = f"sqlite:///{work / 'skuaudit.db'}"
     env = {
@@ -94,53 +86,13 @@ def live_server(tmp_path_factory):
         cwd=REPO_ROOT,
         capture_output=True,
     )
-    port = _free_port()
     log_path = work / "streamlit.log"
-    log_file = open(log_path, "w")  # noqa: SIM115 - closed in the teardown below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            LAUNCH,
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", LAUNCH, "app.py", "--server.fileWatcherType", "none"]
+    command += ["--browser.gatherUsageStats", "false"]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield base_url, db_url, log_path
+        with streamlit_server(command, env, log_path, REPO_ROOT) as base_url:
+            yield base_url, db_url, log_path
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log_file.close()
         # kept for failures: the server's side of every START (worker creation, resets)
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / "live_server.log")

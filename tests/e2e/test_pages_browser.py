@@ -17,11 +17,8 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pytest
 
 from skuaudit.chromium import HEADLESS_FLAGS
 from skuaudit.navigation import PAGES, ROLES, pages_for_role, requires_login
+from tests.e2e.conftest import streamlit_server
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +39,6 @@ if CHROMIUM is None:
         "the browser tests need Debian's chromium (`make system-deps` installs it)",
         allow_module_level=True,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -77,49 +69,9 @@ def server(tmp_path_factory, tiny_detector):
     from skuaudit.model_registry import register_model_version
 
     register_model_version(tiny_detector[0], name="tiny", url=db_url)
-    port = _free_port()
-    log_path = work / "streamlit.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    command = [sys.executable, "-m", "streamlit", "run", "app.py"]
+    with streamlit_server(command, env, work / "streamlit.log", REPO_ROOT) as base_url:
         yield base_url, db_url, work / "models"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.fixture(scope="module")
