@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from skuaudit import catalogue, enrolment, ui
+from skuaudit import catalogue, catalogue_csv, enrolment, ui
 from skuaudit.config import get_settings
 from skuaudit.images import UPLOAD_TYPES
 from skuaudit.storage.queries import (
@@ -25,6 +25,8 @@ from skuaudit.storage.queries import (
     product_planogram_for_store,
     recent_audits,
 )
+
+ui.ensure_routed()
 
 THUMBNAILS_PER_ROW = 4
 
@@ -201,11 +203,22 @@ def _pick_from_audit(product: ProductRow) -> None:
     ui.show_messages("detection")
 
 
+def _delete_section(kind: str, item_id: int, name: str) -> None:
+    """What deleting a store or brand does, a confirmation, and the button."""
+    impact = (catalogue.store_deletion if kind == "store" else catalogue.brand_deletion)(item_id)
+    st.caption(impact.message())
+    sure = st.checkbox(f"Yes, delete {name}", key=f"delete_{kind}_sure_{item_id}")
+    if st.button(f"Delete {kind}", key=f"delete_{kind}_{item_id}", disabled=not sure):
+        with ui.user_errors(f"Deleting the {kind}"):
+            delete = catalogue.delete_store if kind == "store" else catalogue.delete_brand
+            ui.rerun_with_messages(f"delete_{kind}", delete(item_id).message(done=True))
+
+
 st.title("Catalogue")
 ui.require_analyst()
 ctx = ui.context()
-brands_tab, products_tab, references_tab, planogram_tab, stores_tab = st.tabs(
-    ["Brands", "Products", "Reference images", "Planogram", "Stores"]
+brands_tab, products_tab, references_tab, planogram_tab, stores_tab, files_tab = st.tabs(
+    ["Brands", "Products", "Reference images", "Planogram", "Stores", "Import / export (CSV)"]
 )
 brands = list_brands()
 brand_names = {b.id: b.name for b in brands}
@@ -237,12 +250,20 @@ with brands_tab:
         name = st.text_input("Name", key="new_brand_name")
         manufacturer = st.text_input("Manufacturer", key="new_brand_manufacturer")
         is_own = st.checkbox("Our own brand", key="new_brand_own")
-        colour = st.color_picker("Colour", "#1f77b4", key="new_brand_colour")
+        default_colour = catalogue.next_brand_colour()
+        colour = st.color_picker(
+            "Colour",
+            default_colour,
+            # keyed by the default: after a brand is added, the form offers the next colour
+            key=f"new_brand_colour_{default_colour}",
+            help="A colour no other brand has, from the palette; pick another if you like",
+        )
         if st.form_submit_button("Add brand"):
             with ui.user_errors("Adding the brand"):
                 catalogue.add_brand(name, manufacturer, is_own, colour)
                 ui.rerun_with_messages("add_brand", f"Brand {name.strip()} added.")
     ui.show_messages("add_brand")
+    ui.show_messages("delete_brand")
     if brands:
         st.subheader("Edit a brand")
         edited = _brand_picker("Brand", brands, "edit_brand", lambda b: b.name)
@@ -266,6 +287,8 @@ with brands_tab:
                     )
                     ui.rerun_with_messages("edit_brand", f"Brand {new_name.strip()} saved.")
         ui.show_messages("edit_brand")
+        with st.expander(f"Delete {edited.name}"):
+            _delete_section("brand", edited.id, edited.name)
 
 with products_tab:
     if not brands:
@@ -452,3 +475,57 @@ with stores_tab:
                 catalogue.add_store(store_name, region)
                 ui.rerun_with_messages("add_store", f"Store {store_name.strip()} added.")
     ui.show_messages("add_store")
+    ui.show_messages("delete_store")
+    if stores := list_stores():
+        st.subheader("Delete a store")
+        doomed = st.selectbox(
+            "Store", stores, format_func=lambda s: s.name, key="delete_store_pick"
+        )
+        _delete_section("store", doomed.id, doomed.name)
+
+with files_tab:
+    st.caption(
+        "Fill the catalogue from spreadsheets saved as CSV (comma or semicolon separated, "
+        "UTF-8): rows are matched by name, new ones added, known ones updated; a file is "
+        "checked line by line first and imported whole or not at all. Import stores and "
+        "brands before planogram targets. Samples: data/catalogue/ in the skuaudit folder."
+    )
+    ui.show_messages("csv_import")
+    import_round = st.session_state.setdefault("csv_import_round", 0)
+    for kind in catalogue_csv.KINDS:
+        st.subheader(kind.capitalize())
+        required, columns = catalogue_csv.REQUIRED[kind], catalogue_csv.COLUMNS[kind]
+        st.caption(
+            "Columns: "
+            + ", ".join(f"**{c}**" if c in required else c for c in columns)
+            + (
+                " (type: own or competitor; colour: #1f77b4, blank for a palette colour)"
+                if kind == "brands"
+                else ""
+            )
+            + (
+                " (target: expected facings, 0 removes the target; product: one of the brand's "
+                "products, blank for the brand's own target)"
+                if kind == "planogram"
+                else ""
+            )
+        )
+        left, right = st.columns([3, 1])
+        upload = left.file_uploader(
+            f"{kind}.csv",
+            type=["csv", "txt"],
+            key=f"csv_{kind}_{import_round}",
+            label_visibility="collapsed",
+        )
+        if upload is not None and left.button(f"Import {upload.name}", key=f"csv_import_{kind}"):
+            with ui.user_errors(f"Importing {upload.name}"):
+                result = catalogue_csv.import_csv(kind, upload.getvalue(), file_name=upload.name)
+                st.session_state["csv_import_round"] = import_round + 1  # empties the uploaders
+                ui.rerun_with_messages("csv_import", f"{upload.name}: {result.message()}")
+        right.download_button(
+            f"Download {kind}.csv",
+            catalogue_csv.export_csv(kind),
+            file_name=f"{kind}.csv",
+            mime="text/csv",
+            key=f"csv_export_{kind}",
+        )

@@ -5,21 +5,26 @@ from __future__ import annotations
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from skuaudit import live, ui
+from skuaudit import compat, live, ui
 from skuaudit.config import get_settings
+
+ui.ensure_routed()
+
 
 STREAMER_KEY = "live_audit"
 
 
-@st.cache_resource(show_spinner="Loading the detector and product recognition...")
-def _pipeline(db_url: str) -> live.LivePipeline:
+@st.cache_resource(show_spinner="Loading the detector and product recognition...", max_entries=2)
+def _pipeline(db_url: str, version: str) -> live.LivePipeline:
+    # NOTE: keyed on the catalogue and model version too: a new brand, product, reference image
+    # or activated model reaches the live audit at its next page run, not at a server restart.
     return live.LivePipeline.load(db_url)
 
 
 st.title("Live audit")
-live.install_webrtc_fixes()
+compat.install_webrtc_fixes()
 live.apply_network_settings()
-ctx = ui.context()
+ctx = ui.audit_header()
 db_url = get_settings().db_url
 
 try:
@@ -28,27 +33,41 @@ except ValueError as exc:
     st.error(f"WebRTC network settings: {exc}")
     st.stop()
 
-try:
-    pipeline = _pipeline(db_url)
-except (live.PipelineLoadError, *ui.USER_ERRORS) as exc:
-    st.error(f"Loading the models failed: {exc}")
+pipeline = None
+with ui.user_errors("Loading the models"):
+    version = live.pipeline_version(db_url)
+    pipeline = _pipeline(db_url, version)
+if pipeline is None:
     st.stop()
 
 if "live_processor" not in st.session_state:
     st.session_state["live_processor"] = pipeline.new_processor()
+    st.session_state["live_pipeline_version"] = version
 processor: live.LiveProcessor = st.session_state["live_processor"]
+if st.session_state.get("live_pipeline_version") != version:
+    processor.set_analyser(
+        pipeline.analyser(dense=st.session_state.get("live_dense_active", False)),
+        pipeline.brand_names,
+        pipeline.brand_colours,
+        pipeline.products,
+    )
+    st.session_state["live_pipeline_version"] = version
+
+
+def _new_audit() -> None:
+    # Counts (and the saved mark) of the stream before must not leak into the next audit.
+    processor.reset()
+    st.session_state.pop("live_saved", None)
+    st.session_state.pop("live_save_error", None)
 
 
 def _on_stream_change() -> None:
-    # A new START begins a new audit: counts from an earlier stream must not leak into it.
     if st.session_state[STREAMER_KEY].state.playing:
-        processor.reset()
-        st.session_state.pop("live_saved", None)
-        st.session_state.pop("live_save_error", None)
+        _new_audit()  # a new START begins a new audit
 
 
 # NOTE: rendered on every full run, before anything that could stop the run: a run that skips it
-# makes streamlit-webrtc tear the stream down (see live.install_webrtc_fixes).
+# makes streamlit-webrtc tear the stream down (see compat.install_webrtc_fixes).
 webrtc_ctx = webrtc_streamer(
     key=STREAMER_KEY,
     mode=WebRtcMode.SENDRECV,
@@ -78,6 +97,31 @@ DENSE_HELP = (
 )
 
 
+def _save() -> None:
+    # NOTE: a button callback, run before the fragment draws: the button is then drawn disabled
+    # at once, and the messages stay in the session (the fragment reruns every second).
+    st.session_state.pop("live_saved", None)
+    st.session_state.pop("live_save_error", None)
+    if ctx.store_id is None:
+        st.session_state["live_save_error"] = "Choose a store in the sidebar first."
+        return
+    try:
+        stored = live.save_live_audit(
+            processor,
+            ctx.store_id,
+            pipeline,
+            user_name=ctx.user_name,
+            url=db_url,
+            allow_empty=st.session_state.get("live_allow_empty", False),
+        )
+    except ui.USER_ERRORS as exc:
+        st.session_state["live_save_error"] = f"Saving the audit failed: {exc}"
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback, shown with its id
+        st.session_state["live_save_error"] = ui.apology_for("Saving the audit", exc)
+    else:
+        st.session_state["live_saved"] = stored.message()
+
+
 # A fragment refreshes the figures without full reruns, which would re-render the stream.
 @st.fragment(run_every=1.0)
 def _live_results() -> None:
@@ -85,8 +129,7 @@ def _live_results() -> None:
     if dense != st.session_state.get("live_dense_active", False):
         processor.set_analyser(pipeline.analyser(dense=dense))
         st.session_state["live_dense_active"] = dense
-        st.session_state.pop("live_saved", None)
-        st.session_state.pop("live_save_error", None)
+        _new_audit()
     state = processor.snapshot()
     # The server's view of the stream: "live" only while frames can reach the processor.
     stream = "live" if webrtc_ctx.state.playing else "stopped"
@@ -112,35 +155,34 @@ def _live_results() -> None:
             border="horizontal",
         )
     nothing_found = state.frame_bgr is not None and state.products == 0 and state.gaps == 0
-    allow_empty = False
     if nothing_found:
-        allow_empty = st.checkbox(
-            "Nothing detected: save an empty shelf anyway", key="live_allow_empty"
+        st.checkbox("Nothing detected: save an empty shelf anyway", key="live_allow_empty")
+    saved = state.saved_audit_id is not None
+    st.button(
+        f"Save audit for {ctx.store_name or 'no store'}",
+        type="primary",
+        key="live_save",
+        disabled=state.frame_bgr is None or saved,
+        on_click=_save,
+        help="Saves the shown counts with a snapshot, once per stream: press 'New audit' or "
+        "STOP and START for the next shelf.",
+    )
+    if saved and (message := st.session_state.get("live_saved")):
+        st.success(message)
+        st.button(
+            "New audit",
+            key="live_new_audit",
+            on_click=_new_audit,
+            help="Start counting afresh on this stream, for the next shelf",
         )
-    # Messages are kept in the session: this fragment reruns every second and would wipe them.
-    if st.button("Save audit", type="primary", disabled=state.frame_bgr is None):
-        st.session_state.pop("live_saved", None)
-        st.session_state.pop("live_save_error", None)
-        if ctx.store_id is None:
-            st.session_state["live_save_error"] = "Choose a store in the sidebar first."
-        else:
-            try:
-                audit_id = live.save_live_audit(
-                    state,
-                    ctx.store_id,
-                    pipeline,
-                    user_name=ctx.user_name,
-                    url=db_url,
-                    allow_empty=allow_empty,
-                )
-            except ui.USER_ERRORS as exc:
-                st.session_state["live_save_error"] = f"Saving the audit failed: {exc}"
-            else:
-                st.session_state["live_saved"] = (
-                    f"Audit {audit_id} saved: {state.products} facings, {state.gaps} gaps."
-                )
-    if saved := st.session_state.get("live_saved"):
-        st.success(saved)
+    if state.frame_shape is not None and state.frame_shape[1] < live.REQUESTED_WIDTH:
+        height, width = state.frame_shape
+        st.caption(
+            f"The video reaches the server at {width} x {height}, below the "
+            f"{live.REQUESTED_WIDTH} px the page asks the camera for: the browser scales a "
+            "stream down while its CPU or the network is busy, and the snapshot keeps the "
+            "largest frames it has. For the most exact count, use Photo audit."
+        )
     if error := st.session_state.get("live_save_error"):
         st.error(error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,17 @@ from skuaudit import jobs, ui
 from skuaudit.config import get_settings
 from skuaudit.datasets.readers import parse_class_map
 from skuaudit.detector import ModelLoadError
-from skuaudit.model_registry import activate_model_version, model_choices, use_default_model
+from skuaudit.model_registry import (
+    activate_model_version,
+    activation_check,
+    headline_figures,
+    model_choices,
+    use_default_model,
+)
 from skuaudit.safezip import UnsafeArchiveError
+
+ui.ensure_routed()
+
 
 st.title("Model lab")
 ui.require_analyst()
@@ -27,7 +37,8 @@ with tab_train:
     upload_round = st.session_state.setdefault("upload_round", 0)
     with st.form(f"upload_dataset_{upload_round}"):
         upload = st.file_uploader(
-            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO)",
+            "Dataset zip (SKU-110K CSV, Pascal VOC, YOLO or COCO; up to "
+            f"{get_settings().max_dataset_mb:,} MB)",
             type=["zip"],
             key=f"upload_dataset_zip_{upload_round}",
             max_upload_size=get_settings().max_dataset_mb,
@@ -85,8 +96,8 @@ with tab_train:
             "from random weights. A data set that labels only products leaves the gap class's loss out.",
         )
         c1, c2, c3, c4 = st.columns(4)
-        steps = c1.number_input("Steps", 1, 1_000_000, 500, step=100, key="train_steps")
-        batch = c2.number_input("Batch", 1, 256, 8, key="train_batch")
+        steps = c1.number_input("Steps", *jobs.STEPS_RANGE, 500, step=100, key="train_steps")
+        batch = c2.number_input("Batch", *jobs.BATCH_RANGE, 8, key="train_batch")
         alpha = c3.selectbox(
             "Width alpha",
             [0.35, 0.5, 0.75, 1.0],
@@ -101,7 +112,10 @@ with tab_train:
             help="From random weights only (a fine-tuned model keeps its own)",
         )
         synthetic = st.number_input(
-            "Generated shelves (when the dataset is generated)", 2, 100_000, 64, key="train_synth"
+            "Generated shelves (when the dataset is generated)",
+            *jobs.SYNTHETIC_IMAGES_RANGE,
+            64,
+            key="train_synth",
         )
         if st.form_submit_button("Start training", type="primary"):
             with ui.user_errors("Starting the job"):
@@ -183,23 +197,19 @@ def job_panel(listed_version_ids: set[int]) -> None:
             st.session_state["lab_job_pick"] = ids[0]
         job_id = st.selectbox("Job", ids, key="lab_job_pick")
         job = next(j for j in job_list if j.id == job_id)
-        epoch = job.history[-1].get("epoch") if job.history else None
-        eta = f", about {job.eta_s / 60:.0f} min left" if job.eta_s else ""
-        st.progress(
-            job.progress,
-            text=f"{job.status}: step {job.step} of {job.total_steps}"
-            + (f", epoch {epoch:.1f}" if epoch is not None else "")
-            + eta,
-        )
-        if job.message:
+        st.progress(job.progress, text=job.progress_text)
+        if job.message and (job.history or job.is_final):
             (st.error if job.status == "failed" else st.caption)(job.message)
         if job.history:
             st.plotly_chart(_loss_figure(job.history), width="stretch", key=f"loss_{job.id}")
-        if not job.is_final and st.button(
-            "Cancel job", key=f"cancel_{job.id}", disabled=job.cancel_requested
-        ):
-            jobs.request_cancel(job.id)
-            st.rerun(scope="fragment")
+        if not job.is_final:
+            st.button(
+                "Cancel job",
+                key=f"cancel_{job.id}",
+                disabled=job.cancel_requested,
+                on_click=jobs.request_cancel,
+                args=(job.id,),
+            )
 
 
 choices: list[dict] = []
@@ -238,13 +248,38 @@ def _evaluate_on_dataset(model_dir: str, dataset_dir: str, max_images: int, chan
     return report, examples, f"{scored} validation photos of {Path(dataset_dir).name}"
 
 
+def _name(choice: dict) -> str:
+    return "Shipped default model" if choice["id"] is None else choice["name"]
+
+
 def _label(choice: dict) -> str:
-    name = "Shipped default model" if choice["id"] is None else choice["name"]
-    return f"{name}{' (active)' if choice['in_use'] else ''}"
+    return f"{_name(choice)}{' (active)' if choice['in_use'] else ''}"
+
+
+def _go_back(previous_id: int | None, previous_name: str) -> None:
+    try:
+        if previous_id is None:
+            use_default_model()
+        else:
+            activate_model_version(previous_id)
+    except ui.USER_ERRORS as exc:
+        st.session_state["messages:lab_models"] = ((), (f"Going back failed: {exc}",))
+        return
+    st.session_state.pop("lab_previous_model", None)
+    st.session_state["messages:lab_models"] = ((f"{previous_name} is the active model again.",), ())
 
 
 with tab_models:
     ui.show_messages("lab_models")
+    previous = st.session_state.get("lab_previous_model")  # (id, label) of the model before
+    if previous is not None and not any(c["in_use"] and c["id"] == previous[0] for c in choices):
+        st.button(
+            f"Go back to {previous[1]}",
+            key="lab_go_back",
+            on_click=_go_back,
+            args=previous,
+            help="Make the model that was active before the last activation active again",
+        )
     if not choices:
         st.stop()
     if len(choices) == 1:
@@ -276,22 +311,6 @@ with tab_models:
         width="stretch",
     )
 
-    with ui.user_errors("Changing the active model"):
-        if version["in_use"]:
-            st.caption("New audits use this model.")
-        elif version["id"] is None:
-            if st.button("Use the shipped default model", type="primary", key="lab_use_default"):
-                use_default_model()
-                ui.rerun_with_messages(
-                    "lab_models",
-                    "No trained version is active now: new audits use the shipped default model.",
-                )
-        elif st.button("Activate this version", type="primary", key="lab_activate"):
-            activate_model_version(version["id"])
-            ui.rerun_with_messages(
-                "lab_models", f"{version['name']} is now the active model; new audits record it."
-            )
-
     st.subheader("Evaluate")
     eval_sources = {"Generated shelves": ""} | {p.name: str(p) for p in jobs.list_datasets()}
     eval_source = eval_sources[
@@ -308,35 +327,42 @@ with tab_models:
         n_eval = st.slider("Validation photos (at most)", 2, 200, 50, key="lab_eval_max")
     else:
         n_eval = st.slider("Generated shelves for the evaluation", 2, 50, 8, key="lab_eval_n")
-    if st.button("Evaluate", key="lab_evaluate"):
+    # Every evaluation of this session, by model folder and what it scored: the activation
+    # below compares two models only on the same photos.
+    evaluations: dict = st.session_state.setdefault("lab_evaluations", {})
+    eval_key = (eval_source, n_eval)
+
+    def _run_evaluation(model: dict) -> bool:
         try:
-            # kept for this version until the next evaluation: other buttons rerun the page
-            st.session_state["lab_evaluation"] = (
-                version["path"],
-                *(
-                    _evaluate_on_dataset(
-                        version["path"], eval_source, n_eval, Path(eval_source).stat().st_mtime
-                    )
-                    if eval_source
-                    else _evaluate(version["path"], n_eval)
-                ),
+            evaluations[(model["path"], eval_key)] = (
+                _evaluate_on_dataset(
+                    model["path"], eval_source, n_eval, Path(eval_source).stat().st_mtime
+                )
+                if eval_source
+                else _evaluate(model["path"], n_eval)
             )
         except ModelLoadError as exc:
-            st.error(f"The model cannot be loaded: {exc}")
-            st.stop()
+            st.error(f"{_name(model)} cannot be loaded: {exc}")
+            return False
         except ui.USER_ERRORS as exc:
-            st.error(f"The evaluation failed: {exc}")
-            st.stop()
-    evaluation = st.session_state.get("lab_evaluation")
-    if evaluation is not None and evaluation[0] == version["path"]:
-        _, report, examples, scored_on = evaluation
+            st.error(f"The evaluation of {_name(model)} failed: {exc}")
+            return False
+        st.session_state["lab_shown_evaluation"] = (model["path"], eval_key)
+        return True
+
+    if st.button("Evaluate", key="lab_evaluate"):
+        _run_evaluation(version)
+    shown = st.session_state.get("lab_shown_evaluation")
+    evaluation = evaluations.get(shown) if shown and shown[0] == version["path"] else None
+    if evaluation is not None:
+        report, examples, scored_on = evaluation
         st.caption(f"Scored on {scored_on}; counts at the model's own thresholds.")
-        c = st.columns(4)
+        headline = headline_figures(report)
+        columns = st.columns(len(headline) + 1)
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        c[0].metric("AP", fmt(report.ap))
-        c[1].metric("AP50", fmt(report.ap50))
-        c[2].metric(f"AR{report.max_dets}", fmt(report.ar))
-        c[3].metric("Count error (MAE)", fmt(report.count_mae))
+        for column, (label, value) in zip(columns, headline.items(), strict=False):
+            column.metric(label, fmt(value))
+        columns[-1].metric(f"AR{report.max_dets}", fmt(report.ar))
         from skuaudit.training.evaluate import pr_curve_figure
 
         st.plotly_chart(pr_curve_figure(report), width="stretch")
@@ -369,11 +395,65 @@ with tab_models:
             caption=[f"example {i + 1}" for i in range(len(examples))],
         )
 
+    st.subheader("Activate")
+    if version["in_use"]:
+        st.caption("New audits use this model.")
+    else:
+        pair = [evaluations.get((m["path"], eval_key)) for m in (version, active)]
+        if st.button(
+            "Evaluate both on these photos",
+            key="lab_evaluate_both",
+            help="The candidate and the active model, scored on the same photos chosen above",
+        ) and all(_run_evaluation(m) for m in (version, active)):
+            pair = [evaluations[(m["path"], eval_key)] for m in (version, active)]
+        check = activation_check(
+            version,
+            active,
+            pair[0][0] if pair[0] else None,
+            pair[1][0] if pair[1] else None,
+            pair[0][2] if all(pair) else None,
+        )
+        if check.evaluated:
+            st.caption(f"Champion and challenger on {check.scored_on}:")
+            names = {
+                "figure": "figure",
+                "candidate": f"{_name(version)} (candidate)",
+                "active": f"{_name(active)} (active)",
+            }
+            st.dataframe(
+                pd.DataFrame(list(check.rows)).rename(columns=names),
+                hide_index=True,
+                column_config={
+                    names[c]: st.column_config.NumberColumn(format="%.3f")
+                    for c in ("candidate", "active")
+                },
+                key="lab_compare_table",
+            )
+        for warning in check.warnings():
+            st.warning(warning)
+        confirmed = st.checkbox(
+            f"Activate {_name(version)}" + ("" if check.safe else " anyway"),
+            key=f"lab_activate_sure_{version['name']}",
+            help="New audits then use it; the model active now stays one click away",
+        )
+        label = "Use the shipped default model" if version["id"] is None else "Activate"
+        if st.button(label, type="primary", key="lab_activate", disabled=not confirmed):
+            with ui.user_errors("Changing the active model"):
+                if version["id"] is None:
+                    use_default_model()
+                else:
+                    activate_model_version(version["id"])
+                st.session_state["lab_previous_model"] = (active["id"], _name(active))
+                ui.rerun_with_messages(
+                    "lab_models",
+                    f"{_name(version)} is now the active model; new audits record it.",
+                )
+
     st.subheader("Export")
+    from skuaudit import export
+
     c1, c2 = st.columns(2)
-    export_format = c1.selectbox(
-        "Format", ["tfjs", "tflite", "savedmodel"], key="lab_export_format"
-    )
+    export_format = c1.selectbox("Format", list(export.FORMATS), key="lab_export_format")
     int8 = c2.checkbox(
         "int8 (TFLite only)", key="lab_export_int8", disabled=export_format != "tflite"
     )
@@ -384,13 +464,35 @@ with tab_models:
         help="Replaces this page's earlier export of the same "
         "version and format once the new one is written",
     ):
-        from skuaudit.export import ExportError, export_model, lab_export_dir
-
-        out = lab_export_dir(version["name"], export_format, int8=int8)
-        try:
-            with st.spinner("Exporting ..."):
-                export_model(version["path"], export_format, out, int8=int8, replace=True)
-        except (ExportError, ModelLoadError, OSError) as exc:
-            st.error(f"Export failed: {exc}")
-        else:
-            st.success(f"Exported to {out}")
+        out = export.lab_export_dir(version["name"], export_format, int8=int8)
+        with ui.user_errors("Export"), st.spinner("Exporting ..."):
+            export.export_model(version["path"], export_format, out, int8=int8, replace=True)
+            st.success(
+                f"Exported {_name(version)} as {export_format}{' int8' if int8 else ''} "
+                f"({export.human_size(export.folder_size_bytes(out))}): download it below."
+            )
+    for made in export.lab_exports(version["name"]):
+        label = made["format"]
+        left, right = st.columns([3, 2])
+        left.markdown(f"**{label}** export · {export.human_size(made['size_bytes'])}")
+        right.download_button(
+            f"Download {label} (zip)",
+            data=functools.partial(export.zip_folder, made["path"]),
+            file_name=f"{made['path'].name}.zip",
+            mime="application/zip",
+            key=f"lab_download_{made['path'].name}",
+            on_click="ignore",
+        )
+        if label == "tfjs":
+            with left.expander("How to host the TF.js model"):
+                st.code(export.TFJS_HOSTING, language="text")
+    model_size = export.folder_size_bytes(version["path"])
+    st.download_button(
+        f"Download the model folder (zip, {export.human_size(model_size)})",
+        data=functools.partial(export.zip_folder, version["path"]),
+        file_name=f"{Path(version['path']).name if version['id'] is None else version['name']}.zip",
+        mime="application/zip",
+        key="lab_download_model",
+        on_click="ignore",
+        help="The Keras model, its TFLite file, labels, config and model card",
+    )

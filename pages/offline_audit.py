@@ -18,9 +18,12 @@ from skuaudit.web import (
     save_offline_audit,
 )
 
+ui.ensure_routed()
+
+
 st.title("Offline audit")
 st.caption("The model runs on this device: no video leaves it. Only the counts are saved.")
-ctx = ui.context()
+ctx = ui.audit_header()
 
 
 @st.cache_resource(show_spinner="Preparing the model for the browser ...")
@@ -63,7 +66,10 @@ with ui.user_errors("Finding the active model"):
         if ctx.store_id is None:
             st.info("Choose a store in the sidebar to save the audit.")
         elif st.button(
-            "Save audit", type="primary", key="offline_save", disabled=saved is not None
+            f"Save audit for {ctx.store_name}",
+            type="primary",
+            key="offline_save",
+            disabled=saved is not None,
         ):
             with ui.user_errors("Saving the audit"):
                 audit_id = save_offline_audit(

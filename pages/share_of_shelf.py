@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import cv2
 import pandas as pd
 import streamlit as st
 
-from skuaudit import charts, reports, ui
+from skuaudit import audit, charts, reports, ui
 from skuaudit.config import get_settings
+from skuaudit.storage.queries import brand_colours
+
+ui.ensure_routed()
+
 
 DEFAULT_WEEKS = 12
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _drawn_snapshots(db_url: str, audit_id: int, data_version: str) -> list:
+    """The audit's stored images with its saved boxes drawn (``audit.draw_analysis``); keyed on
+    ``data_version`` too, so a brand's new colour shows."""
+    colours = brand_colours(db_url)
+    return [cv2.cvtColor(audit.draw_analysis(a, colours), cv2.COLOR_BGR2RGB)
+            for a in audit.stored_analyses(audit_id, db_url)]
 
 
 st.title("Share of shelf")
@@ -29,11 +43,12 @@ with ui.user_errors("Loading the share of shelf"):
         st.subheader("Dashboard filters")
         scope = scopes[ui.choice_input("Stores", list(scopes), key="sos_scope")]
         start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
-                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE)
+                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE,
+                              bind=ui.FILTER_BINDING)
         end = ui.latest_date_input("To", last, key="sos_end")
         measure = st.radio("Trend and heat map show", list(reports.MEASURES),
                            format_func=reports.MEASURES.get, key="sos_measure",
-                           persist_state=ui.FILTER_PERSISTENCE)
+                           persist_state=ui.FILTER_PERSISTENCE, bind=ui.FILTER_BINDING)
     try:
         reports.check_date_range(start, end)
     except ValueError as exc:
@@ -63,22 +78,22 @@ with ui.user_errors("Loading the share of shelf"):
         brand_table = shares[["brand", "manufacturer", "is_own", "color_hex", "facings",
                               "linear_px", "share_facings", "share_linear", "audits"]]
         st.plotly_chart(charts.share_bars(brand_table), key="sos_share_chart")
-        st.download_button("Download share per brand (CSV)", brand_table.to_csv(index=False),
+        st.download_button("Download share per brand (CSV)", reports.for_csv(brand_table),
                            file_name="share_of_shelf_by_brand.csv", mime="text/csv",
                            key="sos_share_csv")
     with right:
         st.plotly_chart(charts.own_vs_competitors_bars(own), key="sos_own_chart")
-        st.download_button("Download own vs competitors (CSV)", own.to_csv(index=False),
+        st.download_button("Download own vs competitors (CSV)", reports.for_csv(own),
                            file_name="own_vs_competitors.csv", mime="text/csv", key="sos_own_csv")
 
     trend = ui.cached_report("share_trend", latest_id, **filters)
     st.plotly_chart(charts.share_trend_lines(trend, measure), key="sos_trend_chart")
-    st.download_button("Download weekly trend (CSV)", trend.to_csv(index=False),
+    st.download_button("Download weekly trend (CSV)", reports.for_csv(trend),
                        file_name="share_of_shelf_trend.csv", mime="text/csv", key="sos_trend_csv")
 
     heatmap = ui.cached_report("store_brand_heatmap", latest_id, **filters)
     st.plotly_chart(charts.store_brand_heatmap(heatmap, measure), key="sos_heatmap_chart")
-    st.download_button("Download store x brand (CSV)", heatmap.to_csv(index=False),
+    st.download_button("Download store x brand (CSV)", reports.for_csv(heatmap),
                        file_name="share_of_shelf_store_brand.csv", mime="text/csv",
                        key="sos_heatmap_csv")
 
@@ -107,11 +122,11 @@ with ui.user_errors("Loading the share of shelf"):
     product_csv = ["brand", "product", "gtin", "facings", "share_of_brand", "share_facings",
                    "share_linear", "linear_px", "audits"]
     st.download_button(f"Download the products of {brand} (CSV)",
-                       reports.csv_text(mine, product_csv),
+                       reports.for_csv(mine, product_csv),
                        file_name="share_of_shelf_products_of_brand.csv", mime="text/csv",
                        key="sos_products_csv")
     st.download_button("Download share per product, all brands (CSV)",
-                       reports.csv_text(products, product_csv),
+                       reports.for_csv(products, product_csv),
                        file_name="share_of_shelf_by_product.csv", mime="text/csv",
                        key="sos_all_products_csv")
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
@@ -131,7 +146,7 @@ with ui.user_errors("Loading the share of shelf"):
         },
         key="sos_behind_table",
     )
-    st.download_button(f"Download audits behind {brand} (CSV)", behind.to_csv(index=False),
+    st.download_button(f"Download audits behind {brand} (CSV)", reports.for_csv(behind),
                        file_name="audits_behind.csv", mime="text/csv", key="sos_behind_csv")
     if not behind.empty:
         labels = {
@@ -140,9 +155,10 @@ with ui.user_errors("Loading the share of shelf"):
         }
         audit_id = labels[st.selectbox("Show the snapshot of audit", list(labels),
                                        key="sos_drill_audit")]
-        snapshots = ui.cached_report("audit_snapshots", latest_id, url=url, audit_id=audit_id)
-        if not snapshots:
+        drawn = _drawn_snapshots(url, audit_id, latest_id)
+        if not drawn:
             st.caption("This audit has no stored snapshot image.")
-        for snap in snapshots:
-            st.image(snap.image_jpeg, caption=f"image {snap.image_index + 1}: "
-                     f"{snap.width} x {snap.height} px")
+        for i, image_rgb in enumerate(drawn):
+            height, width = image_rgb.shape[:2]
+            st.image(image_rgb, caption=f"image {i + 1}: {width} x {height} px, boxes as saved "
+                     "(brand colours, unknown grey, gaps red)")

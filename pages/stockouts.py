@@ -9,6 +9,9 @@ import streamlit as st
 from skuaudit import charts, reports, ui
 from skuaudit.config import get_settings
 
+ui.ensure_routed()
+
+
 CHART_STORES = 20
 
 
@@ -63,7 +66,7 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_actions_table",
         )
-        st.download_button("Download the action list (CSV)", action_list.to_csv(index=False),
+        st.download_button("Download the action list (CSV)", reports.for_csv(action_list),
                            file_name="stockouts_to_act_on.csv", mime="text/csv",
                            key="so_actions_csv")
 
@@ -94,7 +97,7 @@ with ui.user_errors("Loading the stockouts"):
             key="so_product_actions_table",
         )
         st.download_button("Download the product action list (CSV)",
-                           reports.csv_text(product_actions, product_list_columns),
+                           reports.for_csv(product_actions, product_list_columns),
                            file_name="product_stockouts_to_act_on.csv", mime="text/csv",
                            key="so_product_actions_csv")
 
@@ -103,14 +106,14 @@ with ui.user_errors("Loading the stockouts"):
         worst = audited.head(CHART_STORES)
         st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
         st.download_button(f"Download availability of these {len(worst)} stores (CSV)",
-                           worst.to_csv(index=False),
+                           reports.for_csv(worst),
                            file_name="availability_worst_stores.csv", mime="text/csv",
                            key="so_availability_csv")
     with right:
         gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
         st.download_button(f"Download gap share of these {len(gaps)} stores (CSV)",
-                           gaps.to_csv(index=False),
+                           reports.for_csv(gaps),
                            file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
 
     st.subheader("Stores by on-shelf availability, lowest first")
@@ -136,7 +139,7 @@ with ui.user_errors("Loading the stockouts"):
             f"No photo or live audit on or before {as_of:%d %b %Y}: {', '.join(never)}. "
             "(Offline-page audits count facings without brands, so they are not ranked.)"
         )
-    st.download_button("Download the store ranking (CSV)", stores.to_csv(index=False),
+    st.download_button("Download the store ranking (CSV)", reports.for_csv(stores),
                        file_name="stores_by_availability.csv", mime="text/csv",
                        key="so_stores_csv")
 
@@ -154,7 +157,7 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_compliance_table",
         )
-        st.download_button("Download compliance per brand (CSV)", compliance.to_csv(index=False),
+        st.download_button("Download compliance per brand (CSV)", reports.for_csv(compliance),
                            file_name="planogram_compliance.csv", mime="text/csv",
                            key="so_compliance_csv")
 
@@ -175,6 +178,6 @@ with ui.user_errors("Loading the stockouts"):
             key="so_product_compliance_table",
         )
         st.download_button("Download compliance per product (CSV)",
-                           reports.csv_text(per_product, compliance_columns),
+                           reports.for_csv(per_product, compliance_columns),
                            file_name="planogram_compliance_per_product.csv", mime="text/csv",
                            key="so_product_compliance_csv")

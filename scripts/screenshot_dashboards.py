@@ -64,16 +64,6 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
         seed_demo(db_url)
-        # Serve app.py through a wrapper that starts in the "category manager" role: clicking the
-        # role in the browser would first wait for the Live audit page to load its detector
-        # (minutes on a busy 2-core machine). The wrapper sits beside app.py, since page paths
-        # resolve against the main script's folder, and is removed afterwards.
-        wrapper = REPO / ".screenshot_app.py"
-        wrapper.write_text(
-            "import runpy\nimport streamlit as st\n"
-            "st.session_state.setdefault('role', 'category manager')\n"
-            f"runpy.run_path({str(REPO / 'app.py')!r}, run_name='__main__')\n"
-        )
         port = _free_port()
         env = {**os.environ, "SKUAUDIT_DB_URL": db_url}
         server = subprocess.Popen(
@@ -82,7 +72,7 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
                 "-m",
                 "streamlit",
                 "run",
-                str(wrapper),
+                str(REPO / "app.py"),
                 "--server.headless=true",
                 "--server.address=127.0.0.1",
                 f"--server.port={port}",
@@ -99,18 +89,15 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=HEADLESS_FLAGS)
                 page = browser.new_page(viewport={"width": width_px, "height": 1000})
-                page.goto(url)
                 saved = []
                 for title, name in PAGES.items():
-                    nav = page.locator('[data-testid="stSidebarNavLink"]', has_text=title)
-                    nav.click(timeout=PAGE_TIMEOUT_MS)
+                    # Each dashboard's own address, in the category manager role (no detector
+                    # to load first, as the merchandiser's first page would).
+                    path_part = title.lower().replace(" ", "_")
+                    page.goto(f"{url}/{path_part}?role=category+manager")
                     page.get_by_role("heading", name=title).wait_for(timeout=PAGE_TIMEOUT_MS)
                     page.set_viewport_size({"width": width_px, "height": 1000})
                     page.locator(".js-plotly-plot").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-                    # The wrapper's page list names files, not titles: keep it out of the picture.
-                    hide_nav = page.add_style_tag(
-                        content="[data-testid=stSidebarNav] {display: none}"
-                    )
                     page.wait_for_timeout(2500)  # let plotly finish drawing every chart
                     # The main area scrolls inside the page: grow the window to all of it.
                     height_px = page.evaluate(
@@ -120,14 +107,12 @@ def shoot(out_dir: Path, width_px: int = 1400) -> list[Path]:
                     page.wait_for_timeout(1500)
                     path = out_dir / name
                     page.screenshot(path=str(path), full_page=True)
-                    hide_nav.evaluate("style => style.remove()")
                     _shrink_png(path)
                     saved.append(path)
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
-            wrapper.unlink(missing_ok=True)
     return saved
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from skuaudit.detections import CLASS_NAMES, Detections
+from skuaudit.errors import UserError
 from skuaudit.images import ImageError, encode_jpeg, load_image_file
 from skuaudit.metrics import (
     UNKNOWN_BRAND_ID,
@@ -51,11 +52,11 @@ class DetectorLike(Protocol):
     def detect(self, image_bgr: np.ndarray) -> Detections: ...
 
 
-class EmptyAuditError(ValueError):
+class EmptyAuditError(UserError):
     """Nothing was detected; saving needs an explicit ``allow_empty=True``."""
 
 
-class ModelUnavailableError(ValueError):
+class ModelUnavailableError(UserError):
     """The detector or the recognition model cannot be loaded; the message says which file."""
 
 
@@ -157,8 +158,9 @@ def combine(analyses: Sequence[ImageAnalysis]) -> Detections:
 
 def store_context(s, store_id: int) -> dict:
     """The catalogue and the store's targets, as ``audit_metrics`` keyword arguments."""
-    if s.get(m.Store, int(store_id)) is None:
-        raise ValueError(f"store {store_id} does not exist (was it deleted?)")
+    store = s.get(m.Store, int(store_id))
+    if store is None or store.deleted_at is not None:
+        raise UserError(f"store {store_id} does not exist (was it deleted?)")
 
     def targets(table, key):
         return dict(
@@ -291,6 +293,54 @@ def write_audit_rows(s, audit_id: int, detections: Detections, metrics: AuditMet
     )
 
 
+@dataclass(frozen=True)
+class SavedAudit:
+    """What the database holds for one audit, as a page reports it after saving.
+
+    Attributes:
+        audit_id: the audit.
+        store_name: its store.
+        product_count: product facings stored.
+        gap_count: gaps stored.
+        image_sizes: ``(width, height)`` of each stored image, in order.
+    """
+
+    audit_id: int
+    store_name: str
+    product_count: int
+    gap_count: int
+    image_sizes: tuple[tuple[int, int], ...]
+
+    def message(self) -> str:
+        """E.g. ``"Audit 12 saved for Harbour Foods: 18 facings, 2 gaps (snapshot 640 x 480)."``"""
+        sizes = ", ".join(f"{w} x {h}" for w, h in self.image_sizes)
+        kind = "snapshot" if len(self.image_sizes) == 1 else "images"
+        return (
+            f"Audit {self.audit_id} saved for {self.store_name}: {self.product_count} facings, "
+            f"{self.gap_count} gaps ({kind} {sizes})."
+        )
+
+
+def saved_audit(audit_id: int, url: str | None = None) -> SavedAudit:
+    """Read back what was stored for ``audit_id`` (``save_audit``)."""
+    with session_scope(url) as s:
+        audit = s.get(m.Audit, int(audit_id))
+        if audit is None:
+            raise UserError(f"audit {audit_id} does not exist")
+        sizes = s.execute(
+            sa.select(m.AuditImage.width, m.AuditImage.height)
+            .where(m.AuditImage.audit_id == audit.id)
+            .order_by(m.AuditImage.image_index)
+        ).all()
+        return SavedAudit(
+            audit.id,
+            audit.store.name,
+            audit.product_count,
+            audit.gap_count,
+            tuple((int(w), int(h)) for w, h in sizes),
+        )
+
+
 def _detection_rows(audit_id: int, detections: Detections, metrics: AuditMetrics) -> list[dict]:
     """Column values of the ``detections`` rows of one audit (for a bulk insert); a recognised
     product's brand is stored with it, as the metrics count it."""
@@ -374,6 +424,22 @@ def analyse_uploads(
     return UploadBatch(names, analyses, errors)
 
 
+def upload_quality(files: Sequence[tuple[str, bytes]]) -> dict[str, list[str]]:
+    """``images.photo_quality`` warnings of uploaded photos, by file name (only those with
+    warnings; files that do not decode are left to ``analyse_uploads`` to report)."""
+    from skuaudit.images import MIN_SHELF_PHOTO_SIDE, load_image_bytes, photo_quality
+
+    found = {}
+    for name, data in files:
+        try:
+            image = load_image_bytes(data, name=name, min_side=MIN_SHELF_PHOTO_SIDE)
+        except ImageError:
+            continue
+        if warnings := photo_quality(image):
+            found[name] = warnings
+    return found
+
+
 def load_detector(model_dir: str | Path | None = None, url: str | None = None):
     """The detector new audits use (``model_registry.active_model_dir`` by default).
 
@@ -416,36 +482,85 @@ GAP_BGR = (0, 0, 255)
 UNKNOWN_BGR = (160, 160, 160)
 
 
+def shelf_order(detections: Detections) -> np.ndarray:
+    """Indices of the product boxes in shelf order: top row first, then left to right.
+
+    Example:
+        >>> d = Detections([[50, 0, 60, 9], [0, 20, 9, 29], [0, 0, 9, 9], [20, 0, 30, 9]],
+        ...                class_id=[0, 0, 0, 1], data={"shelf_row": [0, 1, 0, 0]})
+        >>> shelf_order(d).tolist()
+        [2, 0, 1]
+    """
+    products = np.flatnonzero(detections.class_id == CLASS_NAMES.index("product"))
+    rows = np.asarray(detections.data.get("shelf_row", np.zeros(len(detections))))[products]
+    return products[np.lexsort((detections.xyxy[products, 0], rows))]
+
+
+def _label_colours(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white text, whichever reads better on ``colour`` (BGR)."""
+    b, g, r = colour
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
 def draw_analysis(analysis: ImageAnalysis, brand_colours: dict[int, str]) -> np.ndarray:
     """A copy of the image with product boxes in their brand's colour, unknown grey, gaps red.
 
-    Each box is labelled with its detection index (the ``detection`` column of
-    ``detections_table``) so a reviewer can find it in the table.
+    Products are numbered in shelf order (``shelf_order``, from 1: the ``box`` column of
+    ``detections_table``), each number on a tag of the box's colour with black or white text,
+    sized to the image so it reads on a phone, and moved below the box's top edge when it would
+    cover an earlier tag. This is the one drawing of an analysis: the photo review and the
+    dashboards' audit snapshots use it.
     """
     import cv2
 
     image = analysis.image_bgr.copy()
     det = analysis.detections
     brand_ids = np.asarray(det.data.get("brand_id", np.full(len(det), UNKNOWN_BRAND_ID)))
-    thickness = max(1, round(max(image.shape[:2]) / 500))
-    for i, (box, cls, brand) in enumerate(zip(det.xyxy, det.class_id, brand_ids, strict=True)):
-        if CLASS_NAMES[cls] == "gap":
-            colour = GAP_BGR
-        else:
-            colour = _bgr(brand_colours[int(brand)]) if int(brand) in brand_colours else UNKNOWN_BGR
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
+    longest = max(image.shape[:2])
+    thickness = max(1, round(longest / 500))
+    scale = max(0.45, longest / 1600)
+    text_thickness = max(1, round(scale * 1.6))
+
+    def colour_of(i: int) -> tuple[int, int, int]:
+        if CLASS_NAMES[det.class_id[i]] == "gap":
+            return GAP_BGR
+        brand = int(brand_ids[i])
+        return _bgr(brand_colours[brand]) if brand in brand_colours else UNKNOWN_BGR
+
+    boxes = det.xyxy.round().astype(int)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour_of(i), thickness)
+    placed: list[tuple[int, int, int, int]] = []
+    for number, i in enumerate(shelf_order(det), start=1):
+        text = str(number)
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
+        x1, y1, x2, y2 = boxes[i]
+        tag_w, tag_h = w + 4, h + base + 4
+        tag = None
+        for top in (y1, y2 - tag_h, y1 + tag_h, (y1 + y2 - tag_h) // 2):
+            candidate = (x1, top, x1 + tag_w, top + tag_h)
+            if not any(_overlap(candidate, other) for other in placed):
+                tag = candidate
+                break
+        tag = tag or (x1, y1, x1 + tag_w, y1 + tag_h)
+        placed.append(tag)
+        colour = colour_of(i)
+        cv2.rectangle(image, tag[:2], tag[2:], colour, -1)
         cv2.putText(
             image,
-            str(i),
-            (x1 + 2, y1 + 12 * thickness),
+            text,
+            (tag[0] + 2, tag[3] - base - 2),
             cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * thickness,
-            colour,
-            thickness,
+            scale,
+            _label_colours(colour),
+            text_thickness,
             cv2.LINE_AA,
         )
     return image
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def review_options(
@@ -472,11 +587,13 @@ def detections_table(
     brand_names: dict[int, str],
     products: dict[int, ProductInfo] | None = None,
 ):
-    """One row per facing for review: ``image, detection, row, product, brand, score, corrected``.
+    """One row per facing for review, in shelf order (image, then row, then left to right):
+    ``image, box, row, product, brand, score, detection, corrected``.
 
-    ``product`` is ``"Brand · Product"`` (a ``review_options`` key), ``"Brand · unknown
-    product"`` or ``"unknown"``; ``brand`` the brand name or ``"unknown"``; ``detection`` is the
-    index within the image.
+    ``box`` is the number drawn on the photo (``draw_analysis``), ``row`` the shelf row (1 =
+    top), ``product`` is ``"Brand · Product"`` (a ``review_options`` key), ``"Brand · unknown
+    product"`` or ``"unknown"``; ``brand`` the brand name or ``"unknown"``; ``detection`` the
+    index within the image's detections (what ``apply_review_table`` reads).
     """
     import pandas as pd
 
@@ -488,7 +605,7 @@ def detections_table(
         product_ids = det.data.get("product_id", np.full(n, UNKNOWN_PRODUCT_ID))
         scores = det.data.get("product_score", det.data.get("brand_score", np.zeros(n)))
         corrected = det.data.get("corrected", np.zeros(n, bool))
-        for i in np.flatnonzero(det.class_id == 0):
+        for number, i in enumerate(shelf_order(det), start=1):
             product = products.get(int(product_ids[i]))
             brand_id = product.brand_id if product else int(det.data["brand_id"][i])
             brand = brand_names.get(brand_id, UNKNOWN_NAME)
@@ -501,16 +618,78 @@ def detections_table(
             rows.append(
                 {
                     "image": image_index,
-                    "detection": int(i),
-                    "row": int(det.data["shelf_row"][i]),
+                    "box": number,
+                    "row": int(det.data["shelf_row"][i]) + 1,
                     "product": label,
                     "brand": brand,
                     "score": round(float(scores[i]), 3),
+                    "detection": int(i),
                     "corrected": bool(corrected[i]),
                 }
             )
-    columns = ["image", "detection", "row", "product", "brand", "score", "corrected"]
+    columns = ["image", "box", "row", "product", "brand", "score", "detection", "corrected"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def stored_analyses(audit_id: int, url: str | None = None) -> list[ImageAnalysis]:
+    """The images of a saved audit with their saved detections, one ``ImageAnalysis`` per image,
+    to draw them (``draw_analysis``) as they were saved.
+
+    Each detection carries ``brand_id``, ``product_id`` (-1: none recognised), ``brand_score``,
+    ``product_score``, ``shelf_row`` and ``detection_id`` (its ``Detection`` row id).
+    """
+    from skuaudit.images import load_image_bytes
+
+    with session_scope(url) as s:
+        images = s.execute(
+            sa.select(m.AuditImage.image_index, m.AuditImage.image_jpeg)
+            .where(m.AuditImage.audit_id == int(audit_id))
+            .order_by(m.AuditImage.image_index)
+        ).all()
+        rows = s.execute(
+            sa.select(
+                m.Detection.image_index,
+                m.Detection.x1,
+                m.Detection.y1,
+                m.Detection.x2,
+                m.Detection.y2,
+                m.Detection.score,
+                m.Detection.class_name,
+                m.Detection.brand_id,
+                m.Detection.brand_score,
+                m.Detection.product_id,
+                m.Detection.product_score,
+                m.Detection.shelf_row,
+                m.Detection.id,
+            )
+            .where(m.Detection.audit_id == int(audit_id))
+            .order_by(m.Detection.id)
+        ).all()
+    analyses = []
+    for index, jpeg in images:
+        mine = [r for r in rows if r.image_index == index]
+        det = Detections(
+            np.array([[r.x1, r.y1, r.x2, r.y2] for r in mine], dtype=np.float32).reshape(-1, 4),
+            confidence=np.array([r.score for r in mine], dtype=np.float32),
+            class_id=np.array([CLASS_NAMES.index(r.class_name) for r in mine], dtype=np.int64),
+            data={
+                "brand_id": np.array(
+                    [UNKNOWN_BRAND_ID if r.brand_id is None else r.brand_id for r in mine],
+                    dtype=np.int64,
+                ),
+                "brand_score": np.array([r.brand_score or 0.0 for r in mine], dtype=np.float32),
+                "product_id": np.array(
+                    [UNKNOWN_PRODUCT_ID if r.product_id is None else r.product_id for r in mine],
+                    dtype=np.int64,
+                ),
+                "product_score": np.array([r.product_score or 0.0 for r in mine], dtype=np.float32),
+                "shelf_row": np.array([r.shelf_row or 0 for r in mine], dtype=np.int64),
+                "detection_id": np.array([r.id for r in mine], dtype=np.int64),
+            },
+        )
+        image = load_image_bytes(jpeg, max_bytes=len(jpeg) + 1, name=f"audit {audit_id} image")
+        analyses.append(ImageAnalysis(image, det))
+    return analyses
 
 
 def apply_review_table(
@@ -520,14 +699,14 @@ def apply_review_table(
     (``options`` from ``review_options``; the ``brand`` column follows the product).
 
     Raises:
-        ValueError: a product that is not in the catalogue.
+        UserError: a product that is not in the catalogue.
     """
     wanted: dict[int, dict[int, Label]] = {}
     for image_index, index, product in zip(
         table["image"], table["detection"], table["product"], strict=True
     ):
         if product not in options:
-            raise ValueError(f"product {product!r} is not in the catalogue")
+            raise UserError(f"product {product!r} is not in the catalogue")
         wanted.setdefault(int(image_index), {})[int(index)] = options[product]
     return [correct_labels(a, wanted.get(i, {})) for i, a in enumerate(analyses)]
 
@@ -578,9 +757,11 @@ def cli_main(argv: list[str]) -> int:
 
     from skuaudit.detector import ModelLoadError
     from skuaudit.recognition import Gallery, RecognitionModelError, Recognizer
+    from skuaudit.storage.db import check_schema
     from skuaudit.storage.queries import store_id_by_name
 
     try:
+        check_schema(args.db_url)  # a new database: says to run 'skuaudit db upgrade'
         store_id = store_id_by_name(args.store, args.db_url)
         images = [load_image_file(p) for p in args.photos]
         detector = load_detector(args.model, args.db_url)

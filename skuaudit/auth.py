@@ -13,6 +13,7 @@ import sys
 import bcrypt
 import sqlalchemy as sa
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.cli import db_url_option
 from skuaudit.storage.db import DatabaseError, session_scope
@@ -28,15 +29,15 @@ def _check_username(username: str) -> str:
         or len(username) > 100
         or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
     ):
-        raise ValueError("user name must be 1-100 letters, digits, '.', '-' or '_'")
+        raise UserError("user name must be 1-100 letters, digits, '.', '-' or '_'")
     return username
 
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+        raise UserError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
     if len(password.encode()) > 72:
-        raise ValueError("password must be at most 72 bytes (bcrypt's limit)")
+        raise UserError("password must be at most 72 bytes (bcrypt's limit)")
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
@@ -44,11 +45,11 @@ def add_user(username: str, password: str, role: str = "analyst", url: str | Non
     """Create an account; ValueError if the name is taken or the password too short."""
     username = _check_username(username)
     if role not in ACCOUNT_ROLES:
-        raise ValueError(f"unknown role {role!r}; accounts can be: {', '.join(ACCOUNT_ROLES)}")
+        raise UserError(f"unknown role {role!r}; accounts can be: {', '.join(ACCOUNT_ROLES)}")
     hashed = hash_password(password)
     with session_scope(url) as s:
         if s.scalar(sa.select(m.User.id).where(m.User.username == username)) is not None:
-            raise ValueError(f"user {username!r} already exists")
+            raise UserError(f"user {username!r} already exists")
         user = m.User(username=username, password_hash=hashed, role=role)
         s.add(user)
         s.flush()

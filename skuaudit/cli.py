@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "create the schema if needed and fill an empty database with demo data",
     ),
     "db": ("skuaudit.storage.cli", "database: upgrade (migrations), check, remove-demo"),
+    "catalogue": (
+        "skuaudit.catalogue_cli",
+        "stores, brands, planogram targets: CSV import/export, add, delete",
+    ),
     "synth": (
         "skuaudit.datasets.synth",
         "render synthetic shelves with exact boxes (YOLO, COCO, SKU-110K CSV)",

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from skuaudit.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,9 +47,9 @@ def _int_env(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+        raise UserError(f"{name} must be a whole number, got {raw!r}") from exc
     if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+        raise UserError(f"{name} must be positive, got {value}")
     return value
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from skuaudit.errors import UserError
 from skuaudit.images import ImageError, crop_xyxy, encode_png, load_image_bytes
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
@@ -47,7 +48,7 @@ DUPLICATE_DISTANCE = 15.0
 DUPLICATE_SIMILARITY = 0.995
 
 
-class DuplicateReferenceError(ValueError):
+class DuplicateReferenceError(UserError):
     """The image repeats a reference already enrolled; the message names which."""
 
 
@@ -55,24 +56,24 @@ def validate_reference(image_bgr: np.ndarray) -> np.ndarray:
     """Check that a crop can serve as a product reference; returns it (shrunk to at most 256 px).
 
     Raises:
-        ValueError: too small, extremely elongated, or blank (one uniform colour).
+        UserError: too small, extremely elongated, or blank (one uniform colour).
     """
     image_bgr = np.asarray(image_bgr)
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError(f"a reference image must be a colour image, got shape {image_bgr.shape}")
+        raise UserError(f"a reference image must be a colour image, got shape {image_bgr.shape}")
     h, w = image_bgr.shape[:2]
     if min(h, w) < MIN_REFERENCE_SIDE_PX:
-        raise ValueError(
+        raise UserError(
             f"the reference image is {w}x{h} pixels; crops need at least "
             f"{MIN_REFERENCE_SIDE_PX} pixels on each side"
         )
     if max(h, w) / min(h, w) > MAX_REFERENCE_ASPECT:
-        raise ValueError(
+        raise UserError(
             f"the reference image is {w}x{h} pixels: too elongated for one product facing"
         )
     contrast = float(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY).std())
     if contrast < MIN_REFERENCE_CONTRAST:
-        raise ValueError(
+        raise UserError(
             "the reference image is blank (almost one uniform colour): it is not a product; "
             "upload a crop that shows the pack"
         )
@@ -163,7 +164,7 @@ def enrol_reference(
         ImageError: the bytes are not a usable image.
         DuplicateReferenceError: the same picture is already a reference (of this product or of
             another one, which is named).
-        ValueError: the crop is not a product (blank, tiny, elongated) or the product does not
+        UserError: the crop is not a product (blank, tiny, elongated) or the product does not
             exist.
     """
     if isinstance(image, bytes | bytearray):
@@ -176,8 +177,9 @@ def enrol_reference(
         embedding = recognizer.embed([image_bgr])[0].astype(np.float32).tobytes()
         embedding_model = recognizer.name
     with session_scope(url) as s:
-        if s.get(m.Product, int(product_id)) is None:
-            raise ValueError(f"product {product_id} does not exist (was it deleted?)")
+        product = s.get(m.Product, int(product_id))
+        if product is None or product.brand.deleted_at is not None:
+            raise UserError(f"product {product_id} does not exist (was it deleted?)")
         duplicate = _find_duplicate(s, image_bgr)
         if duplicate is not None:
             ref_id, other = duplicate
@@ -207,7 +209,7 @@ def delete_reference(reference_id: int, url: str | None = None) -> None:
     with session_scope(url) as s:
         ref = s.get(m.ReferenceImage, int(reference_id))
         if ref is None:
-            raise ValueError(f"reference image {reference_id} does not exist (was it deleted?)")
+            raise UserError(f"reference image {reference_id} does not exist (was it deleted?)")
         s.delete(ref)
 
 
@@ -215,12 +217,12 @@ def detection_crop(detection_id: int, url: str | None = None) -> np.ndarray:
     """The BGR crop of a saved detection, cut from its audit image.
 
     Raises:
-        ValueError: no such detection, or its audit kept no image.
+        UserError: no such detection, or its audit kept no image.
     """
     with session_scope(url) as s:
         det = s.get(m.Detection, int(detection_id))
         if det is None:
-            raise ValueError(f"detection {detection_id} does not exist")
+            raise UserError(f"detection {detection_id} does not exist")
         jpeg = s.scalar(
             sa.select(m.AuditImage.image_jpeg).where(
                 m.AuditImage.audit_id == det.audit_id, m.AuditImage.image_index == det.image_index
@@ -228,11 +230,11 @@ def detection_crop(detection_id: int, url: str | None = None) -> np.ndarray:
         )
         box = np.array([det.x1, det.y1, det.x2, det.y2], dtype=np.float32)
     if jpeg is None:
-        raise ValueError(f"audit of detection {detection_id} has no stored image to crop from")
+        raise UserError(f"audit of detection {detection_id} has no stored image to crop from")
     try:
         image = load_image_bytes(jpeg, name=f"audit image of detection {detection_id}")
     except ImageError as exc:
-        raise ValueError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     return crop_xyxy(image, box)
 
 
@@ -453,70 +455,45 @@ class PickerImage:
 
 
 def picker_images(audit_id: int, url: str | None = None) -> list[PickerImage]:
-    """The stored images of an audit with their product boxes numbered (``PickerImage``).
+    """The stored images of an audit with their product boxes numbered (``PickerImage``), drawn
+    as the photo review draws them (``audit.draw_analysis``: brand colours, numbers in shelf
+    order).
 
     Raises:
-        ValueError: the audit does not exist or kept no image.
+        UserError: the audit does not exist or kept no image.
     """
+    from skuaudit.audit import draw_analysis, shelf_order, stored_analyses
     from skuaudit.metrics import UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, product_label
-    from skuaudit.storage.queries import product_detections
+    from skuaudit.storage.queries import brand_colours
 
     with session_scope(url) as s:
         if s.get(m.Audit, int(audit_id)) is None:
-            raise ValueError(f"audit {audit_id} does not exist")
-        images = s.execute(
-            sa.select(m.AuditImage.image_index, m.AuditImage.image_jpeg)
-            .where(m.AuditImage.audit_id == int(audit_id))
-            .order_by(m.AuditImage.image_index)
-        ).all()
+            raise UserError(f"audit {audit_id} does not exist")
         brands = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
         products = dict(s.execute(sa.select(m.Product.id, m.Product.name)).all())
-    if not images:
-        raise ValueError(f"audit {audit_id} kept no image to pick from")
-    detections = product_detections(int(audit_id), url)
+    analyses = stored_analyses(int(audit_id), url)
+    if not analyses:
+        raise UserError(f"audit {audit_id} kept no image to pick from")
+    colours = brand_colours(url)
 
-    def label(d) -> str:
-        if d.brand_id not in brands:
+    def label(brand_id: int, product_id: int) -> str:
+        if brand_id not in brands:
             return UNKNOWN_NAME
-        return product_label(brands[d.brand_id], products.get(d.product_id, UNKNOWN_PRODUCT_NAME))
+        return product_label(brands[brand_id], products.get(product_id, UNKNOWN_PRODUCT_NAME))
 
     out = []
-    for image_index, jpeg in images:
-        image = load_image_bytes(jpeg, name=f"image {image_index} of audit {audit_id}")
-        mine = [d for d in detections if d.image_index == image_index]
+    for image_index, analysis in enumerate(analyses):
+        det = analysis.detections
+        order = shelf_order(det)
         out.append(
             PickerImage(
                 image_index,
-                draw_numbered_boxes(image, [d.xyxy for d in mine]),
-                tuple(d.id for d in mine),
-                tuple(label(d) for d in mine),
+                draw_analysis(analysis, colours),
+                tuple(int(i) for i in det.data["detection_id"][order]),
+                tuple(
+                    label(int(det.data["brand_id"][i]), int(det.data["product_id"][i]))
+                    for i in order
+                ),
             )
         )
     return out
-
-
-def draw_numbered_boxes(image_bgr: np.ndarray, boxes_xyxy) -> np.ndarray:
-    """A copy of the image with each box outlined and numbered from 1 on a dark tag, readable on
-    any pack and at any photo size."""
-    image = np.ascontiguousarray(image_bgr).copy()
-    thickness = max(1, round(max(image.shape[:2]) / 600))
-    scale = 0.35 * thickness + 0.1
-    for number, box in enumerate(boxes_xyxy, start=1):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 220, 255), thickness)
-        text = str(number)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
-        tl = (cx - tw // 2 - 2, cy - th // 2 - 2)
-        cv2.rectangle(image, tl, (cx + tw // 2 + 2, cy + th // 2 + base), (20, 20, 20), -1)
-        cv2.putText(
-            image,
-            text,
-            (cx - tw // 2, cy + th // 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            thickness,
-            cv2.LINE_AA,
-        )
-    return image

@@ -34,14 +34,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
 import tempfile
-import types
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,57 +52,10 @@ ANCHORS_FILE = "anchors.json"
 # boxes of class k are shifted by CLASS_OFFSET * k so a single NMS never compares two classes;
 # normalised boxes lie in [0, 1], so 2 keeps every class apart.
 CLASS_OFFSET = 2.0
-# modules tensorflowjs imports at load time although conversion of a SavedModel never uses them
-_TFJS_OPTIONAL_IMPORTS: tuple[str, ...] = (
-    "jax",
-    "jax.experimental",
-    "jax.experimental.jax2tf",
-    "tensorflow_decision_forests",
-)
 
 
 class ExportError(RuntimeError):
     """An export that cannot be done; the message says which file or setting to fix."""
-
-
-def import_tensorflowjs() -> types.ModuleType:
-    """Import ``tensorflowjs`` (installed with ``--no-deps``) without jax and TF Decision Forests.
-
-    tensorflowjs 4.22 imports ``jax`` and ``tensorflow_decision_forests`` at import time but the
-    SavedModel conversion uses neither. Empty stand-ins are registered only for modules that are
-    really missing and removed again once tensorflowjs has loaded, so nothing else sees them.
-    Keras is imported first so tensorflowjs binds to the real Keras 3.
-
-    Raises:
-        ExportError: tensorflowjs is not installed.
-    """
-    if "tensorflowjs.converters" in sys.modules:
-        return sys.modules["tensorflowjs"]
-    import keras  # noqa: F401
-
-    stubs = []
-    for name in _TFJS_OPTIONAL_IMPORTS:
-        if name in sys.modules:
-            continue
-        parent, _, child = name.rpartition(".")
-        if parent in stubs or importlib.util.find_spec(name) is None:
-            module = types.ModuleType(name)
-            sys.modules[name] = module
-            if parent:
-                setattr(sys.modules[parent], child, module)
-            stubs.append(name)
-    try:
-        import tensorflowjs
-        import tensorflowjs.converters  # noqa: F401
-    except ImportError as exc:
-        raise ExportError(
-            f"TensorFlow.js export needs tensorflowjs ({exc}): "
-            "pip install --no-deps tensorflowjs==4.22.0 tf-keras tensorflow-hub"
-        ) from exc
-    finally:
-        for name in stubs:
-            sys.modules.pop(name, None)
-    return tensorflowjs
 
 
 def _load(model_dir: Path):
@@ -290,46 +240,6 @@ def tfjs_io_names(model_json: dict) -> tuple[dict[str, str], dict[str, str]]:
     return inputs, outputs
 
 
-@contextmanager
-def _safe_bias_add_normalisation() -> Iterator[None]:
-    """Stop tensorflowjs 4.22 from fusing a feature-map ``Add`` into a conv as if it were a bias.
-
-    Its ``normalize_bias_add_op`` turns *every* ``Add`` after a single-use ``Conv2D`` into
-    ``BiasAdd``, without checking the other operand is a 1-D constant. In the FPN, the lateral
-    ``Conv2D + Add(upsampled level)`` then becomes a ``_FusedConv2D`` whose "bias" is a whole feature
-    map, and tfjs refuses to run it ("FusedConv2D only supports rank-1 bias"). During the
-    conversion this wraps the pass so only ``Add`` nodes with a rank-1 constant operand are rewritten.
-    """
-    from tensorflowjs.converters import normalize_bias_add
-
-    original = normalize_bias_add.normalize_bias_add_op
-
-    def checked(graph_def):
-        nodes = {node.name: node for node in graph_def.node}
-        vetoed = []
-        for node in graph_def.node:
-            if node.op in ("Add", "AddV2"):
-                other = nodes.get(node.input[1].split(":")[0].lstrip("^"))
-                rank = (
-                    len(other.attr["value"].tensor.tensor_shape.dim)
-                    if other and other.op == "Const"
-                    else None
-                )
-                if rank != 1:
-                    vetoed.append((node, node.op))
-                    node.op = "_SkuauditKeepAdd"
-        result = original(graph_def)
-        for node, op in vetoed:
-            node.op = op
-        return result
-
-    normalize_bias_add.normalize_bias_add_op = checked
-    try:
-        yield
-    finally:
-        normalize_bias_add.normalize_bias_add_op = original
-
-
 def export_tfjs(model_dir: str | Path, out_dir: str | Path) -> Path:
     """Write a TF.js graph model (``model.json`` + 4 MiB shards) of ``detect_normalized``.
 
@@ -339,28 +249,35 @@ def export_tfjs(model_dir: str | Path, out_dir: str | Path) -> Path:
         ModelLoadError: the model folder is incomplete or corrupt.
         ExportError: tensorflowjs missing, conversion failure, or ``out_dir`` not empty.
     """
+    from skuaudit.compat import TensorflowjsMissingError, tensorflowjs_converter
+
     model, config = _load(Path(model_dir))
-    tfjs = import_tensorflowjs()
-    out_dir = _fresh_dir(out_dir)
-    with tempfile.TemporaryDirectory(prefix="skuaudit-tfjs-") as tmp:
-        _save_module(model, config, Path(tmp))
-        try:
-            with _safe_bias_add_normalisation():
+    try:
+        with (
+            tensorflowjs_converter() as tfjs,
+            tempfile.TemporaryDirectory(prefix="skuaudit-tfjs-") as tmp,
+        ):
+            out_dir = _fresh_dir(out_dir)
+            _save_module(model, config, Path(tmp))
+            try:
                 tfjs.converters.convert_tf_saved_model(
                     tmp,
                     str(out_dir),
                     signature_def="detect_normalized",
                     weight_shard_size_bytes=TFJS_SHARD_BYTES,
                 )
-        except (ValueError, RuntimeError) as exc:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise ExportError(f"TensorFlow.js conversion failed: {exc}") from exc
+            except (ValueError, RuntimeError) as exc:
+                shutil.rmtree(out_dir, ignore_errors=True)
+                raise ExportError(f"TensorFlow.js conversion failed: {exc}") from exc
+    except TensorflowjsMissingError as exc:
+        raise ExportError(str(exc)) from exc
     inputs, outputs = tfjs_io_names(json.loads((out_dir / "model.json").read_text()))
     _write_sidecars(
         config,
         out_dir,
         {"format": "tfjs", "execute": "executeAsync", "inputs": inputs, "outputs": outputs},
     )
+    (out_dir / "README.txt").write_text(TFJS_HOSTING)
     return out_dir
 
 
@@ -512,6 +429,81 @@ def lab_export_dir(version_name: str, fmt: str, *, int8: bool = False) -> Path:
 
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", version_name).strip("-.") or "model"
     return get_settings().models_dir / "exports" / f"{stem}-{fmt}{'-int8' if int8 else ''}"
+
+
+TFJS_HOSTING = """\
+This folder is a TensorFlow.js graph model of a skuaudit detector.
+
+Host it: copy the whole folder (model.json, the group1-shard*.bin weight files and the .json
+files beside them) to any static web server, e.g. an nginx or Caddy location, a bucket with
+public web access, or `python3 -m http.server` for a test. Serve it over HTTPS; a page on
+another origin also needs CORS (Access-Control-Allow-Origin) on these files. The shards are
+4 MiB each, so browsers cache them.
+
+Run it (TensorFlow.js 4.x, wasm or webgl backend):
+
+    const model = await tf.loadGraphModel("https://YOUR-HOST/PATH/model.json");
+    const outputs = await model.executeAsync(input);   // the graph holds NMS: executeAsync
+
+`input` is a float32 tensor (1, S, S, 3) of RGB 0..255 resized to S = export.json's
+image_size. export.json names the input and output tensors, the class names and the counting
+rules (per-class score thresholds, nested boxes) that skuaudit applies after the graph.
+"""
+
+
+def folder_size_bytes(folder: str | Path) -> int:
+    """Bytes of every file under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def human_size(size_bytes: int) -> str:
+    """``"4.2 MB"``-style size (powers of 1024).
+
+    Example:
+        >>> human_size(5_300_000), human_size(900)
+        ('5.1 MB', '900 bytes')
+    """
+    if size_bytes < 1024:
+        return f"{size_bytes} bytes"
+    size = float(size_bytes)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def zip_folder(folder: str | Path) -> bytes:
+    """A zip of ``folder``: every file, under a top folder of the same name (what a person
+    unzips is one folder, not loose files)."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(folder.name) / path.relative_to(folder))
+    return buffer.getvalue()
+
+
+def lab_exports(version_name: str) -> list[dict]:
+    """The Model lab's exports of a model version that exist: ``format`` (e.g. ``"tflite
+    int8"``), ``path``, ``size_bytes``; in ``FORMATS`` order."""
+    found = []
+    for fmt in FORMATS:
+        for int8 in (False, True) if fmt == "tflite" else (False,):
+            path = lab_export_dir(version_name, fmt, int8=int8)
+            if (path / EXPORT_INFO_FILE).is_file():
+                found.append(
+                    {
+                        "format": f"{fmt}{' int8' if int8 else ''}",
+                        "path": path,
+                        "size_bytes": folder_size_bytes(path),
+                    }
+                )
+    return found
 
 
 def run_tfjs_in_node(

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
 UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
@@ -30,7 +31,7 @@ UPLOAD_TYPES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 MIN_SHELF_PHOTO_SIDE: int = 64
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image that cannot be used; the message says why."""
 
 
@@ -143,3 +144,66 @@ def crop_xyxy(image_bgr: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
     x1, x2 = int(np.clip(np.floor(x1), 0, width)), int(np.clip(np.ceil(x2), 0, width))
     y1, y2 = int(np.clip(np.floor(y1), 0, height)), int(np.clip(np.ceil(y2), 0, height))
     return image_bgr[y1:y2, x1:x2]
+
+
+# --------------------------------------------------------------------------- photo quality
+
+# Cheap checks a field tool runs before analysing a shelf photo. Thresholds: the variance of the
+# Laplacian of the photo scaled to QUALITY_SIDE px; mean brightness 0..255; the median slope of
+# the long, nearly horizontal edges (shelf lines).
+QUALITY_SIDE = 1000
+BLUR_MIN_LAPLACIAN_VAR = 40.0
+DARK_MAX_BRIGHTNESS = 45.0
+BRIGHT_MIN_BRIGHTNESS = 235.0
+MAX_SHELF_SLOPE_DEG = 10.0
+
+
+def shelf_slope_deg(gray: np.ndarray) -> float | None:
+    """Median angle in degrees of the long, nearly horizontal edges of a grey image (the shelf
+    lines of a shelf photo); ``None`` when it has none. 0 is level; the sign says which way."""
+    edges = cv2.Canny(gray, 60, 180)
+    side = max(gray.shape)
+    lines = cv2.HoughLinesP(
+        edges, 1, np.pi / 360, threshold=80, minLineLength=side // 4, maxLineGap=side // 100
+    )
+    if lines is None:
+        return None
+    x1, y1, x2, y2 = lines.reshape(-1, 4).T.astype(np.float64)
+    angles = np.degrees(np.arctan2(y2 - y1, x2 - x1))
+    angles = (angles + 90) % 180 - 90  # one direction per line
+    near_horizontal = angles[np.abs(angles) < 35]
+    return float(np.median(near_horizontal)) if len(near_horizontal) >= 3 else None
+
+
+def photo_quality(image_bgr: np.ndarray) -> list[str]:
+    """Warnings about a shelf photo before it is analysed: blurred, too dark or too bright,
+    taken at a steep angle. Each names the measured figure and what to do; empty when fine.
+
+    Example:
+        >>> photo_quality(np.full((480, 640, 3), 10, np.uint8))[0][:30]
+        'blurred (sharpness 0, under 40'
+    """
+    gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    scale = QUALITY_SIDE / max(gray.shape)
+    gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    warnings = []
+    sharpness = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    if sharpness < BLUR_MIN_LAPLACIAN_VAR:
+        warnings.append(
+            f"blurred (sharpness {sharpness:.0f}, under {BLUR_MIN_LAPLACIAN_VAR:.0f}): hold the "
+            "phone still and tap the shelf to focus"
+        )
+    brightness = float(gray.mean())
+    if brightness < DARK_MAX_BRIGHTNESS:
+        warnings.append(
+            f"too dark (brightness {brightness:.0f} of 255): turn on the light or move closer"
+        )
+    elif brightness > BRIGHT_MIN_BRIGHTNESS:
+        warnings.append(f"too bright (brightness {brightness:.0f} of 255): avoid glare")
+    slope = shelf_slope_deg(gray)
+    if slope is not None and abs(slope) > MAX_SHELF_SLOPE_DEG:
+        warnings.append(
+            f"taken at a steep angle (the shelf lines slope {abs(slope):.0f}°): face the shelf "
+            "and hold the phone level"
+        )
+    return warnings

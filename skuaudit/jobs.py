@@ -35,6 +35,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 from skuaudit.storage.models import utcnow
@@ -49,6 +50,10 @@ STALE_AFTER_S = 90.0  # no heartbeat for this long: the worker is gone
 START_GRACE_S = 120.0  # a queued job whose worker never reported is failed after this long
 SYNTHETIC = "synthetic"
 WORKER_LOG = "worker.log"
+# The limits a job's settings must keep; the Model lab's form uses the same ones.
+STEPS_RANGE: tuple[int, int] = (1, 1_000_000)
+BATCH_RANGE: tuple[int, int] = (1, 256)
+SYNTHETIC_IMAGES_RANGE: tuple[int, int] = (2, 100_000)
 
 
 @dataclass(frozen=True)
@@ -83,28 +88,34 @@ class TrainParams:
     init_model: str = ""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 1_000_000:
-            raise ValueError(f"steps must be between 1 and 1,000,000, got {self.steps}")
-        if not 1 <= self.batch_size <= 256:
-            raise ValueError(f"batch size must be between 1 and 256, got {self.batch_size}")
+        if not STEPS_RANGE[0] <= self.steps <= STEPS_RANGE[1]:
+            raise UserError(
+                f"steps must be between {STEPS_RANGE[0]} and {STEPS_RANGE[1]:,}, got {self.steps}"
+            )
+        if not BATCH_RANGE[0] <= self.batch_size <= BATCH_RANGE[1]:
+            raise UserError(
+                f"batch size must be between {BATCH_RANGE[0]} and {BATCH_RANGE[1]}, "
+                f"got {self.batch_size}"
+            )
         if self.alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
-            raise ValueError(
+            raise UserError(
                 f"width alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; got {self.alpha}"
             )
         if self.image_size < 64 or self.image_size % 32:
-            raise ValueError(
+            raise UserError(
                 f"image size must be a multiple of 32 and at least 64, got {self.image_size}"
             )
-        if not 2 <= self.synthetic_images <= 100_000:
-            raise ValueError(
-                f"synthetic images must be between 2 and 100,000, got {self.synthetic_images}"
+        low, high = SYNTHETIC_IMAGES_RANGE
+        if not low <= self.synthetic_images <= high:
+            raise UserError(
+                f"synthetic images must be between {low} and {high:,}, got {self.synthetic_images}"
             )
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning rate must be in (0, 1), got {self.learning_rate}")
+            raise UserError(f"learning rate must be in (0, 1), got {self.learning_rate}")
         if self.dataset != SYNTHETIC and not Path(self.dataset).is_dir():
-            raise ValueError(f"dataset folder {self.dataset} does not exist")
+            raise UserError(f"dataset folder {self.dataset} does not exist")
         if self.init_model and not (Path(self.init_model) / "config.json").is_file():
-            raise ValueError(f"{self.init_model} is not a model folder (no config.json)")
+            raise UserError(f"{self.init_model} is not a model folder (no config.json)")
 
     @property
     def peak_learning_rate(self) -> float:
@@ -147,6 +158,27 @@ class JobView:
     def eta_s(self) -> float | None:
         """Latest estimate of the seconds left, from the last progress event."""
         return self.history[-1].get("eta_s") if self.history and not self.is_final else None
+
+    @property
+    def progress_text(self) -> str:
+        """One line for a progress bar: the phase until the first step is done, then the step,
+        epoch and time left.
+
+        Example:
+            >>> JobView(1, "running", "", None, None, None, None, {}, 0.0, 0, 500,
+            ...         message="starting: loading TensorFlow").progress_text
+            'running, starting: loading TensorFlow (step 0 of 500)'
+        """
+        if self.status in ("queued", "running") and not self.history:
+            phase = self.message or "waiting for the worker process"
+            return f"{self.status}, {phase} (step 0 of {self.total_steps})"
+        epoch = self.history[-1].get("epoch") if self.history else None
+        eta = f", about {self.eta_s / 60:.0f} min left" if self.eta_s else ""
+        return (
+            f"{self.status}: step {self.step} of {self.total_steps}"
+            + (f", epoch {epoch:.1f}" if epoch is not None else "")
+            + eta
+        )
 
     @classmethod
     def of(cls, row: m.TrainingJob) -> JobView:
@@ -239,9 +271,9 @@ def start_worker(job_id: int, url: str | None = None) -> int:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         if job.status != "queued":
-            raise ValueError(f"training job {job_id} is {job.status}; only a queued job can start")
+            raise UserError(f"training job {job_id} is {job.status}; only a queued job can start")
         output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
@@ -275,7 +307,7 @@ def request_cancel(job_id: int, url: str | None = None) -> None:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         if job.status in FINAL_STATUSES:
             return
         job.cancel_requested = True
@@ -344,7 +376,7 @@ def get_job(job_id: int, url: str | None = None) -> JobView:
     with session_scope(url) as s:
         job = s.get(m.TrainingJob, job_id)
         if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
+            raise UserError(f"training job {job_id} does not exist")
         return JobView.of(job)
 
 
@@ -420,12 +452,24 @@ def add_dataset_archive(
                 f"is of that class; leave out {entries}"
             )
         fmt = detect_format(root) if dataset_format == "auto" else dataset_format
-    except (DatasetError, ValueError):
+    except (DatasetError, ValueError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise
+        raise DatasetError(as_uploaded(str(exc), folder, name)) from exc
+    dataset.problems[:] = [as_uploaded(p, folder, name) for p in dataset.problems]
     info = {"format": fmt, "class_map": class_map or {}}
     folder.with_name(folder.name + DATASET_INFO_SUFFIX).write_text(json.dumps(info))
     return root, dataset
+
+
+def as_uploaded(message: str, folder: Path, name: str) -> str:
+    """``message`` with the server folder an upload was extracted to replaced by the name the
+    user gave it, so a page names ``shelves.zip/labels/a.txt``, not where the file lies.
+
+    Example:
+        >>> as_uploaded("/srv/media/datasets/x-1/labels/a.txt line 3: bad", Path("/srv/media/datasets/x-1"), "x.zip")
+        'x.zip/labels/a.txt line 3: bad'
+    """
+    return message.replace(str(folder), name)
 
 
 def _dataset_root(folder: Path) -> Path:
@@ -668,6 +712,12 @@ def run_job(job_id: int, url: str | None = None) -> str:
     heartbeat.start()
     history: list[dict] = []
 
+    def phase(text: str) -> None:
+        # The first minute has no step to show (TensorFlow loads, data is read, the first
+        # step compiles): the page shows this instead of a bare "step 0".
+        with session_scope(url) as s:
+            s.get(m.TrainingJob, job_id).message = text
+
     def on_progress(event: dict) -> None:
         keep = ("event", "step", "epoch", "loss", "val_loss", "eta_s", "images_per_s", "elapsed_s")
         history.append({k: event.get(k) for k in keep})
@@ -680,10 +730,16 @@ def run_job(job_id: int, url: str | None = None) -> str:
             job.message = f"{event['event']} at step {job.step}"
 
     try:
+        phase("starting: loading TensorFlow")
         from skuaudit.model_registry import register_model_version
         from skuaudit.training.train import TrainConfig, train_detector
         from skuaudit.training.warm_start import architecture_of
 
+        phase(
+            f"starting: generating {params.synthetic_images} shelves"
+            if params.dataset == SYNTHETIC
+            else f"starting: reading the data set {Path(params.dataset).name}"
+        )
         datasets, description = _datasets(params, out_dir)
         if heartbeat.cancel.is_set():
             _finish(job_id, url, "cancelled", "cancelled while preparing the data")
@@ -704,6 +760,7 @@ def run_job(job_id: int, url: str | None = None) -> str:
             log_every=max(1, min(10, params.steps // 20)),
             data_description=description,
         )
+        phase("starting: building the model and compiling the first step (about a minute)")
         model_dir = train_detector(
             config, datasets, progress_callback=on_progress, should_stop=heartbeat.cancel.is_set
         )

@@ -28,7 +28,8 @@ practice frames are dropped in our slot, where they are counted.
 
 Network settings (``rtc_configuration``) come from ``SKUAUDIT_ICE_SERVERS`` and the TURN
 credential variables; ``apply_network_settings`` also honours ``SKUAUDIT_ICE_LOOPBACK_ONLY`` (tests,
-offline demos). ``install_webrtc_fixes`` patches two streamlit-webrtc races (see there).
+offline demos). The page also installs ``skuaudit.compat.install_webrtc_fixes`` (two
+streamlit-webrtc races).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import cv2
 import numpy as np
 
 from skuaudit.detections import GAP, PRODUCT, Detections
+from skuaudit.errors import UserError
 from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, ProductInfo
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,12 @@ LOOPBACK_ONLY_ENV = "SKUAUDIT_ICE_LOOPBACK_ONLY"
 DEFAULT_WINDOW = 15
 
 # Camera constraints: the back camera on phones ("environment"); desktops ignore facingMode.
+REQUESTED_WIDTH, REQUESTED_HEIGHT = 640, 480
 MEDIA_STREAM_CONSTRAINTS: dict = {
     "video": {
         "facingMode": {"ideal": "environment"},
-        "width": {"ideal": 640},
-        "height": {"ideal": 480},
+        "width": {"ideal": REQUESTED_WIDTH},
+        "height": {"ideal": REQUESTED_HEIGHT},
     },
     "audio": False,
 }
@@ -77,7 +80,15 @@ GAP_COLOUR: BGR = (0, 0, 255)
 Analyser = Callable[[np.ndarray], Detections]
 
 
-class PipelineLoadError(RuntimeError):
+class AlreadySavedError(UserError):
+    """The live results were saved already; a new audit needs new frames."""
+
+
+def _area(shape: tuple[int, ...]) -> int:
+    return int(shape[0]) * int(shape[1])
+
+
+class PipelineLoadError(UserError):
     """A model the live audit needs is missing or broken; the message names the folder and file."""
 
 
@@ -113,9 +124,9 @@ def ice_servers_from_env(environ: Mapping[str, str] | None = None) -> list[dict]
     try:
         servers = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{ICE_SERVERS_ENV} is not valid JSON: {exc}") from exc
+        raise UserError(f"{ICE_SERVERS_ENV} is not valid JSON: {exc}") from exc
     if not isinstance(servers, list):
-        raise ValueError(
+        raise UserError(
             f'{ICE_SERVERS_ENV} must be a JSON list such as [{{"urls": "stun:host:3478"}}], '
             f"got a {type(servers).__name__}"
         )
@@ -130,7 +141,7 @@ def ice_servers_from_env(environ: Mapping[str, str] | None = None) -> list[dict]
             or not all(isinstance(u, str) and u for u in url_list)
         ):
             # The entry itself is not echoed: it may hold a credential.
-            raise ValueError(
+            raise UserError(
                 f'{ICE_SERVERS_ENV}[{i}] must be an object with "urls" (a URL or a list of URLs)'
             )
         entry = dict(server)
@@ -140,7 +151,7 @@ def ice_servers_from_env(environ: Mapping[str, str] | None = None) -> list[dict]
             if "credential" not in entry and credential:
                 entry["credential"] = credential
             if "username" not in entry or "credential" not in entry:
-                raise ValueError(
+                raise UserError(
                     f"{ICE_SERVERS_ENV}[{i}] ({url_list[0]}) is a TURN server without credentials: "
                     f"add username/credential to it or set {TURN_USERNAME_ENV} and {TURN_CREDENTIAL_ENV}"
                 )
@@ -157,10 +168,6 @@ def rtc_configuration(environ: Mapping[str, str] | None = None) -> dict:
     return {"iceServers": ice_servers_from_env(environ)}
 
 
-def _loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    return ["127.0.0.1"] if use_ipv4 else []
-
-
 def apply_network_settings(environ: Mapping[str, str] | None = None) -> None:
     """Apply ``SKUAUDIT_ICE_LOOPBACK_ONLY=1``: the server offers only 127.0.0.1 as ICE candidate.
 
@@ -170,86 +177,9 @@ def apply_network_settings(environ: Mapping[str, str] | None = None) -> None:
     """
     env = os.environ if environ is None else environ
     if env.get(LOOPBACK_ONLY_ENV, "").strip() == "1":
-        import aioice.ice
+        from skuaudit.compat import use_loopback_ice_candidates
 
-        aioice.ice.get_host_addresses = _loopback_host_addresses
-
-
-# --------------------------------------------------------------------------- streamlit-webrtc fixes
-
-_completed_runs: dict[str, int] = {}
-_completed_runs_lock = threading.Lock()
-
-
-def install_webrtc_fixes() -> None:
-    """Patch two races of streamlit-webrtc 0.79 under Streamlit's fast reruns; idempotent.
-
-    Both come from ``runner.fastReruns`` (on by default): every message from the browser (each
-    START/STOP, SDP offer, batch of ICE candidates) stops the running script thread and starts a
-    new one at once, so two runs of one session can overlap, and the stopped run's messages are
-    dropped unsent.
-
-    1. **Stale reset after a quick STOP -> START** (seen in 4 of 20 STARTs on a loaded 2-core
-       machine): the STOP run calls ``_reset_context``, which blocks in ``worker.stop()`` (up to
-       ~2 s of timeouts) and only then writes "not playing, not signalling". If START is pressed
-       meanwhile, the new run's ``on_change`` has already stored "signalling"; the late write
-       overwrites it. The browser keeps the same SDP offer, so the value never changes again:
-       every run sees an offer with a "stopped" state, creates a worker, and the next run stops
-       it ("Create a new worker" / "Reset the stopped WebRTC context" once a second): the video
-       never starts. The patched reset detaches the worker and clears the state first, leaves a
-       state or a worker that a newer run stored in the meantime alone, and stops the old worker
-       last.
-    2. **"was not rendered" reset**: a context is reset (worker stopped: black video) when
-       ``session_info.script_run_count`` grew by more than one since the run that last rendered
-       it. That counter grows on the event loop when a ``script_finished`` message is *sent*, so
-       it skips runs whose message was dropped and can catch up by two between two runs that
-       both rendered the stream. Finished runs are counted on the script thread instead, with
-       the rule Streamlit uses to drop undrawn widgets: a full run that ended normally.
-       Page switches are still detected: the other page's runs are counted.
-    """
-    import streamlit_webrtc.component as webrtc_component
-    from streamlit.runtime.scriptrunner import ScriptRunner, ScriptRunnerEvent
-
-    if getattr(ScriptRunner._on_script_finished, "_skuaudit_counts_runs", False):
-        return
-    original = ScriptRunner._on_script_finished
-
-    @functools.wraps(original)
-    def counting(self, ctx, event, premature_stop, *args, **kwargs):
-        if event == ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS and not premature_stop:
-            with _completed_runs_lock:
-                _completed_runs[ctx.session_id] = _completed_runs.get(ctx.session_id, 0) + 1
-        return original(self, ctx, event, premature_stop, *args, **kwargs)
-
-    counting._skuaudit_counts_runs = True
-    ScriptRunner._on_script_finished = counting
-
-    def completed_runs(session_info) -> int:
-        with _completed_runs_lock:
-            return _completed_runs.get(session_info.session.id, 0)
-
-    webrtc_component.get_script_run_count = completed_runs
-    webrtc_component._reset_context = _reset_context_then_stop
-
-
-def _reset_context_then_stop(context) -> None:
-    """streamlit-webrtc's ``_reset_context`` with the slow ``worker.stop()`` moved to the end.
-
-    A state or worker replaced while this runs belongs to a newer run (see
-    ``install_webrtc_fixes``) and is kept.
-    """
-    from streamlit_webrtc.component import WebRtcStreamerState
-
-    state, worker = context.state, context._get_worker()
-    if context._get_worker() is worker:
-        context._set_worker(None)
-    if context.state is state:
-        context._set_state(WebRtcStreamerState(playing=False, signalling=False))
-    context._sdp_answer_json = None
-    context._is_sdp_answer_sent = False
-    context._component_value_snapshot = None
-    if worker is not None:
-        worker.stop()
+        use_loopback_ice_candidates()
 
 
 # --------------------------------------------------------------------------- counting and smoothing
@@ -424,10 +354,13 @@ class LiveState:
         latency_ms: median over the window of the frames' time from arrival in ``process`` to
             their boxes being ready (the overlay and the page's status line show the same figure).
         last_latency_ms: the newest processed frame's own latency (benchmarks).
-        frame_bgr: the window's frame whose counts are closest to the smoothed ones (newest on
-            ties); ``None`` before the first processed frame.
+        frame_bgr: the frame "Save audit" stores: of the window's frames at the largest size
+            seen in it, the one whose counts are closest to the smoothed ones (newest on ties);
+            ``None`` before the first processed frame.
         detections: that frame's detections.
         error: the last analysis error, if the newest attempt failed.
+        saved_audit_id: the audit these results were saved as (``LiveProcessor.save_once``),
+            until the next reset; ``None`` when not saved.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
@@ -442,11 +375,17 @@ class LiveState:
     frame_bgr: np.ndarray | None = None
     detections: Detections = field(default_factory=Detections.empty)
     error: str | None = None
+    saved_audit_id: int | None = None
 
     @property
     def products(self) -> int:
         """Smoothed facings of all brands together."""
         return sum(self.counts.values())
+
+    @property
+    def frame_shape(self) -> tuple[int, int] | None:
+        """``(height, width)`` of ``frame_bgr``."""
+        return None if self.frame_bgr is None else self.frame_bgr.shape[:2]
 
 
 class LiveProcessor:
@@ -482,7 +421,7 @@ class LiveProcessor:
         if window < 1:
             raise ValueError(f"window must be at least 1 frame, got {window}")
         self._analyse = analyse
-        self._generation = 0  # bumped by set_analyser: results of the analyser before are dropped
+        self._generation = 0  # bumped by reset: results of frames from before are dropped
         self._brand_names = dict(brand_names)
         self._products = dict(products or {})
         self._brand_colours = dict(brand_colours or {})
@@ -502,6 +441,10 @@ class LiveProcessor:
         self._received = 0
         self._dropped = 0
         self._error: str | None = None
+        self._saved_audit_id: int | None = None
+        # NOTE: held through a whole save (a database write), apart from the condition above so
+        # frames keep flowing meanwhile; it makes two "Save audit" clicks save one audit.
+        self._save_lock = threading.Lock()
 
     # -- callback thread
 
@@ -570,7 +513,7 @@ class LiveProcessor:
             counts = count_by_product(detections, self._brand_names, self._products)
             gaps = int(np.count_nonzero(detections.class_id == GAP))
             with self._cond:
-                if generation != self._generation:  # analysed in the mode set_analyser replaced
+                if generation != self._generation:  # a frame from before the last reset
                     continue
                 self._history.append(_Sample(frame, detections, {**counts, _GAPS_KEY: gaps}))
                 self._done_times.append(done_at)
@@ -595,10 +538,17 @@ class LiveProcessor:
                 received_frames=self._received,
                 dropped_frames=self._dropped,
                 error=self._error,
+                saved_audit_id=self._saved_audit_id,
             )
         # The gaps key is smoothed too, so that the representative frame matches them as well.
         smoothed = smooth_counts([s.counts for s in self._history])
-        best = min(reversed(self._history), key=lambda s: _count_distance(s.counts, smoothed))
+        # The snapshot keeps the best resolution the window has: frames the browser scaled down
+        # (a busy CPU or network) are used only when no larger one is left.
+        largest = max(_area(s.frame_bgr.shape) for s in self._history)
+        best = min(
+            (s for s in reversed(self._history) if _area(s.frame_bgr.shape) == largest),
+            key=lambda s: _count_distance(s.counts, smoothed),
+        )
         times = self._done_times
         fps = (
             (len(times) - 1) / (times[-1] - times[0])
@@ -619,6 +569,7 @@ class LiveProcessor:
             frame_bgr=best.frame_bgr,
             detections=best.detections,
             error=self._error,
+            saved_audit_id=self._saved_audit_id,
         )
 
     def wait_processed(self, count: int, timeout_s: float = 10.0) -> bool:
@@ -632,25 +583,70 @@ class LiveProcessor:
         return False
 
     def reset(self) -> None:
-        """Forget results and counters (a new audit); a frame being analysed still lands."""
+        """Forget results, counters and the saved mark (a new audit).
+
+        A frame of the stream before, still in the slot or being analysed, is dropped: it
+        belongs to the previous audit.
+        """
         with self._cond:
+            self._generation += 1
+            self._pending = None
             self._history.clear()
             self._done_times.clear()
             self._latencies_ms.clear()
             self._latest, self._latest_shape, self._overlay_lines = Detections.empty(), None, []
             self._processed = self._received = self._dropped = 0
             self._error = None
+            self._saved_audit_id = None
 
-    def set_analyser(self, analyse: Analyser) -> None:
-        """Analyse the next frames with ``analyse`` (e.g. another detector mode).
+    def set_analyser(
+        self,
+        analyse: Analyser,
+        brand_names: Mapping[int, str] | None = None,
+        brand_colours: Mapping[int, BGR] | None = None,
+        products: Mapping[int, ProductInfo] | None = None,
+    ) -> None:
+        """Analyse the next frames with ``analyse`` (another detector mode, or a pipeline
+        reloaded after a catalogue or model change), optionally with new brand and product
+        tables.
 
         Results so far are forgotten (``reset``) and a frame the old analyser is still on is
         dropped when it finishes, so counts never mix two analysers.
         """
         with self._cond:
             self._analyse = analyse
-            self._generation += 1
+            if brand_names is not None:
+                self._brand_names = dict(brand_names)
+            if brand_colours is not None:
+                self._brand_colours = dict(brand_colours)
+            if products is not None:
+                self._products = dict(products)
         self.reset()
+
+    def save_once(self, save: Callable[[LiveState], int]) -> tuple[int, LiveState]:
+        """Save the current results with ``save(state) -> audit id``, once until the next reset.
+
+        Returns:
+            ``(audit id, the state that was saved)``.
+
+        Raises:
+            AlreadySavedError: these results were saved already (a second click).
+            Whatever ``save`` raises; nothing is marked saved then.
+        """
+        with self._save_lock:
+            state = self.snapshot()
+            if state.saved_audit_id is not None:
+                raise AlreadySavedError(
+                    f"this stream is saved already as audit {state.saved_audit_id}; press "
+                    "'New audit' (or STOP and START) to audit the next shelf"
+                )
+            with self._cond:
+                generation = self._generation
+            audit_id = save(state)
+            with self._cond:
+                if generation == self._generation:  # a reset meanwhile began a new audit
+                    self._saved_audit_id = audit_id
+            return audit_id, state
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the worker thread (waits for a running analysis up to ``timeout_s``)."""
@@ -778,41 +774,84 @@ class LivePipeline:
         )
 
 
+def pipeline_version(url: str | None = None) -> str:
+    """A cache key of what ``LivePipeline.load`` reads: the active model folder (and when its
+    files last changed), the brands, the products and the reference images. A new brand,
+    product, reference or activated model changes it, so the live page reloads its pipeline
+    (the Photo audit page reads them per photo batch).
+    """
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from skuaudit.model_registry import active_model_dir
+    from skuaudit.storage import models as m
+    from skuaudit.storage.db import session_scope
+
+    model_dir = active_model_dir(url)
+    changed = [p.stat().st_mtime_ns for p in sorted(model_dir.glob("*")) if p.is_file()]
+    with session_scope(url) as s:
+        brands = s.execute(
+            sa.select(m.Brand.id, m.Brand.name, m.Brand.color_hex, m.Brand.deleted_at).order_by(
+                m.Brand.id
+            )
+        ).all()
+        products = s.execute(
+            sa.select(m.Product.id, m.Product.brand_id, m.Product.name).order_by(m.Product.id)
+        ).all()
+        references = tuple(
+            s.execute(
+                sa.select(sa.func.count(m.ReferenceImage.id), sa.func.max(m.ReferenceImage.id))
+            ).one()
+        )
+    catalogue = ([tuple(b) for b in brands], [tuple(p) for p in products], references)
+    key = repr((str(model_dir.resolve()), changed, catalogue))
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 def save_live_audit(
-    state: LiveState,
+    processor: LiveProcessor,
     store_id: int,
     pipeline: LivePipeline,
     *,
     user_name: str = "",
     url: str | None = None,
     allow_empty: bool = False,
-) -> int:
-    """Save the smoothed live result as one audit: the representative frame and its detections.
+):
+    """Save the processor's smoothed result as one audit, once per stream (``save_once``).
 
-    The representative frame is the one of the smoothing window whose counts are closest to the
-    medians, so the saved detections, counts and snapshot agree with each other; the audit
-    engineer's ``save_audit`` writes everything in one transaction.
+    The snapshot is the window's representative frame (at the largest size the window holds)
+    with its own detections, so the saved detections, counts and snapshot agree with each
+    other; ``save_audit`` writes everything in one transaction.
+
+    Returns:
+        ``audit.SavedAudit``: what the database now holds (facings, gaps, snapshot size), which
+        is what the page reports.
 
     Raises:
-        ValueError: nothing processed yet, nothing detected and not ``allow_empty``
-            (``EmptyAuditError``), or unknown store.
+        UserError: nothing processed yet, nothing detected and not ``allow_empty``
+            (``EmptyAuditError``), unknown store, or saved already (``AlreadySavedError``).
     """
-    from skuaudit.audit import EmptyAuditError, ImageAnalysis, save_audit
+    from skuaudit.audit import EmptyAuditError, ImageAnalysis, save_audit, saved_audit
 
-    if state.frame_bgr is None:
-        raise ValueError("no frame has been analysed yet: start the camera first")
-    if not allow_empty and len(state.detections) == 0:
-        raise EmptyAuditError(
-            "nothing was detected in the last frames (0 facings, 0 gaps); tick 'Nothing "
-            "detected: save an empty shelf anyway' to record an empty shelf"
+    def save(state: LiveState) -> int:
+        if state.frame_bgr is None:
+            raise UserError("no frame has been analysed yet: start the camera first")
+        if not allow_empty and len(state.detections) == 0:
+            raise EmptyAuditError(
+                "nothing was detected in the last frames (0 facings, 0 gaps); tick 'Nothing "
+                "detected: save an empty shelf anyway' to record an empty shelf"
+            )
+        return save_audit(
+            store_id,
+            [ImageAnalysis(state.frame_bgr, state.detections)],
+            source="live",
+            user_name=user_name,
+            model_name=pipeline.model_name,
+            model_version_id=pipeline.model_version_id,
+            url=url,
+            allow_empty=allow_empty,
         )
-    return save_audit(
-        store_id,
-        [ImageAnalysis(state.frame_bgr, state.detections)],
-        source="live",
-        user_name=user_name,
-        model_name=pipeline.model_name,
-        model_version_id=pipeline.model_version_id,
-        url=url,
-        allow_empty=allow_empty,
-    )
+
+    audit_id, _ = processor.save_once(save)
+    return saved_audit(audit_id, url)

@@ -22,9 +22,9 @@ Definitions (the same words are used on the pages, in the database and in the RE
 - **gap_share_width**: the sum of the normalised widths of all gaps / the number of rows, i.e. the
   mean fraction of a row's width that is empty shelf.
 - **stockout**: a brand (or product) with a planogram target > 0 and no facing seen.
-  **below_target**: a brand (or product) with a target whose facings are fewer than the target.
-  A brand's target is its own (``planogram``) or, when it has none, the sum of its products'
-  targets (``product_planogram``).
+  **below_target**: a brand (or product) with a target that shows at least one facing but fewer
+  than the target (none at all is a stockout, counted apart). A brand's target is its own
+  (``planogram``) or, when it has none, the sum of its products' targets (``product_planogram``).
 - **planogram_compliance**: the mean over brands with a target > 0 of ``min(facings / target, 1)``;
   ``None`` when the store has no targets. 1.0 means every targeted brand shows at least its target.
   ``product_compliance`` is the same over products with a target.
@@ -76,7 +76,7 @@ class BrandRecord:
         share_linear: ``linear_rows`` / all products' ``linear_rows``, in ``[0, 1]``.
         expected_facings: the planogram target, ``None`` when the brand has none.
         is_stockout: target > 0 and no facing.
-        below_target: has a target and fewer facings than it.
+        below_target: has a target and shows at least one facing, but fewer than the target.
     """
 
     brand_id: int | None
@@ -105,7 +105,7 @@ class ProductRecord:
             shares are of all facings of the audit.
         expected_facings: the product's own planogram target, ``None`` when it has none.
         is_stockout: target > 0 and no facing.
-        below_target: has a target and fewer facings than it.
+        below_target: has a target and shows at least one facing, but fewer than the target.
     """
 
     product_id: int | None
@@ -189,7 +189,7 @@ class AuditMetrics:
 
     @property
     def below_target(self) -> list[str]:
-        """Names of brands with fewer facings than their target (stockouts included)."""
+        """Names of brands with at least one facing but fewer than their target."""
         return [r.name for r in self.brands if r.below_target]
 
     def to_json(self) -> dict[str, Any]:
@@ -459,5 +459,5 @@ def _figures(
         "share_linear": linear_rows / totals.linear_rows if totals.linear_rows > 0 else 0.0,
         "expected_facings": None if target is None else int(target),
         "is_stockout": target is not None and target > 0 and facings == 0,
-        "below_target": target is not None and facings < target,
+        "below_target": target is not None and 0 < facings < target,
     }

@@ -7,11 +7,13 @@ deleted folder still audits. ``use_default_model`` deactivates every version to 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from skuaudit.config import get_settings
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -72,13 +74,13 @@ def register_model_version(
 
     folder = Path(path)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: model folder not found; it cannot be registered")
+        raise UserError(f"{folder}: model folder not found; it cannot be registered")
     name = name or folder.name
     if name == DEFAULT_MODEL_NAME:
-        raise ValueError(f"{name!r} names the shipped default model; choose another version name")
+        raise UserError(f"{name!r} names the shipped default model; choose another version name")
     with session_scope(url) as s:
         if s.scalar(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name)) is not None:
-            raise ValueError(f"a model version named {name!r} already exists")
+            raise UserError(f"a model version named {name!r} already exists")
         version = m.ModelVersion(
             name=name,
             path=str(folder.resolve()),
@@ -100,9 +102,9 @@ def activate_model_version(version_id: int, url: str | None = None) -> None:
     with session_scope(url) as s:
         version = s.get(m.ModelVersion, version_id)
         if version is None or version.kind != "detector":
-            raise ValueError(f"model version {version_id} does not exist")
+            raise UserError(f"model version {version_id} does not exist")
         if not Path(version.path).is_dir():
-            raise ValueError(
+            raise UserError(
                 f"model version {version.name!r}: folder {version.path} is missing; it cannot be activated"
             )
         s.execute(
@@ -124,7 +126,7 @@ def use_default_model(url: str | None = None) -> Path:
     """
     default_dir = get_settings().default_model_dir
     if not default_dir.is_dir():
-        raise ValueError(
+        raise UserError(
             f"the shipped default model folder {default_dir} is missing; keep a trained version "
             "active or set SKUAUDIT_MODEL_DIR"
         )
@@ -238,3 +240,127 @@ def model_choices(url: str | None = None) -> list[dict]:
         {**v, "in_use": v["id"] == in_use_id, "datasets": dataset_labels(v["path"])}
         for v in versions
     ] + [default]
+
+
+# --------------------------------------------------------------------------- champion / challenger
+
+# How much worse a candidate may score than the active model before activation warns: AP
+# figures lower by more than AP_TOLERANCE, count errors higher by more than COUNT_TOLERANCE
+# (relative) plus COUNT_SLACK facings per image.
+AP_TOLERANCE = 0.005
+COUNT_TOLERANCE = 0.05
+COUNT_SLACK = 0.05
+
+
+def headline_figures(report) -> dict[str, float | None]:
+    """The figures an activation compares, from an ``EvalReport``: AP50 and AP (higher is
+    better) and the count error of products and of gaps, apart (mean absolute error per image;
+    lower is better; ``None`` where the photos label no such class)."""
+    per_class = report.per_class or {}
+    return {
+        "AP50": report.ap50,
+        "AP": report.ap,
+        "product count error (MAE)": (per_class.get("product") or {}).get("count_mae"),
+        "gap count error (MAE)": (per_class.get("gap") or {}).get("count_mae"),
+    }
+
+
+def _worse(figure: str, candidate: float, active: float) -> bool:
+    if figure.startswith("AP"):
+        return candidate < active - AP_TOLERANCE
+    return candidate > active * (1 + COUNT_TOLERANCE) + COUNT_SLACK
+
+
+@dataclass(frozen=True)
+class ActivationCheck:
+    """A candidate model next to the active one on the same evaluation (champion/challenger).
+
+    Attributes:
+        candidate: the candidate's name.
+        active: the active model's name.
+        scored_on: what both were scored on (e.g. "8 generated shelves"); ``None``: not both
+            evaluated on the same photos yet.
+        rows: ``{"figure", "candidate", "active"}`` per headline figure (``headline_figures``).
+        worse: the figures on which the candidate is worse.
+        no_training_figures: the candidate's training recorded no validation figures.
+    """
+
+    candidate: str
+    active: str
+    scored_on: str | None
+    rows: tuple[dict, ...] = ()
+    worse: tuple[str, ...] = ()
+    no_training_figures: bool = False
+
+    @property
+    def evaluated(self) -> bool:
+        return self.scored_on is not None
+
+    @property
+    def safe(self) -> bool:
+        """Evaluated with the active model, and worse on no figure."""
+        return self.evaluated and not self.worse
+
+    def warnings(self) -> list[str]:
+        """What an analyst should know before activating, in words (empty when ``safe``)."""
+        out = []
+        if not self.evaluated:
+            out.append(
+                f"{self.candidate} has not been evaluated next to the active model "
+                f"({self.active}) on the same photos: evaluate both before activating it."
+            )
+        if self.worse:
+            out.append(
+                f"{self.candidate} is worse than the active model ({self.active}) on "
+                f"{self.scored_on}: " + ", ".join(self.worse) + "."
+            )
+        if self.no_training_figures:
+            out.append(
+                f"{self.candidate}'s training recorded no validation figures (a very short "
+                "run, or no validation photos)."
+            )
+        return out
+
+
+def activation_check(
+    candidate: dict,
+    active: dict,
+    candidate_report=None,
+    active_report=None,
+    scored_on: str | None = None,
+) -> ActivationCheck:
+    """Compare a candidate with the active model before activating it.
+
+    Args:
+        candidate, active: entries of ``model_choices``.
+        candidate_report, active_report: ``EvalReport``s of both on the same photos
+            (``scored_on``), or ``None`` when one of them has not been evaluated there.
+        scored_on: what the reports scored.
+
+    Example:
+        >>> check = activation_check({"name": "lab-2", "metrics": {}}, {"name": "shipped default"})
+        >>> check.safe, check.warnings()[0][:40]
+        (False, 'lab-2 has not been evaluated next to the')
+    """
+    no_figures = not candidate.get("metrics")
+    if candidate_report is None or active_report is None or scored_on is None:
+        return ActivationCheck(
+            candidate["name"], active["name"], None, no_training_figures=no_figures
+        )
+    ours, theirs = headline_figures(candidate_report), headline_figures(active_report)
+    rows, worse = [], []
+    for figure, value in ours.items():
+        other = theirs[figure]
+        rows.append({"figure": figure, "candidate": value, "active": other})
+        if value is not None and other is not None and _worse(figure, value, other):
+            worse.append(f"{figure} {value:.3f} against {other:.3f}")
+        elif value is None and other is not None:
+            worse.append(f"{figure} not measured")
+    return ActivationCheck(
+        candidate["name"],
+        active["name"],
+        scored_on,
+        tuple(rows),
+        tuple(worse),
+        no_figures,
+    )

@@ -44,6 +44,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import DatabaseError, get_engine
 
@@ -182,29 +183,6 @@ PRODUCT_COMPLIANCE_COLUMNS = [
     "compliance",
 ]
 
-# Column headers of the CSV downloads (``csv_text``), in words.
-CSV_HEADERS = {
-    "store": "Store",
-    "region": "Region",
-    "brand": "Brand",
-    "manufacturer": "Manufacturer",
-    "is_own": "Own brand",
-    "product": "Product",
-    "gtin": "EAN/GTIN",
-    "status": "Status",
-    "expected_facings": "Target facings",
-    "facings": "Facings",
-    "linear_px": "Width (px)",
-    "share_facings": "Share by facings",
-    "share_linear": "Share by linear width",
-    "share_of_brand": "Share of brand facings",
-    "audits": "Audits",
-    "since": "Since",
-    "audits_in_row": "Audits in a row",
-    "audited_at": "Latest audit",
-    "compliance": "Compliance",
-}
-
 _A = m.Audit.__table__
 _BM = m.BrandMetric.__table__
 _PM = m.ProductMetric.__table__
@@ -269,7 +247,7 @@ def _frame(conn: Connection, stmt: sa.Select, columns: Sequence[str]) -> pd.Data
 def check_date_range(start: date, end: date) -> None:
     """Raise a ValueError a person can act on when ``start`` is after ``end``."""
     if start > end:
-        raise ValueError(
+        raise UserError(
             f"the start date {start.isoformat()} is after the end date {end.isoformat()}; "
             "pick a start on or before the end"
         )
@@ -327,11 +305,6 @@ def _add_shares(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     return df
 
 
-def csv_text(df: pd.DataFrame, columns: Sequence[str]) -> str:
-    """``columns`` of ``df`` as CSV with headers in words (``CSV_HEADERS``)."""
-    return df[list(columns)].rename(columns=CSV_HEADERS).to_csv(index=False)
-
-
 def _with_products(conn: Connection, df: pd.DataFrame) -> pd.DataFrame:
     """Add product name and GTIN; a NULL product id reads "unknown product" under a known brand,
     "unknown" under the unknown brand."""
@@ -360,9 +333,13 @@ def data_version(url: str | None = None) -> str:
 
     with _connect(url) as conn:
         newest = conn.scalar(sa.select(sa.func.max(_A.c.id)))
-        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.id)).all()
+        stores = conn.execute(
+            sa.select(_S.c.id, _S.c.name, _S.c.region, _S.c.deleted_at).order_by(_S.c.id)
+        ).all()
         brands = conn.execute(
-            sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex).order_by(_B.c.id)
+            sa.select(_B.c.id, _B.c.name, _B.c.is_own, _B.c.color_hex, _B.c.deleted_at).order_by(
+                _B.c.id
+            )
         ).all()
         products = conn.execute(
             sa.select(_P.c.id, _P.c.brand_id, _P.c.name, _P.c.gtin).order_by(_P.c.id)
@@ -383,14 +360,24 @@ def audit_date_range(url: str | None = None) -> tuple[date, date] | None:
 
 
 def scopes(url: str | None = None) -> list[Scope]:
-    """The store choices a dashboard offers: all stores, each region, each store."""
+    """The store choices a dashboard offers: all stores, each region, each store (a deleted
+    store too, marked so: its audits are history the dashboards still show)."""
     with _connect(url) as conn:
-        stores = conn.execute(sa.select(_S.c.id, _S.c.name, _S.c.region).order_by(_S.c.name)).all()
+        stores = conn.execute(
+            sa.select(_S.c.id, _S.c.name, _S.c.region, _S.c.deleted_at).order_by(_S.c.name)
+        ).all()
     regions = sorted({r.region for r in stores if r.region})
     return [
         Scope("All stores", words="any store"),
         *(Scope(f"Region: {r}", region=r, words=f"region {r}") for r in regions),
-        *(Scope(f"Store: {s.name}", store_ids=(s.id,), words=s.name) for s in stores),
+        *(
+            Scope(
+                f"Store: {s.name}" + (" (deleted)" if s.deleted_at else ""),
+                store_ids=(s.id,),
+                words=s.name,
+            )
+            for s in stores
+        ),
     ]
 
 
@@ -611,6 +598,8 @@ def _ranked_audits(
     latest (``COUNTS_ONLY_SOURCES`` left out)."""
     where = _scope_where(store_ids, region)
     where.append(_A.c.source.not_in(COUNTS_ONLY_SOURCES))
+    # A deleted store has no current shelf: its audits are history only.
+    where.append(_A.c.store_id.not_in(sa.select(_S.c.id).where(_S.c.deleted_at.is_not(None))))
     if as_of is not None:
         where.append(_A.c.created_at < datetime.combine(as_of + timedelta(days=1), time.min))
     rank = sa.func.row_number().over(
@@ -850,7 +839,7 @@ def availability_by_store(
         .group_by(latest.c.store_id, latest.c.id, latest.c.created_at)
         .subquery("per_store")
     )
-    store_where = []
+    store_where = [_S.c.deleted_at.is_(None)]
     if store_ids is not None:
         store_where.append(_S.c.id.in_(list(store_ids)))
     if region is not None:
@@ -995,3 +984,84 @@ def product_compliance(
     )
     with _connect(url) as conn:
         return _frame(conn, stmt, PRODUCT_COMPLIANCE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- CSV downloads
+
+# Headers of the dashboards' CSV downloads, by report column; shares and rates become percent.
+CSV_HEADERS: dict[str, str] = {
+    "week_start": "week starting",
+    "store": "store",
+    "region": "region",
+    "brand": "brand",
+    "manufacturer": "manufacturer",
+    "is_own": "brand type",
+    "product": "product",
+    "gtin": "EAN/GTIN",
+    "group": "group",
+    "status": "status",
+    "rank": "rank",
+    "created_at": "audited at",
+    "audited_at": "latest audit",
+    "user_name": "merchandiser",
+    "source": "source",
+    "product_count": "all product facings",
+    "facings": "facings",
+    "expected_facings": "target facings",
+    "linear_px": "width (px)",
+    "share_facings": "share by facings (%)",
+    "share_linear": "share by width (%)",
+    "share_of_brand": "share of brand facings (%)",
+    "audits": "audits",
+    "images": "images",
+    "since": "since",
+    "audits_in_row": "audits in a row",
+    "targeted_brands": "brands with a target",
+    "brands_on_shelf": "targeted brands on the shelf",
+    "availability": "on-shelf availability (%)",
+    "planogram_compliance": "planogram compliance (%)",
+    "compliance": "planogram compliance (%)",
+    "stockouts": "stockouts",
+    "below_target": "below target",
+    "gap_count": "gaps",
+    "gap_share_width": "gap share of shelf width (%)",
+    "shelf_width_px": "shelf width (px)",
+}
+_PERCENT = {
+    "share_facings",
+    "share_linear",
+    "share_of_brand",
+    "availability",
+    "planogram_compliance",
+    "compliance",
+    "gap_share_width",
+}
+_WHOLE = {"linear_px", "shelf_width_px"}
+
+
+def for_csv(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A report as the CSV a person downloads: readable headers (``CSV_HEADERS``), shares in
+    percent with one decimal, pixel widths whole, times to the minute, own brands and
+    competitors in words; internal ids and colour codes left out. ``columns`` picks (and
+    orders) the report columns to write; by default every one with a header.
+
+    Example:
+        >>> print(for_csv(pd.DataFrame({"brand_id": [3], "brand": ["Kapku"], "is_own": [True],
+        ...                             "color_hex": ["#1f77b4"], "share_facings": [0.12345]})))
+        brand,brand type,share by facings (%)
+        Kapku,own,12.3
+        <BLANKLINE>
+    """
+    keep = [c for c in (df.columns if columns is None else columns) if c in CSV_HEADERS]
+    out = df[keep].copy()
+    for column in keep:
+        values = out[column]
+        if column in _PERCENT:
+            out[column] = (pd.to_numeric(values, errors="coerce") * 100).round(1)
+        elif column in _WHOLE:
+            out[column] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
+        elif column == "is_own":
+            out[column] = values.map({True: "own", False: "competitor"})
+        elif pd.api.types.is_datetime64_any_dtype(values):
+            out[column] = values.dt.strftime("%Y-%m-%d %H:%M")
+    return out.rename(columns=CSV_HEADERS).to_csv(index=False, lineterminator="\n")

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from skuaudit.errors import UserError
+
 _CHUNK = 1024 * 1024
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError):
     """An archive that will not be extracted; the message names the entry and the limit."""
 
 

@@ -6,19 +6,72 @@ elsewhere in ``skuaudit``.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
 
 from skuaudit.datasets.base import DatasetError
+from skuaudit.detector import ModelLoadError
+from skuaudit.errors import UserError, apology, report_unexpected
+from skuaudit.export import ExportError
+from skuaudit.recognition import RecognitionModelError
 from skuaudit.storage.db import DatabaseError
+from skuaudit.web import OfflineModeError
 
-# Errors raised on user input or environment problems; each message is meant for a person.
-USER_ERRORS: tuple[type[Exception], ...] = (DatabaseError, DatasetError, ValueError, OSError)
+# Failures a person can act on, each with a message meant for them: ``UserError`` and the
+# error types of modules that say which file or setting to fix. Anything else is logged as a
+# bug (``report_unexpected``) and shown as an apology with the id the log carries.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    UserError,
+    DatabaseError,
+    DatasetError,
+    ModelLoadError,
+    RecognitionModelError,
+    ExportError,
+    OfflineModeError,
+)
+
+
+ROUTER = Path(__file__).resolve().parent.parent / "app.py"
+_routed: contextvars.ContextVar[bool] = contextvars.ContextVar("skuaudit_routed", default=False)
+
+
+@contextmanager
+def routed() -> Iterator[None]:
+    """Mark the page run inside as started by the router (``app.py``)."""
+    token = _routed.set(True)
+    try:
+        yield
+    finally:
+        _routed.reset(token)
+
+
+def ensure_routed() -> None:
+    """Rerun through the router when Streamlit ran a page on its own.
+
+    While a ``pages/`` folder sits beside ``app.py``, a freshly started server answers its first
+    request for a page address (``/stockouts``) the Streamlit 1.x "pages folder" way: it runs
+    ``pages/stockouts.py`` alone, without the router's sidebar, role check or page list. That
+    mode is switched off (``compat.route_every_page_through_main_script``) and the page reruns
+    through ``app.py``, which shows the same address. A page run as the main script (``streamlit run
+    pages/offline_audit.py``) is left alone.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if _routed.get():
+        return
+    ctx = get_script_run_ctx()
+    if ctx is not None and Path(ctx.main_script_path).resolve() == ROUTER:
+        from skuaudit.compat import route_every_page_through_main_script
+
+        route_every_page_through_main_script()
+        st.rerun()
 
 
 @dataclass(frozen=True)
@@ -34,7 +87,7 @@ def context() -> PageContext:
     return PageContext(
         role=st.session_state.get("role", "merchandiser"),
         store_id=st.session_state.get("store_id"),
-        store_name=st.session_state.get("store_name"),
+        store_name=st.session_state.get("store") if st.session_state.get("store_id") else None,
         user_name=(
             st.session_state.get("user_name", "")
             if signed_in_analyst()
@@ -43,13 +96,65 @@ def context() -> PageContext:
     )
 
 
+def _copy_state(source: str, target: str) -> None:
+    st.session_state[target] = st.session_state[source]
+
+
+def audit_header() -> PageContext:
+    """The store and the auditor's name at the top of an audit page, with a way to change them.
+
+    On a phone the sidebar (where both are chosen) is folded away, so an audit could silently
+    go to the first store; this line keeps them in sight and changes the sidebar's choice.
+    """
+    from skuaudit.storage.queries import list_stores
+
+    ctx = context()
+    if ctx.store_id is None:
+        return ctx
+    who = ctx.user_name or "no name given"
+    st.markdown(f"Store: **{ctx.store_name}** · auditor: **{who}**")
+    with st.expander("Change the store or your name"):
+        names = [s.name for s in list_stores()]
+        st.session_state["audit_store"] = ctx.store_name
+        st.selectbox(
+            "Store", names, key="audit_store", on_change=_copy_state, args=("audit_store", "store")
+        )
+        if ctx.role == "merchandiser":
+            st.session_state["audit_name"] = ctx.user_name
+            st.text_input(
+                "Your name",
+                key="audit_name",
+                max_chars=80,
+                on_change=_copy_state,
+                args=("audit_name", "merchandiser_name"),
+            )
+    return ctx
+
+
 @contextmanager
 def user_errors(action: str) -> Iterator[None]:
-    """Show a failure of ``action`` as ``st.error`` with its message, never a traceback."""
+    r"""Show a failure of ``action`` as ``st.error``, never a traceback.
+
+    A ``USER_ERRORS`` failure shows its message. Any other exception is a bug or an environment
+    failure: it is logged with its traceback and the page shows a short apology with the id the
+    log entry carries. ``st.stop``/``st.rerun`` pass through (they are not ``Exception``\ s).
+    """
     try:
         yield
     except USER_ERRORS as exc:
         st.error(f"{action} failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback, shown with its id
+        show_unexpected(action, exc)
+
+
+def apology_for(action: str, exc: BaseException) -> str:
+    """Log ``exc`` with its traceback; returns the apology with its id (``errors.apology``)."""
+    return apology(action, report_unexpected(action, exc))
+
+
+def show_unexpected(action: str, exc: BaseException) -> None:
+    """Log ``exc`` with its traceback and show the apology with its id."""
+    st.error(apology_for(action, exc))
 
 
 def rerun_with_messages(where: str, *successes: str, errors: Sequence[str] = ()) -> NoReturn:
@@ -79,11 +184,37 @@ def require_analyst() -> None:
         st.stop()
 
 
-def sign_in_page() -> None:
-    """The analyst sign-in form (accounts come from ``skuaudit user add NAME``)."""
+def _switch_role(role: str) -> None:
+    st.session_state["role"] = role
+
+
+def access_needed_page(title: str, access) -> None:
+    """What a page shows in place of itself when the chosen role may not see it
+    (``navigation.page_access``): which role it is for, with a button per role that needs no
+    sign-in, or the analyst sign-in form."""
+    if access.needs_sign_in:
+        sign_in_page(needed_for=access.message)
+        return
+    st.title(title)
+    st.warning(access.message)
+    from skuaudit.navigation import requires_login
+
+    for role in access.roles:
+        label = f"Switch to the {role} role" + (" (sign-in)" if requires_login(role) else "")
+        st.button(label, key=f"switch_role_{role}", on_click=_switch_role, args=(role,))
+
+
+def sign_in_page(needed_for: str = "") -> None:
+    """The analyst sign-in form (accounts come from ``skuaudit user add NAME``).
+
+    Args:
+        needed_for: why a sign-in is asked, e.g. "Catalogue needs an analyst sign-in."
+    """
     from skuaudit.auth import authenticate, list_users
 
     st.title("Analyst sign-in")
+    if needed_for:
+        st.caption(needed_for)
     with user_errors("Reading accounts"):
         if not list_users():
             st.info(
@@ -115,8 +246,10 @@ def cached_report(report: str, data_version: str | int | None, **kwargs):
 
 
 # Dashboard filters keep their values through visits to other pages (``persist_state``), as a
-# category manager expects when coming back to a dashboard.
+# category manager expects when coming back to a dashboard, and through a reload or a shared
+# link (``bind``: each filter is a query parameter of the page's URL).
 FILTER_PERSISTENCE = "session"
+FILTER_BINDING = "query-params"
 
 
 def choice_input(label: str, options: list[str], *, key: str) -> str:
@@ -124,14 +257,17 @@ def choice_input(label: str, options: list[str], *, key: str) -> str:
     option (a store renamed meanwhile) falls back to the first option."""
     if key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]
-    return st.selectbox(label, options, key=key, persist_state=FILTER_PERSISTENCE)
+    return st.selectbox(
+        label, options, key=key, persist_state=FILTER_PERSISTENCE, bind=FILTER_BINDING
+    )
 
 
 def latest_date_input(label: str, latest: date, *, key: str) -> date:
     """A date filter that starts at ``latest`` (the newest audit's date) and moves on with it
-    when a newer audit is saved, until the user picks another date, which it then keeps."""
+    when a newer audit is saved, until the user picks another date, which it then keeps (a date
+    in the page's URL counts as picked: Streamlit seeds the widget from it on a page load)."""
     followed = f"{key}:latest"
     if key not in st.session_state or st.session_state[key] == st.session_state.get(followed):
         st.session_state[key] = latest
     st.session_state[followed] = latest
-    return st.date_input(label, key=key, persist_state=FILTER_PERSISTENCE)
+    return st.date_input(label, key=key, persist_state=FILTER_PERSISTENCE, bind=FILTER_BINDING)

@@ -216,3 +216,39 @@ def test_review_table_round_trip_and_drawing(demo_db_url, shelves):
     assert drawn.shape == shelves[0].image_bgr.shape and not np.array_equal(
         drawn, shelves[0].image_bgr
     )
+
+
+def test_review_table_is_in_shelf_order(demo_db_url, shelves):
+    """Top row first, then left to right; the box numbers are those drawn on the photo."""
+    ids = _brand_ids(demo_db_url)
+    analysis = audit.analyse_image(
+        shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer(ids), _gallery()
+    )
+    table = audit.detections_table([analysis], {i: n for n, i in ids.items()})
+    assert list(table["box"]) == list(range(1, len(table) + 1))
+    assert table["row"].min() == 1 and table["row"].is_monotonic_increasing
+    x1 = analysis.detections.xyxy[table["detection"].to_numpy(), 0]
+    for row in table["row"].unique():
+        assert np.all(np.diff(x1[(table["row"] == row).to_numpy()]) >= 0)
+
+
+def test_a_saved_audit_is_drawn_with_its_saved_boxes(demo_db_url, shelves):
+    ids = _brand_ids(demo_db_url)
+    analysis = audit.analyse_image(
+        shelves[0].image_bgr, GroundTruthDetector(shelves), OracleRecognizer(ids), _gallery()
+    )
+    store_id = _store_id(demo_db_url)
+    audit_id = audit.save_audit(store_id, [analysis], source="photo", url=demo_db_url)
+    (stored,) = audit.stored_analyses(audit_id, demo_db_url)
+    assert stored.image_bgr.shape == analysis.image_bgr.shape
+    assert len(stored.detections) == len(analysis.detections)
+    order = audit.shelf_order(analysis.detections)
+    assert np.allclose(
+        stored.detections.xyxy[audit.shelf_order(stored.detections)],
+        analysis.detections.xyxy[order],
+        atol=1e-3,
+    )
+    colours = {i: "#00ff00" for i in ids.values()}
+    drawn = audit.draw_analysis(stored, colours)
+    assert (drawn != stored.image_bgr).any(axis=2).mean() > 0.01  # boxes and numbers drawn
+    assert audit.stored_analyses(10**9, demo_db_url) == []

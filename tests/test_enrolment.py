@@ -157,15 +157,13 @@ def test_gallery_separation_needs_two_products(product_ids, embeddings):
     assert result.pairs.empty and result.leave_one_out_accuracy is None
 
 
-def test_numbered_boxes_and_picker_images(db_url, products):
+def test_picker_images_number_the_boxes_in_shelf_order(db_url, products):
     from skuaudit import audit
     from skuaudit.detections import Detections
+    from skuaudit.storage.queries import brand_colours
 
     image = np.full((200, 300, 3), 180, np.uint8)
     boxes = [[10, 10, 60, 90], [70, 10, 120, 90], [10, 110, 60, 190]]
-    drawn = enrolment.draw_numbered_boxes(image, boxes)
-    assert drawn.shape == image.shape and not np.array_equal(drawn, image)
-    assert np.array_equal(enrolment.draw_numbered_boxes(image, []), image)
 
     store = catalogue.add_store("Harbour", url=db_url)
     detections = Detections(
@@ -183,6 +181,10 @@ def test_numbered_boxes_and_picker_images(db_url, products):
     (picked,) = enrolment.picker_images(audit_id, db_url)
     assert picked.labels == ("Kapku · Blue can", "Kapku · unknown product", "unknown")
     assert len(picked.detection_ids) == 3 and picked.image_bgr.shape == image.shape
+    # the one drawing of an analysis: the review's boxes and numbers
+    (stored,) = audit.stored_analyses(audit_id, db_url)
+    assert np.array_equal(picked.image_bgr, audit.draw_analysis(stored, brand_colours(db_url)))
+    assert not np.array_equal(picked.image_bgr, image)
     crop = enrolment.detection_crop(picked.detection_ids[2], db_url)
     assert crop.shape[:2] == (80, 50)  # box 3: the one on the lower shelf row
     with pytest.raises(ValueError, match="audit 999 does not exist"):

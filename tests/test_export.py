@@ -91,6 +91,7 @@ def match_detections(ref: dict, other: dict) -> tuple[float, float]:
 def test_every_format_is_written(exports):
     model_json = json.loads((exports["tfjs"] / "model.json").read_text())
     assert model_json["format"] == "graph-model"
+    assert "tf.loadGraphModel(" in (exports["tfjs"] / "README.txt").read_text()  # how to host
     shards = sorted(exports["tfjs"].glob("group1-shard*.bin"))
     assert shards and all(p.stat().st_size <= TFJS_SHARD_BYTES for p in shards)
     info = json.loads((exports["tfjs"] / "export.json").read_text())
@@ -387,3 +388,34 @@ def test_node_counts_match_the_python_detector(tiny_detector, tmp_path, shelf_in
     print(f"counts: python {python_counts}, tfjs {result['counting']['counts']}")
     assert sum(python_counts.values()) > 10
     assert result["counting"]["counts"] == python_counts
+
+
+def test_zip_of_an_export_and_the_lab_exports_listed(tmp_path, monkeypatch):
+    """The Model lab offers each export as a zip of one folder, with its size."""
+    import io
+    import zipfile
+
+    from skuaudit.export import (
+        EXPORT_INFO_FILE,
+        folder_size_bytes,
+        human_size,
+        lab_export_dir,
+        lab_exports,
+        zip_folder,
+    )
+
+    monkeypatch.setenv("SKUAUDIT_MODELS_DIR", str(tmp_path / "models"))
+    out = lab_export_dir("lab 7", "tflite", int8=True)
+    (out / "sub").mkdir(parents=True)
+    (out / EXPORT_INFO_FILE).write_text("{}")
+    (out / "model.tflite").write_bytes(b"x" * 3000)
+    (out / "sub" / "a.txt").write_text("a")
+    lab_export_dir("lab 7", "tfjs").mkdir()  # an unfinished export: no export.json, not listed
+    assert [(e["format"], e["size_bytes"]) for e in lab_exports("lab 7")] == [
+        ("tflite int8", folder_size_bytes(out))
+    ]
+    assert human_size(folder_size_bytes(out)) == "2.9 KB"
+    with zipfile.ZipFile(io.BytesIO(zip_folder(out))) as archive:
+        names = sorted(archive.namelist())
+        assert names == [f"{out.name}/{n}" for n in ("export.json", "model.tflite", "sub/a.txt")]
+        assert archive.read(f"{out.name}/model.tflite") == b"x" * 3000

@@ -102,3 +102,18 @@ def test_jpeg_round_trip():
         np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8), (5, 5), 2
     )
     assert load_image_bytes(encode_jpeg(image)).shape == (32, 48, 3)
+
+
+def test_photo_quality_flags_blur_darkness_and_a_steep_angle():
+    import cv2
+
+    from skuaudit.datasets.synth import render_shelf
+    from skuaudit.images import photo_quality
+
+    image = render_shelf(0, 1024, 768).image_bgr
+    assert photo_quality(image) == []
+    assert photo_quality(cv2.GaussianBlur(image, (0, 0), 4))[0].startswith("blurred")
+    assert photo_quality((image * 0.3).astype(np.uint8))[-1].startswith("too dark")
+    turn = cv2.getRotationMatrix2D((512, 384), 18, 1.0)
+    steep = photo_quality(cv2.warpAffine(image, turn, (1024, 768)))
+    assert steep and steep[-1].startswith("taken at a steep angle (the shelf lines slope 1")

@@ -333,7 +333,9 @@ def test_dataset_upload_with_a_class_map_is_read_with_it_everywhere(
 
     monkeypatch.setenv("SKUAUDIT_MEDIA_DIR", str(tmp_path / "media"))
     archive = _gap_only_zip(shelf_dataset, tmp_path / "gaps.zip")
-    with pytest.raises(DatasetError, match="unknown class 0.*class map such as 0=gap"):  # refused now
+    with pytest.raises(
+        DatasetError, match="unknown class 0.*class map such as 0=gap"
+    ):  # refused now
         jobs.add_dataset_archive(archive, "gaps.zip")
     with pytest.raises(DatasetError, match="not detector classes"):  # named, but not ours
         jobs.add_dataset_archive(archive, "gaps.zip", "yolo", {"0": "hole"})
@@ -378,3 +380,27 @@ def test_a_zip_of_the_dataset_folder_itself_is_read_from_that_folder(
         get_settings().default_model_dir, folder, examples=0
     )
     assert scored == 2 and report.per_class["product"]["ap50"] > 0.8
+
+
+@pytest.mark.slow
+def test_the_smallest_job_the_form_allows_trains(db_url, models_dir, monkeypatch):
+    """steps = 1 (the form's minimum, ``jobs.STEPS_RANGE``) trains a model; before its first
+    step the job says which phase it is in instead of a bare 'step 0'."""
+    phases = []
+    read_data = jobs._datasets
+
+    def reading(params, work_dir):
+        phases.append(jobs.get_job(job_id, db_url).progress_text)
+        return read_data(params, work_dir)
+
+    monkeypatch.setattr(jobs, "_datasets", reading)
+    params = TrainParams(steps=jobs.STEPS_RANGE[0], **TINY)
+    job_id = jobs.create_job(params, created_by="ana", url=db_url)
+    assert jobs.get_job(job_id, db_url).progress_text == (
+        "queued, waiting for the worker process (step 0 of 1)"
+    )
+    assert jobs.run_job(job_id, db_url) == "done", jobs.get_job(job_id, db_url).message
+    assert phases == ["running, starting: generating 6 shelves (step 0 of 1)"]
+    job = jobs.get_job(job_id, db_url)
+    assert job.step == 1 and (Path(job.output_dir) / "model" / "model.keras").is_file()
+    assert job.progress_text.startswith("done: step 1 of 1")

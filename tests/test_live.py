@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from skuaudit import live
+from skuaudit import compat, live
 from skuaudit.detections import Detections
 from skuaudit.live import (
     LiveProcessor,
@@ -385,6 +385,58 @@ def test_set_analyser_drops_the_old_analysers_frame_in_flight(make_processor):
     assert (state.counts, state.gaps, state.processed_frames) == ({"Acme": 2}, 1, 1)
 
 
+def test_reset_drops_a_frame_of_the_stream_before(make_processor):
+    """A frame being analysed when a new audit starts belongs to the previous stream."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow(frame):
+        started.set()
+        release.wait(5)
+        return _detections(5)
+
+    proc = make_processor(slow)
+    proc.process(_frame())
+    assert started.wait(5)
+    proc.reset()
+    release.set()
+    time.sleep(0.1)  # its result lands now, and must be dropped
+    state = proc.snapshot()
+    assert (state.processed_frames, state.counts, state.frame_bgr) == (0, {}, None)
+
+
+def test_snapshot_keeps_the_largest_frames_of_the_window(make_processor):
+    """Frames the browser scaled down are saved only when no larger one is left."""
+    proc = make_processor(lambda frame: _detections(2), window=4)
+    for i, shape in enumerate([(480, 640, 3), (240, 320, 3), (240, 320, 3)]):
+        proc.process(_frame(i, shape))
+        assert proc.wait_processed(i + 1)
+    assert proc.snapshot().frame_shape == (480, 640)
+    for i in range(3, 6):  # the 640 px frame leaves the window of 4
+        proc.process(_frame(i, (240, 320, 3)))
+        assert proc.wait_processed(i + 1)
+    assert proc.snapshot().frame_shape == (240, 320)
+
+
+def test_save_once_per_stream(make_processor):
+    proc = make_processor(lambda frame: _detections(2, n_gaps=1))
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    saved = []
+    audit_id, state = proc.save_once(lambda s: saved.append(s) or 41)
+    assert (audit_id, state.counts, proc.snapshot().saved_audit_id) == (41, {"Acme": 2}, 41)
+    with pytest.raises(live.AlreadySavedError, match="saved already as audit 41"):
+        proc.save_once(lambda s: 42)
+    assert len(saved) == 1
+    # a failed save marks nothing
+    proc.reset()
+    proc.process(_frame())
+    assert proc.wait_processed(1)
+    with pytest.raises(ValueError, match="database down"):
+        proc.save_once(lambda s: (_ for _ in ()).throw(ValueError("database down")))
+    assert proc.snapshot().saved_audit_id is None
+    assert proc.save_once(lambda s: 43)[0] == 43
+
+
 def test_window_must_be_positive():
     with pytest.raises(ValueError, match="window"):
         LiveProcessor(lambda f: Detections.empty(), {}, window=0)
@@ -486,7 +538,7 @@ def test_loopback_only(monkeypatch):
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
     live.apply_network_settings({})
-    assert aioice.ice.get_host_addresses is not live._loopback_host_addresses
+    assert aioice.ice.get_host_addresses is not compat._loopback_host_addresses
     live.apply_network_settings({"SKUAUDIT_ICE_LOOPBACK_ONLY": "1"})
     assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
 
@@ -508,9 +560,9 @@ def test_rerun_fix_counts_completed_runs_synchronously(monkeypatch):
     monkeypatch.setattr(ScriptRunner, "_on_script_finished", original)
     monkeypatch.setattr(component, "get_script_run_count", None)
     monkeypatch.setattr(component, "_reset_context", component._reset_context)
-    live.install_webrtc_fixes()
-    live.install_webrtc_fixes()  # idempotent: wrapped once
-    assert component._reset_context is live._reset_context_then_stop
+    compat.install_webrtc_fixes()
+    compat.install_webrtc_fixes()  # idempotent: wrapped once
+    assert component._reset_context is compat._reset_context_then_stop
 
     class Ctx:
         session_id = "session-under-test"
@@ -557,7 +609,7 @@ def test_reset_keeps_what_a_newer_run_stored_while_the_worker_stops(newer):
     old_worker, new_worker = Worker(), Worker()
     context._set_worker(old_worker)
     context._sdp_answer_json = "{}"
-    live._reset_context_then_stop(context)
+    compat._reset_context_then_stop(context)
 
     assert old_worker.stopped
     assert context._sdp_answer_json is None

@@ -140,3 +140,51 @@ def test_shipped_model_names_its_data_sets():
 
     labels = dataset_labels(get_settings().default_model_dir)
     assert labels["dataset 0"] == "synthetic shelves" and labels["dataset 1"] == "shelf-gaps"
+
+
+def _report(ap50, ap, product_mae, gap_mae=None):
+    from skuaudit.training.evaluate import EvalReport
+
+    per_class = {"product": {"count_mae": product_mae}}
+    if gap_mae is not None:
+        per_class["gap"] = {"count_mae": gap_mae}
+    return EvalReport(ap, ap50, None, None, None, None, 4, per_class)
+
+
+@pytest.mark.parametrize(
+    "candidate, active, worse",
+    [
+        (_report(0.80, 0.50, 3.0), _report(0.80, 0.50, 3.0), []),  # equal: safe
+        (_report(0.797, 0.50, 3.1), _report(0.80, 0.50, 3.0), []),  # within the tolerances
+        (_report(0.70, 0.50, 3.0), _report(0.80, 0.50, 3.0), ["AP50 0.700 against 0.800"]),
+        (_report(0.80, 0.50, 4.0), _report(0.80, 0.50, 3.0), ["product count error"]),
+        (_report(0.80, 0.50, 3.0), _report(0.80, 0.50, 3.0, 1.0), ["gap count error"]),
+        (_report(0.01, 0.0, 170.0), _report(0.99, 0.66, 0.0), ["AP50", "AP ", "product"]),
+    ],
+)
+def test_activation_check_names_the_figures_a_candidate_is_worse_on(candidate, active, worse):
+    from skuaudit.model_registry import activation_check
+
+    check = activation_check(
+        {"name": "new", "metrics": {"x": 1}}, {"name": "old"}, candidate, active, "4 shelves"
+    )
+    assert check.evaluated and check.safe == (not worse)
+    assert len(check.worse) == len(worse)
+    for found, expected in zip(check.worse, worse, strict=True):
+        assert found.startswith(expected.strip()) or expected in found
+    if worse:
+        assert check.warnings()[0].startswith("new is worse than the active model (old) on 4 shelves")
+    assert [r["figure"] for r in check.rows] == [
+        "AP50",
+        "AP",
+        "product count error (MAE)",
+        "gap count error (MAE)",
+    ]
+
+
+def test_activation_check_of_an_unevaluated_model_without_training_figures():
+    from skuaudit.model_registry import activation_check
+
+    check = activation_check({"name": "lab-9", "metrics": {}}, {"name": "old"})
+    assert not check.evaluated and not check.safe
+    assert [w.split(" ")[1] for w in check.warnings()] == ["has", "training"]

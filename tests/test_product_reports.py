@@ -172,10 +172,10 @@ def test_product_compliance(shop):
 
 def test_csv_headers_are_words(shop):
     df = reports.product_share_of_shelf(shop["url"], *MARCH)
-    text = reports.csv_text(df, ["brand", "product", "gtin", "facings", "share_of_brand"])
+    text = reports.for_csv(df, ["brand", "product", "gtin", "facings", "share_of_brand"])
     lines = text.splitlines()
-    assert lines[0] == "Brand,Product,EAN/GTIN,Facings,Share of brand facings"
-    assert lines[1] == "Own,Cola,4006381333931,6,0.75"
+    assert lines[0] == "brand,product,EAN/GTIN,facings,share of brand facings (%)"
+    assert lines[1] == "Own,Cola,4006381333931,6,75.0"
 
 
 def test_renaming_a_product_changes_the_data_version(shop):

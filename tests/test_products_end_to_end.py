@@ -184,19 +184,19 @@ def test_audit_dashboards_and_csvs_per_product(enrolled, shelves, monkeypatch, t
     assert sum(table["share_of_brand"]) == pytest.approx(1.0)
     csv = pd.read_csv(io.BytesIO(downloads["share_of_shelf_by_product.csv"]))
     assert list(csv.columns) == [
-        "Brand",
-        "Product",
+        "brand",
+        "product",
         "EAN/GTIN",
-        "Facings",
-        "Share of brand facings",
-        "Share by facings",
-        "Share by linear width",
-        "Width (px)",
-        "Audits",
+        "facings",
+        "share of brand facings (%)",
+        "share by facings (%)",
+        "share by width (%)",
+        "width (px)",
+        "audits",
     ]
-    from_csv = {f"{r.Brand} · {r.Product}": r.Facings for r in csv.itertuples() if r.Facings}
+    from_csv = {f"{r.brand} · {r.product}": r.facings for r in csv.itertuples() if r.facings}
     assert from_csv == truth
-    gtins = dict(zip(csv["Product"], csv["EAN/GTIN"].astype("Int64").astype(str), strict=True))
+    gtins = dict(zip(csv["product"], csv["EAN/GTIN"].astype("Int64").astype(str), strict=True))
     product = next(p for p in demo_products() if p.label in truth and p.brand.name == brand)
     assert gtins[product.name] == product.gtin
     brands_csv = pd.read_csv(io.BytesIO(downloads["share_of_shelf_by_brand.csv"]))
@@ -211,7 +211,7 @@ def test_audit_dashboards_and_csvs_per_product(enrolled, shelves, monkeypatch, t
     ]
     csv = pd.read_csv(io.BytesIO(downloads["product_stockouts_to_act_on.csv"]))
     assert list(
-        csv[["Store", "Brand", "Product", "Status", "Target facings", "Facings"]].itertuples(
+        csv[["store", "brand", "product", "status", "target facings", "facings"]].itertuples(
             index=False, name=None
         )
     ) == [("Harbour Foods", missing_brand, missing_product, "stockout", 2, 0)]

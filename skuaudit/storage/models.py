@@ -44,6 +44,8 @@ class Store(Base):
     address: Mapped[str] = mapped_column(String(300), default="")
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set when deleted from the catalogue while audits refer to it (they keep their history).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Brand(Base):
@@ -56,6 +58,8 @@ class Brand(Base):
     color_hex: Mapped[str] = mapped_column(String(7), default="#888888")
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set when deleted from the catalogue while audits refer to it (they keep their history).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     products: Mapped[list[Product]] = relationship(
         back_populates="brand", cascade="all, delete-orphan", order_by="Product.name"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -18,18 +19,35 @@ class StoreRow:
 
 
 def list_stores(url: str | None = None) -> list[StoreRow]:
+    """The stores of the catalogue (deleted ones left out), by name."""
     with session_scope(url) as s:
-        rows = s.execute(sa.select(m.Store.id, m.Store.name, m.Store.region).order_by(m.Store.name))
+        rows = s.execute(
+            sa.select(m.Store.id, m.Store.name, m.Store.region)
+            .where(m.Store.deleted_at.is_(None))
+            .order_by(m.Store.name)
+        )
         return [StoreRow(*r) for r in rows]
 
 
 def store_id_by_name(name: str, url: str | None = None) -> int:
-    """The id of the store called ``name``; ValueError naming the known stores otherwise."""
+    """The id of the store called ``name``; ``UserError`` naming the known stores and how to add
+    one otherwise."""
     with session_scope(url) as s:
-        found = s.scalar(sa.select(m.Store.id).where(m.Store.name == name))
+        found = s.scalar(
+            sa.select(m.Store.id).where(m.Store.name == name, m.Store.deleted_at.is_(None))
+        )
         if found is None:
-            known = s.scalars(sa.select(m.Store.name).order_by(m.Store.name).limit(20)).all()
-            raise ValueError(f"no store named {name!r}; known stores: {', '.join(known) or 'none'}")
+            known = s.scalars(
+                sa.select(m.Store.name)
+                .where(m.Store.deleted_at.is_(None))
+                .order_by(m.Store.name)
+                .limit(20)
+            ).all()
+            raise UserError(
+                f"no store named {name!r}; known stores: {', '.join(known) or 'none'}. Add it "
+                f"with: skuaudit catalogue add-store {name!r} --region REGION (or import a "
+                "stores CSV: skuaudit catalogue import stores FILE)"
+            )
         return found
 
 
@@ -53,7 +71,8 @@ def _reference_counts() -> sa.Subquery:
 
 
 def list_brands(url: str | None = None) -> list[BrandRow]:
-    """Every brand with its number of reference images and products, by name."""
+    """Every brand of the catalogue (deleted ones left out) with its number of reference images
+    and products, by name."""
     with session_scope(url) as s:
         refs = _reference_counts()
         per_brand = (
@@ -77,6 +96,7 @@ def list_brands(url: str | None = None) -> list[BrandRow]:
                 sa.func.coalesce(per_brand.c.products, 0),
             )
             .outerjoin(per_brand, per_brand.c.brand_id == m.Brand.id)
+            .where(m.Brand.deleted_at.is_(None))
             .order_by(m.Brand.name)
         )
         return [BrandRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
@@ -100,7 +120,8 @@ class ProductRow:
 
 
 def list_products(url: str | None = None, brand_id: int | None = None) -> list[ProductRow]:
-    """Every product (of one brand, when given) with its number of references, by brand and name."""
+    """Every product of the catalogue (of one brand, when given; those of deleted brands left
+    out) with its number of references, by brand and name."""
     with session_scope(url) as s:
         refs = _reference_counts()
         query = (
@@ -114,6 +135,7 @@ def list_products(url: str | None = None, brand_id: int | None = None) -> list[P
             )
             .join(m.Brand, m.Brand.id == m.Product.brand_id)
             .outerjoin(refs, refs.c.product_id == m.Product.id)
+            .where(m.Brand.deleted_at.is_(None))
             .order_by(m.Brand.name, m.Product.name)
         )
         if brand_id is not None:
@@ -131,9 +153,15 @@ def product_infos(url: str | None = None):
 
 
 def brand_names(url: str | None = None) -> dict[int, str]:
-    """Brand id -> name."""
+    """Brand id -> name, deleted brands included (past audits name them)."""
     with session_scope(url) as s:
         return dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
+
+
+def brand_colours(url: str | None = None) -> dict[int, str]:
+    """Brand id -> ``#rrggbb``, deleted brands included (past audits are drawn with them)."""
+    with session_scope(url) as s:
+        return dict(s.execute(sa.select(m.Brand.id, m.Brand.color_hex)).all())
 
 
 def product_planogram_for_store(store_id: int, url: str | None = None) -> dict[int, int]:

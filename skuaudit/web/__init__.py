@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from skuaudit.errors import UserError
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -128,7 +129,7 @@ def save_offline_audit(
 
     for name, value in counts.items():
         if not isinstance(value, int) or value < 0:
-            raise ValueError(f"count of {name!r} must be a whole number >= 0, got {value!r}")
+            raise UserError(f"count of {name!r} must be a whole number >= 0, got {value!r}")
     if not allow_empty and counts.get("product", 0) == 0 and counts.get("gap", 0) == 0:
         raise EmptyAuditError(
             "nothing was detected (0 products, 0 gaps); tick 'Save anyway' to record an empty shelf"

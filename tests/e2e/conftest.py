@@ -7,6 +7,8 @@ loop at about 30 fps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +95,50 @@ def write_shelf_video(
 def shelf_video(tmp_path_factory) -> ShelfVideo:
     """A 2-second pan across a 3-row generated shelf, written as MJPEG for Chromium's fake camera."""
     return write_shelf_video(tmp_path_factory.mktemp("camera") / "shelf.mjpeg")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(command: list[str], env: dict, log_path: Path, cwd: Path) -> Iterator[str]:
+    """Run ``command`` (a ``streamlit run`` command line, without the server options) on a free
+    loopback port; yields the base URL once the server answers its health check, stops it after.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    options = ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    options += ["--server.headless", "true"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*command, *options], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

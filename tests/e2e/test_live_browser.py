@@ -4,7 +4,7 @@ One Streamlit server (loopback only, temporary demo database) and one headless C
 whole module. The test STARTs the stream 20 times; every START must stream (the server's
 processed-frame counter keeps rising), the smoothed facings must match the generator's truth, and
 "Save audit" must store them. It also fails on streamlit-webrtc's "not rendered ... resetting stale
-state" log line, one of the two races ``skuaudit.live.install_webrtc_fixes`` removes.
+state" log line, one of the two races ``skuaudit.compat.install_webrtc_fixes`` removes.
 
 ``SKUAUDIT_E2E_WITHOUT_WEBRTC_FIXES=1`` runs the server without those fixes, to measure the races:
 the test then lists every START that did not stream.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import NamedTuple
 import pytest
 
 from skuaudit.chromium import HEADLESS_FLAGS
+from tests.e2e.conftest import streamlit_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,8 @@ if CHROMIUM is None:
 LAUNCH = """
 import logging, os, sys
 if os.environ.get("SKUAUDIT_E2E_WITHOUT_WEBRTC_FIXES") == "1":
-    import skuaudit.live
-    skuaudit.live.install_webrtc_fixes = lambda: None
+    import skuaudit.compat
+    skuaudit.compat.install_webrtc_fixes = lambda: None
 handler = logging.StreamHandler()
 handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
 webrtc_log = logging.getLogger("streamlit_webrtc")
@@ -65,17 +65,9 @@ main()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """``(base_url, db_url, log_path)`` of a Streamlit server on a fresh demo database."""
-    import urllib.request
-
     work = tmp_path_factory.mktemp("live_server")
     db_url = f"sqlite:///{work / 'skuaudit.db'}"
     env = {
@@ -94,53 +86,13 @@ def live_server(tmp_path_factory):
         cwd=REPO_ROOT,
         capture_output=True,
     )
-    port = _free_port()
     log_path = work / "streamlit.log"
-    log_file = open(log_path, "w")  # noqa: SIM115 - closed in the teardown below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            LAUNCH,
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", LAUNCH, "app.py", "--server.fileWatcherType", "none"]
+    command += ["--browser.gatherUsageStats", "false"]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield base_url, db_url, log_path
+        with streamlit_server(command, env, log_path, REPO_ROOT) as base_url:
+            yield base_url, db_url, log_path
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log_file.close()
         # kept for failures: the server's side of every START (worker creation, resets)
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / "live_server.log")
@@ -280,10 +232,18 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
 
     # Save while still streaming: the audit holds the smoothed counts and the snapshot frame.
     shown = _status(page)
-    page.get_by_role("button", name="Save audit").click()
+    save = page.get_by_role("button", name="Save audit for Central Superstore")
+    save.click()
     saved = page.get_by_text(re.compile(r"Audit \d+ saved"))
     saved.wait_for(timeout=60_000)
-    audit_id = int(re.search(r"Audit (\d+) saved", saved.inner_text()).group(1))
+    message = saved.inner_text()
+    audit_id = int(re.search(r"Audit (\d+) saved", message).group(1))
+    # One save per stream: the button is disabled at once, and a second click 4 s later (the
+    # walkthrough's double save) stores nothing.
+    assert save.is_disabled()
+    page.wait_for_timeout(4000)
+    save.click(force=True)
+    page.wait_for_timeout(2000)
 
     import sqlalchemy as sa
 
@@ -293,12 +253,19 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
     with session_scope(db_url) as s:
         audit = s.get(m.Audit, audit_id)
         assert audit.source == "live"
+        live_audits = s.scalar(
+            sa.select(sa.func.count()).select_from(m.Audit).where(m.Audit.source == "live")
+        )
+        assert live_audits == 1
+        # the message reports what the database holds
+        assert f": {audit.product_count} facings, {audit.gap_count} gaps" in message
         assert truth_low - tolerance <= audit.product_count <= truth_high + tolerance
         assert abs(audit.product_count - shown.facings) <= tolerance
         images = s.scalars(sa.select(m.AuditImage).where(m.AuditImage.audit_id == audit_id)).all()
         # one snapshot of the camera's 4:3 frames; WebRTC may scale them down when the CPU is busy
         assert len(images) == 1
         assert 160 <= images[0].width <= 640 and images[0].width * 3 == images[0].height * 4
+        assert f"(snapshot {images[0].width} x {images[0].height})" in message
         branded = s.scalar(
             sa.select(sa.func.coalesce(sa.func.sum(m.BrandMetric.facings), 0)).where(
                 m.BrandMetric.audit_id == audit_id, m.BrandMetric.brand_id.is_not(None)

@@ -13,7 +13,6 @@ def open_page(page: str, role: str = "merchandiser", timeout: float = 60) -> App
     """The app in ``role`` switched to ``page`` (e.g. ``"pages/live_audit.py"``), run without error."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.session_state["role"] = role
-    at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at

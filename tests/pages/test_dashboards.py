@@ -90,7 +90,21 @@ def test_share_page_defaults_match_reports_and_csv(demo_db_url, downloads):
     assert _values(bars[1]["y"]) == pytest.approx(list(expected["share_linear"]))
     csv = _csv(downloads, "share_of_shelf_by_brand.csv")
     assert list(csv["brand"]) == bars[0]["x"]
-    assert list(csv["share_facings"]) == pytest.approx(_values(bars[0]["y"]))
+    # readable headers, percent with one decimal, no colour codes or internal ids
+    assert list(csv.columns) == [
+        "brand",
+        "manufacturer",
+        "brand type",
+        "facings",
+        "width (px)",
+        "share by facings (%)",
+        "share by width (%)",
+        "audits",
+    ]
+    assert list(csv["share by facings (%)"]) == pytest.approx(
+        [round(v * 100, 1) for v in _values(bars[0]["y"])]
+    )
+    assert set(csv["brand type"]) <= {"own", "competitor"}
     own = _figures(at)["Own brands versus competitors"]["data"]
     assert [t["name"] for t in own] == ["Own brands", "Competitors"]
     assert _values(own[0]["x"])[0] + _values(own[1]["x"])[0] == pytest.approx(1.0)
@@ -208,11 +222,11 @@ def test_stockouts_page_lists_what_to_act_on(demo_db_url, downloads):
         "region",
         "brand",
         "status",
-        "expected_facings",
+        "target facings",
         "facings",
         "since",
-        "audits_in_row",
-        "audited_at",
+        "audits in a row",
+        "latest audit",
     ]
     assert len(csv) == len(expected)
     avail = _figures(at)["Availability and compliance"]["data"]

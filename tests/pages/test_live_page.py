@@ -139,9 +139,12 @@ def test_frames_counts_and_save(captured):
         ("unknown", "unknown", 1),
     ]
 
-    at.button[0].click().run()
+    at.button(key="live_save").click().run()
     assert not at.exception, at.exception
-    assert "saved: 3 facings, 1 gaps" in at.success[0].value
+    # what the database holds, with the snapshot's size
+    assert at.success[0].value.endswith(
+        "saved for Central Superstore: 3 facings, 1 gaps (snapshot 640 x 480)."
+    )
 
     from skuaudit.storage import models as m
     from skuaudit.storage.db import session_scope
@@ -171,12 +174,13 @@ def test_dense_shelf_mode_counts_afresh_in_tiles(captured):
     assert "facings **3** · gaps **1** · processed frames **1**" in _status(at)
 
 
+@pytest.mark.expected_errors("nothing was detected in the last frames")
 def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
     at = _open_page()
     processor = at.session_state["live_processor"]
     processor.set_analyser(lambda frame: Detections.empty().with_data(brand_id=np.zeros(0, int)))
     _feed(at, captured, 1)
-    at.button[0].click().run()
+    at.button(key="live_save").click().run()
     # the refusal outlives the fragment's next runs (it used to vanish unseen)
     at.run()
     assert "nothing was detected in the last frames" in at.error[0].value
@@ -184,9 +188,9 @@ def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
     assert not at.success
 
     at.checkbox(key="live_allow_empty").check().run()
-    at.button[0].click().run()
+    at.button(key="live_save").click().run()
     assert not at.exception, at.exception
-    assert "saved: 0 facings, 0 gaps" in at.success[0].value
+    assert ": 0 facings, 0 gaps" in at.success[0].value
     assert not at.error
 
     from skuaudit.storage import models as m
@@ -199,9 +203,10 @@ def test_saving_an_empty_shelf_asks_first_and_says_why(captured):
 
 def test_save_before_any_frame_is_disabled(captured):
     at = _open_page()
-    assert at.button[0].disabled
+    assert at.button(key="live_save").disabled
 
 
+@pytest.mark.expected_errors("SKUAUDIT_ICE_SERVERS is not valid JSON")
 def test_invalid_ice_servers_show_an_error(captured, monkeypatch):
     monkeypatch.setenv("SKUAUDIT_ICE_SERVERS", "[{not json")
     at = _open_page()
@@ -209,6 +214,7 @@ def test_invalid_ice_servers_show_an_error(captured, monkeypatch):
     assert not captured.calls
 
 
+@pytest.mark.expected_errors("model folder not found")
 def test_missing_model_shows_an_error(captured, monkeypatch):
     def broken(cls, url=None, model_dir=None):
         raise live.PipelineLoadError("models/default: model folder not found")
@@ -217,3 +223,52 @@ def test_missing_model_shows_an_error(captured, monkeypatch):
     at = _open_page()
     assert "model folder not found" in at.error[0].value
     assert not captured.calls
+
+
+@pytest.mark.expected_errors("saved already as audit")
+def test_one_save_per_stream_until_new_audit(captured):
+    """Two clicks save one audit; 'New audit' starts the next one on the same stream."""
+    at = _open_page()
+    _feed(at, captured, 3)
+    at.button(key="live_save").click().run()
+    assert "3 facings, 1 gaps" in at.success[0].value
+    assert at.button(key="live_save").disabled  # the fragment's next run
+    processor = at.session_state["live_processor"]
+    pipeline = live.LivePipeline.load(captured.url)
+    with pytest.raises(live.AlreadySavedError, match="saved already as audit"):
+        live.save_live_audit(processor, 1, pipeline, url=captured.url)
+
+    at.button(key="live_new_audit").click().run()
+    assert "processed frames **0**" in _status(at) and not at.success
+    _feed(at, captured, 2)
+    assert not at.button(key="live_save").disabled
+    at.button(key="live_save").click().run()
+
+    from skuaudit.storage import models as m
+    from skuaudit.storage.db import session_scope
+
+    with session_scope(captured.url) as s:
+        assert s.query(m.Audit).filter_by(source="live").count() == 2
+
+
+def test_a_new_brand_reaches_a_running_live_page(captured, monkeypatch):
+    """The pipeline is keyed on the catalogue version: a brand added on the Catalogue page is
+    loaded at the live page's next run, without a server restart."""
+    from skuaudit import catalogue
+
+    loads = []
+    load = live.LivePipeline.load.__func__
+
+    def counting_load(cls, url=None, model_dir=None):
+        loads.append(url)
+        return load(cls, url, model_dir)
+
+    monkeypatch.setattr(live.LivePipeline, "load", classmethod(counting_load))
+    at = _open_page()
+    at.run()
+    assert len(loads) == 1
+    processor = at.session_state["live_processor"]
+    catalogue.add_brand("Oakly", url=captured.url)
+    at.run()
+    assert len(loads) == 2
+    assert at.session_state["live_processor"] is processor  # the stream keeps its processor

@@ -60,6 +60,7 @@ def test_one_report_saves_one_audit(browser, demo_db_url):
     assert _offline_audits(demo_db_url) == [(41, 3), (41, 3)]
 
 
+@pytest.mark.expected_errors("tick 'Save anyway'")
 def test_nothing_found_asks_before_saving(browser, demo_db_url):
     browser["report"] = _report(0, 0, sent_at=1)
     at = _open()

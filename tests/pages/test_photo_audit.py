@@ -44,7 +44,6 @@ def page(demo_db_url, shelf, monkeypatch):
     )
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "merchandiser"
-    at.run()
     return at.switch_page("pages/photo_audit.py").run()
 
 
@@ -53,6 +52,7 @@ def _audits(url) -> list[m.Audit]:
         return s.scalars(sa.select(m.Audit).where(m.Audit.is_demo.is_(False))).all()
 
 
+@pytest.mark.expected_errors("notes.jpg: not a readable image")
 def test_upload_review_and_save(page, shelf, demo_db_url):
     assert not page.exception
     # A photo's limit, not the server's (which takes dataset zips): refused in the browser.
@@ -94,9 +94,12 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     assert len(_audits(demo_db_url)) == 1
 
 
+@pytest.mark.expected_errors("Nothing was saved")
 def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     blank = encode_png(np.full((240, 320, 3), 200, np.uint8))
     page.file_uploader(key="photo_uploads").set_value(("wall.png", blank, "image/png")).run()
+    assert "wall.png: blurred" in page.warning[0].value  # a flat wall has no sharp edges
+    page.button(key="photo_analyse_anyway").click().run()
     assert any("No products or gaps were found" in w.value for w in page.warning)
     page.button(key="photo_save").click().run()
     assert "Nothing was saved" in page.error[0].value and not _audits(demo_db_url)
@@ -105,6 +108,7 @@ def test_photo_without_shelf_needs_confirmation(page, demo_db_url):
     assert len(_audits(demo_db_url)) == 1
 
 
+@pytest.mark.expected_errors("is too small to show a shelf")
 def test_tiny_image_is_refused_not_audited(page):
     dot = encode_png(np.full((1, 1, 3), 200, np.uint8))
     page.file_uploader(key="photo_uploads").set_value(("dot.png", dot, "image/png")).run()
@@ -118,9 +122,11 @@ def test_camera_photo_is_analysed(page):
     photo = encode_jpeg(np.full((240, 320, 3), 90, np.uint8))
     page.camera_input(key="photo_camera").set_value(("shot.jpg", photo, "image/jpeg")).run()
     assert not page.exception, page.exception
+    page.button(key="photo_analyse_anyway").click().run()
     assert any("No products or gaps were found" in w.value for w in page.warning)
 
 
+@pytest.mark.expected_errors("model folder not found")
 def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypatch, tmp_path):
     st.cache_resource.clear()
     monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "no_model"))
@@ -182,3 +188,23 @@ def test_products_are_reviewed_counted_and_saved(demo_db_url, monkeypatch):
         ).all()
     label_of = {v: k for k, v in products.items()}
     assert {label_of[p]: n for p, n in stored} == shelf.counts()
+
+
+def test_a_blurred_photo_is_flagged_before_it_is_analysed(page, shelf, demo_db_url):
+    import cv2
+
+    blurred = encode_jpeg(cv2.GaussianBlur(shelf.image_bgr, (0, 0), 4))
+    page.file_uploader(key="photo_uploads").set_value(
+        [("blurry.jpg", blurred, "image/jpeg")]
+    ).run()
+    assert not page.exception, page.exception
+    assert page.warning[0].value.startswith("blurry.jpg: blurred (sharpness")
+    assert not page.get("data_editor")  # not analysed yet
+    page.button(key="photo_analyse_anyway").click().run()
+    assert page.get("data_editor")  # analysed as it is
+    assert not [w for w in page.warning if "blurred" in w.value]
+
+
+def test_the_limit_and_the_store_are_on_the_page(page):
+    assert "up to 25 MB each" in page.file_uploader(key="photo_uploads").label
+    assert "Store: **Central Superstore**" in " ".join(md.value for md in page.markdown)

@@ -222,3 +222,35 @@ def test_downgrade_gives_references_their_brand_back(old_url):
     assert "product_id" not in columns
     assert upgrade_database(old_url) == head_revision()  # and up again
     assert current_revision(old_url) == head_revision()
+
+
+def test_catalogue_deletion_0004_on_top_of_products(old_url):
+    """0004 (``deleted_at``) chains on 0003: a brand deleted with its products at the head keeps
+    its rows for the audits; down to 0003 the mark goes and the brand is listed again; down to
+    0002 its products fold back into it; and up to the head again."""
+    from skuaudit import catalogue
+    from skuaudit.storage.queries import list_brands, list_products
+
+    assert upgrade_database(old_url) == head_revision() == "0004"
+    own = 1
+    done = catalogue.delete_brand(own, old_url)
+    assert (done.audits, done.products, done.reference_images) == (1, 1, 2)
+    assert "Own" not in [b.name for b in list_brands(old_url)]
+    assert "Own" not in [p.brand for p in list_products(old_url)]
+    shares = reports.share_of_shelf(old_url, *MARCH)
+    assert dict(zip(shares["brand"], shares["facings"], strict=True))["Own"] == 2  # history
+
+    assert downgrade_database(old_url, "0003") == "0003"
+    with get_engine(old_url).connect() as conn:
+        for table in ("stores", "brands"):
+            assert "deleted_at" not in {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        assert conn.execute(sa.text("SELECT count(*) FROM products WHERE brand_id = 1")).scalar()
+    assert downgrade_database(old_url, BEFORE_PRODUCTS) == BEFORE_PRODUCTS
+    with get_engine(old_url).connect() as conn:
+        names = set(conn.execute(sa.text("SELECT name FROM brands")).scalars())
+        brand_of = conn.execute(
+            sa.text("SELECT brand_id FROM detections WHERE class_name = 'product' ORDER BY id")
+        ).scalars()
+        assert names == {"Own", "Rival", "Quiet"} and list(brand_of)[:2] == [1, 1]
+    assert upgrade_database(old_url) == head_revision()
+    assert _schema_drift(old_url) == []
