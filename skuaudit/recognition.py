@@ -1,11 +1,12 @@
-"""Brand recognition: few-shot, by nearest neighbour in a learned embedding space.
+"""Brand recognition: few-shot, against a gallery of reference crops enrolled by analysts.
 
-Each product box is cropped, embedded by a small CNN trained with a metric-learning loss (see
-``scripts/train_recognition.py`` and ``models/recognition/MODEL_CARD.md``) and compared with the
-reference gallery: the embeddings of a handful of reference crops per brand, enrolled by analysts.
-The brand of the most similar reference wins when the cosine similarity reaches the threshold;
-below it the product is ``unknown`` (``brand_id == -1``). A new brand therefore needs reference
-images, not retraining.
+Each product box is cropped and described like every reference crop: an embedding from a small
+CNN trained with a metric-learning loss (see ``scripts/train_recognition.py`` and
+``models/recognition/MODEL_CARD.md``), colour histograms and, on the photo path, SIFT keypoints
+verified with a RANSAC homography (``skuaudit.sku_matching``). The best-scoring brand wins when
+its score reaches the threshold; below it the product is ``unknown`` (``brand_id == -1``). A new
+brand therefore needs reference images, not retraining. Each reference's features are computed
+once and cached in the database.
 
 Example:
     >>> recognizer = Recognizer.load()                                  # doctest: +SKIP
@@ -16,9 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,13 @@ import sqlalchemy as sa
 from skuaudit.config import get_settings
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.images import ImageError, crop_xyxy, encode_png, load_image_bytes
+from skuaudit.sku_matching import (
+    FEATURES_VERSION,
+    CropFeatures,
+    MatchSettings,
+    ProductMatcher,
+    describe,
+)
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -70,15 +79,19 @@ def preprocess_crops(crops_bgr: list[np.ndarray], input_size: int) -> np.ndarray
 
 @dataclass
 class Gallery:
-    """Reference embeddings of enrolled brands.
+    """Reference features of enrolled brands.
 
     Attributes:
         brand_ids: ``(M,)`` int64 brand of each reference.
         embeddings: ``(M, D)`` float32 L2-normalised reference embeddings.
+        features: ``CropFeatures`` of each reference (embedding, colour, keypoints); required to
+            match a non-empty gallery.
     """
 
     brand_ids: np.ndarray
     embeddings: np.ndarray
+    features: list[CropFeatures] | None = None
+    _matchers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.brand_ids = np.asarray(self.brand_ids, dtype=np.int64).reshape(-1)
@@ -87,6 +100,10 @@ class Gallery:
             raise ValueError(
                 f"Gallery: {len(self.brand_ids)} brand ids need ({len(self.brand_ids)}, D) "
                 f"embeddings, got shape {self.embeddings.shape}"
+            )
+        if self.features is not None and len(self.features) != len(self.brand_ids):
+            raise ValueError(
+                f"Gallery: {len(self.brand_ids)} brand ids but {len(self.features)} features"
             )
 
     def __len__(self) -> int:
@@ -98,11 +115,28 @@ class Gallery:
         return sorted({int(b) for b in self.brand_ids})
 
     @classmethod
-    def from_database(cls, url: str | None = None, recognizer: Recognizer | None = None) -> Gallery:
-        """All reference images of the database, embedding (and caching) those not yet embedded.
+    def from_features(cls, brand_ids, features: list[CropFeatures]) -> Gallery:
+        """A gallery of references described already (``Recognizer.describe``)."""
+        embeddings = (
+            np.stack([f.embedding for f in features]) if features else np.zeros((0, 0), np.float32)
+        )
+        return cls(brand_ids=np.asarray(brand_ids), embeddings=embeddings, features=list(features))
 
-        A reference whose stored embedding came from another model (``embedding_model``) is
-        embedded again; new embeddings are written back in one transaction.
+    @classmethod
+    def from_references(
+        cls, references: list[tuple[int, np.ndarray]], recognizer: Recognizer
+    ) -> Gallery:
+        """A gallery from ``(brand_id, BGR crop)`` pairs, without a database (evaluation)."""
+        crops = [crop for _, crop in references]
+        return cls.from_features([b for b, _ in references], recognizer.describe(crops))
+
+    @classmethod
+    def from_database(cls, url: str | None = None, recognizer: Recognizer | None = None) -> Gallery:
+        """All reference images of the database, describing (and caching) those not yet described.
+
+        A reference whose stored features came from another model or feature version
+        (``embedding_model``) is described again; new features are written back in one
+        transaction.
 
         Args:
             url: database URL (default ``SKUAUDIT_DB_URL``).
@@ -111,60 +145,96 @@ class Gallery:
         recognizer = recognizer or Recognizer.load()
         with session_scope(url) as s:
             refs = s.scalars(sa.select(m.ReferenceImage).order_by(m.ReferenceImage.id)).all()
-            stale = [r for r in refs if r.embedding is None or r.embedding_model != recognizer.name]
+            features: dict[int, CropFeatures] = {}
+            for r in refs:
+                # a damaged cache entry is described again below
+                if r.embedding is not None and r.embedding_model == recognizer.feature_name:
+                    with contextlib.suppress(ValueError):
+                        features[r.id] = CropFeatures.from_bytes(r.embedding)
+            stale = [r for r in refs if r.id not in features]
             if stale:
                 crops = [
                     load_image_bytes(r.image_png, name=f"reference image {r.id}") for r in stale
                 ]
-                for ref, vector in zip(stale, recognizer.embed(crops), strict=True):
-                    ref.embedding = vector.astype(np.float32).tobytes()
-                    ref.embedding_model = recognizer.name
-            vectors = [np.frombuffer(r.embedding, dtype=np.float32) for r in refs]
-            return cls(
-                brand_ids=np.array([r.brand_id for r in refs], dtype=np.int64),
-                embeddings=np.stack(vectors)
-                if vectors
-                else np.zeros((0, recognizer.embedding_dim)),
+                for ref, feat in zip(stale, recognizer.describe(crops), strict=True):
+                    ref.embedding = feat.to_bytes()
+                    ref.embedding_model = recognizer.feature_name
+                    features[ref.id] = feat
+            return cls.from_features(
+                np.array([r.brand_id for r in refs], dtype=np.int64),
+                [features[r.id] for r in refs],
             )
 
-    def match(self, embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest reference of each query.
+    def matcher(self, recognizer: Recognizer) -> ProductMatcher:
+        """The ``ProductMatcher`` of this gallery with ``recognizer``'s model (built once)."""
+        key = (recognizer.name, recognizer.matching)
+        if key not in self._matchers:
+            if self.features is None and len(self):
+                raise ValueError(
+                    "this gallery holds embeddings only; build it with Gallery.from_database "
+                    "or Gallery.from_references to match crops"
+                )
+            self._matchers[key] = ProductMatcher(
+                self.brand_ids,
+                self.features or [],
+                embed=recognizer.embed,
+                settings=recognizer.matching,
+            )
+        return self._matchers[key]
+
+    def match(
+        self,
+        crops_bgr: list[np.ndarray],
+        recognizer: Recognizer,
+        *,
+        threshold: float | None = None,
+        fast: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The brand of each crop (``ProductMatcher.match``).
 
         Args:
-            embeddings: ``(N, D)`` L2-normalised queries.
-            threshold: lowest cosine similarity accepted as a match.
+            crops_bgr: BGR crops of product boxes.
+            recognizer: the model the gallery was described with.
+            threshold: lowest score (0..1) accepted; ``None`` uses the model's for the path.
+            fast: the live-frame path (no keypoint verification).
 
         Returns:
-            ``(brand_ids (N,) int64, scores (N,) float32)``: the brand of the nearest reference, or
-            ``-1`` when its similarity is below ``threshold``; the similarity itself.
+            ``(brand_ids (N,) int64, scores (N,) float32)``: the best brand, or ``-1`` when its
+            score is below the threshold; the score itself.
         """
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        n = len(embeddings)
+        n = len(crops_bgr)
         if n == 0 or len(self) == 0:
             return np.full(n, UNKNOWN_BRAND_ID, dtype=np.int64), np.zeros(n, dtype=np.float32)
-        similarity = embeddings @ self.embeddings.T
-        best = similarity.argmax(axis=1)
-        scores = similarity[np.arange(n), best].astype(np.float32)
-        brand_ids = np.where(scores >= threshold, self.brand_ids[best], UNKNOWN_BRAND_ID)
-        return brand_ids.astype(np.int64), scores
+        return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
 
 
 class Recognizer:
-    """The embedding model, run as one ``tf.function`` call per batch of crops.
+    """The embedding model (one ``tf.function`` call per batch of crops) and the matching settings.
 
     Attributes:
-        name: identifies the model in ``ReferenceImage.embedding_model`` (name + weights hash).
+        name: identifies the model (name + weights hash).
+        feature_name: identifies cached reference features in ``ReferenceImage.embedding_model``
+            (model name + feature version).
         input_size: side of the square model input in pixels.
         embedding_dim: length of an embedding.
-        threshold: default cosine similarity below which a product is ``unknown``.
+        matching: ``MatchSettings`` (weights and thresholds of the photo and fast paths).
+        threshold: default photo-path score below which a product is ``unknown``.
     """
 
-    def __init__(self, model, *, name: str, input_size: int, threshold: float) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        name: str,
+        input_size: int,
+        matching: MatchSettings | None = None,
+    ) -> None:
         import tensorflow as tf
 
         self.name = name
         self.input_size = int(input_size)
-        self.threshold = float(threshold)
+        self.matching = matching or MatchSettings()
+        self.threshold = float(self.matching.threshold)
         self.embedding_dim = int(model.output_shape[-1])
         self._model = model
         self._embed_fn = tf.function(
@@ -194,7 +264,8 @@ class Recognizer:
             raise RecognitionModelError(f"{model_dir}: weights file {KERAS_FILE} is missing")
         try:
             config = json.loads(config_path.read_text())
-            input_size, threshold = int(config["input_size"]), float(config["threshold"])
+            input_size = int(config["input_size"])
+            matching = MatchSettings.from_dict(config.get("matching", {}))
             base_name = str(config.get("name", "recognition"))
         except (ValueError, KeyError, TypeError) as exc:
             raise RecognitionModelError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
@@ -207,7 +278,11 @@ class Recognizer:
                 f"{model_dir}: weights file {KERAS_FILE} does not load ({exc})"
             ) from exc
         digest = hashlib.sha256(keras_path.read_bytes()).hexdigest()[:10]
-        return cls(model, name=f"{base_name}:{digest}", input_size=input_size, threshold=threshold)
+        return cls(model, name=f"{base_name}:{digest}", input_size=input_size, matching=matching)
+
+    @property
+    def feature_name(self) -> str:
+        return f"{self.name}+{FEATURES_VERSION}"
 
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 L2-normalised embeddings of BGR crops of any size (batched)."""
@@ -219,32 +294,40 @@ class Recognizer:
             parts.append(np.asarray(self._embed_fn(batch), dtype=np.float32))
         return np.concatenate(parts)
 
+    def describe(self, crops_bgr: list[np.ndarray], *, fast: bool = False) -> list[CropFeatures]:
+        """Features of crops (embedding, colour and, unless ``fast``, keypoints) for matching or
+        for caching as reference features (``CropFeatures.to_bytes``)."""
+        return describe(crops_bgr, self.embed, self.matching, with_keypoints=not fast)
+
     def assign_brands(
         self,
         image_bgr: np.ndarray,
         detections: Detections,
         gallery: Gallery,
         threshold: float | None = None,
+        *,
+        fast: bool = False,
     ) -> Detections:
         """A copy of ``detections`` with ``data["brand_id"]`` and ``data["brand_score"]``.
 
-        Every product box of the image is embedded in one batch. Gaps get brand ``-1`` and
-        score 0; products below the threshold get ``-1`` (unknown) and keep their best similarity.
+        Every product box of the image is matched in one batch (``Gallery.match``). Gaps get
+        brand ``-1`` and score 0; products below the threshold get ``-1`` (unknown) and keep
+        their best score.
 
         Args:
             image_bgr: ``(H, W, 3)`` uint8 image the boxes are in.
             detections: pixel ``xyxy`` boxes.
             gallery: enrolled references.
-            threshold: cosine similarity threshold; ``None`` uses the model's.
+            threshold: score threshold (0..1); ``None`` uses the model's for the path.
+            fast: the live-frame path: embedding and colour only, no keypoint verification.
         """
-        threshold = self.threshold if threshold is None else float(threshold)
         n = len(detections)
         brand_ids = np.full(n, UNKNOWN_BRAND_ID, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
         products = np.flatnonzero(detections.class_id == PRODUCT)
         if len(products) and len(gallery):
             crops = [crop_xyxy(image_bgr, detections.xyxy[i]) for i in products]
-            found, found_scores = gallery.match(self.embed(crops), threshold)
+            found, found_scores = gallery.match(crops, self, threshold=threshold, fast=fast)
             brand_ids[products], scores[products] = found, found_scores
         return detections.with_data(brand_id=brand_ids, brand_score=scores)
 
@@ -300,8 +383,8 @@ def enrol_reference(
         image: encoded image bytes (an upload) or a BGR array (a crop of an audit photo).
         source: where it came from: ``"upload"``, ``"camera"``, ``"audit"`` or ``"demo"``.
         url: database URL.
-        recognizer: when given, the embedding is computed and stored now; otherwise the next
-            ``Gallery.from_database`` computes it.
+        recognizer: when given, the reference's features are computed and stored now;
+            otherwise the next ``Gallery.from_database`` computes them.
         is_demo: mark the row as demo data.
 
     Returns:
@@ -318,8 +401,8 @@ def enrol_reference(
     image_bgr = validate_reference(image_bgr)
     embedding, embedding_model = None, ""
     if recognizer is not None:
-        embedding = recognizer.embed([image_bgr])[0].astype(np.float32).tobytes()
-        embedding_model = recognizer.name
+        embedding = recognizer.describe([image_bgr])[0].to_bytes()
+        embedding_model = recognizer.feature_name
     with session_scope(url) as s:
         if s.get(m.Brand, int(brand_id)) is None:
             raise ValueError(f"brand {brand_id} does not exist (was it deleted?)")

@@ -35,7 +35,7 @@ class OracleRecognizer:
         self._ids = brand_ids_by_name
 
     def assign_brands(
-        self, image_bgr, detections: Detections, gallery, threshold=None
+        self, image_bgr, detections: Detections, gallery, threshold=None, *, fast=False
     ) -> Detections:
         names = detections.data.get("brand", np.array([""] * len(detections), dtype=object))
         ids = [
