@@ -162,6 +162,8 @@ def evaluate_recognition(
             f"{len(missing)} query product(s) have no reference folder: "
             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
         )
+    if draws < 1:
+        raise EvaluationInputError("--draws must be at least 1")
     if not ks or min(ks) < 1:
         raise EvaluationInputError("--k: give one or more numbers of references, each >= 1")
     fewest = min(range(len(references)), key=lambda i: len(references.images[i]))
@@ -174,8 +176,6 @@ def evaluate_recognition(
         )
     if open_set and len(references) < 2:
         raise EvaluationInputError("--open-set needs at least 2 products (half are enrolled)")
-    if draws < 1:
-        raise EvaluationInputError("--draws must be at least 1")
 
     def crops(images: list[np.ndarray]) -> list[np.ndarray]:
         return [crop_xyxy(im, centre_box(im, centre)) for im in images]
