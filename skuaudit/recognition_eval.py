@@ -146,9 +146,13 @@ def evaluate_recognition(
     centre: tuple[float, float] = DEFAULT_CENTRE,
     iconic: dict[str, np.ndarray] | None = None,
     open_set: bool = False,
+    fast: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict:
     """Top-1 per ``k`` (mean and spread over ``draws``), optionally iconic-only and open set.
+
+    ``fast`` scores the live-frame path (embedding and colour, no keypoints) instead of the
+    photo path.
 
     Raises:
         EvaluationInputError: a query product without references, or ``k`` larger than the
@@ -181,14 +185,14 @@ def evaluate_recognition(
         return [crop_xyxy(im, centre_box(im, centre)) for im in images]
 
     log("describing reference photos ...")
-    ref_features = [recognizer.describe(crops(ims)) for ims in references.images]
+    ref_features = [recognizer.describe(crops(ims), fast=fast) for ims in references.images]
     label_of = {n: i for i, n in enumerate(references.names)}
     q_images = [im for ims in queries.images for im in ims]
     q_labels = np.array(
         [label_of[n] for n, ims in zip(queries.names, queries.images, strict=True) for _ in ims]
     )
     log(f"describing {len(q_images)} query photos ...")
-    q_features = recognizer.describe(crops(q_images))
+    q_features = recognizer.describe(crops(q_images), fast=fast)
     rng = np.random.default_rng(seed)
 
     def gallery_of(picks: dict[int, np.ndarray]) -> Gallery:
@@ -199,12 +203,14 @@ def evaluate_recognition(
     def predict(gallery: Gallery, *, closed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         # closed set: every query shows an enrolled product, so the best product is the answer
         threshold = 0.0 if closed else None
-        return gallery.matcher(recognizer).match_features(q_features, threshold=threshold)
+        matcher = gallery.matcher(recognizer)
+        return matcher.match_features(q_features, threshold=threshold, fast=fast)
 
     result: dict = {
         "products": len(references),
         "queries": len(q_images),
         "crop": {"centre_width": centre[0], "centre_height": centre[1]},
+        "path": "fast" if fast else "photo",
         "top1": {},
         "top1_spread": {},
     }
@@ -231,7 +237,9 @@ def evaluate_recognition(
         {"product": t, "named": f, "count": c} for (t, f), c in confusions.most_common(10)
     ]
     if iconic is not None:
-        feats = recognizer.describe([trim_background(iconic[n]) for n in references.names])
+        feats = recognizer.describe(
+            [trim_background(iconic[n]) for n in references.names], fast=fast
+        )
         found, _ = predict(Gallery.from_features(list(range(len(references))), feats))
         result["iconic_top1"] = round(float((found == q_labels).mean()), 4)
         log(f"iconic image only: top-1 {result['iconic_top1']:.3f}")
@@ -274,7 +282,8 @@ def format_report(result: dict) -> str:
     """The human-readable lines of ``cli_main``."""
     lines = [
         f"{result['products']} products, {result['queries']} query photos; box: the centre "
-        f"{result['crop']['centre_width']:.0%} x {result['crop']['centre_height']:.0%} of each photo"
+        f"{result['crop']['centre_width']:.0%} x {result['crop']['centre_height']:.0%} of each "
+        f"photo; {result['path']} path"
     ]
     for k, s in result["top1_spread"].items():
         lines.append(
@@ -322,6 +331,9 @@ def cli_main(argv: list[str]) -> int:
         metavar=("WIDTH", "HEIGHT"),
         help="the box recognised: this central fraction of each photo (1 1: the whole photo)",
     )
+    parser.add_argument(
+        "--fast", action="store_true", help="the live-frame path (no keypoint verification)"
+    )
     parser.add_argument("--recognition-model", type=Path, help="default: models/recognition")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
@@ -350,6 +362,7 @@ def cli_main(argv: list[str]) -> int:
             centre=tuple(args.centre),
             iconic=iconic,
             open_set=args.open_set,
+            fast=args.fast,
             log=log,
         )
     except (EvaluationInputError, RecognitionModelError) as exc:

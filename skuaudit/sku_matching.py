@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import cv2
 import numpy as np
@@ -61,6 +61,8 @@ class MatchSettings:
         threshold: lowest photo-path score (0..1) accepted as a match; below it: unknown.
         fast_weights: logistic weights of the fast path: ``bias, embedding, colour``.
         fast_threshold: lowest fast-path score accepted.
+        skip_verify_above: on the photo path, a crop whose best fast-path score reaches this is
+            decided by the fast path (no keypoints computed or verified); 1.0 verifies every crop.
         workers: threads verifying crops in parallel (OpenCV releases the GIL).
     """
 
@@ -74,6 +76,7 @@ class MatchSettings:
     threshold: float = 0.5
     fast_weights: tuple[float, ...] = (-12.0, 10.0, 5.0)
     fast_threshold: float = 0.5
+    skip_verify_above: float = 1.0
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -264,6 +267,16 @@ def _root_sift(desc_u8: np.ndarray) -> np.ndarray:
     return np.sqrt(d / np.maximum(d.sum(axis=1, keepdims=True), 1e-6))
 
 
+def _dot_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` in float32 through OpenCV: small products inside worker threads, where
+    OpenBLAS's own threads oversubscribe 2 cores (measured 5-10x slower in ``cues``)."""
+    if a.size == 0 or b.size == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    a = np.ascontiguousarray(a, np.float32)
+    b = np.ascontiguousarray(b, np.float32)
+    return cv2.gemm(a, b, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
@@ -380,7 +393,16 @@ class ProductMatcher:
         n = len(crops)
         if n == 0 or len(self) == 0:
             return np.full(n, UNKNOWN, np.int64), np.zeros(n, np.float32)
-        return self.match_features(self.describe(crops, fast=fast), fast=fast, threshold=threshold)
+        queries = self.describe(crops, fast=True)
+        if not fast:  # keypoints only for the crops the fast path is not sure of
+            best_fast = self.product_scores(queries, fast=True).max(axis=1)
+            unsure = np.flatnonzero(best_fast < self.settings.skip_verify_above).tolist()
+            found = _map(
+                lambda i: keypoints(crops[i], self.settings), unsure, self.settings.workers
+            )
+            for i, (points, descriptors) in zip(unsure, found, strict=True):
+                queries[i] = replace(queries[i], points_xy=points, descriptors=descriptors)
+        return self.match_features(queries, fast=fast, threshold=threshold)
 
     def product_scores(self, queries: Sequence[CropFeatures], *, fast: bool = False) -> np.ndarray:
         """``(N, P)`` float32 score of every query for every product (``self.products``)."""
@@ -406,16 +428,26 @@ class ProductMatcher:
         fast: bool = False,
         threshold: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``match`` for queries already described (``describe``)."""
+        """``match`` for queries already described (``describe``, with keypoints unless ``fast``).
+
+        On the photo path, crops whose best fast-path score reaches ``skip_verify_above`` are
+        decided by the fast path (its score and threshold); the others by keypoint verification.
+        """
         n = len(queries)
         if n == 0 or len(self) == 0:
             return np.full(n, UNKNOWN, np.int64), np.zeros(n, np.float32)
-        if threshold is None:
-            threshold = self.settings.fast_threshold if fast else self.settings.threshold
-        scores = self.product_scores(queries, fast=fast)
+        scores = self.product_scores(queries, fast=True)
+        thresholds = np.full(n, self.settings.fast_threshold, np.float32)
+        if not fast:
+            unsure = np.flatnonzero(scores.max(axis=1) < self.settings.skip_verify_above)
+            if len(unsure):
+                scores[unsure] = self.product_scores([queries[i] for i in unsure])
+                thresholds[unsure] = self.settings.threshold
+        if threshold is not None:
+            thresholds[:] = threshold
         best = scores.argmax(axis=1)
         best_scores = scores[np.arange(n), best]
-        labels = np.where(best_scores >= threshold, self.products[best], UNKNOWN)
+        labels = np.where(best_scores >= thresholds, self.products[best], UNKNOWN)
         return labels.astype(np.int64), best_scores.astype(np.float32)
 
     def cues(self, queries: Sequence[CropFeatures], *, fast: bool = False) -> dict[str, np.ndarray]:
@@ -431,8 +463,8 @@ class ProductMatcher:
                 f"query embeddings have {emb_q.shape[1]} values, references "
                 f"{self._emb.shape[1]}: the gallery was built with another model"
             )
-        emb_sim = emb_q @ self._emb.T if emb_q.shape[1] else np.zeros((n, len(self)), np.float32)
-        col_sim = col_q @ self._colour.T
+        emb_sim = _dot_t(emb_q, self._emb)
+        col_sim = _dot_t(col_q, self._colour)
         per_product = {
             "embedding": self._best_per_product(emb_sim),
             "colour": self._best_per_product(col_sim),
@@ -478,7 +510,7 @@ class ProductMatcher:
         q_desc = _root_sift(query.descriptors)
         k = self._desc.shape[1]
         # squared distances of unit vectors: 2 - 2 cos; all references in one product
-        sims = q_desc @ self._desc[refs].reshape(-1, SIFT_DIM).T
+        sims = _dot_t(q_desc, self._desc[refs].reshape(-1, SIFT_DIM))
         sims = sims.reshape(len(q_desc), len(refs), k)
         if k < 2:
             return counts
