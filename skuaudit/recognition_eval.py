@@ -135,6 +135,42 @@ def _spread(values: Sequence[float]) -> dict:
     }
 
 
+def check_request(
+    references: ProductPhotos,
+    queries: ProductPhotos,
+    *,
+    ks: Sequence[int],
+    draws: int,
+    open_set: bool,
+) -> None:
+    """Refuse an evaluation that cannot run, before any model is loaded.
+
+    Raises:
+        EvaluationInputError: a query product without references, ``k`` larger than the
+            reference photos of some product, fewer than 1 draw, open set with one product.
+    """
+    missing = [n for n in queries.names if n not in references.names]
+    if missing:
+        raise EvaluationInputError(
+            f"{len(missing)} query product(s) have no reference folder: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    if draws < 1:
+        raise EvaluationInputError("--draws must be at least 1")
+    if not ks or min(ks) < 1:
+        raise EvaluationInputError("--k: give one or more numbers of references, each >= 1")
+    fewest = min(range(len(references)), key=lambda i: len(references.images[i]))
+    n_fewest = len(references.images[fewest])
+    too_big = [k for k in ks if k > n_fewest]
+    if too_big:
+        raise EvaluationInputError(
+            f"--k {too_big[0]}: product {references.names[fewest]} has only {n_fewest} "
+            f"reference photo(s); use k <= {n_fewest}"
+        )
+    if open_set and len(references) < 2:
+        raise EvaluationInputError("--open-set needs at least 2 products (half are enrolled)")
+
+
 def evaluate_recognition(
     references: ProductPhotos,
     queries: ProductPhotos,
@@ -160,26 +196,7 @@ def evaluate_recognition(
     """
     from skuaudit.recognition import Gallery
 
-    missing = [n for n in queries.names if n not in references.names]
-    if missing:
-        raise EvaluationInputError(
-            f"{len(missing)} query product(s) have no reference folder: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    if draws < 1:
-        raise EvaluationInputError("--draws must be at least 1")
-    if not ks or min(ks) < 1:
-        raise EvaluationInputError("--k: give one or more numbers of references, each >= 1")
-    fewest = min(range(len(references)), key=lambda i: len(references.images[i]))
-    n_fewest = len(references.images[fewest])
-    too_big = [k for k in ks if k > n_fewest]
-    if too_big:
-        raise EvaluationInputError(
-            f"--k {too_big[0]}: product {references.names[fewest]} has only {n_fewest} "
-            f"reference photo(s); use k <= {n_fewest}"
-        )
-    if open_set and len(references) < 2:
-        raise EvaluationInputError("--open-set needs at least 2 products (half are enrolled)")
+    check_request(references, queries, ks=ks, draws=draws, open_set=open_set)
 
     def crops(images: list[np.ndarray]) -> list[np.ndarray]:
         return [crop_xyxy(im, centre_box(im, centre)) for im in images]
@@ -351,6 +368,7 @@ def cli_main(argv: list[str]) -> int:
         for path in references.ignored + queries.ignored:
             log(f"ignored (not an image file): {path}")
         iconic = read_iconic(args.iconic, references.names) if args.iconic else None
+        check_request(references, queries, ks=args.k, draws=args.draws, open_set=args.open_set)
         recognizer = Recognizer.load(args.recognition_model)
         result = evaluate_recognition(
             references,
