@@ -160,6 +160,8 @@ class Gallery:
                     ref.embedding = feat.to_bytes()
                     ref.embedding_model = recognizer.feature_name
                     features[ref.id] = feat
+            if not refs:
+                return cls(np.zeros(0), np.zeros((0, recognizer.embedding_dim)), features=[])
             return cls.from_features(
                 np.array([r.brand_id for r in refs], dtype=np.int64),
                 [features[r.id] for r in refs],
