@@ -132,6 +132,16 @@ def cross_validation_rows(domain: Domain, settings: MatchSettings, k: int, fast:
     return rows
 
 
+def _enrol(domain: Domain, k: int, rng, settings: MatchSettings, products=None) -> ProductMatcher:
+    """A matcher of ``k`` random references of each product (of ``products``, default all)."""
+    labels, refs = [], []
+    for p in range(len(domain.refs)) if products is None else products:
+        for j in rng.choice(len(domain.refs[p]), k, replace=False):
+            labels.append(int(p))
+            refs.append(domain.refs[p][j])
+    return ProductMatcher(labels, refs, settings=settings)
+
+
 def open_set_scores(domain: Domain, settings: MatchSettings, fast: bool, seed: int):
     """Best scores, answers, truth and 'not enrolled' flags over ``OPEN_SET_DRAWS`` draws."""
     rng = np.random.default_rng(seed)
@@ -142,12 +152,7 @@ def open_set_scores(domain: Domain, settings: MatchSettings, fast: bool, seed: i
     for _ in range(OPEN_SET_DRAWS):
         enrolled = np.zeros(n, bool)
         enrolled[rng.choice(n, n // 2, replace=False)] = True
-        labels, refs = [], []
-        for p in np.flatnonzero(enrolled):
-            for j in rng.choice(len(domain.refs[p]), 5, replace=False):
-                labels.append(int(p))
-                refs.append(domain.refs[p][j])
-        matcher = ProductMatcher(labels, refs, settings=settings)
+        matcher = _enrol(domain, 5, rng, settings, np.flatnonzero(enrolled))
         found, scores = matcher.match_features(queries, fast=fast, threshold=0.0)
         out.append((scores, found, q_labels, ~enrolled[q_labels]))
     return [np.concatenate(parts) for parts in zip(*out, strict=True)]
@@ -188,12 +193,7 @@ def val_top1(domain: Domain, settings: MatchSettings, k: int, seed: int) -> floa
     truth = np.array([p for p, qs in enumerate(domain.open_queries) for _ in qs])
     accs = []
     for _ in range(4):
-        labels, refs = [], []
-        for p, feats in enumerate(domain.refs):
-            for j in rng.choice(len(feats), k, replace=False):
-                labels.append(p)
-                refs.append(feats[j])
-        matcher = ProductMatcher(labels, refs, settings=settings)
+        matcher = _enrol(domain, k, rng, settings)
         found, _ = matcher.match_features(queries, threshold=0.0)
         accs.append(float((found == truth).mean()))
     return round(float(np.mean(accs)), 4)
@@ -209,12 +209,7 @@ def choose_skip(domains: list[Domain], settings: MatchSettings, seed: int, log) 
         truth = np.array([p for p, qs in enumerate(d.open_queries) for _ in qs])
         for k in (1, 5):
             for _ in range(2):
-                labels, refs = [], []
-                for p, feats in enumerate(d.refs):
-                    for j in rng.choice(len(feats), k, replace=False):
-                        labels.append(p)
-                        refs.append(feats[j])
-                matcher = ProductMatcher(labels, refs, settings=settings)
+                matcher = _enrol(d, k, rng, settings)
                 fast = matcher.product_scores(queries, fast=True)
                 photo = matcher.product_scores(queries)
                 right_fast = matcher.products[fast.argmax(1)] == truth
