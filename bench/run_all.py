@@ -29,6 +29,7 @@ def commands(full: bool) -> list[tuple[str, list[str]]]:
         ("detector sizes", ["bench_detector_sizes.py", "--sizes", "0.35:64,0.5:96,0.75:96"]),
         ("live path", ["bench_live.py", "--seconds", "10"]),
         ("audit save", ["bench_save.py", "--audits", "200"]),
+        ("product recognition", ["bench_recognition.py", "--repeats", "3"]),
         ("training", ["bench_train.py", "--steps", "30"]),
         ("export runtimes", ["bench_export.py", "--repeat", "10", "--model", str(MODEL)]),
         ("dashboard queries", ["bench_dashboards.py", *dashboards]),

@@ -9,18 +9,36 @@ measured on a third one that training never saw, the way a new brand arrives in 
 - crops of product boxes from full ``render_shelf`` photos (camera effects included), each box
   edge moved by up to 10% of the box size, as a detector's boxes are.
 
+Real photos (optional; read from disk, never shipped):
+
+- ``--real-shelves DIR ...``: shelf photos with product boxes (``DIR/images/*.jpg`` and YOLO boxes
+  with a score column in ``DIR/teacher/*.txt``, e.g. ``../shared/data/shelf-photos``). Neighbouring
+  facings of a run on a shelf (same row, same height, touching, similar colours) are very often
+  the same product: each run becomes one class (free positives); every other crop is a negative.
+- ``--products DIR``: one folder of photos per product (e.g. ``../shared/data/products/train``);
+  the centre of each photo (where the product is), cropped with jitter and augmented.
+
 Model: a small CNN (64x64 RGB input, 64-D L2-normalised output) trained with a large-margin cosine
 loss against learned class proxies (CosFace), a proxy-based metric-learning loss; proxies are
 dropped after training, so recognition is nearest neighbour to enrolled references.
+``--init model.keras`` starts from earlier weights (fine-tuning).
 
-Usage (about 13 minutes on 2 shared CPU cores)::
+Usage (about 13 minutes on 2 shared CPU cores for the generated data alone)::
 
     nice -n 5 .venv/bin/python scripts/train_recognition.py --out models/recognition
+
+The shipped model (``models/recognition/MODEL_CARD.md``) is that model fine-tuned on real photos::
+
+    nice -n 5 .venv/bin/python scripts/train_recognition.py --out models/recognition \
+        --init models/recognition/model.keras --minutes 30 --lr 1e-3 --brands 500 --per-brand 12 \
+        --shelves 60 --real-shelves ../shared/data/shelf-photos ../shared/data/shelf-gaps \
+        --products ../shared/data/products/train
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import time
 from pathlib import Path
@@ -32,6 +50,8 @@ from skuaudit.datasets.synth import BrandCatalogue, make_catalogue, render_produ
 from skuaudit.detections import PRODUCT
 from skuaudit.images import crop_xyxy
 from skuaudit.recognition import preprocess_crops
+from skuaudit.recognition_eval import DEFAULT_CENTRE, centre_box, read_product_folders
+from skuaudit.sku_matching import colour_histogram
 
 INPUT_SIZE = 64
 POOL_SIZE = 72  # stored crops are a bit larger than the input: random crops add box jitter
@@ -148,6 +168,108 @@ def training_pool(
     return images, np.array(labels + s_labels, dtype=np.int32)
 
 
+TEACHER_MIN_SCORE = 0.25  # the teacher's boxes at this score are products (data README)
+RUN_MIN_COLOUR_SIM = 0.85  # Bhattacharyya coefficient of neighbours' colour histograms
+RUN_MAX_MEMBERS = 8
+PRODUCT_CROPS_PER_PHOTO = 16
+
+
+def _teacher_boxes(path: Path, width: int, height: int) -> np.ndarray:
+    rows = np.loadtxt(path, ndmin=2) if path.stat().st_size else np.zeros((0, 6))
+    if rows.size == 0 or rows.shape[1] < 6:
+        return np.zeros((0, 4), np.float32)
+    rows = rows[rows[:, 5] >= TEACHER_MIN_SCORE]
+    cx, cy = rows[:, 1] * width, rows[:, 2] * height
+    bw, bh = rows[:, 3] * width, rows[:, 4] * height
+    return np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).astype(np.float32)
+
+
+def shelf_runs(image: np.ndarray, boxes: np.ndarray) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Runs of neighbouring facings that look alike (index lists, 2+ members) and every crop.
+
+    Two boxes join when the second is the nearest box to the right of the first in the same row
+    (vertical overlap >= 60 %, heights within 25 %, gap under half a width) and their colour
+    histograms agree (``RUN_MIN_COLOUR_SIM``).
+    """
+    crops = [crop_xyxy(image, b) for b in boxes]
+    usable = np.array([min(c.shape[:2]) >= 12 for c in crops], bool)
+    hist = np.stack([colour_histogram(c) for c in crops]) if crops else np.zeros((0, 1))
+    parent = list(range(len(boxes)))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    for i in np.flatnonzero(usable):
+        overlap = np.minimum(boxes[i, 3], boxes[:, 3]) - np.maximum(boxes[i, 1], boxes[:, 1])
+        gap = boxes[:, 0] - boxes[i, 2]
+        near = (
+            usable
+            & (overlap >= 0.6 * np.maximum(h[i], h))
+            & (h / h[i] > 0.8)
+            & (h / h[i] < 1.25)
+            & (gap > -0.3 * w[i])
+            & (gap < 0.5 * w[i])
+            & (boxes[:, 0] > boxes[i, 0])
+        )
+        candidates = np.flatnonzero(near)
+        if len(candidates):
+            j = candidates[np.argmin(boxes[candidates, 0])]
+            if hist[i] @ hist[j] >= RUN_MIN_COLOUR_SIM:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in np.flatnonzero(usable):
+        groups.setdefault(root(int(i)), []).append(int(i))
+    return [g[:RUN_MAX_MEMBERS] for g in groups.values() if len(g) >= 2], crops
+
+
+def real_shelf_pool(folders: list[Path], first_label: int, log) -> tuple[np.ndarray, np.ndarray]:
+    """Crops of runs of look-alike neighbours on real shelf photos; one class per run."""
+    images, labels, label = [], [], first_label
+    for folder in folders:
+        photos = sorted(glob.glob(str(folder / "images" / "*.jpg")))
+        for photo in photos:
+            boxes_file = folder / "teacher" / (Path(photo).stem + ".txt")
+            if not boxes_file.is_file():
+                continue
+            image = cv2.imread(photo)
+            boxes = _teacher_boxes(boxes_file, image.shape[1], image.shape[0])
+            runs, crops = shelf_runs(image, boxes)
+            for run in runs:
+                images.append(preprocess_crops([crops[i] for i in run], POOL_SIZE).astype(np.uint8))
+                labels += [label] * len(run)
+                label += 1
+        log(f"real shelves {folder}: {len(photos)} photos, {label - first_label} runs so far")
+    if not images:
+        return np.zeros((0, POOL_SIZE, POOL_SIZE, 3), np.uint8), np.zeros(0, np.int32)
+    return np.concatenate(images), np.array(labels, np.int32)
+
+
+def product_photo_pool(
+    folder: Path, first_label: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented, jittered centre crops of product photos; one class per product folder."""
+    photos = read_product_folders(folder, role="products")
+    crops, labels = [], []
+    for p, images in enumerate(photos.images):
+        for image in images:
+            h, w = image.shape[:2]
+            base = centre_box(image, DEFAULT_CENTRE)
+            for _ in range(PRODUCT_CROPS_PER_PHOTO):
+                scale = rng.uniform(0.8, 1.15)
+                cx = (base[0] + base[2]) / 2 + rng.uniform(-0.08, 0.08) * w
+                cy = (base[1] + base[3]) / 2 + rng.uniform(-0.06, 0.06) * h
+                bw, bh = (base[2] - base[0]) * scale, (base[3] - base[1]) * scale
+                box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+                crops.append(augment(crop_xyxy(image, box).copy(), rng))
+                labels.append(first_label + p)
+    images = preprocess_crops(crops, POOL_SIZE).astype(np.uint8)
+    return images, np.array(labels, np.int32)
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -178,7 +300,14 @@ def build_embedding_model():
 
 
 def train(
-    model, images: np.ndarray, labels: np.ndarray, *, minutes: float, batch: int, log
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    minutes: float,
+    batch: int,
+    log,
+    base_lr: float = 3e-3,
 ) -> dict:
     """CosFace training against learned proxies, until ``minutes`` have passed."""
     import tensorflow as tf
@@ -186,7 +315,6 @@ def train(
     n_classes = int(labels.max()) + 1
     proxies = tf.Variable(tf.random.normal((EMBEDDING_DIM, n_classes), stddev=0.1), name="proxies")
     scale, margin = 20.0, 0.25
-    base_lr = 3e-3
     total_steps = int(minutes * 60 * 8)  # refined from the measured speed after 60 and 200 steps
     optimizer = tf.keras.optimizers.Adam(base_lr)
 
@@ -320,54 +448,6 @@ def evaluate(
 # --------------------------------------------------------------------------- main
 
 
-MODEL_CARD = """# Brand embedding model (`models/recognition`)
-
-Few-shot brand recognition for skuaudit: a product crop is embedded into a {dim}-D unit vector and
-matched to the reference crops analysts enrolled (nearest neighbour, cosine similarity). Below the
-threshold **{threshold:.2f}** the product is `unknown`. New brands need reference images only.
-
-- **Architecture**: 6-layer CNN (3x3 conv + batch norm + ReLU; stride-2 stem, two max-pools),
-  global average + max pooling, dense {dim}, L2 normalisation. Input {size}x{size} RGB `0..255`
-  (crops are squeezed to a square). {params:,} parameters; `model.keras` is {kb:.0f} KB.
-- **Loss**: large-margin cosine loss (CosFace, scale 20, margin 0.25) against learned class
-  proxies: proxy-based metric learning. Proxies are discarded; only the embedding is shipped.
-- **Data** (all generated, nothing downloaded): {train_brands} invented brands of
-  `make_catalogue(seed={train_seed})`: {per_brand} `render_product` facings per brand (random
-  family, flavour variant, size 30-180 px high) with augmentation (box jitter, perspective,
-  occluders, lighting and colour cast, noise, blur, low resolution, JPEG 30-95) plus
-  {shelf_crops} product crops from {shelves} `render_shelf` photos (camera perspective, blur,
-  noise, JPEG; box edges jittered by up to 10%); random crop/brightness/contrast/saturation
-  jitter at every step.
-- **Training**: Adam 3e-3 with cosine decay, batch {batch}, {steps} steps, {minutes} min on 2 CPU
-  cores (`nice -n 5 .venv/bin/python scripts/train_recognition.py`).
-- **Threshold**: chosen on a validation catalogue (`seed={val_seed}`, {val_brands} brands) to
-  maximise open-set accuracy.
-
-## Figures (held-out catalogue `seed={test_seed}`: {test_brands} brands never seen in training)
-
-References are augmented `render_product` facings; queries are {queries} product crops cut
-from {test_shelves} generated shelf photos, each box edge moved by up to 10% of the box size (a
-detector's boxes are not exact).
-
-| references per brand | top-1 accuracy (closed set) |
-|---|---|
-| 1 | {top1_at_1:.1%} |
-| 5 | {top1_at_5:.1%} |
-| 20 | {top1_at_20:.1%} |
-
-Open set (half of the brands enrolled with 5 references, queries from all brands), threshold
-{threshold:.2f}: `unknown` precision **{unknown_precision:.1%}** (of the products called unknown,
-how many really were of a brand not enrolled), recall **{unknown_recall:.1%}** (of the products
-of brands not enrolled, how many were called unknown); enrolled products correctly named:
-{known_accepted_correct:.1%}; open-set accuracy {open_set_accuracy:.1%}.
-
-## Limits
-Trained on generated packs only: real packaging with fine print, similar-looking sub-brands and
-heavy glare are not covered by these figures. Enrol references cropped from real audit photos
-(Catalogue page: "pick from a past audit") to adapt the gallery without retraining.
-"""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models/recognition"))
@@ -376,8 +456,16 @@ def main() -> None:
     parser.add_argument("--shelves", type=int, default=120)
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--init", type=Path, help="start from these weights (model.keras)")
+    parser.add_argument(
+        "--real-shelves", type=Path, nargs="*", default=[], help="DIR with images/ and teacher/"
+    )
+    parser.add_argument("--products", type=Path, help="DIR/<product>/photos (a train split)")
+    parser.add_argument("--name", default="brand-embedding-v2")
     args = parser.parse_args()
 
+    import keras
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -389,9 +477,28 @@ def main() -> None:
         print(f"[{(time.perf_counter() - t0) / 60:5.1f} min] {msg}", flush=True)
 
     images, labels = training_pool(args.brands, args.per_brand, args.shelves, seed=1)
-    log(f"training pool: {len(images)} crops of {args.brands} brands")
-    model = build_embedding_model()
-    run = train(model, images, labels, minutes=args.minutes, batch=args.batch, log=log)
+    sources = {"generated": int(len(images))}
+    log(f"training pool: {len(images)} crops of {args.brands} generated brands")
+    if args.real_shelves:
+        real, real_labels = real_shelf_pool(args.real_shelves, int(labels.max()) + 1, log)
+        images, labels = np.concatenate([images, real]), np.concatenate([labels, real_labels])
+        sources["real_shelf_runs"] = int(len(np.unique(real_labels)))
+        sources["real_shelf_crops"] = int(len(real))
+    if args.products:
+        photos, photo_labels = product_photo_pool(
+            args.products, int(labels.max()) + 1, np.random.default_rng(2)
+        )
+        images, labels = np.concatenate([images, photos]), np.concatenate([labels, photo_labels])
+        sources["product_photo_crops"] = int(len(photos))
+        sources["products"] = int(len(np.unique(photo_labels)))
+    log(f"pool: {len(images)} crops, {len(np.unique(labels))} classes {sources}")
+    if args.init:
+        model = keras.models.load_model(args.init, compile=False)
+    else:
+        model = build_embedding_model()
+    run = train(
+        model, images, labels, minutes=args.minutes, batch=args.batch, log=log, base_lr=args.lr
+    )
     log(f"trained: {run}")
 
     fn = tf.function(lambda x: model(x, training=False))
@@ -401,58 +508,40 @@ def main() -> None:
         return np.concatenate([fn(batch[i : i + 512]).numpy() for i in range(0, len(batch), 512)])
 
     val = evaluate(embed, *held_out_set(VAL_SEED, 60, 20, 20), threshold=None)
-    log(f"validation: {val}")
+    log(f"generated validation brands: {val}")
     threshold = val["open_set"]["threshold"]
     test = evaluate(embed, *held_out_set(TEST_SEED, 100, 30, 20), threshold=threshold)
-    log(f"test (held out): {test}")
+    log(f"generated test brands (held out): {test}")
 
     args.out.mkdir(parents=True, exist_ok=True)
+    config_path = args.out / "config.json"
+    previous = json.loads(config_path.read_text()) if config_path.is_file() else {}
     model.save(args.out / "model.keras")
     config = {
-        "name": "brand-embedding-v1",
+        "name": args.name,
         "input_size": INPUT_SIZE,
         "embedding_dim": EMBEDDING_DIM,
-        "threshold": threshold,
+        # matching weights and thresholds: refit them with scripts/fit_matching.py
+        "matching": previous.get("matching", {}),
         "training": {
+            "init": str(args.init) if args.init else None,
             "brands": args.brands,
             "catalogue_seed": TRAIN_SEED,
             "per_brand": args.per_brand,
             "shelves": args.shelves,
+            "real_shelves": [str(p) for p in args.real_shelves],
+            "products": str(args.products) if args.products else None,
+            "sources": sources,
             "batch": args.batch,
+            "lr": args.lr,
+            "parameters": int(model.count_params()),
             **run,
         },
-        "validation": val,
-        "test": test,
+        "generated_validation": val,
+        "generated_test": test,
     }
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    shelf_crops_n = int(len(images) - args.brands * args.per_brand)
-    (args.out / "MODEL_CARD.md").write_text(
-        MODEL_CARD.format(
-            dim=EMBEDDING_DIM,
-            size=INPUT_SIZE,
-            params=model.count_params(),
-            kb=(args.out / "model.keras").stat().st_size / 1024,
-            train_brands=args.brands,
-            train_seed=TRAIN_SEED,
-            per_brand=args.per_brand,
-            shelf_crops=shelf_crops_n,
-            shelves=args.shelves,
-            batch=args.batch,
-            steps=run["steps"],
-            minutes=run["minutes"],
-            val_seed=VAL_SEED,
-            val_brands=60,
-            test_seed=TEST_SEED,
-            test_brands=100,
-            queries=test["queries"],
-            test_shelves=30,
-            top1_at_1=test["top1_at_1"],
-            top1_at_5=test["top1_at_5"],
-            top1_at_20=test["top1_at_20"],
-            **test["open_set"],
-        )
-    )
-    log(f"saved to {args.out}")
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    log(f"saved to {args.out}; now refit the matcher: scripts/fit_matching.py --model {args.out}")
 
 
 if __name__ == "__main__":

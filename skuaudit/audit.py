@@ -94,6 +94,7 @@ def analyse_image(
     gallery,
     *,
     threshold: float | None = None,
+    fast: bool = False,
 ) -> ImageAnalysis:
     """Detect, recognise products (and so brands) and group rows in one image.
 
@@ -102,10 +103,11 @@ def analyse_image(
         detector: anything with ``detect(image_bgr) -> Detections`` (``skuaudit.detector.Detector``).
         recognizer: a ``skuaudit.recognition.Recognizer``.
         gallery: the ``skuaudit.recognition.Gallery`` of enrolled references.
-        threshold: product similarity threshold; ``None`` uses the recognizer's.
+        threshold: product score threshold; ``None`` uses the recognizer's.
+        fast: the cheaper recognition path for live frames (no keypoint verification).
     """
     detections = detector.detect(image_bgr)
-    detections = recognizer.assign_products(image_bgr, detections, gallery, threshold)
+    detections = recognizer.assign_products(image_bgr, detections, gallery, threshold, fast=fast)
     detections = group_rows(detections)
     return ImageAnalysis(
         image_bgr, detections.with_data(corrected=np.zeros(len(detections), dtype=bool))

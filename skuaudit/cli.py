@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "skuaudit.training.evaluate",
         "COCO AP / AR300 and counting error of a model on a dataset",
     ),
+    "evaluate-recognition": (
+        "skuaudit.recognition_eval",
+        "few-shot product recognition top-1 on folders of photos per product",
+    ),
     "export": ("skuaudit.export", "export a model to TensorFlow.js, TFLite or SavedModel"),
     "user": ("skuaudit.auth", "manage analyst accounts"),
     "serve": ("skuaudit.serve", "start the Streamlit app"),

@@ -153,8 +153,8 @@ def enrol_reference(
         image: encoded image bytes (an upload) or a BGR array (a crop of an audit photo).
         source: where it came from: ``"upload"``, ``"camera"``, ``"audit"`` or ``"demo"``.
         url: database URL.
-        recognizer: when given, the embedding is computed and stored now; otherwise the next
-            ``Gallery.from_database`` computes it.
+        recognizer: when given, the reference's features are computed and stored now;
+            otherwise the next ``Gallery.from_database`` computes them.
         is_demo: mark the row as demo data.
 
     Returns:
@@ -174,8 +174,8 @@ def enrol_reference(
     image_bgr = validate_reference(image_bgr)
     embedding, embedding_model = None, ""
     if recognizer is not None:
-        embedding = recognizer.embed([image_bgr])[0].astype(np.float32).tobytes()
-        embedding_model = recognizer.name
+        embedding = recognizer.describe([image_bgr])[0].to_bytes()
+        embedding_model = recognizer.feature_name
     with session_scope(url) as s:
         product = s.get(m.Product, int(product_id))
         if product is None or product.brand.deleted_at is not None:
@@ -318,10 +318,12 @@ def reference_report(
         except ImageError:
             continue
         fingerprints[ref_id] = image_fingerprint(images[ref_id])
+    from skuaudit.recognition import cached_embedding
+
     embeddings = {
-        ref_id: (model, np.frombuffer(vector, dtype=np.float32))
-        for ref_id, _, _, _, vector, model, _ in rows
-        if vector is not None
+        ref_id: (model, vector)
+        for ref_id, _, _, _, blob, model, _ in rows
+        if (vector := cached_embedding(blob)) is not None
     }
     product_of = {ref_id: pid for ref_id, pid, *_ in rows}
     checks = []

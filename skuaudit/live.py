@@ -753,12 +753,14 @@ class LivePipeline:
         )
 
     def analyse(self, frame_bgr: np.ndarray, *, dense: bool = False) -> Detections:
-        """Detections with products, brands and shelf rows of one frame (``audit.analyse_image``);
-        ``dense`` runs the detector in tiles (``VideoDetector``)."""
+        """Detections with products, brands and shelf rows of one frame (``audit.analyse_image``,
+        the fast recognition path); ``dense`` runs the detector in tiles (``VideoDetector``)."""
         from skuaudit.audit import analyse_image
 
         detector = self.dense_detector if dense else self.detector
-        return analyse_image(frame_bgr, detector, self.recognizer, self.gallery).detections
+        return analyse_image(
+            frame_bgr, detector, self.recognizer, self.gallery, fast=True
+        ).detections
 
     def analyser(self, *, dense: bool = False) -> Analyser:
         """The frame -> detections function of a ``LiveProcessor`` in one detector mode."""

@@ -1,12 +1,13 @@
-"""Product recognition: few-shot, by nearest neighbour in a learned embedding space.
+"""Product recognition: few-shot, against a gallery of reference crops enrolled by analysts.
 
-Each product box is cropped, embedded by a small CNN trained with a metric-learning loss (see
-``scripts/train_recognition.py`` and ``models/recognition/MODEL_CARD.md``) and compared with the
-reference gallery: the embeddings of a handful of reference crops per product (SKU), enrolled by
-analysts (``skuaudit.enrolment``). The product of the most similar reference wins, and with it its
-brand, when the cosine similarity reaches the threshold; below it the facing is ``unknown``
+Each product box is cropped and described like every reference crop of the gallery (a handful per
+product (SKU), enrolled by analysts: ``skuaudit.enrolment``): an embedding from a small CNN
+trained with a metric-learning loss (see ``scripts/train_recognition.py`` and
+``models/recognition/MODEL_CARD.md``), colour histograms and, on the photo path, SIFT keypoints
+verified with a RANSAC homography (``skuaudit.sku_matching``). The best-scoring product wins, and
+with it its brand, when its score reaches the threshold; below it the facing is ``unknown``
 (``product_id == brand_id == -1``). A new product therefore needs reference images, not
-retraining.
+retraining. Each reference's features are computed once and cached in the database.
 
 Example:
     >>> recognizer = Recognizer.load()                                  # doctest: +SKIP
@@ -17,9 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,13 @@ from skuaudit.config import get_settings
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.images import crop_xyxy, load_image_bytes
 from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_PRODUCT_ID
+from skuaudit.sku_matching import (
+    FEATURES_VERSION,
+    CropFeatures,
+    MatchSettings,
+    ProductMatcher,
+    describe,
+)
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
@@ -67,7 +76,7 @@ def preprocess_crops(crops_bgr: list[np.ndarray], input_size: int) -> np.ndarray
 
 @dataclass
 class Gallery:
-    """Reference embeddings of enrolled products.
+    """Reference features of enrolled products.
 
     Attributes:
         product_ids: ``(M,)`` int64 product of each reference (the label recognition gives).
@@ -75,12 +84,16 @@ class Gallery:
         brand_ids: ``(M,)`` int64 brand of each reference's product (``-1`` when not given).
         reference_ids: ``(M,)`` int64 ``ReferenceImage`` id of each reference (``-1`` when not
             from the database).
+        features: ``CropFeatures`` of each reference (embedding, colour, keypoints); required to
+            match a non-empty gallery.
     """
 
     product_ids: np.ndarray
     embeddings: np.ndarray
     brand_ids: np.ndarray | None = None
     reference_ids: np.ndarray | None = None
+    features: list[CropFeatures] | None = None
+    _matchers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.product_ids = np.asarray(self.product_ids, dtype=np.int64).reshape(-1)
@@ -98,6 +111,8 @@ class Gallery:
             if len(value) != n:
                 raise ValueError(f"Gallery: {n} product ids need {n} {name}, got {len(value)}")
             setattr(self, name, value)
+        if self.features is not None and len(self.features) != n:
+            raise ValueError(f"Gallery: {n} product ids but {len(self.features)} features")
 
     def __len__(self) -> int:
         return len(self.product_ids)
@@ -116,11 +131,36 @@ class Gallery:
         )
 
     @classmethod
-    def from_database(cls, url: str | None = None, recognizer: Recognizer | None = None) -> Gallery:
-        """All reference images of the database, embedding (and caching) those not yet embedded.
+    def from_features(
+        cls, product_ids, features: list[CropFeatures], *, brand_ids=None, reference_ids=None
+    ) -> Gallery:
+        """A gallery of references described already (``Recognizer.describe``)."""
+        embeddings = (
+            np.stack([f.embedding for f in features]) if features else np.zeros((0, 0), np.float32)
+        )
+        return cls(
+            product_ids=np.asarray(product_ids),
+            embeddings=embeddings,
+            brand_ids=brand_ids,
+            reference_ids=reference_ids,
+            features=list(features),
+        )
 
-        A reference whose stored embedding came from another model (``embedding_model``) is
-        embedded again; new embeddings are written back in one transaction.
+    @classmethod
+    def from_references(
+        cls, references: list[tuple[int, np.ndarray]], recognizer: Recognizer
+    ) -> Gallery:
+        """A gallery from ``(product_id, BGR crop)`` pairs, without a database (evaluation)."""
+        crops = [crop for _, crop in references]
+        return cls.from_features([p for p, _ in references], recognizer.describe(crops))
+
+    @classmethod
+    def from_database(cls, url: str | None = None, recognizer: Recognizer | None = None) -> Gallery:
+        """All reference images of the database, describing (and caching) those not yet described.
+
+        A reference whose stored features came from another model or feature version
+        (``embedding_model``) is described again; new features are written back in one
+        transaction.
 
         Args:
             url: database URL (default ``SKUAUDIT_DB_URL``).
@@ -134,62 +174,113 @@ class Gallery:
                 .order_by(m.ReferenceImage.id)
             ).all()
             refs = [ref for ref, _ in rows]
-            stale = [r for r in refs if r.embedding is None or r.embedding_model != recognizer.name]
+            features: dict[int, CropFeatures] = {}
+            for r in refs:
+                # a damaged cache entry is described again below
+                if r.embedding is not None and r.embedding_model == recognizer.feature_name:
+                    with contextlib.suppress(ValueError):
+                        features[r.id] = CropFeatures.from_bytes(r.embedding)
+            stale = [r for r in refs if r.id not in features]
             if stale:
                 crops = [
                     load_image_bytes(r.image_png, name=f"reference image {r.id}") for r in stale
                 ]
-                for ref, vector in zip(stale, recognizer.embed(crops), strict=True):
-                    ref.embedding = vector.astype(np.float32).tobytes()
-                    ref.embedding_model = recognizer.name
-            vectors = [np.frombuffer(r.embedding, dtype=np.float32) for r in refs]
-            return cls(
-                product_ids=np.array([r.product_id for r in refs], dtype=np.int64),
-                embeddings=np.stack(vectors)
-                if vectors
-                else np.zeros((0, recognizer.embedding_dim)),
+                for ref, feat in zip(stale, recognizer.describe(crops), strict=True):
+                    ref.embedding = feat.to_bytes()
+                    ref.embedding_model = recognizer.feature_name
+                    features[ref.id] = feat
+            if not refs:
+                return cls(np.zeros(0), np.zeros((0, recognizer.embedding_dim)), features=[])
+            return cls.from_features(
+                np.array([r.product_id for r in refs], dtype=np.int64),
+                [features[r.id] for r in refs],
                 brand_ids=np.array([brand_id for _, brand_id in rows], dtype=np.int64),
                 reference_ids=np.array([r.id for r in refs], dtype=np.int64),
             )
 
-    def match(self, embeddings: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest reference of each query.
+    def matcher(self, recognizer: Recognizer) -> ProductMatcher:
+        """The ``ProductMatcher`` of this gallery with ``recognizer``'s model (built once)."""
+        key = (recognizer.name, recognizer.matching)
+        if key not in self._matchers:
+            if self.features is None and len(self):
+                raise ValueError(
+                    "this gallery holds embeddings only; build it with Gallery.from_database "
+                    "or Gallery.from_references to match crops"
+                )
+            self._matchers[key] = ProductMatcher(
+                self.product_ids,
+                self.features or [],
+                embed=recognizer.embed,
+                settings=recognizer.matching,
+            )
+        return self._matchers[key]
+
+    def match(
+        self,
+        crops_bgr: list[np.ndarray],
+        recognizer: Recognizer,
+        *,
+        threshold: float | None = None,
+        fast: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The product of each crop (``ProductMatcher.match``).
 
         Args:
-            embeddings: ``(N, D)`` L2-normalised queries.
-            threshold: lowest cosine similarity accepted as a match.
+            crops_bgr: BGR crops of product boxes.
+            recognizer: the model the gallery was described with.
+            threshold: lowest score (0..1) accepted; ``None`` uses the model's for the path.
+            fast: the live-frame path (no keypoint verification).
 
         Returns:
-            ``(product_ids (N,) int64, scores (N,) float32)``: the product of the nearest
-            reference, or ``-1`` when its similarity is below ``threshold``; the similarity itself.
+            ``(product_ids (N,) int64, scores (N,) float32)``: the best product, or ``-1`` when
+            its score is below the threshold; the score itself.
         """
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        n = len(embeddings)
+        n = len(crops_bgr)
         if n == 0 or len(self) == 0:
             return np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64), np.zeros(n, dtype=np.float32)
-        similarity = embeddings @ self.embeddings.T
-        best = similarity.argmax(axis=1)
-        scores = similarity[np.arange(n), best].astype(np.float32)
-        product_ids = np.where(scores >= threshold, self.product_ids[best], UNKNOWN_PRODUCT_ID)
-        return product_ids.astype(np.int64), scores
+        return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
+
+
+def cached_embedding(blob: bytes | None) -> np.ndarray | None:
+    """The embedding held in a ``ReferenceImage.embedding`` cache entry (a ``CropFeatures``
+    blob, or the bare float32 vector of databases from before it), ``None`` when unreadable."""
+    if blob is None:
+        return None
+    try:
+        return CropFeatures.from_bytes(blob).embedding
+    except ValueError:
+        if len(blob) % 4:
+            return None
+        return np.frombuffer(bytes(blob), dtype=np.float32)
 
 
 class Recognizer:
-    """The embedding model, run as one ``tf.function`` call per batch of crops.
+    """The embedding model (one ``tf.function`` call per batch of crops) and the matching settings.
 
     Attributes:
-        name: identifies the model in ``ReferenceImage.embedding_model`` (name + weights hash).
+        name: identifies the model (name + weights hash).
+        feature_name: identifies cached reference features in ``ReferenceImage.embedding_model``
+            (model name + feature version).
         input_size: side of the square model input in pixels.
         embedding_dim: length of an embedding.
-        threshold: default cosine similarity below which a product is ``unknown``.
+        matching: ``MatchSettings`` (weights and thresholds of the photo and fast paths).
+        threshold: default photo-path score below which a product is ``unknown``.
     """
 
-    def __init__(self, model, *, name: str, input_size: int, threshold: float) -> None:
+    def __init__(
+        self,
+        model,
+        *,
+        name: str,
+        input_size: int,
+        matching: MatchSettings | None = None,
+    ) -> None:
         import tensorflow as tf
 
         self.name = name
         self.input_size = int(input_size)
-        self.threshold = float(threshold)
+        self.matching = matching or MatchSettings()
+        self.threshold = float(self.matching.threshold)
         self.embedding_dim = int(model.output_shape[-1])
         self._model = model
         self._embed_fn = tf.function(
@@ -219,7 +310,8 @@ class Recognizer:
             raise RecognitionModelError(f"{model_dir}: weights file {KERAS_FILE} is missing")
         try:
             config = json.loads(config_path.read_text())
-            input_size, threshold = int(config["input_size"]), float(config["threshold"])
+            input_size = int(config["input_size"])
+            matching = MatchSettings.from_dict(config.get("matching", {}))
             base_name = str(config.get("name", "recognition"))
         except (ValueError, KeyError, TypeError) as exc:
             raise RecognitionModelError(f"{model_dir}: {CONFIG_FILE} is corrupt ({exc})") from exc
@@ -232,7 +324,11 @@ class Recognizer:
                 f"{model_dir}: weights file {KERAS_FILE} does not load ({exc})"
             ) from exc
         digest = hashlib.sha256(keras_path.read_bytes()).hexdigest()[:10]
-        return cls(model, name=f"{base_name}:{digest}", input_size=input_size, threshold=threshold)
+        return cls(model, name=f"{base_name}:{digest}", input_size=input_size, matching=matching)
+
+    @property
+    def feature_name(self) -> str:
+        return f"{self.name}+{FEATURES_VERSION}"
 
     def embed(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 L2-normalised embeddings of BGR crops of any size (batched)."""
@@ -244,35 +340,42 @@ class Recognizer:
             parts.append(np.asarray(self._embed_fn(batch), dtype=np.float32))
         return np.concatenate(parts)
 
+    def describe(self, crops_bgr: list[np.ndarray], *, fast: bool = False) -> list[CropFeatures]:
+        """Features of crops (embedding, colour and, unless ``fast``, keypoints) for matching or
+        for caching as reference features (``CropFeatures.to_bytes``)."""
+        return describe(crops_bgr, self.embed, self.matching, with_keypoints=not fast)
+
     def assign_products(
         self,
         image_bgr: np.ndarray,
         detections: Detections,
         gallery: Gallery,
         threshold: float | None = None,
+        *,
+        fast: bool = False,
     ) -> Detections:
         """A copy of ``detections`` with ``data["product_id"]``, ``data["product_score"]``,
         ``data["brand_id"]`` and ``data["brand_score"]``: the one call that names what is on
         the shelf (the audit and the live path both go through it).
 
-        Every product box of the image is embedded in one batch. Gaps get ``-1`` and score 0;
-        products below the threshold get ``-1`` (unknown product and brand) and keep their best
-        similarity. A recognised product brings its brand, with the same score.
+        Every product box of the image is matched in one batch (``Gallery.match``). Gaps get
+        ``-1`` and score 0; products below the threshold get ``-1`` (unknown product and brand)
+        and keep their best score. A recognised product brings its brand, with the same score.
 
         Args:
             image_bgr: ``(H, W, 3)`` uint8 image the boxes are in.
             detections: pixel ``xyxy`` boxes.
             gallery: enrolled references.
-            threshold: cosine similarity threshold; ``None`` uses the model's.
+            threshold: score threshold (0..1); ``None`` uses the model's for the path.
+            fast: the live-frame path: embedding and colour only, no keypoint verification.
         """
-        threshold = self.threshold if threshold is None else float(threshold)
         n = len(detections)
         product_ids = np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
         products = np.flatnonzero(detections.class_id == PRODUCT)
         if len(products) and len(gallery):
             crops = [crop_xyxy(image_bgr, detections.xyxy[i]) for i in products]
-            found, found_scores = gallery.match(self.embed(crops), threshold)
+            found, found_scores = gallery.match(crops, self, threshold=threshold, fast=fast)
             product_ids[products], scores[products] = found, found_scores
         return detections.with_data(
             product_id=product_ids,

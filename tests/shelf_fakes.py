@@ -39,7 +39,7 @@ class OracleRecognizer:
         self._product_ids = product_ids_by_label or {}
 
     def assign_products(
-        self, image_bgr, detections: Detections, gallery, threshold=None
+        self, image_bgr, detections: Detections, gallery, threshold=None, *, fast=False
     ) -> Detections:
         n = len(detections)
         blank = np.array([""] * n, dtype=object)

@@ -32,8 +32,8 @@ from tests.shelf_fakes import GroundTruthDetector, OracleRecognizer, product_ids
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SHELF_SEEDS = (31, 32)
-# measured with the shipped embedding on these generated shelves: 96 % of facings name the right
-# product and all the right brand; the floors leave room for another recognition model
+# measured with the v1 embedding on these generated shelves: 96 % of facings name the right
+# product and all the right brand; the floors leave room for another recognition model (v2 passes)
 PRODUCT_ACCURACY, BRAND_ACCURACY = 0.85, 0.95
 
 

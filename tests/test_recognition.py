@@ -1,4 +1,4 @@
-"""Brand recognition with the shipped embedding model, on generated brands it never saw."""
+"""Product recognition with the shipped model and matcher, on generated brands it never saw."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from skuaudit.recognition import Gallery, RecognitionModelError, Recognizer, def
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 
-# figures measured by scripts/train_recognition.py on 100 held-out brands (MODEL_CARD.md),
-# minus a margin: this test uses another catalogue and fewer queries
-TOP1_AT_1, TOP1_AT_5, UNKNOWN_RECALL, UNKNOWN_PRECISION = 0.863, 0.978, 0.949, 0.936
-MARGIN = 0.08
-HELD_OUT_SEED = 4004  # training used 1001, threshold selection 2002, the model card 3003
+# lowest figures accepted on 20 generated brands no training or fitting saw (the model card
+# reports the matcher on real photos; scripts/fit_matching.py prints generated-pack figures)
+TOP1_AT_1, TOP1_AT_5, UNKNOWN_RECALL, UNKNOWN_PRECISION = 0.8, 0.9, 0.8, 0.8
+HELD_OUT_SEED = 4004  # training used 1001, matcher fitting 2002, the training script's test 3003
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,8 @@ def test_shipped_model_is_small_and_documented():
     model_dir = default_model_dir()
     assert (model_dir / "model.keras").stat().st_size < 2 * 1024 * 1024
     assert "top-1" in (model_dir / "MODEL_CARD.md").read_text()
-    assert 0 < json.loads((model_dir / "config.json").read_text())["threshold"] < 1
+    matching = json.loads((model_dir / "config.json").read_text())["matching"]
+    assert 0 < matching["threshold"] < 1 and 0 < matching["fast_threshold"] < 1
 
 
 def test_embeddings_are_unit_vectors(recognizer):
@@ -75,27 +75,39 @@ def test_embeddings_are_unit_vectors(recognizer):
 
 
 @pytest.mark.parametrize("k, expected", [(1, TOP1_AT_1), (5, TOP1_AT_5)])
-def test_top1_on_held_out_brands(recognizer, held_out, k, expected):
+@pytest.mark.parametrize("fast", [False, True])
+def test_top1_on_held_out_brands(recognizer, held_out, k, expected, fast):
     refs, queries, labels = held_out
-    gallery = Gallery(
-        np.repeat(np.arange(len(refs)), k), recognizer.embed([c for r in refs for c in r[:k]])
+    gallery = Gallery.from_references(
+        [(b, crop) for b, r in enumerate(refs) for crop in r[:k]], recognizer
     )
-    found, _ = gallery.match(recognizer.embed(queries), threshold=-1.0)
-    assert (found == labels).mean() >= expected - MARGIN
+    found, _ = gallery.match(queries, recognizer, threshold=0.0, fast=fast)
+    assert (found == labels).mean() >= expected
 
 
-def test_brands_not_enrolled_are_rejected(recognizer, held_out):
+@pytest.mark.parametrize("fast", [False, True])
+def test_brands_not_enrolled_are_rejected(recognizer, held_out, fast):
     refs, queries, labels = held_out
     enrolled = np.arange(len(refs)) < len(refs) // 2
-    gallery = Gallery(
-        np.repeat(np.flatnonzero(enrolled), 5),
-        recognizer.embed([c for b, r in enumerate(refs) if enrolled[b] for c in r]),
+    gallery = Gallery.from_references(
+        [(b, crop) for b, r in enumerate(refs) if enrolled[b] for crop in r], recognizer
     )
-    found, scores = gallery.match(recognizer.embed(queries), recognizer.threshold)
+    found, scores = gallery.match(queries, recognizer, fast=fast)
     unknown, rejected = ~enrolled[labels], found == -1
-    assert (rejected & unknown).sum() / unknown.sum() >= UNKNOWN_RECALL - MARGIN
-    assert (rejected & unknown).sum() / rejected.sum() >= UNKNOWN_PRECISION - MARGIN
-    assert np.all(scores <= 1.0 + 1e-5)
+    assert (rejected & unknown).sum() / unknown.sum() >= UNKNOWN_RECALL
+    assert (rejected & unknown).sum() / rejected.sum() >= UNKNOWN_PRECISION
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_a_gallery_of_embeddings_only_cannot_match(recognizer, held_out):
+    refs, queries, _ = held_out
+    gallery = Gallery(np.zeros(2), recognizer.embed(refs[0][:2]))
+    with pytest.raises(ValueError, match="embeddings only"):
+        gallery.match(queries[:1], recognizer)
+    assert (
+        Gallery(np.zeros(0), np.zeros((0, 64))).match(queries[:3], recognizer)[0].tolist()
+        == [-1] * 3
+    )
 
 
 def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url):
@@ -103,7 +115,8 @@ def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url
     with session_scope(demo_db_url) as s:
         names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
         assert all(
-            r.embedding_model == recognizer.name for r in s.scalars(sa.select(m.ReferenceImage))
+            r.embedding_model == recognizer.feature_name
+            for r in s.scalars(sa.select(m.ReferenceImage))
         )
     # every pack type and flavour of the demo brands, enrolled as products or not
     shelf = render_shelf(5, catalogue=demo_catalogue())
@@ -115,11 +128,28 @@ def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url
     assert (named[products] == truth[products]).mean() >= 0.85
 
 
-def test_gallery_embeds_once_and_caches(recognizer, demo_db_url, monkeypatch):
+def test_gallery_describes_once_and_caches(recognizer, demo_db_url, monkeypatch):
     first = Gallery.from_database(demo_db_url, recognizer)
     monkeypatch.setattr(recognizer, "embed", lambda crops: pytest.fail("embedded again"))
+    monkeypatch.setattr(recognizer, "describe", lambda crops: pytest.fail("described again"))
     second = Gallery.from_database(demo_db_url, recognizer)
     assert np.array_equal(first.embeddings, second.embeddings) and len(first) == 48
+    assert all(
+        np.array_equal(a.descriptors, b.descriptors)
+        for a, b in zip(first.features, second.features, strict=True)
+    )
+    assert sum(len(f.descriptors) for f in second.features) > 48 * 10
+
+
+def test_a_damaged_feature_cache_is_described_again(recognizer, demo_db_url):
+    Gallery.from_database(demo_db_url, recognizer)
+    with session_scope(demo_db_url) as s:
+        ref = s.scalars(sa.select(m.ReferenceImage).limit(1)).one()
+        ref_id, ref.embedding = ref.id, b"damaged"
+    gallery = Gallery.from_database(demo_db_url, recognizer)
+    with session_scope(demo_db_url) as s:
+        assert s.get(m.ReferenceImage, ref_id).embedding.startswith(b"SKUF1")
+    assert len(gallery) == 48
 
 
 def _product_id(url) -> int:
@@ -168,7 +198,7 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
         product_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer
     )
     with session_scope(demo_db_url) as s:
-        assert s.get(m.ReferenceImage, ref_id).embedding_model == recognizer.name
+        assert s.get(m.ReferenceImage, ref_id).embedding_model == recognizer.feature_name
         store_id = s.scalar(sa.select(m.Store.id).limit(1))
     with pytest.raises(ValueError, match="does not exist"):
         enrol_reference(99_999, crop, "upload", demo_db_url)
