@@ -44,6 +44,7 @@ from skuaudit.datasets.readers import ScoreBands, read_dataset  # noqa: E402
 from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import PRODUCT, Detections  # noqa: E402
 from skuaudit.detector import Detector  # noqa: E402
+from skuaudit.training.calibration import video_frames  # noqa: E402
 from skuaudit.training.evaluate import (  # noqa: E402
     evaluate_detections,
     read_row_counts,
@@ -162,18 +163,6 @@ def section_gaps(model_dir: Path) -> dict:
     return {"photos": len(val), "AP50": report.ap50, "AP": report.ap, "AR300": report.ar}
 
 
-def frames_of(photo: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``n`` random 640x480 frames (landscape) of a photo, as a phone sees a shelf section."""
-    h, w = photo.shape[:2]
-    fw, fh = min(640, w), min(480, h)
-    out = []
-    for _ in range(n):
-        x = int(rng.integers(0, w - fw + 1))
-        y = int(rng.integers(0, h - fh + 1))
-        out.append(photo[y : y + fh, x : x + fw])
-    return out
-
-
 def section_live(detector, photos: list[Path], per_photo: int) -> dict:
     teacher = None
     if TEACHER.is_file():
@@ -185,7 +174,7 @@ def section_live(detector, photos: list[Path], per_photo: int) -> dict:
     counts = {"one_pass": [], "photo_path": [], "teacher": []}
     seconds = {"one_pass": [], "photo_path": []}
     for path in photos:
-        for frame in frames_of(cv2.imread(str(path)), per_photo, rng):
+        for frame in video_frames(cv2.imread(str(path)), per_photo, rng):
             for key, tiled in (("one_pass", False), ("photo_path", None)):
                 start = time.perf_counter()
                 det = detector.detect(frame, tiled=tiled)  # each path's own default thresholds

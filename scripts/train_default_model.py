@@ -17,7 +17,8 @@ The run fine-tunes ``--init-model`` (optionally grown: a wider ``--alpha``) and 
 the photo path of the model folder (``skuaudit.training.calibration``): the tiling rule, the extra
 gap views and the per-class thresholds, the product one where the detected count equals the
 teacher's count on the held-out shelf photos, the gap one where it equals the human count on the
-shelf-gaps training photos. ``models/default/MODEL_CARD.md`` lists the runs that made the shipped
+shelf-gaps training photos, and the one-pass product threshold (video frames) where one pass
+counts what the photo path counts on 640x480 frames of the training shelf photos. ``models/default/MODEL_CARD.md`` lists the runs that made the shipped
 model; ``--resume`` continues a run cut short (the model folder is rewritten at every evaluation
 that improves the validation loss, so an interrupted run still leaves a usable model).
 
@@ -42,7 +43,7 @@ from skuaudit.datasets.base import Dataset  # noqa: E402
 from skuaudit.datasets.readers import ScoreBands, merge_labels, read_dataset  # noqa: E402
 from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import IGNORE_CLASS  # noqa: E402
-from skuaudit.training.calibration import PhotoPath, calibrate_model  # noqa: E402
+from skuaudit.training.calibration import PhotoPath, calibrate_model, video_frames  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
 from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
 
@@ -56,6 +57,9 @@ PHOTO_PATH = PhotoPath(
     multiscale_classes=("gap",),
     extra_tile_fractions=(0.5, 0.75),
 )
+
+
+FRAMES_PER_PHOTO = 2  # one-pass calibration frames per training photo
 
 
 def report(event: dict) -> None:
@@ -117,9 +121,19 @@ def describe(photos: Dataset, gaps: Dataset, args) -> list[str]:
 
 def calibrate(model_dir: Path, photos: Dataset, gaps: Dataset) -> dict:
     """Photo path and thresholds: products on the held-out shelf photos (teacher count), gaps
-    on the shelf-gaps training photos (human count)."""
-    _, photos_val = split_by_image(photos, 0.2, seed=0)
+    on the shelf-gaps training photos (human count), and products in one pass on 640x480 frames
+    of the training shelf photos (the photo path's count on the same frames)."""
+    import cv2
+    import numpy as np
+
+    photos_train, photos_val = split_by_image(photos, 0.2, seed=0)
     gaps_train, _ = split_by_image(gaps, 0.2, seed=0)
+    rng = np.random.default_rng(1)
+    frames = [
+        frame
+        for im in photos_train
+        for frame in video_frames(cv2.imread(str(im.path)), FRAMES_PER_PHOTO, rng)
+    ]
     results = calibrate_model(
         model_dir,
         {
@@ -133,6 +147,10 @@ def calibrate(model_dir: Path, photos: Dataset, gaps: Dataset) -> dict:
             ),
         },
         PHOTO_PATH,
+        single_pass_frames=(
+            frames,
+            f"{len(frames)} 640x480 frames of the {len(photos_train)} training shelf-photos",
+        ),
     )
     for name, result in results.items():
         report({"event": "calibrated", "class": name, **result})

@@ -165,9 +165,12 @@ def _write_sidecars(config, out_dir: Path, info: dict) -> None:
         "max_detections": config.max_detections,
         "box_variance": list(config.box_variance),
         # What an audit counts (per-class defaults, nested-box rules): applied after the graph by
-        # skuaudit/web/offline_component/counting.js, as Detector.detect does after NMS.
+        # skuaudit/web/offline_component/counting.js, as Detector.detect does after NMS. The
+        # graph runs one pass per frame: the one-pass defaults.
         "counting": {
-            "class_score_thresholds": [float(t) for t in config.default_thresholds()],
+            "class_score_thresholds": [
+                float(t) for t in config.default_thresholds(single_pass=True)
+            ],
             "containment": config.containment,
             "stack_min_contained": config.stack_min_contained,
             "drop_contained": config.drop_contained,

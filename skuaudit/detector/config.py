@@ -34,6 +34,11 @@ class DetectorConfig:
         class_score_thresholds: per-class defaults (``{"product": 0.65}``) that replace
             ``score_threshold`` for those classes; an explicit ``detect(score_threshold=...)``
             applies to every class.
+        single_pass_class_score_thresholds: per-class defaults of the one-pass path (video
+            frames, ``detect(tiled=False)``, the offline page) where they differ from
+            ``class_score_thresholds``: one pass sees a frame at lower resolution than the
+            photo path's tiles, so its scores run lower, and its counts should agree with a
+            photo's.
         nms_iou: IoU above which a lower-scored box of the same class is suppressed.
         max_detections: most boxes returned per image (and per tile).
         pre_nms_top_k: most candidate boxes per class entering NMS.
@@ -89,6 +94,7 @@ class DetectorConfig:
     anchor_aspect_ratios: tuple[float, ...] = (0.33, 0.75, 1.6, 4.0)
     score_threshold: float = 0.3
     class_score_thresholds: dict[str, float] = field(default_factory=dict)
+    single_pass_class_score_thresholds: dict[str, float] = field(default_factory=dict)
     nms_iou: float = 0.5
     max_detections: int = 400
     pre_nms_top_k: int = 3000
@@ -119,6 +125,7 @@ class DetectorConfig:
             raise ValueError(f"tile_overlap must be in [0, 0.5), got {self.tile_overlap}")
         for setting, names in (
             ("class_score_thresholds", self.class_score_thresholds),
+            ("single_pass_class_score_thresholds", self.single_pass_class_score_thresholds),
             ("whole_image_classes", self.whole_image_classes),
             ("flip_classes", self.flip_classes),
             ("multiscale_classes", self.multiscale_classes),
@@ -151,17 +158,23 @@ class DetectorConfig:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def default_thresholds(self) -> np.ndarray:
-        """``(C,)`` float32 default minimum score of each class, in ``class_names`` order."""
+    def default_thresholds(self, single_pass: bool = False) -> np.ndarray:
+        """``(C,)`` float32 default minimum score of each class, in ``class_names`` order, of
+        the photo path or (``single_pass``) of one pass over a frame."""
+        overrides = self.single_pass_class_score_thresholds if single_pass else {}
         return np.array(
-            [self.class_score_thresholds.get(c, self.score_threshold) for c in self.class_names],
+            [
+                overrides.get(c, self.class_score_thresholds.get(c, self.score_threshold))
+                for c in self.class_names
+            ],
             dtype=np.float32,
         )
 
-    def threshold_map(self) -> dict[str, float]:
+    def threshold_map(self, single_pass: bool = False) -> dict[str, float]:
         """``{class name: default minimum score}`` (``default_thresholds`` by name)."""
         return {
-            c: float(t) for c, t in zip(self.class_names, self.default_thresholds(), strict=True)
+            c: float(t)
+            for c, t in zip(self.class_names, self.default_thresholds(single_pass), strict=True)
         }
 
     @property

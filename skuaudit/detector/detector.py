@@ -190,7 +190,8 @@ class Detector:
         Args:
             image_bgr: ``(H, W, 3)`` uint8 BGR image (as ``cv2.imread`` returns).
             score_threshold: minimum score of every class; ``None`` uses the defaults of
-                ``config`` (``score_threshold``, ``class_score_thresholds``).
+                ``config`` (``score_threshold``, ``class_score_thresholds``, and in one pass
+                ``single_pass_class_score_thresholds``).
             tiled: ``True`` runs overlapping tiles at full resolution and merges boxes across tile
                 borders (plus one whole-image pass for ``config.whole_image_classes``);
                 ``False`` resizes the whole image to the model input (video frames); ``None``
@@ -207,15 +208,15 @@ class Detector:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
             raise ValueError(f"detect expects an (H, W, 3) BGR image, got shape {image_bgr.shape}")
         cfg = self.config
+        height, width = image_bgr.shape[:2]
+        if tiled is None:
+            tiled = max(width, height) > cfg.tile_above_px
         if score_threshold is None:
-            per_class = cfg.default_thresholds()
+            per_class = cfg.default_thresholds(single_pass=not tiled)
             threshold = float(per_class.min())
         else:
             threshold = float(score_threshold)
             per_class = np.full(cfg.num_classes, threshold, dtype=np.float32)
-        height, width = image_bgr.shape[:2]
-        if tiled is None:
-            tiled = max(width, height) > cfg.tile_above_px
         if not tiled:
             raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
             det = self._suppress_nested(self._decode(raw, (width, height), threshold))

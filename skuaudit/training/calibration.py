@@ -109,10 +109,58 @@ def count_matching_threshold(
     }
 
 
+def video_frames(
+    photo_bgr: np.ndarray, n: int, rng: np.random.Generator, size_wh: tuple[int, int] = (640, 480)
+) -> list[np.ndarray]:
+    """``n`` random ``size_wh`` crops of a photo, as a phone's video sees one section of a
+    shelf (the whole photo where it is smaller)."""
+    height, width = photo_bgr.shape[:2]
+    fw, fh = min(size_wh[0], width), min(size_wh[1], height)
+    frames = []
+    for _ in range(n):
+        x = int(rng.integers(0, width - fw + 1))
+        y = int(rng.integers(0, height - fh + 1))
+        frames.append(photo_bgr[y : y + fh, x : x + fw])
+    return frames
+
+
+def single_pass_matching_threshold(
+    detector, frames: Sequence[np.ndarray], class_name: str = "product"
+) -> dict[str, float]:
+    """The one-pass score threshold at which a class's count over video-sized frames equals
+    the photo path's count on the same frames (at its own defaults).
+
+    One pass sees a frame at the model input's resolution, the photo path sees it in tiles at up
+    to twice that, so one pass scores small objects lower; this threshold makes a live count
+    agree with a photo's.
+
+    Returns:
+        ``{"threshold", "photo_path_count", "frames"}``.
+
+    Raises:
+        ValueError: no frames, or the photo path finds nothing to match.
+    """
+    if not frames:
+        raise ValueError("no frames to calibrate the one-pass threshold on")
+    class_id = list(CLASS_NAMES).index(class_name)
+    scores, target = [], 0
+    for frame in frames:
+        photo = detector.detect(frame, tiled=True)
+        target += int((photo.class_id == class_id).sum())
+        one = detector.detect(frame, tiled=False, score_threshold=0.05)
+        scores.append(np.asarray(one.confidence[one.class_id == class_id], np.float64))
+    if target == 0:
+        raise ValueError(f"the photo path finds no {class_name!r} in the frames")
+    ranked = np.sort(np.concatenate(scores))[::-1]
+    threshold = float(ranked[target - 1]) if len(ranked) >= target else 0.05
+    return {"threshold": threshold, "photo_path_count": target, "frames": len(frames)}
+
+
 def calibrate_model(
     model_dir: str | Path,
     calibration_sets: Mapping[str, tuple[Sequence[LabeledImage], str]],
     photo_path: PhotoPath | None = None,
+    single_pass_frames: tuple[Sequence[np.ndarray], str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Write a model folder's photo-path settings and per-class thresholds.
 
@@ -122,9 +170,12 @@ def calibrate_model(
             class's threshold is set where its detected count equals its true count there,
             through the photo path as ``photo_path`` leaves it.
         photo_path: the photo-path settings to write first (``None``: keep the folder's).
+        single_pass_frames: ``(video-sized frames, words saying which)``: also set the one-pass
+            product threshold (``single_pass_matching_threshold``), after the others.
 
     Returns:
-        ``{class name: count_matching_threshold(...) result}``.
+        ``{class name: count_matching_threshold(...) result}``, plus ``"product (one pass)"``
+        with ``single_pass_frames``.
 
     Raises:
         ModelLoadError: not a model folder. DatasetError: a set labels no box of its class.
@@ -152,18 +203,36 @@ def calibrate_model(
     thresholds.update({name: round(r["threshold"], 3) for name, r in results.items()})
     config = dataclasses.replace(config, class_score_thresholds=thresholds)
     views = _views_text(config)
-    _write(
-        model_dir / CONFIG_FILE,
-        config,
-        {
-            name: {
-                "images": f"{calibration_sets[name][1]}, photo path ({views(name)})",
-                **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
-            }
-            for name, result in results.items()
-        },
-    )
+    records = {
+        name: {
+            "images": f"{calibration_sets[name][1]}, photo path ({views(name)})",
+            **_rounded(result),
+        }
+        for name, result in results.items()
+    }
+    _write(model_dir / CONFIG_FILE, config, records)
+    if single_pass_frames is not None:
+        frames, words = single_pass_frames
+        result = single_pass_matching_threshold(Detector.load(model_dir), frames)
+        config = dataclasses.replace(
+            config,
+            single_pass_class_score_thresholds={
+                **config.single_pass_class_score_thresholds,
+                "product": round(result["threshold"], 3),
+            },
+        )
+        key = "product (one pass)"
+        results[key] = result
+        _write(
+            model_dir / CONFIG_FILE,
+            config,
+            {key: {"images": f"{words}: one pass against the photo path", **_rounded(result)}},
+        )
     return results
+
+
+def _rounded(result: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
 
 def _views_text(config):

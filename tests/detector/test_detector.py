@@ -142,6 +142,7 @@ def test_nested_box_rules_apply_in_both_modes(tiny_detector, shelf_bgr, tiled):
         ({"containment": 1.5}, "containment"),
         ({"stack_min_contained": -1}, "stack_min_contained"),
         ({"class_score_thresholds": {"shelf": 0.5}}, "unknown classes"),
+        ({"single_pass_class_score_thresholds": {"shelf": 0.5}}, "unknown classes"),
         ({"whole_image_classes": ["shelf"]}, "whole_image_classes names unknown classes"),
     ],
 )

@@ -18,6 +18,8 @@ from skuaudit.training.calibration import (
     calibrate_model,
     count_matching_threshold,
     greedy_matches,
+    single_pass_matching_threshold,
+    video_frames,
 )
 
 
@@ -94,3 +96,47 @@ def test_calibrate_model_writes_photo_path_and_thresholds(
 def test_calibrate_model_rejects_unknown_classes(tiny_detector, synth_shelf_dataset):
     with pytest.raises(ValueError, match=r"cannot calibrate \['shelf'\]"):
         calibrate_model(tiny_detector[0], {"shelf": (synth_shelf_dataset.images[:1], "x")})
+
+
+def test_single_pass_threshold_makes_one_pass_count_what_the_photo_path_counts(
+    tiny_detector, synth_shelf_dataset, tmp_path
+):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_detector[0], model_dir)
+    rng = np.random.default_rng(0)
+    frames = [
+        frame
+        for im in synth_shelf_dataset.images[:3]
+        for frame in video_frames(cv2.imread(str(im.path)), 2, rng, size_wh=(320, 240))
+    ]
+    assert len(frames) == 6 and {f.shape for f in frames} == {(240, 320, 3)}
+    # the photo-path threshold first (the tiny model's scores are low), then the one-pass one
+    results = calibrate_model(
+        model_dir,
+        {"product": (synth_shelf_dataset.images[:3], "three shelves")},
+        single_pass_frames=(frames, "six frames"),
+    )
+    result = results["product (one pass)"]
+    config = read_model_config(model_dir)
+    assert config.single_pass_class_score_thresholds == {"product": round(result["threshold"], 3)}
+    single, photo = config.default_thresholds(single_pass=True), config.default_thresholds()
+    assert photo[0] == pytest.approx(results["product"]["threshold"], abs=1e-3)
+    assert single[0] == pytest.approx(result["threshold"], abs=1e-3) and single[1] == photo[1]
+    detector = Detector.load(model_dir)
+    again = single_pass_matching_threshold(detector, frames)
+    assert again["photo_path_count"] == result["photo_path_count"] > 0
+    one_pass = [detector.detect(f, tiled=False, score_threshold=again["threshold"]) for f in frames]
+    counted = sum(int((d.class_id == PRODUCT).sum()) for d in one_pass)
+    assert counted == again["photo_path_count"] or again["threshold"] == 0.05
+    # detect() uses the one-pass default in one pass
+    default = sum(int((detector.detect(f, tiled=False).class_id == PRODUCT).sum()) for f in frames)
+    at_single = [
+        int(((d.class_id == PRODUCT) & (d.confidence >= single[0])).sum())
+        for d in (detector.detect(f, tiled=False, score_threshold=0.05) for f in frames)
+    ]
+    assert default == sum(at_single)
+    saved = json.loads((model_dir / "config.json").read_text())
+    record = saved["training"]["threshold_calibration"]["product (one pass)"]
+    assert record["images"] == "six frames: one pass against the photo path"
+    with pytest.raises(ValueError, match="no frames"):
+        single_pass_matching_threshold(detector, [])

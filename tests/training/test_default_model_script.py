@@ -125,16 +125,24 @@ def test_script_trains_and_calibrates_on_teacher_labels(shared_standin, tiny_det
     )
     assert run.returncode == 0, run.stderr[-3000:]
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
-    assert [e["class"] for e in events if e["event"] == "calibrated"] == ["product", "gap"]
+    assert [e["class"] for e in events if e["event"] == "calibrated"] == [
+        "product",
+        "gap",
+        "product (one pass)",
+    ]
     saved = json.loads((out / "config.json").read_text())
     assert saved["detector"]["image_size"] == 128  # the init model's architecture
     assert saved["detector"]["tile_above_px"] == 400 and saved["detector"]["flip_classes"] == [
         "gap"
     ]
     assert set(saved["detector"]["class_score_thresholds"]) == {"product", "gap"}
+    assert set(saved["detector"]["single_pass_class_score_thresholds"]) == {"product"}
     calibration = saved["training"]["threshold_calibration"]
     assert calibration["product"]["images"].startswith("the 1 held-out shelf-photos")
     assert calibration["gap"]["images"].startswith("the 4 shelf-gaps training photos")
+    assert calibration["product (one pass)"]["images"].startswith(
+        "8 640x480 frames of the 4 training shelf-photos"
+    )
     description = saved["training"]["config"]["data_description"]
     assert "the row_counts.json photos left out" in description[0]
     assert "human gap boxes" in description[1]
