@@ -172,10 +172,7 @@ def enrol_reference(
     else:
         image_bgr = np.asarray(image)
     image_bgr = validate_reference(image_bgr)
-    embedding, embedding_model = None, ""
-    if recognizer is not None:
-        embedding = recognizer.describe([image_bgr])[0].to_bytes()
-        embedding_model = recognizer.feature_name
+    features = None if recognizer is None else recognizer.describe([image_bgr])[0]
     with session_scope(url) as s:
         product = s.get(m.Product, int(product_id))
         if product is None or product.brand.deleted_at is not None:
@@ -194,11 +191,13 @@ def enrol_reference(
         ref = m.ReferenceImage(
             product_id=int(product_id),
             image_png=encode_png(image_bgr),
-            embedding=embedding,
-            embedding_model=embedding_model,
             source=source,
             is_demo=is_demo,
         )
+        if features is not None:
+            from skuaudit.recognition import cache_features
+
+            cache_features(ref, features, recognizer)
         s.add(ref)
         s.flush()
         return ref.id
@@ -318,12 +317,10 @@ def reference_report(
         except ImageError:
             continue
         fingerprints[ref_id] = image_fingerprint(images[ref_id])
-    from skuaudit.recognition import cached_embedding
-
     embeddings = {
-        ref_id: (model, vector)
-        for ref_id, _, _, _, blob, model, _ in rows
-        if (vector := cached_embedding(blob)) is not None
+        ref_id: (model, np.frombuffer(vector, dtype=np.float32))
+        for ref_id, _, _, _, vector, model, _ in rows
+        if vector is not None
     }
     product_of = {ref_id: pid for ref_id, pid, *_ in rows}
     checks = []

@@ -7,7 +7,8 @@ trained with a metric-learning loss (see ``scripts/train_recognition.py`` and
 verified with a RANSAC homography (``skuaudit.sku_matching``). The best-scoring product wins, and
 with it its brand, when its score reaches the threshold; below it the facing is ``unknown``
 (``product_id == brand_id == -1``). A new product therefore needs reference images, not
-retraining. Each reference's features are computed once and cached in the database.
+retraining. Each reference's features are computed once and cached in the database
+(``ReferenceImage.features``, and its embedding in ``ReferenceImage.embedding``).
 
 Example:
     >>> recognizer = Recognizer.load()                                  # doctest: +SKIP
@@ -159,8 +160,8 @@ class Gallery:
         """All reference images of the database, describing (and caching) those not yet described.
 
         A reference whose stored features came from another model or feature version
-        (``embedding_model``) is described again; new features are written back in one
-        transaction.
+        (``features_model``), or are damaged, is described again; new features (and their
+        embedding) are written back in one transaction.
 
         Args:
             url: database URL (default ``SKUAUDIT_DB_URL``).
@@ -177,17 +178,16 @@ class Gallery:
             features: dict[int, CropFeatures] = {}
             for r in refs:
                 # a damaged cache entry is described again below
-                if r.embedding is not None and r.embedding_model == recognizer.feature_name:
+                if r.features is not None and r.features_model == recognizer.feature_name:
                     with contextlib.suppress(ValueError):
-                        features[r.id] = CropFeatures.from_bytes(r.embedding)
+                        features[r.id] = CropFeatures.from_bytes(r.features)
             stale = [r for r in refs if r.id not in features]
             if stale:
                 crops = [
                     load_image_bytes(r.image_png, name=f"reference image {r.id}") for r in stale
                 ]
                 for ref, feat in zip(stale, recognizer.describe(crops), strict=True):
-                    ref.embedding = feat.to_bytes()
-                    ref.embedding_model = recognizer.feature_name
+                    cache_features(ref, feat, recognizer)
                     features[ref.id] = feat
             if not refs:
                 return cls(np.zeros(0), np.zeros((0, recognizer.embedding_dim)), features=[])
@@ -241,17 +241,13 @@ class Gallery:
         return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
 
 
-def cached_embedding(blob: bytes | None) -> np.ndarray | None:
-    """The embedding held in a ``ReferenceImage.embedding`` cache entry (a ``CropFeatures``
-    blob, or the bare float32 vector of databases from before it), ``None`` when unreadable."""
-    if blob is None:
-        return None
-    try:
-        return CropFeatures.from_bytes(blob).embedding
-    except ValueError:
-        if len(blob) % 4:
-            return None
-        return np.frombuffer(bytes(blob), dtype=np.float32)
+def cache_features(ref: m.ReferenceImage, features: CropFeatures, recognizer: Recognizer) -> None:
+    """Store a reference's features (``features``/``features_model``) and its embedding
+    (``embedding``/``embedding_model``, which the duplicate check of ``skuaudit.enrolment``
+    reads) on its row."""
+    ref.features, ref.features_model = features.to_bytes(), recognizer.feature_name
+    ref.embedding = np.asarray(features.embedding, dtype=np.float32).tobytes()
+    ref.embedding_model = recognizer.name
 
 
 class Recognizer:

@@ -115,7 +115,7 @@ def test_demo_brands_are_recognised_on_a_generated_shelf(recognizer, demo_db_url
     with session_scope(demo_db_url) as s:
         names = dict(s.execute(sa.select(m.Brand.id, m.Brand.name)).all())
         assert all(
-            r.embedding_model == recognizer.feature_name
+            (r.features_model, r.embedding_model) == (recognizer.feature_name, recognizer.name)
             for r in s.scalars(sa.select(m.ReferenceImage))
         )
     # every pack type and flavour of the demo brands, enrolled as products or not
@@ -145,10 +145,10 @@ def test_a_damaged_feature_cache_is_described_again(recognizer, demo_db_url):
     Gallery.from_database(demo_db_url, recognizer)
     with session_scope(demo_db_url) as s:
         ref = s.scalars(sa.select(m.ReferenceImage).limit(1)).one()
-        ref_id, ref.embedding = ref.id, b"damaged"
+        ref_id, ref.features = ref.id, b"damaged"
     gallery = Gallery.from_database(demo_db_url, recognizer)
     with session_scope(demo_db_url) as s:
-        assert s.get(m.ReferenceImage, ref_id).embedding.startswith(b"SKUF1")
+        assert s.get(m.ReferenceImage, ref_id).features.startswith(b"SKUF1")
     assert len(gallery) == 48
 
 
@@ -198,7 +198,11 @@ def test_enrol_reference_and_from_a_past_audit(recognizer, demo_db_url):
         product_id, encode_png(crop), "upload", demo_db_url, recognizer=recognizer
     )
     with session_scope(demo_db_url) as s:
-        assert s.get(m.ReferenceImage, ref_id).embedding_model == recognizer.feature_name
+        ref = s.get(m.ReferenceImage, ref_id)
+        assert (ref.features_model, ref.embedding_model) == (
+            recognizer.feature_name,
+            recognizer.name,
+        )
         store_id = s.scalar(sa.select(m.Store.id).limit(1))
     with pytest.raises(ValueError, match="does not exist"):
         enrol_reference(99_999, crop, "upload", demo_db_url)
