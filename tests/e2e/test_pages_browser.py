@@ -117,10 +117,10 @@ def test_a_fresh_servers_first_request_for_a_page_goes_through_the_router(server
     _heading(page, "Stockouts")
     page.get_by_text("Stockouts is a page for the category manager or analyst role").wait_for()
     page.get_by_role("button", name="Switch to the category manager role").click()
-    page.get_by_text("To act on").wait_for(timeout=120_000)
+    page.get_by_text("To act on", exact=True).wait_for(timeout=120_000)
     assert "role=category+manager" in page.url
     page.reload()
-    page.get_by_text("To act on").wait_for(timeout=120_000)
+    page.get_by_text("To act on", exact=True).wait_for(timeout=120_000)
     assert page.url.endswith("/stockouts?role=category+manager")
 
 
