@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup run test lint bench system-deps node-deps clean-demo
+.PHONY: setup run test test-fast lint bench system-deps node-deps clean-demo
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ lint: setup
 test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests marked slow (training a model, driving a browser).
+# CI runs `make test`, which includes them.
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -158,17 +158,23 @@ class Detections:
         return records
 
 
+def box_intersection_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas of ``(N, 4)`` and ``(M, 4)`` ``xyxy`` boxes, shape ``(N, M)``
+    (in the boxes' dtype)."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(iw, 0, None) * np.clip(ih, 0, None)
+
+
 def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` pixel ``xyxy`` boxes, shape ``(N, M)``."""
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` pixel ``xyxy`` boxes, shape ``(N, M)``.
+
+    (Any consistent corner order works: ``yxyx`` boxes give the same IoU.)"""
     a = np.asarray(a, dtype=np.float32).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    inter = box_intersection_xyxy(a, b)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter

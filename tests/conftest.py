@@ -16,6 +16,20 @@ import streamlit_webrtc  # noqa: F401, I001
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
+# Fixtures that train a model: a test using one (directly or through another fixture) is slow.
+TRAINING_FIXTURES = {"tiny_detector"}
+BROWSER_TESTS = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` (``make test-fast`` skips them; ``make test`` runs them) every test that needs
+    the trained tiny detector and every browser test (``tests/e2e``), besides the tests marked by
+    hand because they train a model themselves."""
+    for item in items:
+        needs_training = TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if needs_training or BROWSER_TESTS in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def postgres_server():

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from skuaudit.detections import box_iou_xyxy
 from skuaudit.export import REPO_ROOT, TFJS_SHARD_BYTES, cli_main, run_tfjs_in_node
 
 SCORE_TOL = 1e-3
@@ -58,14 +59,6 @@ def shelf_input(tiny_detector) -> np.ndarray:
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)[None]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
-
-
 def match_detections(ref: dict, other: dict) -> tuple[float, float]:
     """``(matched fraction of ref boxes, max abs score diff of matched pairs)``.
 
@@ -74,7 +67,7 @@ def match_detections(ref: dict, other: dict) -> tuple[float, float]:
     if len(ref["scores"]) == 0:
         return (1.0 if len(other["scores"]) == 0 else 0.0), 0.0
     iou = (
-        _iou(ref["boxes"], other["boxes"])
+        box_iou_xyxy(ref["boxes"], other["boxes"])
         if len(other["scores"])
         else np.zeros((len(ref["scores"]), 0))
     )

@@ -221,6 +221,7 @@ def worker_runs(tmp_path_factory):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_worker_trains_registers_but_does_not_activate(worker_runs):
     from skuaudit.model_registry import active_model_dir, list_model_versions
 
@@ -237,12 +238,14 @@ def test_worker_trains_registers_but_does_not_activate(worker_runs):
     assert (jobs.Path(versions[job.model_version_id]["path"]) / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_cancelled_worker_ends_cancelled_without_a_version(worker_runs):
     job = jobs.get_job(worker_runs["cancelled"], worker_runs["url"])
     assert job.status == "cancelled", job.message
     assert job.model_version_id is None
 
 
+@pytest.mark.slow
 def test_killed_worker_is_marked_failed_and_active_model_kept(worker_runs):
     from skuaudit.model_registry import active_model_dir
 
@@ -252,6 +255,7 @@ def test_killed_worker_is_marked_failed_and_active_model_kept(worker_runs):
     assert active_model_dir(worker_runs["url"]).name == "current"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_finished_workers_leave_no_zombie(worker_runs):
     # The app server is the workers' parent: a worker it never waits for stays a zombie.

@@ -801,7 +801,7 @@ def _warp_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _noise_field(height: int, width: int) -> np.ndarray:
-    # one fixed field per size, read at a random offset per image: fresh normals cost ~20 ms
+    # one fixed field per size, read at a random offset per image: fresh normals per image are slow
     rng = np.random.default_rng(12345)
     return rng.standard_normal((height + 128, width + 128, 3), dtype=np.float32)
 

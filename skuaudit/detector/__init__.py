@@ -15,7 +15,7 @@ For export (TF.js, TFLite, ...) the pieces are separate:
   anchors ``[y1, x1, y2, x2]`` in ``0..1`` of the model input, one per output row.
 - ``decode_detections(raw, anchors, image_wh, ...)``: decode + per-class NMS of one image's raw
   outputs to pixel ``Detections``; ``decode_deltas`` is the box arithmetic alone.
-- Tiles: ``skuaudit.datasets.examples.tile_grid`` lays them out, ``merge_tile_detections`` merges.
+- Tiles: ``skuaudit.detector.tiling.tile_grid`` lays them out, ``merge_tile_detections`` merges.
 """
 
 from __future__ import annotations

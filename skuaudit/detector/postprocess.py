@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from skuaudit.detections import Detections, box_iou_xyxy
+from skuaudit.detections import Detections, box_intersection_xyxy, box_iou_xyxy
 from skuaudit.detector.boxes import decode_deltas
 
 
@@ -142,34 +142,13 @@ def merge_tile_detections(
     drop = np.zeros(len(merged), dtype=bool)
     if len(whole_idx) and len(cut_idx):
         a, b = merged.xyxy[cut_idx], merged.xyxy[whole_idx]
-        iw = np.clip(
-            np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]),
-            0,
-            None,
-        )
-        ih = np.clip(
-            np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]),
-            0,
-            None,
-        )
         area_cut = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-6)
-        contained = (iw * ih) / area_cut[:, None] >= cut_containment
+        contained = box_intersection_xyxy(a, b) / area_cut[:, None] >= cut_containment
         same_class = merged.class_id[cut_idx][:, None] == merged.class_id[whole_idx][None, :]
         drop[cut_idx] = np.any(contained & same_class, axis=1)
     merged = merged[~drop]
     keep = nms_per_class(merged.xyxy, merged.confidence, merged.class_id, nms_iou, len(merged))
     return merged[keep]
-
-
-def _intersection_areas(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """``(N, M)`` intersection areas of ``(N, 4)`` and ``(M, 4)`` pixel ``xyxy`` boxes."""
-    iw = np.minimum(a_xyxy[:, None, 2], b_xyxy[None, :, 2]) - np.maximum(
-        a_xyxy[:, None, 0], b_xyxy[None, :, 0]
-    )
-    ih = np.minimum(a_xyxy[:, None, 3], b_xyxy[None, :, 3]) - np.maximum(
-        a_xyxy[:, None, 1], b_xyxy[None, :, 1]
-    )
-    return np.clip(iw, 0, None) * np.clip(ih, 0, None)
 
 
 def suppress_contained(
@@ -218,7 +197,7 @@ def suppress_contained(
     scores = np.asarray(scores, dtype=np.float64)
     class_ids = np.asarray(class_ids)
     areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    inter = _intersection_areas(boxes, boxes)
+    inter = box_intersection_xyxy(boxes, boxes)
     np.fill_diagonal(inter, 0.0)
     # inside[i, j]: box j lies mostly inside box i (same class only)
     inside = (inter / areas[None, :] >= containment) & (class_ids[:, None] == class_ids[None, :])

@@ -290,7 +290,7 @@ def train_detector(
     tensorflow = keras.backend.backend() == "tensorflow"
     trainer.compile(
         optimizer=keras.optimizers.Adam(schedule, global_clipnorm=10.0),
-        # XLA was several times slower than plain graphs on these CPUs; JAX always compiles.
+        # TensorFlow runs plain graphs (its XLA steps were slower on CPU); JAX always compiles.
         jit_compile=not tensorflow,
     )
     trainer.build((None, config.image_size, config.image_size, 3))

@@ -17,16 +17,11 @@ from skuaudit.datasets.synth import (
     render_product,
     render_shelf,
 )
-from skuaudit.detections import GAP, PRODUCT, box_iou_xyxy
+from skuaudit.detections import GAP, PRODUCT, box_intersection_xyxy, box_iou_xyxy
 
 
 def _intersection_over_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
+    return box_intersection_xyxy(a, b) / ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
 
 
 def test_render_shelf_is_deterministic():

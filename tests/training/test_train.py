@@ -26,6 +26,7 @@ def test_loss_falls_and_progress_events(tiny_detector):
     assert "| dataset 0 | product |" in card and "Known limits" in card
 
 
+@pytest.mark.slow
 def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
     small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
     base = dict(
@@ -140,28 +141,12 @@ def test_train_sources_of_one_folder_are_merged(tmp_path):
     assert " + " in merged.meta["words"] and " + " not in alone.meta["words"]
 
 
-def test_train_cli_mosaic(tmp_path, capsys):
-    """``skuaudit train --mosaic P`` trains on mosaics of the small photos, says so in the model
-    card, and refuses to be combined with ``--no-tile``."""
-    import json
-
-    from skuaudit.datasets.synth import generate_dataset
-    from skuaudit.training.cli import cli_main
-
-    generate_dataset(tmp_path / "d", 6, seed=0, formats=("yolo",), width=256, height=192)
-    out = tmp_path / "m"
-    argv = ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out)]
-    argv += ["--steps", "2", "--batch-size", "2", "--eval-every", "2", "--mosaic", "1"]
-    assert cli_main([*argv, "--no-tile"]) == 2
-    assert "mosaic needs tile" in capsys.readouterr().err
-    assert cli_main(argv) == 0
-    assert json.loads((out / "config.json").read_text())["training"]["config"]["mosaic"] == 1.0
-    assert "mosaic of them with probability 1.0" in (out / "MODEL_CARD.md").read_text()
-
-
-def test_train_cli_separate_towers(tmp_path):
-    """``skuaudit train --separate-towers`` writes a model folder whose config, weights and card
-    say so, and that loads and detects."""
+@pytest.mark.slow
+def test_train_cli_mosaic_and_separate_towers(tmp_path, capsys):
+    """``skuaudit train --mosaic P --separate-towers`` trains on mosaics of the small photos with
+    one tower for the boxes and one for the classes; the model folder's config, weights and card
+    say both, and it loads and detects. ``--mosaic`` with ``--no-tile`` is refused. (One run
+    proves both options: each run traces a Keras train step.)"""
     import json
 
     import cv2
@@ -170,13 +155,20 @@ def test_train_cli_separate_towers(tmp_path):
     from skuaudit.detector import Detector
     from skuaudit.training.cli import cli_main
 
-    generate_dataset(tmp_path / "d", 4, seed=0, formats=("yolo",), width=256, height=192)
+    generate_dataset(tmp_path / "d", 6, seed=0, formats=("yolo",), width=256, height=192)
     out = tmp_path / "m"
     argv = ["--dataset", str(tmp_path / "d"), "--format", "yolo", "--out", str(out)]
-    argv += ["--steps", "2", "--batch-size", "2", "--image-size", "64", "--head-depth", "1"]
-    assert cli_main([*argv, "--separate-towers", "--no-tile", "--eval-every", "2"]) == 0
-    assert json.loads((out / "config.json").read_text())["detector"]["separate_towers"] is True
-    assert "per tower (separate box and class towers)" in (out / "MODEL_CARD.md").read_text()
+    argv += ["--steps", "2", "--batch-size", "2", "--eval-every", "2", "--mosaic", "1"]
+    assert cli_main([*argv, "--no-tile"]) == 2
+    assert "mosaic needs tile" in capsys.readouterr().err
+    argv += ["--image-size", "64", "--head-depth", "1", "--separate-towers"]
+    assert cli_main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["training"]["config"]["mosaic"] == 1.0
+    assert saved["detector"]["separate_towers"] is True
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "mosaic of them with probability 1.0" in card
+    assert "per tower (separate box and class towers)" in card
     detector = Detector.load(out)
     assert detector.config.separate_towers
     image = cv2.imread(str(sorted((tmp_path / "d" / "images").glob("*"))[0]))
@@ -484,6 +476,7 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
         detection_loss(targets, predictions, mask, classes, normalisation="anchors")
 
 
+@pytest.mark.slow
 def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
     """A class mapped to ``ignore`` trains (the batches and the encoder take its id) and
     does not become a detector class."""
@@ -504,7 +497,7 @@ def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
             out_dir=tmp_path / "ignore",
             steps=2,
             batch_size=2,
-            image_size=128,
+            image_size=64,
             val_fraction=0.5,
             tile=False,
             export_tflite=False,
