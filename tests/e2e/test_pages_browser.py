@@ -158,7 +158,7 @@ def _open_as_analyst(page, base: str, url_path: str, title: str) -> None:
 
 def _choose(page, key: str, option: str) -> None:
     """Pick ``option`` in the selectbox with widget key ``key`` (the page may still be
-    rerunning when the box is first clicked: try again)."""
+    rerunning when the box is first clicked, or redraw the open list: try again)."""
     box = page.locator(f".st-key-{key}")
     choice = page.get_by_role("option", name=option, exact=True)
     for _ in range(5):
@@ -166,10 +166,10 @@ def _choose(page, key: str, option: str) -> None:
         box.click()
         try:
             choice.wait_for(timeout=5_000)
-        except Exception:  # noqa: BLE001 - the list did not open: click again
+            choice.click(timeout=5_000)
+        except Exception:  # noqa: BLE001 - the list did not open or was redrawn: click again
             page.keyboard.press("Escape")
             continue
-        choice.click()
         return
     raise AssertionError(f"{option!r} never appeared in {key}")
 
