@@ -50,6 +50,7 @@ import cv2
 import numpy as np
 
 from skuaudit.detections import GAP, PRODUCT, Detections
+from skuaudit.drawing import BGR, box_colours, draw_boxes, hex_to_bgr
 from skuaudit.errors import UserError
 from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, ProductInfo
 
@@ -72,10 +73,6 @@ MEDIA_STREAM_CONSTRAINTS: dict = {
     },
     "audio": False,
 }
-
-BGR = tuple[int, int, int]
-UNKNOWN_COLOUR: BGR = (160, 160, 160)
-GAP_COLOUR: BGR = (0, 0, 255)
 
 Analyser = Callable[[np.ndarray], Detections]
 
@@ -271,16 +268,6 @@ def _count_distance(a: Mapping[str, int], b: Mapping[str, int]) -> int:
 # --------------------------------------------------------------------------- drawing
 
 
-def hex_to_bgr(color_hex: str) -> BGR:
-    """``"#RRGGBB"`` to an OpenCV BGR tuple (grey when malformed)."""
-    text = color_hex.lstrip("#")
-    try:
-        r, g, b = (int(text[i : i + 2], 16) for i in (0, 2, 4))
-    except ValueError:
-        return UNKNOWN_COLOUR
-    return (b, g, r)
-
-
 def draw_live_overlay(
     frame_bgr: np.ndarray,
     detections: Detections,
@@ -298,13 +285,8 @@ def draw_live_overlay(
     Returns:
         ``frame_bgr``.
     """
-    brand_ids = detections.data.get("brand_id", np.full(len(detections), UNKNOWN_BRAND_ID))
     thickness = max(1, round(frame_bgr.shape[1] / 400))
-    for box, class_id, brand_id in zip(
-        detections.xyxy.round().astype(int), detections.class_id, brand_ids, strict=True
-    ):
-        colour = GAP_COLOUR if class_id == GAP else brand_colours.get(int(brand_id), UNKNOWN_COLOUR)
-        cv2.rectangle(frame_bgr, (box[0], box[1]), (box[2], box[3]), colour, thickness)
+    draw_boxes(frame_bgr, detections.xyxy, box_colours(detections, brand_colours), thickness)
     if lines:
         line_h = 18
         width = 12 + 9 * max(len(line) for line in lines)
