@@ -471,19 +471,6 @@ def load_models(model_dir: str | Path | None = None, url: str | None = None):
         ) from exc
 
 
-def _bgr(color_hex: str) -> tuple[int, int, int]:
-    h = color_hex.lstrip("#")
-    try:
-        r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    except ValueError:
-        return (136, 136, 136)
-    return (b, g, r)
-
-
-GAP_BGR = (0, 0, 255)
-UNKNOWN_BGR = (160, 160, 160)
-
-
 def shelf_order(detections: Detections) -> np.ndarray:
     """Indices of the product boxes in shelf order: top row first, then left to right.
 
@@ -498,12 +485,6 @@ def shelf_order(detections: Detections) -> np.ndarray:
     return products[np.lexsort((detections.xyxy[products, 0], rows))]
 
 
-def _label_colours(colour: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black or white text, whichever reads better on ``colour`` (BGR)."""
-    b, g, r = colour
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
-
-
 def draw_analysis(analysis: ImageAnalysis, brand_colours: dict[int, str]) -> np.ndarray:
     """A copy of the image with product boxes in their brand's colour, unknown grey, gaps red.
 
@@ -513,56 +494,14 @@ def draw_analysis(analysis: ImageAnalysis, brand_colours: dict[int, str]) -> np.
     cover an earlier tag. This is the one drawing of an analysis: the photo review and the
     dashboards' audit snapshots use it.
     """
-    import cv2
+    from skuaudit.drawing import box_colours, draw_boxes, draw_number_tags, hex_to_bgr
 
     image = analysis.image_bgr.copy()
     det = analysis.detections
-    brand_ids = np.asarray(det.data.get("brand_id", np.full(len(det), UNKNOWN_BRAND_ID)))
-    longest = max(image.shape[:2])
-    thickness = max(1, round(longest / 500))
-    scale = max(0.45, longest / 1600)
-    text_thickness = max(1, round(scale * 1.6))
-
-    def colour_of(i: int) -> tuple[int, int, int]:
-        if CLASS_NAMES[det.class_id[i]] == "gap":
-            return GAP_BGR
-        brand = int(brand_ids[i])
-        return _bgr(brand_colours[brand]) if brand in brand_colours else UNKNOWN_BGR
-
-    boxes = det.xyxy.round().astype(int)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour_of(i), thickness)
-    placed: list[tuple[int, int, int, int]] = []
-    for number, i in enumerate(shelf_order(det), start=1):
-        text = str(number)
-        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, text_thickness)
-        x1, y1, x2, y2 = boxes[i]
-        tag_w, tag_h = w + 4, h + base + 4
-        tag = None
-        for top in (y1, y2 - tag_h, y1 + tag_h, (y1 + y2 - tag_h) // 2):
-            candidate = (x1, top, x1 + tag_w, top + tag_h)
-            if not any(_overlap(candidate, other) for other in placed):
-                tag = candidate
-                break
-        tag = tag or (x1, y1, x1 + tag_w, y1 + tag_h)
-        placed.append(tag)
-        colour = colour_of(i)
-        cv2.rectangle(image, tag[:2], tag[2:], colour, -1)
-        cv2.putText(
-            image,
-            text,
-            (tag[0] + 2, tag[3] - base - 2),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            _label_colours(colour),
-            text_thickness,
-            cv2.LINE_AA,
-        )
-    return image
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+    colours = box_colours(det, {brand: hex_to_bgr(h) for brand, h in brand_colours.items()})
+    thickness = max(1, round(max(image.shape[:2]) / 500))
+    draw_boxes(image, det.xyxy, colours, thickness)
+    return draw_number_tags(image, det.xyxy, shelf_order(det), colours)
 
 
 def review_options(

@@ -602,26 +602,17 @@ def _evaluate(detector, gt, picture, examples: int):
     Boxes are counted and drawn at the model's own per-class defaults, as audits count them; AP
     uses every box down to ``AP_SCORE_THRESHOLD``.
     """
-    import cv2
-
+    from skuaudit.drawing import draw_class_boxes
     from skuaudit.training.evaluate import AP_SCORE_THRESHOLD, evaluate_detections
 
     thresholds = detector.config.default_thresholds()
-    colours = {0: (60, 200, 60), 1: (40, 40, 230)}
     predictions, shown = [], []
     for i in range(len(gt.images)):
         image = picture(i)
         det = detector.detect(image, score_threshold=AP_SCORE_THRESHOLD)
         predictions.append(det)
         if i < examples:
-            canvas = image.copy()
-            thickness = max(2, round(max(image.shape[:2]) / 400))
-            for box, score, cls in zip(det.xyxy, det.confidence, det.class_id, strict=True):
-                if score >= thresholds[int(cls)]:
-                    x1, y1, x2, y2 = (int(v) for v in box)
-                    colour = colours.get(int(cls), (255, 255, 255))
-                    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-            shown.append(canvas)
+            shown.append(draw_class_boxes(image, det, thresholds))
     report = evaluate_detections(gt, predictions, score_threshold=detector.config.threshold_map())
     return report, shown
 

@@ -305,6 +305,30 @@ def _add_shares(df: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
     return df
 
 
+def _summed(
+    conn: Connection,
+    table: sa.Table,
+    keys: dict[str, sa.ColumnElement],
+    where: Sequence[sa.ColumnElement],
+    audits: sa.ColumnElement | None = None,
+) -> pd.DataFrame:
+    """Summed ``facings`` and ``linear_px`` of ``table``'s rows (brand or product metrics) in the
+    audits that match ``where``, one row per ``keys`` (column name -> SQL expression), with the
+    brand columns added; ``audits`` (a count expression), if given, becomes an ``audits`` column."""
+    names = [*keys, "facings", "linear_px"]
+    columns = [*keys.values(), sa.func.sum(table.c.facings), sa.func.sum(table.c.linear_px)]
+    if audits is not None:
+        names.append("audits")
+        columns.append(audits)
+    stmt = (
+        sa.select(*columns)
+        .join_from(table, _A, _A.c.id == table.c.audit_id)
+        .where(*where)
+        .group_by(*keys.values())
+    )
+    return _with_brands(conn, _frame(conn, stmt, names))
+
+
 def _with_products(conn: Connection, df: pd.DataFrame) -> pd.DataFrame:
     """Add product name and GTIN; a NULL product id reads "unknown product" under a known brand,
     "unknown" under the unknown brand."""
@@ -402,20 +426,9 @@ def share_of_shelf(
         how many audits the brand has a row in.
     """
     where = _range_where(start, end, store_ids, region)
-    stmt = (
-        sa.select(
-            _BM.c.brand_id,
-            sa.func.sum(_BM.c.facings),
-            sa.func.sum(_BM.c.linear_px),
-            sa.func.count(_BM.c.audit_id),
-        )
-        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
-        .where(*where)
-        .group_by(_BM.c.brand_id)
-    )
+    keys = {"brand_id": _BM.c.brand_id}
     with _connect(url) as conn:
-        df = _frame(conn, stmt, ["brand_id", "facings", "linear_px", "audits"])
-        df = _with_brands(conn, df)
+        df = _summed(conn, _BM, keys, where, audits=sa.func.count(_BM.c.audit_id))
     df = _add_shares(df)
     return df[SHARE_COLUMNS].sort_values(
         ["share_facings", "brand"], ascending=[False, True], ignore_index=True
@@ -438,21 +451,10 @@ def product_share_of_shelf(
         One row per product seen (``PRODUCT_SHARE_COLUMNS``), by brand name, then most facings.
     """
     where = _range_where(start, end, store_ids, region)
-    stmt = (
-        sa.select(
-            _PM.c.brand_id,
-            _PM.c.product_id,
-            sa.func.sum(_PM.c.facings),
-            sa.func.sum(_PM.c.linear_px),
-            sa.func.count(sa.distinct(_PM.c.audit_id)),
-        )
-        .join_from(_PM, _A, _A.c.id == _PM.c.audit_id)
-        .where(*where)
-        .group_by(_PM.c.brand_id, _PM.c.product_id)
-    )
+    keys = {"brand_id": _PM.c.brand_id, "product_id": _PM.c.product_id}
+    audits = sa.func.count(sa.distinct(_PM.c.audit_id))
     with _connect(url) as conn:
-        df = _frame(conn, stmt, ["brand_id", "product_id", "facings", "linear_px", "audits"])
-        df = _with_products(conn, _with_brands(conn, df))
+        df = _with_products(conn, _summed(conn, _PM, keys, where, audits=audits))
     df = _add_shares(df)
     brand_facings = df.groupby("brand_id", dropna=False)["facings"].transform("sum")
     df["share_of_brand"] = (df["facings"] / brand_facings.where(brand_facings > 0)).fillna(0.0)
@@ -470,16 +472,9 @@ def share_trend(
 ) -> pd.DataFrame:
     """Weekly share per brand: one row per (Monday of the week, brand), shares within the week."""
     where = _range_where(start, end, store_ids, region)
-    week = week_start(_A.c.created_at)
-    stmt = (
-        sa.select(week, _BM.c.brand_id, sa.func.sum(_BM.c.facings), sa.func.sum(_BM.c.linear_px))
-        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
-        .where(*where)
-        .group_by(week, _BM.c.brand_id)
-    )
+    keys = {"week_start": week_start(_A.c.created_at), "brand_id": _BM.c.brand_id}
     with _connect(url) as conn:
-        df = _frame(conn, stmt, ["week_start", "brand_id", "facings", "linear_px"])
-        df = _with_brands(conn, df)
+        df = _summed(conn, _BM, keys, where)
     df["week_start"] = pd.to_datetime(df["week_start"])
     df = _add_shares(df, by=["week_start"])
     return df[TREND_COLUMNS].sort_values(["week_start", "brand"], ignore_index=True)
@@ -510,21 +505,10 @@ def store_brand_heatmap(
 ) -> pd.DataFrame:
     """Share per (store, brand) over the range, shares within each store (long format)."""
     where = _range_where(start, end, store_ids, region)
-    stmt = (
-        sa.select(
-            _A.c.store_id,
-            _BM.c.brand_id,
-            sa.func.sum(_BM.c.facings),
-            sa.func.sum(_BM.c.linear_px),
-        )
-        .join_from(_BM, _A, _A.c.id == _BM.c.audit_id)
-        .where(*where)
-        .group_by(_A.c.store_id, _BM.c.brand_id)
-    )
+    keys = {"store_id": _A.c.store_id, "brand_id": _BM.c.brand_id}
     stores = sa.select(_S.c.id, _S.c.name, _S.c.region)
     with _connect(url) as conn:
-        df = _frame(conn, stmt, ["store_id", "brand_id", "facings", "linear_px"])
-        df = _with_brands(conn, df)
+        df = _summed(conn, _BM, keys, where)
         df = df.merge(_frame(conn, stores, ["store_id", "store", "region"]), on="store_id")
     df = _add_shares(df, by=["store_id"])
     return df[HEATMAP_COLUMNS].sort_values(["store", "brand"], ignore_index=True)

@@ -991,12 +991,13 @@ def render_shelf(
 
 
 def draw_boxes(shelf: SynthShelf, thickness: int = 1) -> np.ndarray:
-    """A copy of the shelf image with products in green and gaps in red (BGR)."""
-    image = shelf.image_bgr.copy()
-    for box, class_id in zip(shelf.boxes_xyxy.astype(int), shelf.class_ids, strict=True):
-        colour = (0, 0, 255) if class_id == GAP else (0, 220, 0)
-        cv2.rectangle(image, (box[0], box[1]), (box[2] - 1, box[3] - 1), colour, thickness)
-    return image
+    """A copy of the shelf image with products in green and gaps in red (``drawing.CLASS_BGR``);
+    a box's right and bottom edges are drawn on its last pixel inside."""
+    from skuaudit.drawing import CLASS_BGR, draw_boxes
+
+    inside = shelf.boxes_xyxy.astype(int) - np.array([0, 0, 1, 1])
+    colours = [CLASS_BGR[int(c)] for c in shelf.class_ids]
+    return draw_boxes(shelf.image_bgr.copy(), inside, colours, thickness)
 
 
 # --------------------------------------------------------------------------- writing datasets
