@@ -139,7 +139,7 @@ def test_shipped_model_names_its_data_sets():
     from skuaudit.config import get_settings
 
     labels = dataset_labels(get_settings().default_model_dir)
-    assert labels["dataset 0"] == "synthetic shelves" and labels["dataset 1"] == "shelf-gaps"
+    assert labels["dataset 0"] == "shelf-photos" and labels["dataset 1"] == "shelf-gaps"
 
 
 def _report(ap50, ap, product_mae, gap_mae=None):
