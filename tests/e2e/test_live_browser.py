@@ -188,8 +188,8 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
 
     truth_low, truth_high = shelf_video.products_min, shelf_video.products_max
     # The shipped detector (learned from real photos, not from generated shelves like this pan)
-    # miscounts such shelves by up to ~30 % in one pass, and the browser's frames are re-encoded,
-    # so the tolerance is the detector's, not the stream's.
+    # counts such shelves less exactly in one pass than real ones, and the browser's frames are
+    # re-encoded, so the tolerance is the detector's, not the stream's.
     tolerance = round(TOLERANCE * truth_high)
     failures, facings_seen = [], []
     for attempt in range(1, STARTS + 1):
