@@ -47,6 +47,8 @@ from skuaudit.detector import Detector  # noqa: E402
 from skuaudit.training.calibration import video_frames  # noqa: E402
 from skuaudit.training.evaluate import (  # noqa: E402
     evaluate_detections,
+    image_names,
+    keep_images,
     read_row_counts,
     row_count_errors,
 )
@@ -57,19 +59,11 @@ TEACHER = SHARED / "teachers" / "yolov8n-sku110k-int8.tflite"
 FIXED_THRESHOLDS = (0.3, 0.4, 0.5)
 
 
-def _training_script():
-    path = REPO_ROOT / "scripts" / "train_default_model.py"
-    spec = importlib.util.spec_from_file_location("train_default_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def held_out_photos() -> list[Path]:
     """The validation photos of the shipped model's shelf-photos split."""
-    script = _training_script()
     photos = read_dataset(DATA / "shelf-photos", "yolo", class_map={"0": "shelf"})
-    photos = script.without(photos, script.excluded_names(DATA / "shelf-photos/row_counts.json"))
+    excluded = image_names(DATA / "shelf-photos" / "row_counts.json")
+    photos = keep_images(photos, lambda name: name not in excluded)
     _, val = split_by_image(photos, 0.2, seed=0)
     return [im.path for im in val]
 

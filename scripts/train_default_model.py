@@ -45,6 +45,7 @@ from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import IGNORE_CLASS  # noqa: E402
 from skuaudit.training.calibration import PhotoPath, calibrate_model, video_frames  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
+from skuaudit.training.evaluate import image_names, keep_images  # noqa: E402
 from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
@@ -69,17 +70,6 @@ def report(event: dict) -> None:
     )
 
 
-def excluded_names(exclude_json: Path) -> set[str]:
-    """Image names of a ``row_counts.json``-style list (``[{"image": ...}, ...]``)."""
-    return {row["image"] for row in json.loads(exclude_json.read_text())}
-
-
-def without(dataset: Dataset, names: set[str]) -> Dataset:
-    """``dataset`` minus the images named ``names``."""
-    kept = [im for im in dataset.images if im.path.name not in names]
-    return Dataset(dataset.classes, kept, dataset.problems, dataset.meta)
-
-
 def read_real_data(args) -> tuple[Dataset, Dataset]:
     """``(shelf photos with teacher products, shelf-gaps photos with gaps and products)``."""
     bands = ScoreBands(args.min_score, args.ignore_score)
@@ -87,7 +77,8 @@ def read_real_data(args) -> tuple[Dataset, Dataset]:
     photos = read_dataset(
         args.photos, "yolo", class_map=products, labels=args.labels, score_bands=bands
     )
-    photos = without(photos, excluded_names(args.exclude or args.photos / "row_counts.json"))
+    excluded = image_names(args.exclude or args.photos / "row_counts.json")
+    photos = keep_images(photos, lambda name: name not in excluded)
     gaps = merge_labels(
         [
             read_dataset(args.gaps, "yolo", class_map={"0": "gap"}),

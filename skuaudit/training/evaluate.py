@@ -623,10 +623,10 @@ def cli_main(argv: list[str]) -> int:
         rows = read_row_counts(args.row_counts) if args.row_counts else None
         if args.exclude is not None:
             excluded = image_names(args.exclude)
-            gt = _keep_images(gt, lambda name: name not in excluded)
+            gt = keep_images(gt, lambda name: name not in excluded)
         if rows is not None:
             counted = {r["image"] for r in rows}
-            gt = _keep_images(gt, lambda name: name in counted)
+            gt = keep_images(gt, lambda name: name in counted)
         if args.split != "all":
             from skuaudit.datasets.splits import split_by_image
 
@@ -707,7 +707,12 @@ def image_names(path: Path) -> set[str]:
     return names
 
 
-def _keep_images(gt: Dataset, keep) -> Dataset:
+def keep_images(gt: Dataset, keep) -> Dataset:
+    """The images of ``gt`` whose file name ``keep(name)`` accepts.
+
+    Raises:
+        DatasetError: none is left.
+    """
     kept = [im for im in gt.images if keep(im.path.name)]
     if not kept:
         raise DatasetError(f"{gt.meta.get('source', 'the data set')}: no images left to score")
