@@ -83,6 +83,31 @@ def demo_db_url(db_url) -> str:
     return db_url
 
 
+@pytest.fixture
+def eager_steps():
+    """Training steps run eagerly (``tf.config.run_functions_eagerly``) for the test.
+
+    Tracing the train step into a graph costs ~25 s of one core whatever the model's width (it
+    is a pass over every layer, the loss and the optimiser in Python); a step run eagerly costs
+    about a second at 64-128 px. Tests that check the plumbing of a run of a handful of steps
+    (stop and resume, CLI options, fine-tuning a grown model) use this; the tests that check
+    what training learns, the tiny detector fixture and the JAX/TensorFlow agreement keep
+    compiled steps.
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    try:
+        with warnings.catch_warnings():
+            # the input pipeline's tf.data functions stay compiled, as they should
+            warnings.filterwarnings("ignore", "Even though the `tf.config.experimental_run_")
+            yield
+    finally:
+        tf.config.run_functions_eagerly(False)
+
+
 @pytest.fixture(scope="session")
 def synth_shelf_dataset(tmp_path_factory):
     """16 small rendered shelves (512x384 JPEGs) as a ``Dataset`` with product and gap boxes."""

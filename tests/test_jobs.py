@@ -43,6 +43,7 @@ def test_params_are_checked(kwargs, message):
         TrainParams(**kwargs)
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_job_fine_tunes_a_model_with_its_own_architecture(db_url, models_dir, tiny_detector):
     """A job started from a model folder keeps that model's input size and width (not the
     job's), starts from its weights at the lower fine-tuning learning rate, and registers the
@@ -387,6 +388,7 @@ def test_a_zip_of_the_dataset_folder_itself_is_read_from_that_folder(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("eager_steps")
 def test_the_smallest_job_the_form_allows_trains(db_url, models_dir, monkeypatch):
     """steps = 1 (the form's minimum, ``jobs.STEPS_RANGE``) trains a model; before its first
     step the job says which phase it is in instead of a bare 'step 0'."""

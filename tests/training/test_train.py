@@ -27,6 +27,7 @@ def test_loss_falls_and_progress_events(tiny_detector):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("eager_steps")
 def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
     small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
     base = dict(
@@ -142,6 +143,7 @@ def test_train_sources_of_one_folder_are_merged(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("eager_steps")
 def test_train_cli_mosaic_and_separate_towers(tmp_path, capsys):
     """``skuaudit train --mosaic P --separate-towers`` trains on mosaics of the small photos with
     one tower for the boxes and one for the classes; the model folder's config, weights and card
@@ -175,6 +177,7 @@ def test_train_cli_mosaic_and_separate_towers(tmp_path, capsys):
     assert detector.detect(image, score_threshold=0.0).xyxy.shape[1] == 4
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsys):
     """``skuaudit train --init-model DIR`` starts from DIR's weights with DIR's architecture
     (input size, width, head, anchors) unless an option grows it, at the fine-tuning learning
@@ -212,6 +215,7 @@ def test_train_cli_fine_tunes_from_a_model_folder(tiny_detector, tmp_path, capsy
     assert code == 2 and "alpha at most the run's" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_fine_tune_from_a_model_folder_with_repeated_data_sets(
     tiny_detector, tmp_path, synth_shelf_dataset
 ):
@@ -308,6 +312,7 @@ def test_grown_head_starts_from_the_same_outputs(tiny_detector, growth):
     np.testing.assert_allclose(model(image, training=False).numpy(), expected, atol=1e-4)
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_widened_backbone_starts_from_the_same_outputs(
     tiny_detector, synth_shelf_dataset, tmp_path
 ):
@@ -477,6 +482,7 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("eager_steps")
 def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
     """A class mapped to ``ignore`` trains (the batches and the encoder take its id) and
     does not become a detector class."""
