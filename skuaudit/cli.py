@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "skuaudit.recognition_eval",
         "few-shot product recognition top-1 on folders of photos per product",
     ),
-    "export": ("skuaudit.export", "export a model to TensorFlow.js, TFLite or SavedModel"),
+    "export": ("skuaudit.export.cli", "export a model to TensorFlow.js, TFLite or SavedModel"),
     "user": ("skuaudit.auth", "manage analyst accounts"),
     "serve": ("skuaudit.serve", "start the Streamlit app"),
 }
