@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "stores, brands, planogram targets: CSV import/export, add, delete",
     ),
     "synth": (
-        "skuaudit.datasets.synth",
+        "skuaudit.datasets.synth.cli",
         "render synthetic shelves with exact boxes (YOLO, COCO, SKU-110K CSV)",
     ),
     "detect": ("skuaudit.detector.cli", "detect products and gaps in photos, print JSON"),
