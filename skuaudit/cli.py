@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "stores, brands, planogram targets: CSV import/export, add, delete",
     ),
     "synth": (
-        "skuaudit.datasets.synth",
+        "skuaudit.datasets.synth.cli",
         "render synthetic shelves with exact boxes (YOLO, COCO, SKU-110K CSV)",
     ),
     "detect": ("skuaudit.detector.cli", "detect products and gaps in photos, print JSON"),
@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "skuaudit.recognition_eval",
         "few-shot product recognition top-1 on folders of photos per product",
     ),
-    "export": ("skuaudit.export", "export a model to TensorFlow.js, TFLite or SavedModel"),
+    "export": ("skuaudit.export.cli", "export a model to TensorFlow.js, TFLite or SavedModel"),
     "user": ("skuaudit.auth", "manage analyst accounts"),
     "serve": ("skuaudit.serve", "start the Streamlit app"),
 }

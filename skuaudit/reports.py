@@ -32,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -53,26 +53,12 @@ OWN_GROUPS = {True: "Own brands", False: "Competitors", None: UNKNOWN_BRAND}
 MEASURES = {"share_facings": "Share by facings", "share_linear": "Share by linear width"}
 
 BRAND_COLUMNS = ["brand_id", "brand", "manufacturer", "is_own", "color_hex"]
-SHARE_COLUMNS = [*BRAND_COLUMNS, "facings", "linear_px", "share_facings", "share_linear", "audits"]
-TREND_COLUMNS = [
-    "week_start",
-    *BRAND_COLUMNS,
-    "facings",
-    "linear_px",
-    "share_facings",
-    "share_linear",
-]
-OWN_COLUMNS = ["group", "facings", "linear_px", "share_facings", "share_linear"]
-HEATMAP_COLUMNS = [
-    "store_id",
-    "store",
-    "region",
-    *BRAND_COLUMNS,
-    "facings",
-    "linear_px",
-    "share_facings",
-    "share_linear",
-]
+_STORE_COLUMNS = ["store_id", "store", "region"]
+_SHARE_FIGURES = ["facings", "linear_px", "share_facings", "share_linear"]
+SHARE_COLUMNS = [*BRAND_COLUMNS, *_SHARE_FIGURES, "audits"]
+TREND_COLUMNS = ["week_start", *BRAND_COLUMNS, *_SHARE_FIGURES]
+OWN_COLUMNS = ["group", *_SHARE_FIGURES]
+HEATMAP_COLUMNS = [*_STORE_COLUMNS, *BRAND_COLUMNS, *_SHARE_FIGURES]
 AUDIT_COLUMNS = [
     "audit_id",
     "created_at",
@@ -92,19 +78,13 @@ PRODUCT_COLUMNS = ["product_id", "product", "gtin"]
 PRODUCT_SHARE_COLUMNS = [
     *BRAND_COLUMNS,
     *PRODUCT_COLUMNS,
-    "facings",
-    "linear_px",
-    "share_facings",
-    "share_linear",
+    *_SHARE_FIGURES,
     "share_of_brand",
     "audits",
 ]
-STOCKOUT_COLUMNS = [
-    "store_id",
-    "store",
-    "region",
-    "brand_id",
-    "brand",
+# A row of the latest-audit reports starts with its store and brand (and product, at that level).
+_STORE_BRAND_COLUMNS = [*_STORE_COLUMNS, "brand_id", "brand"]
+_STATUS_COLUMNS = [
     "status",
     "expected_facings",
     "facings",
@@ -113,21 +93,8 @@ STOCKOUT_COLUMNS = [
     "audit_id",
     "audited_at",
 ]
-PRODUCT_STOCKOUT_COLUMNS = [
-    "store_id",
-    "store",
-    "region",
-    "brand_id",
-    "brand",
-    *PRODUCT_COLUMNS,
-    "status",
-    "expected_facings",
-    "facings",
-    "since",
-    "audits_in_row",
-    "audit_id",
-    "audited_at",
-]
+STOCKOUT_COLUMNS = [*_STORE_BRAND_COLUMNS, *_STATUS_COLUMNS]
+PRODUCT_STOCKOUT_COLUMNS = [*_STORE_BRAND_COLUMNS, *PRODUCT_COLUMNS, *_STATUS_COLUMNS]
 DURATION_COLUMNS = [
     "store_id",
     "brand_id",
@@ -160,28 +127,9 @@ GAP_COLUMNS = [
     "gap_share_width",
     "shelf_width_px",
 ]
-COMPLIANCE_COLUMNS = [
-    "store_id",
-    "store",
-    "region",
-    "brand_id",
-    "brand",
-    "expected_facings",
-    "facings",
-    "compliance",
-]
-
-PRODUCT_COMPLIANCE_COLUMNS = [
-    "store_id",
-    "store",
-    "region",
-    "brand_id",
-    "brand",
-    *PRODUCT_COLUMNS,
-    "expected_facings",
-    "facings",
-    "compliance",
-]
+_TARGET_COLUMNS = ["expected_facings", "facings", "compliance"]
+COMPLIANCE_COLUMNS = [*_STORE_BRAND_COLUMNS, *_TARGET_COLUMNS]
+PRODUCT_COMPLIANCE_COLUMNS = [*_STORE_BRAND_COLUMNS, *PRODUCT_COLUMNS, *_TARGET_COLUMNS]
 
 _A = m.Audit.__table__
 _BM = m.BrandMetric.__table__
@@ -189,6 +137,52 @@ _PM = m.ProductMetric.__table__
 _S = m.Store.__table__
 _B = m.Brand.__table__
 _P = m.Product.__table__
+
+
+@dataclass(frozen=True)
+class _Level:
+    """Where the latest-audit reports of one level (brand or product) find their rows.
+
+    Attributes:
+        table: its metrics (``brand_metrics`` or ``product_metrics``), one row per audit.
+        key: the column a row is of (``brand_id`` or ``product_id``).
+        names: the columns that name a row, after the store (``*_COLUMNS`` order).
+        joins: ``(table, on)`` joined after the store to reach those columns.
+        order: the names a compliance list is sorted by, after the store name.
+        name: the report column a row is called by (``brand`` or ``product``).
+        stockout_columns, compliance_columns: the columns of its two reports.
+    """
+
+    table: sa.Table
+    key: sa.Column
+    names: tuple[sa.ColumnElement, ...]
+    joins: tuple[tuple[sa.Table, sa.ColumnElement[bool]], ...]
+    order: tuple[sa.ColumnElement, ...]
+    name: str
+    stockout_columns: list[str]
+    compliance_columns: list[str]
+
+
+_BRAND_LEVEL = _Level(
+    table=_BM,
+    key=_BM.c.brand_id,
+    names=(_BM.c.brand_id, _B.c.name),
+    joins=((_B, _B.c.id == _BM.c.brand_id),),
+    order=(_B.c.name,),
+    name="brand",
+    stockout_columns=STOCKOUT_COLUMNS,
+    compliance_columns=COMPLIANCE_COLUMNS,
+)
+_PRODUCT_LEVEL = _Level(
+    table=_PM,
+    key=_PM.c.product_id,
+    names=(_P.c.brand_id, _B.c.name, _PM.c.product_id, _P.c.name, _P.c.gtin),
+    joins=((_P, _P.c.id == _PM.c.product_id), (_B, _B.c.id == _P.c.brand_id)),
+    order=(_B.c.name, _P.c.name),
+    name="product",
+    stockout_columns=PRODUCT_STOCKOUT_COLUMNS,
+    compliance_columns=PRODUCT_COMPLIANCE_COLUMNS,
+)
 
 
 class week_start(FunctionElement):  # noqa: N801 (a SQL function, named like one)
@@ -611,8 +605,60 @@ def _latest_audits(
     return sa.select(ranked).where(ranked.c.audit_rank == 1).subquery("latest_audits")
 
 
-def _targeted() -> sa.ColumnElement[bool]:
-    return _BM.c.expected_facings > 0
+def _targeted(table: sa.Table = _BM) -> sa.ColumnElement[bool]:
+    """A row of ``table`` (brand or product metrics) with a planogram target."""
+    return table.c.expected_facings > 0
+
+
+def _latest_targeted(
+    level: _Level,
+    as_of: date | None,
+    store_ids: Sequence[int] | None,
+    region: str | None,
+    figures: Callable[[sa.Subquery], list[sa.ColumnElement]],
+    where: Sequence[sa.ColumnElement[bool]] = (),
+) -> sa.Select:
+    """The targeted rows of ``level`` in each store's latest audit that match ``where``: the
+    store, the level's naming columns, then ``figures(latest audits)``."""
+    latest = _latest_audits(as_of, store_ids, region)
+    table = level.table
+    stmt = (
+        sa.select(latest.c.store_id, _S.c.name, _S.c.region, *level.names, *figures(latest))
+        .join_from(table, latest, latest.c.id == table.c.audit_id)
+        .join(_S, _S.c.id == latest.c.store_id)
+    )
+    for joined, on in level.joins:
+        stmt = stmt.join(joined, on)
+    return stmt.where(*where, _targeted(table))
+
+
+def _current_problems(level: _Level, url: str | None, store_ids, region, as_of) -> pd.DataFrame:
+    """The action list of ``level``: its rows out of stock or below target in each store's
+    latest audit, with how long (see ``current_stockouts``)."""
+    table = level.table
+    status = sa.case((table.c.is_stockout, "stockout"), else_="below target")
+
+    def figures(latest: sa.Subquery) -> list[sa.ColumnElement]:
+        return [status, table.c.expected_facings, table.c.facings, latest.c.id, latest.c.created_at]
+
+    problem = sa.or_(table.c.is_stockout, table.c.below_target)
+    stmt = _latest_targeted(level, as_of, store_ids, region, figures, where=[problem])
+    columns = [c for c in level.stockout_columns if c not in ("since", "audits_in_row")]
+    with _connect(url) as conn:
+        df = _frame(conn, stmt, columns)
+    durations = _durations(table, level.key, store_ids, region, as_of, url)
+    return _with_durations(df, durations, level.key.name, level.stockout_columns, level.name)
+
+
+def _compliance_rows(level: _Level, url: str | None, store_ids, region, as_of) -> pd.DataFrame:
+    """Target, facings and ``min(facings/target, 1)`` of ``level``'s targeted rows in each
+    store's latest audit, by store name, then the level's names."""
+    table = level.table
+    figures = [table.c.expected_facings, table.c.facings, _compliance(table)]
+    stmt = _latest_targeted(level, as_of, store_ids, region, lambda _latest: figures)
+    stmt = stmt.order_by(_S.c.name, *level.order)
+    with _connect(url) as conn:
+        return _frame(conn, stmt, level.compliance_columns)
 
 
 def _compliance(table: sa.Table = _BM) -> sa.ColumnElement[float]:
@@ -701,31 +747,7 @@ def current_stockouts(
         seen, ``since``/``audits_in_row`` how long that status has lasted. Stockouts first, then
         the longest-running problems.
     """
-    latest = _latest_audits(as_of, store_ids, region)
-    status = sa.case((_BM.c.is_stockout, "stockout"), else_="below target")
-    stmt = (
-        sa.select(
-            latest.c.store_id,
-            _S.c.name,
-            _S.c.region,
-            _BM.c.brand_id,
-            _B.c.name,
-            status,
-            _BM.c.expected_facings,
-            _BM.c.facings,
-            latest.c.id,
-            latest.c.created_at,
-        )
-        .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
-        .join(_S, _S.c.id == latest.c.store_id)
-        .join(_B, _B.c.id == _BM.c.brand_id)
-        .where(sa.or_(_BM.c.is_stockout, _BM.c.below_target), _targeted())
-    )
-    columns = [c for c in STOCKOUT_COLUMNS if c not in ("since", "audits_in_row")]
-    with _connect(url) as conn:
-        df = _frame(conn, stmt, columns)
-    durations = stockout_durations(url, store_ids, region, as_of)
-    return _with_durations(df, durations, "brand_id", STOCKOUT_COLUMNS, "brand")
+    return _current_problems(_BRAND_LEVEL, url, store_ids, region, as_of)
 
 
 def _with_durations(
@@ -757,35 +779,7 @@ def current_product_stockouts(
     Returns:
         ``PRODUCT_STOCKOUT_COLUMNS``, as ``current_stockouts`` per product.
     """
-    latest = _latest_audits(as_of, store_ids, region)
-    status = sa.case((_PM.c.is_stockout, "stockout"), else_="below target")
-    stmt = (
-        sa.select(
-            latest.c.store_id,
-            _S.c.name,
-            _S.c.region,
-            _P.c.brand_id,
-            _B.c.name,
-            _PM.c.product_id,
-            _P.c.name,
-            _P.c.gtin,
-            status,
-            _PM.c.expected_facings,
-            _PM.c.facings,
-            latest.c.id,
-            latest.c.created_at,
-        )
-        .join_from(_PM, latest, latest.c.id == _PM.c.audit_id)
-        .join(_S, _S.c.id == latest.c.store_id)
-        .join(_P, _P.c.id == _PM.c.product_id)
-        .join(_B, _B.c.id == _P.c.brand_id)
-        .where(sa.or_(_PM.c.is_stockout, _PM.c.below_target), _PM.c.expected_facings > 0)
-    )
-    columns = [c for c in PRODUCT_STOCKOUT_COLUMNS if c not in ("since", "audits_in_row")]
-    with _connect(url) as conn:
-        df = _frame(conn, stmt, columns)
-    durations = _durations(_PM, _PM.c.product_id, store_ids, region, as_of, url)
-    return _with_durations(df, durations, "product_id", PRODUCT_STOCKOUT_COLUMNS, "product")
+    return _current_problems(_PRODUCT_LEVEL, url, store_ids, region, as_of)
 
 
 def availability_by_store(
@@ -914,26 +908,7 @@ def planogram_compliance(
 
     The store figure in ``availability_by_store`` is the mean of ``compliance`` over its rows here.
     """
-    latest = _latest_audits(as_of, store_ids, region)
-    stmt = (
-        sa.select(
-            latest.c.store_id,
-            _S.c.name,
-            _S.c.region,
-            _BM.c.brand_id,
-            _B.c.name,
-            _BM.c.expected_facings,
-            _BM.c.facings,
-            _compliance(),
-        )
-        .join_from(_BM, latest, latest.c.id == _BM.c.audit_id)
-        .join(_S, _S.c.id == latest.c.store_id)
-        .join(_B, _B.c.id == _BM.c.brand_id)
-        .where(_targeted())
-        .order_by(_S.c.name, _B.c.name)
-    )
-    with _connect(url) as conn:
-        return _frame(conn, stmt, COMPLIANCE_COLUMNS)
+    return _compliance_rows(_BRAND_LEVEL, url, store_ids, region, as_of)
 
 
 def product_compliance(
@@ -944,30 +919,7 @@ def product_compliance(
 ) -> pd.DataFrame:
     """Per store and targeted product in the latest audit: target, facings,
     ``min(facings/target, 1)`` (``PRODUCT_COMPLIANCE_COLUMNS``)."""
-    latest = _latest_audits(as_of, store_ids, region)
-    stmt = (
-        sa.select(
-            latest.c.store_id,
-            _S.c.name,
-            _S.c.region,
-            _P.c.brand_id,
-            _B.c.name,
-            _PM.c.product_id,
-            _P.c.name,
-            _P.c.gtin,
-            _PM.c.expected_facings,
-            _PM.c.facings,
-            _compliance(_PM),
-        )
-        .join_from(_PM, latest, latest.c.id == _PM.c.audit_id)
-        .join(_S, _S.c.id == latest.c.store_id)
-        .join(_P, _P.c.id == _PM.c.product_id)
-        .join(_B, _B.c.id == _P.c.brand_id)
-        .where(_PM.c.expected_facings > 0)
-        .order_by(_S.c.name, _B.c.name, _P.c.name)
-    )
-    with _connect(url) as conn:
-        return _frame(conn, stmt, PRODUCT_COMPLIANCE_COLUMNS)
+    return _compliance_rows(_PRODUCT_LEVEL, url, store_ids, region, as_of)
 
 
 # --------------------------------------------------------------------------- CSV downloads

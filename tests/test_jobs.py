@@ -218,7 +218,7 @@ def worker_runs(tmp_path_factory):
         }
     finally:
         for pid in pids:
-            if pid and jobs._pid_alive(pid):
+            if pid and jobs.queue._pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -236,7 +236,7 @@ def test_worker_trains_registers_but_does_not_activate(worker_runs):
     assert not versions[job.model_version_id]["is_active"]
     assert versions[worker_runs["current"]]["is_active"]
     assert (active_model_dir(url)).name == "current"
-    assert (jobs.Path(versions[job.model_version_id]["path"]) / "model.keras").is_file()
+    assert (Path(versions[job.model_version_id]["path"]) / "model.keras").is_file()
 
 
 @pytest.mark.slow
@@ -393,13 +393,13 @@ def test_the_smallest_job_the_form_allows_trains(db_url, models_dir, monkeypatch
     """steps = 1 (the form's minimum, ``jobs.STEPS_RANGE``) trains a model; before its first
     step the job says which phase it is in instead of a bare 'step 0'."""
     phases = []
-    read_data = jobs._datasets
+    read_data = jobs.worker._datasets
 
     def reading(params, work_dir):
         phases.append(jobs.get_job(job_id, db_url).progress_text)
         return read_data(params, work_dir)
 
-    monkeypatch.setattr(jobs, "_datasets", reading)
+    monkeypatch.setattr(jobs.worker, "_datasets", reading)
     params = TrainParams(steps=jobs.STEPS_RANGE[0], **TINY)
     job_id = jobs.create_job(params, created_by="ana", url=db_url)
     assert jobs.get_job(job_id, db_url).progress_text == (

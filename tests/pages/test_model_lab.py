@@ -39,7 +39,9 @@ def test_page_is_for_analysts_only(db_url):
 
 def test_start_training_job_from_the_form(db_url, monkeypatch, tmp_path):
     started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda job_id, url=None: started.append(job_id) or 1)
+    monkeypatch.setattr(
+        jobs.queue, "start_worker", lambda job_id, url=None: started.append(job_id) or 1
+    )
     older = jobs.create_job(jobs.TrainParams(steps=10), created_by="ana")
     at = _lab(monkeypatch, tmp_path)
     assert at.selectbox(key="lab_job_pick").value == older
@@ -60,7 +62,9 @@ def test_start_a_fine_tuning_job_from_the_active_model(db_url, monkeypatch, tmp_
 
     monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(ROOT / "models" / "default"))
     started = []
-    monkeypatch.setattr(jobs, "start_worker", lambda job_id, url=None: started.append(job_id) or 1)
+    monkeypatch.setattr(
+        jobs.queue, "start_worker", lambda job_id, url=None: started.append(job_id) or 1
+    )
     at = _lab(monkeypatch, tmp_path)
     start = at.selectbox(key="train_start")
     assert start.options[0] == "Random weights" and start.options[1].startswith("Active model")
