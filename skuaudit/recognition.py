@@ -38,6 +38,7 @@ from skuaudit.sku_matching import (
     CropFeatures,
     MatchSettings,
     ProductMatcher,
+    _dot_t,
     colour_histograms,
     describe,
 )
@@ -317,7 +318,8 @@ class TrackCache:
         if len(boxes) == 0 or len(self._boxes) == 0:
             return out
         usable = self._ages < self.refresh_frames
-        agree = (np.asarray(colours, np.float32) @ self._colours.T >= self.min_colour) & usable
+        # cv2's product, not numpy's: OpenBLAS's threads cost more than this small product
+        agree = (_dot_t(colours, self._colours) >= self.min_colour) & usable
         best: tuple[int, np.ndarray] = (-1, out)
         for shift in self._candidate_shifts(boxes):
             moved = self._boxes + np.concatenate([shift, shift]).astype(np.float32)
