@@ -19,14 +19,18 @@ whose keypoints the photo path verifies.
 Skipping verification: the photo path decides a crop by the fast path when the fast path's best
 score is high; the lowest such score that costs at most half a point of validation top-1.
 
-Thresholds: half of the products enrolled (5 references each), queries from all (real: ``val/``
-against ``train/`` references); the score that maximises the smaller of the two kinds' min(unknown
-precision, unknown recall).
+Thresholds: half of the products enrolled (5 references each) in each of ``OPEN_SET_DRAWS``
+random draws, queries from all; the real photos decide (``val/`` queries against ``train/``
+references; a figure on real photos outranks one on generated packs), the generated packs only
+break ties. The objective is the mean over draws of each draw's min(unknown precision, unknown
+recall): a deployment enrols one catalogue (one draw) and gets that draw's two figures, and the
+target is both >= 0.80 for it.
 
-Usage (about 10 minutes on 2 busy CPU cores)::
+Usage (about 10 minutes on 2 busy CPU cores; ``--thresholds-only`` keeps the weights and the skip
+level of ``config.json`` and refits the two thresholds, about 3 minutes)::
 
     nice -n 5 .venv/bin/python scripts/fit_matching.py --products ../shared/data/products \\
-        --model models/recognition
+        --model models/recognition [--thresholds-only]
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ from train_recognition import VAL_SEED, held_out_set  # noqa: E402
 
 CV_DRAWS = 6
 QUERIES_PER_PRODUCT = 8
-OPEN_SET_DRAWS = 20
+OPEN_SET_DRAWS = 20  # generated packs (many queries); real photos: REAL_OPEN_SET_DRAWS
+REAL_OPEN_SET_DRAWS = 100
 GENERATED_BRANDS, GENERATED_SHELVES, GENERATED_REFS = 40, 8, 10
 SKIP_COST = 0.005
 
@@ -66,6 +71,7 @@ class Domain:
     refs: list[list]
     queries: list[list] | None
     open_queries: list[list]
+    open_set_draws: int = OPEN_SET_DRAWS
 
 
 def _cue_matrix(matcher: ProductMatcher, queries, fast: bool) -> np.ndarray:
@@ -142,47 +148,65 @@ def _enrol(domain: Domain, k: int, rng, settings: MatchSettings, products=None) 
     return ProductMatcher(labels, refs, settings=settings)
 
 
-def open_set_scores(domain: Domain, settings: MatchSettings, fast: bool, seed: int):
-    """Best scores, answers, truth and 'not enrolled' flags over ``OPEN_SET_DRAWS`` draws."""
+def open_set_scores(domain: Domain, settings: MatchSettings, fast: bool, seed: int) -> list:
+    """``(best scores, answers, truth, not enrolled)`` of each of the domain's open-set draws."""
     rng = np.random.default_rng(seed)
     queries = [q for qs in domain.open_queries for q in qs]
     q_labels = np.array([p for p, qs in enumerate(domain.open_queries) for _ in qs])
     out = []
     n = len(domain.refs)
-    for _ in range(OPEN_SET_DRAWS):
+    for _ in range(domain.open_set_draws):
         enrolled = np.zeros(n, bool)
         enrolled[rng.choice(n, n // 2, replace=False)] = True
         matcher = _enrol(domain, 5, rng, settings, np.flatnonzero(enrolled))
         found, scores = matcher.match_features(queries, fast=fast, threshold=0.0)
         out.append((scores, found, q_labels, ~enrolled[q_labels]))
-    return [np.concatenate(parts) for parts in zip(*out, strict=True)]
+    return out
 
 
-def open_set_figures(scores, found, truth, unknown, t: float) -> dict:
+def _unknown_figures(scores, found, truth, unknown, t: float) -> tuple[float, float, float]:
     rejected = scores < t
     hit = float((rejected & unknown).sum())
+    return (
+        hit / max(int(rejected.sum()), 1),
+        hit / max(int(unknown.sum()), 1),
+        float((~rejected & (found == truth))[~unknown].mean()),
+    )
+
+
+def open_set_figures(draws: list, t: float) -> dict:
+    """Unknown precision and recall pooled over the draws, their mean over draws (what
+    ``skuaudit evaluate-recognition --open-set`` reports) and the objective: the mean over
+    draws of min(precision, recall)."""
+    pooled = _unknown_figures(*[np.concatenate(p) for p in zip(*draws, strict=True)], t)
+    per_draw = np.array([_unknown_figures(*d, t) for d in draws])
     return {
         "threshold": round(float(t), 3),
-        "unknown_precision": round(hit / max(int(rejected.sum()), 1), 4),
-        "unknown_recall": round(hit / max(int(unknown.sum()), 1), 4),
-        "known_correct": round(float((~rejected & (found == truth))[~unknown].mean()), 4),
+        "unknown_precision": round(pooled[0], 4),
+        "unknown_recall": round(pooled[1], 4),
+        "known_correct": round(pooled[2], 4),
+        "mean_unknown_precision": round(float(per_draw[:, 0].mean()), 4),
+        "mean_unknown_recall": round(float(per_draw[:, 1].mean()), 4),
+        "mean_min_precision_recall": round(float(per_draw[:, :2].min(axis=1).mean()), 4),
     }
 
 
 def choose_threshold(domains: list[Domain], settings: MatchSettings, fast: bool, seed: int):
-    """The threshold whose worst domain has the best min(unknown precision, recall)."""
+    """The threshold with the best mean per-draw min(unknown precision, recall) on the first
+    domain (the real photos); the worst of the other domains breaks ties."""
     data = [open_set_scores(d, settings, fast, seed) for d in domains]
 
-    def worst(t: float) -> tuple[float, float]:
-        figures = [open_set_figures(*d, t) for d in data]
+    def key(t: float) -> tuple:
+        figures = [open_set_figures(d, t) for d in data]
         return (
-            min(min(f["unknown_precision"], f["unknown_recall"]) for f in figures),
-            min(f["known_correct"] for f in figures),
+            figures[0]["mean_min_precision_recall"],
+            min([f["mean_min_precision_recall"] for f in figures[1:]], default=0.0),
+            figures[0]["known_correct"],
         )
 
-    best = max(np.linspace(0.02, 0.98, 97), key=worst)
+    best = max(np.linspace(0.02, 0.98, 97), key=key)
     return float(best), {
-        d.name: open_set_figures(*x, best) for d, x in zip(domains, data, strict=True)
+        d.name: open_set_figures(x, best) for d, x in zip(domains, data, strict=True)
     }
 
 
@@ -246,7 +270,7 @@ def real_domain(products: Path, recognizer: Recognizer, settings: MatchSettings)
     train_feats, val_feats = feats(train), feats(val)
     by_name = dict(zip(val.names, val_feats, strict=True))
     open_queries = [by_name.get(n, []) for n in train.names]
-    return Domain("real photos", train_feats, None, open_queries)
+    return Domain("real photos", train_feats, None, open_queries, REAL_OPEN_SET_DRAWS)
 
 
 def generated_domain(recognizer: Recognizer, settings: MatchSettings) -> Domain:
@@ -275,6 +299,11 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="matching settings to try, e.g. shortlist=3 sift_side_px=128",
     )
+    parser.add_argument(
+        "--thresholds-only",
+        action="store_true",
+        help="keep the weights and skip level of config.json; refit the two thresholds only",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print figures, write nothing")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -299,18 +328,25 @@ def main() -> None:
             for row in cross_validation_rows(d, settings, k, fast, args.seed + k)
         ]
 
-    fast_rows = rows(True)
-    fast_w = _fit_logistic(fast_rows)
-    settings = replace(settings, fast_weights=tuple(round(float(w), 4) for w in fast_w))
-    log(
-        f"fast weights {settings.fast_weights}: cross-validated top-1 {_top1(fast_rows, fast_w):.3f}"
-    )
-    photo_rows = rows(False)
-    photo_w = _fit_logistic(photo_rows)
-    settings = replace(settings, weights=tuple(round(float(w), 4) for w in photo_w))
-    log(f"photo weights {settings.weights}: cross-validated top-1 {_top1(photo_rows, photo_w):.3f}")
-
-    skip = choose_skip(domains, settings, args.seed, log)
+    if args.thresholds_only:
+        skip = settings.skip_verify_above
+        log(f"weights and skip level {skip} kept from {args.model / 'config.json'}")
+    else:
+        fast_rows = rows(True)
+        fast_w = _fit_logistic(fast_rows)
+        settings = replace(settings, fast_weights=tuple(round(float(w), 4) for w in fast_w))
+        log(
+            f"fast weights {settings.fast_weights}: cross-validated top-1 "
+            f"{_top1(fast_rows, fast_w):.3f}"
+        )
+        photo_rows = rows(False)
+        photo_w = _fit_logistic(photo_rows)
+        settings = replace(settings, weights=tuple(round(float(w), 4) for w in photo_w))
+        log(
+            f"photo weights {settings.weights}: cross-validated top-1 "
+            f"{_top1(photo_rows, photo_w):.3f}"
+        )
+        skip = choose_skip(domains, settings, args.seed, log)
     report: dict = {}
     for fast in (True, False):
         threshold, figures = choose_threshold(domains, settings, fast, args.seed)
@@ -329,13 +365,20 @@ def main() -> None:
     config_path = args.model / "config.json"
     config = json.loads(config_path.read_text())
     config["matching"] = settings.to_dict()
-    config["matching_fit"] = {
-        "real_photos": str(args.products),
-        "generated_catalogue_seed": VAL_SEED,
-        "cross_validation_draws": CV_DRAWS,
-        "validation": report,
-        "minutes": round((time.perf_counter() - t0) / 60, 1),
-    }
+    minutes = round((time.perf_counter() - t0) / 60, 1)
+    if args.thresholds_only:
+        fit = config.setdefault("matching_fit", {})
+        fit.setdefault("validation", {}).update(report)
+        fit["thresholds_refit"] = {"real_open_set_draws": REAL_OPEN_SET_DRAWS, "minutes": minutes}
+    else:
+        config["matching_fit"] = {
+            "real_photos": str(args.products),
+            "generated_catalogue_seed": VAL_SEED,
+            "cross_validation_draws": CV_DRAWS,
+            "real_open_set_draws": REAL_OPEN_SET_DRAWS,
+            "validation": report,
+            "minutes": minutes,
+        }
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     log(f"wrote {config_path}")
 

@@ -95,6 +95,7 @@ def analyse_image(
     *,
     threshold: float | None = None,
     fast: bool = False,
+    cache=None,
 ) -> ImageAnalysis:
     """Detect, recognise products (and so brands) and group rows in one image.
 
@@ -105,9 +106,14 @@ def analyse_image(
         gallery: the ``skuaudit.recognition.Gallery`` of enrolled references.
         threshold: product score threshold; ``None`` uses the recognizer's.
         fast: the cheaper recognition path for live frames (no keypoint verification).
+        cache: a video stream's ``skuaudit.recognition.TrackCache`` (with ``fast``): facings
+            still in place since the previous frame keep their embedding.
     """
     detections = detector.detect(image_bgr)
-    detections = recognizer.assign_products(image_bgr, detections, gallery, threshold, fast=fast)
+    extra = {} if cache is None else {"cache": cache}
+    detections = recognizer.assign_products(
+        image_bgr, detections, gallery, threshold, fast=fast, **extra
+    )
     detections = group_rows(detections)
     return ImageAnalysis(
         image_bgr, detections.with_data(corrected=np.zeros(len(detections), dtype=bool))

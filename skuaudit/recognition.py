@@ -30,7 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from skuaudit.config import get_settings
-from skuaudit.detections import PRODUCT, Detections
+from skuaudit.detections import PRODUCT, Detections, box_iou_xyxy
 from skuaudit.images import crop_xyxy, load_image_bytes
 from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_PRODUCT_ID
 from skuaudit.sku_matching import (
@@ -38,6 +38,8 @@ from skuaudit.sku_matching import (
     CropFeatures,
     MatchSettings,
     ProductMatcher,
+    _dot_t,
+    colour_histograms,
     describe,
 )
 from skuaudit.storage import models as m
@@ -241,6 +243,146 @@ class Gallery:
         return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
 
 
+class TrackCache:
+    """Embeddings of the previous live frame's product boxes, reused for the boxes still there.
+
+    Consecutive video frames show mostly the same facings, and embedding every facing is most
+    of a live frame's recognition time. ``Recognizer.assign_products(..., cache=...)`` (fast
+    path only) therefore describes each frame's crops by colour (cheap) and asks ``lookup``
+    which boxes a previous embedding still serves; only the others are embedded. A box reuses
+    the embedding of a previous box when:
+
+    - the camera's shift between the frames is undone: the shift is the most common move from
+      a box to its nearest previous box (rounded to ``shift_step_px``) that pairs the most boxes
+      (zero shift is always a candidate);
+    - after that shift the boxes overlap (IoU >= ``min_iou``; each previous box serves one box);
+    - their colour descriptions agree (Bhattacharyya coefficient >= ``min_colour``): a box that
+      lands on a different pack is embedded afresh;
+    - the embedding is younger than ``refresh_frames`` frames. Embeddings computed in one frame
+      start at staggered ages (the j-th at ``j % refresh_frames``), so that about
+      ``1 / refresh_frames`` of a steady scene is re-embedded each frame instead of all of it
+      at once.
+
+    A frame of another size, or another recognition model, starts cold. The answers are those of
+    the uncached path for every box embedded afresh (all of them on a cold frame); a reused box
+    is matched with its fresh colour and its previous embedding.
+
+    One cache per video stream: it is not thread-safe, and its state is the stream's last frame.
+
+    Attributes:
+        reused: boxes of the last frame that reused an embedding.
+        embedded: boxes of the last frame that were embedded.
+    """
+
+    def __init__(
+        self,
+        *,
+        refresh_frames: int = 10,
+        min_iou: float = 0.5,
+        min_colour: float = 0.9,
+        shift_step_px: float = 4.0,
+        shift_candidates: int = 4,
+    ) -> None:
+        if refresh_frames < 1:
+            raise ValueError(f"refresh_frames must be at least 1, got {refresh_frames}")
+        self.refresh_frames = int(refresh_frames)
+        self.min_iou = float(min_iou)
+        self.min_colour = float(min_colour)
+        self.shift_step_px = float(shift_step_px)
+        self.shift_candidates = int(shift_candidates)
+        self.reused = self.embedded = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the previous frame (the next one is cold)."""
+        self._key: tuple | None = None
+        self._boxes = np.zeros((0, 4), np.float32)
+        self._embeddings = np.zeros((0, 0), np.float32)
+        self._colours = np.zeros((0, 0), np.float32)
+        self._ages = np.zeros(0, np.int64)
+
+    def lookup(self, key: tuple, boxes_xyxy: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        """``(N,)`` int64: for each box, the previous box whose embedding it reuses, or ``-1``.
+
+        Args:
+            key: what the cached embeddings depend on (model name, frame size); another key
+                clears the cache.
+            boxes_xyxy: ``(N, 4)`` pixel boxes of this frame's products.
+            colours: ``(N, C)`` their colour descriptions (``colour_histograms``).
+        """
+        boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+        out = np.full(len(boxes), -1, np.int64)
+        if key != self._key:
+            self.clear()
+            self._key = key
+        if len(boxes) == 0 or len(self._boxes) == 0:
+            return out
+        usable = self._ages < self.refresh_frames
+        # cv2's product, not numpy's: OpenBLAS's threads cost more than this small product
+        agree = (_dot_t(colours, self._colours) >= self.min_colour) & usable
+        best: tuple[int, np.ndarray] = (-1, out)
+        for shift in self._candidate_shifts(boxes):
+            moved = self._boxes + np.concatenate([shift, shift]).astype(np.float32)
+            iou = np.where(agree, box_iou_xyxy(boxes, moved), 0.0)
+            pairs = _greedy_pairs(iou, self.min_iou)
+            if int((pairs >= 0).sum()) > best[0]:
+                best = (int((pairs >= 0).sum()), pairs)
+        return best[1]
+
+    def _candidate_shifts(self, boxes: np.ndarray) -> list[np.ndarray]:
+        """Zero and the most common moves from a box's centre to the nearest previous centre."""
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        previous = (self._boxes[:, :2] + self._boxes[:, 2:]) / 2
+        deltas = previous[None, :, :] - centres[:, None, :]
+        nearest = deltas[np.arange(len(centres)), (deltas**2).sum(axis=2).argmin(axis=1)]
+        moves = -np.round(nearest / self.shift_step_px).astype(np.int64)
+        values, counts = np.unique(moves, axis=0, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[: self.shift_candidates]
+        shifts = [np.zeros(2)]
+        shifts += [
+            values[i] * self.shift_step_px for i in order if values[i].any() and counts[i] > 1
+        ]
+        return shifts
+
+    def update(
+        self,
+        boxes_xyxy: np.ndarray,
+        embeddings: np.ndarray,
+        colours: np.ndarray,
+        reused: np.ndarray,
+    ) -> None:
+        """Remember this frame: its boxes, embeddings and colours; ``reused`` is ``lookup``'s
+        answer (a reused embedding ages by one frame, a new one starts at a staggered age)."""
+        reused = np.asarray(reused, np.int64)
+        fresh = reused < 0
+        ages = np.zeros(len(reused), np.int64)
+        ages[~fresh] = self._ages[reused[~fresh]] + 1
+        ages[fresh] = np.arange(int(fresh.sum())) % self.refresh_frames
+        self._boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4).copy()
+        self._embeddings = np.asarray(embeddings, np.float32).copy()
+        self._colours = np.asarray(colours, np.float32).copy()
+        self._ages = ages
+        self.reused, self.embedded = int((~fresh).sum()), int(fresh.sum())
+
+    def embeddings_of(self, previous: np.ndarray) -> np.ndarray:
+        """The cached embeddings of previous boxes (``lookup``'s non-negative answers)."""
+        return self._embeddings[np.asarray(previous, np.int64)]
+
+
+def _greedy_pairs(iou: np.ndarray, min_iou: float) -> np.ndarray:
+    """``(N,)``: for each row the column it is paired with (highest IoU first, each column once),
+    or ``-1`` when nothing left reaches ``min_iou``."""
+    pairs = np.full(iou.shape[0], -1, np.int64)
+    rows, cols = np.nonzero(iou >= min_iou)
+    taken_cols: set[int] = set()
+    for k in np.argsort(-iou[rows, cols], kind="stable"):
+        r, c = int(rows[k]), int(cols[k])
+        if pairs[r] < 0 and c not in taken_cols:
+            pairs[r] = c
+            taken_cols.add(c)
+    return pairs
+
+
 def cache_features(ref: m.ReferenceImage, features: CropFeatures, recognizer: Recognizer) -> None:
     """Store a reference's features (``features``/``features_model``) and its embedding
     (``embedding``/``embedding_model``, which the duplicate check of ``skuaudit.enrolment``
@@ -341,6 +483,21 @@ class Recognizer:
         for caching as reference features (``CropFeatures.to_bytes``)."""
         return describe(crops_bgr, self.embed, self.matching, with_keypoints=not fast)
 
+    def _describe_cached(
+        self, shape: tuple, boxes: np.ndarray, crops: list[np.ndarray], cache: TrackCache
+    ) -> list[CropFeatures]:
+        """Fast-path features of crops, embedding only those ``cache`` has no embedding for."""
+        colours = colour_histograms(crops)
+        reused = cache.lookup((self.name, tuple(shape)), boxes, colours)
+        embeddings = np.zeros((len(crops), self.embedding_dim), np.float32)
+        fresh = np.flatnonzero(reused < 0)
+        if len(fresh) < len(crops):
+            embeddings[reused >= 0] = cache.embeddings_of(reused[reused >= 0])
+        if len(fresh):
+            embeddings[fresh] = self.embed([crops[i] for i in fresh])
+        cache.update(boxes, embeddings, colours, reused)
+        return [CropFeatures(e, c) for e, c in zip(embeddings, colours, strict=True)]
+
     def assign_products(
         self,
         image_bgr: np.ndarray,
@@ -349,6 +506,7 @@ class Recognizer:
         threshold: float | None = None,
         *,
         fast: bool = False,
+        cache: TrackCache | None = None,
     ) -> Detections:
         """A copy of ``detections`` with ``data["product_id"]``, ``data["product_score"]``,
         ``data["brand_id"]`` and ``data["brand_score"]``: the one call that names what is on
@@ -364,14 +522,29 @@ class Recognizer:
             gallery: enrolled references.
             threshold: score threshold (0..1); ``None`` uses the model's for the path.
             fast: the live-frame path: embedding and colour only, no keypoint verification.
+            cache: the video stream's ``TrackCache`` (fast path only): boxes that a box of the
+                previous frame still covers reuse its embedding; the others are embedded.
+
+        Raises:
+            ValueError: a ``cache`` on the photo path.
         """
+        if cache is not None and not fast:
+            raise ValueError("assign_products: a TrackCache serves the fast (live) path only")
         n = len(detections)
         product_ids = np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
         products = np.flatnonzero(detections.class_id == PRODUCT)
         if len(products) and len(gallery):
             crops = [crop_xyxy(image_bgr, detections.xyxy[i]) for i in products]
-            found, found_scores = gallery.match(crops, self, threshold=threshold, fast=fast)
+            if cache is None:
+                found, found_scores = gallery.match(crops, self, threshold=threshold, fast=fast)
+            else:
+                queries = self._describe_cached(
+                    image_bgr.shape[:2], detections.xyxy[products], crops, cache
+                )
+                found, found_scores = gallery.matcher(self).match_features(
+                    queries, fast=True, threshold=threshold
+                )
             product_ids[products], scores[products] = found, found_scores
         return detections.with_data(
             product_id=product_ids,

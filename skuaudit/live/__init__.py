@@ -39,7 +39,10 @@ The package, one module per part (every name is importable from ``skuaudit.live`
 - ``processor``: ``LiveProcessor`` (the slot, the worker thread, the window), ``LiveState`` and
   the overlay drawn on returned frames (boxes through ``skuaudit.drawing``).
 - ``pipeline``: ``VideoDetector``, ``LivePipeline`` (the models and brands loaded once per
-  server), ``pipeline_version`` (its cache key) and ``save_live_audit``.
+  server), ``pipeline_version`` (its cache key) and ``save_live_audit``. Each analyser
+  (``LivePipeline.analyser``, one per stream) holds a ``skuaudit.recognition.TrackCache``: the
+  facings still in place since the previous frame keep their embedding, so a frame embeds only
+  its new or changed facings.
 
 The streamlit-webrtc and aioice patches live in ``skuaudit.compat``.
 """

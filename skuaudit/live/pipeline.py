@@ -102,19 +102,26 @@ class LivePipeline:
             products=product_infos(url),
         )
 
-    def analyse(self, frame_bgr: np.ndarray, *, dense: bool = False) -> Detections:
+    def analyse(self, frame_bgr: np.ndarray, *, dense: bool = False, cache=None) -> Detections:
         """Detections with products, brands and shelf rows of one frame (``audit.analyse_image``,
-        the fast recognition path); ``dense`` runs the detector in tiles (``VideoDetector``)."""
+        the fast recognition path); ``dense`` runs the detector in tiles (``VideoDetector``);
+        ``cache`` is the stream's ``skuaudit.recognition.TrackCache`` (``None``: every facing
+        is embedded)."""
         from skuaudit.audit import analyse_image
 
         detector = self.dense_detector if dense else self.detector
         return analyse_image(
-            frame_bgr, detector, self.recognizer, self.gallery, fast=True
+            frame_bgr, detector, self.recognizer, self.gallery, fast=True, cache=cache
         ).detections
 
-    def analyser(self, *, dense: bool = False) -> Analyser:
-        """The frame -> detections function of a ``LiveProcessor`` in one detector mode."""
-        return functools.partial(self.analyse, dense=dense)
+    def analyser(self, *, dense: bool = False, cache: bool = True) -> Analyser:
+        """The frame -> detections function of a ``LiveProcessor`` in one detector mode; with
+        ``cache`` it holds its own ``TrackCache`` (one analyser per stream: the processor calls
+        it from its one worker thread), so facings still in place since the previous frame
+        are not embedded again."""
+        from skuaudit.recognition import TrackCache
+
+        return functools.partial(self.analyse, dense=dense, cache=TrackCache() if cache else None)
 
     def new_processor(self, window: int = DEFAULT_WINDOW, *, dense: bool = False) -> LiveProcessor:
         return LiveProcessor(

@@ -47,7 +47,9 @@ class _FakeDetector:
 
 
 class _FakeRecognizer:
-    def assign_products(self, image_bgr, detections, gallery, threshold=None, *, fast=False):
+    def assign_products(
+        self, image_bgr, detections, gallery, threshold=None, *, fast=False, cache=None
+    ):  # the live analysers pass their stream's TrackCache
         brands = [gallery[0], gallery[0], -1, -1, gallery[0]][: len(detections)]
         return detections.with_data(
             brand_id=np.array(brands), brand_score=np.full(len(detections), 0.9)
