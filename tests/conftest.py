@@ -29,6 +29,17 @@ def pytest_collection_modifyitems(config, items):
         needs_training = TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
         if needs_training or BROWSER_TESTS in Path(item.path).parents:
             item.add_marker(pytest.mark.slow)
+    # The longest modules first, so `make test`'s two workers (pytest-xdist, whole modules per
+    # worker) do not end with one of them alone on a browser test: browser modules, then modules
+    # with slow tests, then the rest; the order inside a module is kept.
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def weight(item) -> int:
+        if BROWSER_TESTS in Path(item.path).parents:
+            return 0 if Path(item.path).name == "test_live_browser.py" else 1
+        return 2 if item.path in slow_modules else 3
+
+    items.sort(key=weight)
 
 
 @pytest.fixture(scope="session")
