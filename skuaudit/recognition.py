@@ -243,10 +243,11 @@ class Gallery:
         return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
 
 
-# Facings a live frame embeds at most (``TrackCache.budget``). Measured on the project's 2 CPU
-# cores (``bench/bench_recognition.py``, MODEL_CARD "Live frames"): a 93-facing 640x480 frame's
-# recognition costs ~22 ms without embedding anything (crops, colour, matching, the cache's
-# pairing) plus ~0.7 ms a facing embedded, so 24 keeps the densest generated frame under 40 ms.
+# Facings a live frame embeds at most (``TrackCache.budget``). Measured on the project's 2 shared
+# CPU cores (``bench/bench_recognition.py``, MODEL_CARD "Live frames"): a 93-facing 640x480
+# frame's recognition costs ~11 ms with nothing embedded (crops, colour, matching, the cache's
+# pairing) plus ~0.85 ms a facing embedded (31 ms with 24 embedded, 41 ms with 32): 24 keeps
+# that frame under 40 ms with room for a busier machine, and names 93 facings in 4 frames.
 DEFAULT_EMBED_BUDGET = 24
 
 
