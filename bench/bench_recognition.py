@@ -12,7 +12,10 @@ across a wider generated shelf (its true boxes, cut by the frame edge, jittered 
 like a detector's), recognised without a cache (every facing embedded: the previous live path)
 and with a ``TrackCache`` (facings still in place keep their embedding): the first (cold) frame
 and the steady state (median of the later frames), the ratio, and how many facings get the same
-answer both ways.
+answer both ways; with the default per-frame embedding budget (``DEFAULT_EMBED_BUDGET``) and
+without one (``budget=None``), and how many frames pass until every facing is named. The 640x480
+frame held still from cold with the budget, frame by frame, and the cost of a frame by the number
+of facings it embeds (what the budget is derived from).
 
     nice -n 5 .venv/bin/python bench/bench_recognition.py [--repeats 5]
 """
@@ -30,7 +33,7 @@ import numpy as np
 from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.images import crop_xyxy
-from skuaudit.recognition import Gallery, Recognizer, TrackCache
+from skuaudit.recognition import DEFAULT_EMBED_BUDGET, Gallery, Recognizer, TrackCache
 from skuaudit.sku_matching import colour_histogram, colour_histograms
 
 
@@ -145,6 +148,7 @@ def main() -> None:
         f"batched {batched:.1f} ms ({per_crop / batched:.2f}x)"
     )
     bench_moving_camera(recognizer, gallery, catalogue, args.frames, args.pan_px)
+    bench_budget(recognizer, gallery, frame.image_bgr, frame_det[frame_det.class_id == PRODUCT])
 
 
 def moving_camera(catalogue, n: int, pan_px: int, width: int = 640, height: int = 480) -> list:
@@ -175,6 +179,7 @@ def bench_moving_camera(recognizer, gallery, catalogue, n: int, pan_px: int) -> 
 
     def run(cache: TrackCache | None) -> tuple[list[float], list[float], list[np.ndarray], list]:
         wall, cpu, answers, embedded = [], [], [], []
+        pending = []
         for image, det in frames:
             start, start_cpu = time.perf_counter(), time.process_time()
             out = recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
@@ -182,14 +187,12 @@ def bench_moving_camera(recognizer, gallery, catalogue, n: int, pan_px: int) -> 
             cpu.append(1000 * (time.process_time() - start_cpu))
             answers.append(out.data["product_id"])
             embedded.append(cache.embedded if cache is not None else len(det))
-        return wall, cpu, answers, embedded
+            pending.append(out.data.get("pending", np.zeros(len(det), bool)))
+        return wall, cpu, answers, embedded, pending
 
-    old_wall, old_cpu, old_answers, _ = run(None)
-    cache = TrackCache()
-    new_wall, new_cpu, new_answers, embedded = run(cache)
+    old_wall, old_cpu, old_answers, _, _ = run(None)
     facings = [len(det) for _, det in frames]
-    same = np.mean(np.concatenate([a == b for a, b in zip(old_answers, new_answers, strict=True)]))
-    steady_old, steady_new = float(np.median(old_wall[1:])), float(np.median(new_wall[1:]))
+    steady_old = float(np.median(old_wall[1:]))
     print(
         f"moving camera, {n} frames 640x480 panning {pan_px} px a frame, "
         f"{min(facings)}-{max(facings)} facings a frame (load {os.getloadavg()[0]:.1f}):"
@@ -198,15 +201,90 @@ def bench_moving_camera(recognizer, gallery, catalogue, n: int, pan_px: int) -> 
         f"  every facing embedded (previous live path): first frame {old_wall[0]:.1f} ms, "
         f"later frames median {steady_old:.1f} ms ({np.median(old_cpu[1:]):.0f} ms of CPU)"
     )
-    print(
-        f"  TrackCache: first (cold) frame {new_wall[0]:.1f} ms, later frames median "
-        f"{steady_new:.1f} ms ({np.median(new_cpu[1:]):.0f} ms of CPU), max {max(new_wall[1:]):.1f}"
-        f" ms; facings embedded a later frame: median {np.median(embedded[1:]):.0f}"
+    for budget in (None, DEFAULT_EMBED_BUDGET):
+        new_wall, new_cpu, new_answers, embedded, pending = run(TrackCache(budget=budget))
+        agree = np.concatenate([a == b for a, b in zip(old_answers, new_answers, strict=True)])
+        waiting = np.concatenate(pending)
+        same, same_named = float(agree.mean()), float(agree[~waiting].mean())
+        complete = next((i + 1 for i, p in enumerate(pending) if not p.any()), None)
+        pending = [int(p.sum()) for p in pending]
+        steady_new = float(np.median(new_wall[1:]))
+        label = "no budget" if budget is None else f"budget {budget}"
+        print(
+            f"  TrackCache, {label}: first (cold) frame {new_wall[0]:.1f} ms "
+            f"({new_cpu[0]:.0f} ms of CPU, {embedded[0]} embedded, {pending[0]} pending), "
+            f"later frames median {steady_new:.1f} ms ({np.median(new_cpu[1:]):.0f} ms of CPU), "
+            f"max {max(new_wall[1:]):.1f} ms; facings embedded a later frame: median "
+            f"{np.median(embedded[1:]):.0f}, max {max(embedded[1:])}; every facing named from "
+            f"frame {complete}"
+        )
+        print(
+            f"    ratios: cold / uncached {new_wall[0] / old_wall[0]:.2f}x, steady cached / "
+            f"uncached {steady_new / steady_old:.2f}x ({steady_old / steady_new:.1f}x faster); "
+            f"same answer as uncached for {same:.1%} of the facings (pending ones counted as "
+            f"different), {same_named:.1%} of the named ones"
+        )
+
+
+def bench_budget(recognizer, gallery, image: np.ndarray, det, repeats: int = 7) -> None:
+    """The 640x480 frame held still from a cold cache with the default budget (each frame's
+    time, the median of ``repeats`` streams), and a frame's time by facings embedded."""
+    budget = DEFAULT_EMBED_BUDGET
+    n = len(det)
+    frames = -(-n // budget) + 2
+    times = np.zeros((repeats, frames))
+    cpu = np.zeros((repeats, frames))
+    pending = []
+    for r in range(repeats):
+        cache = TrackCache()
+        for f in range(frames):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
+            times[r, f] = 1000 * (time.perf_counter() - start)
+            cpu[r, f] = 1000 * (time.process_time() - start_cpu)
+            if r == 0:
+                pending.append(cache.pending)
+    uncached = _median_ms(
+        lambda: recognizer.assign_products(image, det, gallery, fast=True), repeats
     )
     print(
-        f"  ratios: cold / uncached {new_wall[0] / old_wall[0]:.2f}x, steady cached / uncached "
-        f"{steady_new / steady_old:.2f}x ({steady_old / steady_new:.1f}x faster); "
-        f"same answer as uncached for {same:.1%} of the facings"
+        f"still frame 640x480, {n} facings, cold cache with budget {budget} "
+        f"(load {os.getloadavg()[0]:.1f}): frame by frame "
+        + ", ".join(
+            f"{t:.1f} ms ({c:.0f} CPU, {p} pending)"
+            for t, c, p in zip(np.median(times, 0), np.median(cpu, 0), pending, strict=True)
+        )
+        + f"; uncached {uncached:.1f} ms (first frame / uncached "
+        f"{np.median(times[:, 0]) / uncached:.2f}x)"
+    )
+    # a frame's cost by the number of facings it embeds (k boxes moved aside, so embedded
+    # again; the others reuse a cached embedding); the k values interleaved, round after round,
+    # so that the other jobs on the machine weigh on each alike
+    ks = (0, 8, 16, 24, 32, 40)
+    cache = TrackCache(budget=None, refresh_frames=10**6)
+    recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
+    state = (cache._key, cache._boxes, cache._embeddings, cache._colours, cache._ages)
+    moved = {}
+    for k in ks:
+        xyxy = det.xyxy.copy()
+        xyxy[:k, [0, 2]] += (0.6 * (xyxy[:k, 2] - xyxy[:k, 0]))[:, None]
+        moved[k] = Detections(xyxy, det.confidence, det.class_id)
+    wall: dict[int, list[float]] = {k: [] for k in ks}
+    for _ in range(2 * repeats):
+        for k in ks:
+            cache._key, cache._boxes, cache._embeddings, cache._colours, cache._ages = state
+            start = time.perf_counter()
+            recognizer.assign_products(image, moved[k], gallery, fast=True, cache=cache)
+            wall[k].append(1000 * (time.perf_counter() - start))
+            assert cache.embedded == k, (cache.embedded, k)
+    costs = [float(np.median(wall[k])) for k in ks]
+    slope, base = np.polyfit(ks, costs, 1)
+    print(
+        f"  a {n}-facing frame by facings embedded (the others reused; median of "
+        f"{2 * repeats}): "
+        + ", ".join(f"{k}: {c:.1f} ms" for k, c in zip(ks, costs, strict=True))
+        + f"; fit {base:.1f} ms + {slope:.2f} ms a facing -> at most "
+        f"{int((40 - base) / slope)} facings for 40 ms (load {os.getloadavg()[0]:.1f})"
     )
 
 

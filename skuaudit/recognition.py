@@ -243,8 +243,17 @@ class Gallery:
         return self.matcher(recognizer).match(crops_bgr, fast=fast, threshold=threshold)
 
 
+# Facings a live frame embeds at most (``TrackCache.budget``). Measured on the project's 2 shared
+# CPU cores (``bench/bench_recognition.py``, MODEL_CARD "Live frames"): a 93-facing 640x480
+# frame's recognition costs ~11 ms with nothing embedded (crops, colour, matching, the cache's
+# pairing) plus ~0.85 ms a facing embedded (31 ms with 24 embedded, 41 ms with 32): 24 keeps
+# that frame under 40 ms with room for a busier machine, and names 93 facings in 4 frames.
+DEFAULT_EMBED_BUDGET = 24
+
+
 class TrackCache:
-    """Embeddings of the previous live frame's product boxes, reused for the boxes still there.
+    """Embeddings of the previous live frame's product boxes, reused for the boxes still there,
+    and a hard bound on how many facings one frame embeds.
 
     Consecutive video frames show mostly the same facings, and embedding every facing is most
     of a live frame's recognition time. ``Recognizer.assign_products(..., cache=...)`` (fast
@@ -263,20 +272,31 @@ class TrackCache:
       ``1 / refresh_frames`` of a steady scene is re-embedded each frame instead of all of it
       at once.
 
+    A frame embeds at most ``budget`` facings (``select``), so that its recognition time has a
+    bound whatever the cache holds (a cold frame, a fast pan): new facings (no previous box)
+    first, nearest the frame's centre first (what the camera is aimed at; facings at the edge
+    are the first to leave the frame on a pan), then expired embeddings, oldest first. New
+    facings beyond the budget are *pending*: ``assign_products`` names them neither a product
+    nor a brand (``data["pending"]``) and they are embedded in the next frames; expired ones
+    beyond it keep their old embedding one more frame. On a still scene every facing is named
+    after ``ceil(n / budget)`` frames. ``budget=None`` embeds every box that needs it.
+
     A frame of another size, or another recognition model, starts cold. The answers are those of
-    the uncached path for every box embedded afresh (all of them on a cold frame); a reused box
-    is matched with its fresh colour and its previous embedding.
+    the uncached path for every box embedded afresh (all of them on a cold frame within the
+    budget); a reused box is matched with its fresh colour and its previous embedding.
 
     One cache per video stream: it is not thread-safe, and its state is the stream's last frame.
 
     Attributes:
         reused: boxes of the last frame that reused an embedding.
         embedded: boxes of the last frame that were embedded.
+        pending: boxes of the last frame left without an embedding (over the budget).
     """
 
     def __init__(
         self,
         *,
+        budget: int | None = DEFAULT_EMBED_BUDGET,
         refresh_frames: int = 10,
         min_iou: float = 0.5,
         min_colour: float = 0.9,
@@ -285,12 +305,15 @@ class TrackCache:
     ) -> None:
         if refresh_frames < 1:
             raise ValueError(f"refresh_frames must be at least 1, got {refresh_frames}")
+        if budget is not None and budget < 1:
+            raise ValueError(f"budget must be at least 1 facing a frame (or None), got {budget}")
+        self.budget = None if budget is None else int(budget)
         self.refresh_frames = int(refresh_frames)
         self.min_iou = float(min_iou)
         self.min_colour = float(min_colour)
         self.shift_step_px = float(shift_step_px)
         self.shift_candidates = int(shift_candidates)
-        self.reused = self.embedded = 0
+        self.reused = self.embedded = self.pending = 0
         self.clear()
 
     def clear(self) -> None:
@@ -302,7 +325,8 @@ class TrackCache:
         self._ages = np.zeros(0, np.int64)
 
     def lookup(self, key: tuple, boxes_xyxy: np.ndarray, colours: np.ndarray) -> np.ndarray:
-        """``(N,)`` int64: for each box, the previous box whose embedding it reuses, or ``-1``.
+        """``(N,)`` int64: for each box, the previous box it continues (whose embedding it may
+        reuse; ``expired`` tells whether that embedding is due a refresh), or ``-1``.
 
         Args:
             key: what the cached embeddings depend on (model name, frame size); another key
@@ -317,9 +341,8 @@ class TrackCache:
             self._key = key
         if len(boxes) == 0 or len(self._boxes) == 0:
             return out
-        usable = self._ages < self.refresh_frames
         # cv2's product, not numpy's: OpenBLAS's threads cost more than this small product
-        agree = (_dot_t(colours, self._colours) >= self.min_colour) & usable
+        agree = _dot_t(colours, self._colours) >= self.min_colour
         best: tuple[int, np.ndarray] = (-1, out)
         for shift in self._candidate_shifts(boxes):
             moved = self._boxes + np.concatenate([shift, shift]).astype(np.float32)
@@ -328,6 +351,32 @@ class TrackCache:
             if int((pairs >= 0).sum()) > best[0]:
                 best = (int((pairs >= 0).sum()), pairs)
         return best[1]
+
+    def expired(self, previous: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: boxes whose previous box's embedding is ``refresh_frames`` old."""
+        previous = np.asarray(previous, np.int64)
+        out = np.zeros(len(previous), bool)
+        known = previous >= 0
+        out[known] = self._ages[previous[known]] >= self.refresh_frames
+        return out
+
+    def select(self, boxes_xyxy: np.ndarray, previous: np.ndarray, frame_hw: tuple) -> np.ndarray:
+        """Sorted indices of the boxes to embed this frame: at most ``budget`` of the new ones
+        (``previous`` -1; nearest the frame centre first) and then of the expired ones (oldest
+        first, then nearest the centre)."""
+        boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+        previous = np.asarray(previous, np.int64)
+        centre = np.array([frame_hw[1], frame_hw[0]], np.float32) / 2
+        distance = (((boxes[:, :2] + boxes[:, 2:]) / 2 - centre) ** 2).sum(axis=1)
+        new = np.flatnonzero(previous < 0)
+        new = new[np.argsort(distance[new], kind="stable")]
+        expired = np.flatnonzero(self.expired(previous))
+        ages = self._ages[previous[expired]]
+        expired = expired[np.lexsort((distance[expired], -ages))]
+        order = np.concatenate([new, expired])
+        if self.budget is not None:
+            order = order[: self.budget]
+        return np.sort(order)
 
     def _candidate_shifts(self, boxes: np.ndarray) -> list[np.ndarray]:
         """Zero and the most common moves from a box's centre to the nearest previous centre."""
@@ -349,20 +398,28 @@ class TrackCache:
         boxes_xyxy: np.ndarray,
         embeddings: np.ndarray,
         colours: np.ndarray,
-        reused: np.ndarray,
+        previous: np.ndarray,
+        fresh: np.ndarray,
     ) -> None:
-        """Remember this frame: its boxes, embeddings and colours; ``reused`` is ``lookup``'s
-        answer (a reused embedding ages by one frame, a new one starts at a staggered age)."""
-        reused = np.asarray(reused, np.int64)
-        fresh = reused < 0
-        ages = np.zeros(len(reused), np.int64)
-        ages[~fresh] = self._ages[reused[~fresh]] + 1
+        """Remember this frame: its boxes that have an embedding, with their colours.
+
+        ``previous`` is ``lookup``'s answer and ``fresh`` marks the boxes embedded this frame
+        (``select``): a fresh embedding starts at a staggered age, a reused one ages by one
+        frame; a new box that was not embedded (pending) is not remembered.
+        """
+        previous = np.asarray(previous, np.int64)
+        fresh = np.asarray(fresh, bool)
+        reused = ~fresh & (previous >= 0)
+        ages = np.zeros(len(previous), np.int64)
+        ages[reused] = self._ages[previous[reused]] + 1
         ages[fresh] = np.arange(int(fresh.sum())) % self.refresh_frames
-        self._boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4).copy()
-        self._embeddings = np.asarray(embeddings, np.float32).copy()
-        self._colours = np.asarray(colours, np.float32).copy()
-        self._ages = ages
-        self.reused, self.embedded = int((~fresh).sum()), int(fresh.sum())
+        keep = fresh | reused
+        self._boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)[keep].copy()
+        self._embeddings = np.asarray(embeddings, np.float32)[keep].copy()
+        self._colours = np.asarray(colours, np.float32)[keep].copy()
+        self._ages = ages[keep]
+        self.reused, self.embedded = int(reused.sum()), int(fresh.sum())
+        self.pending = int((~keep).sum())
 
     def embeddings_of(self, previous: np.ndarray) -> np.ndarray:
         """The cached embeddings of previous boxes (``lookup``'s non-negative answers)."""
@@ -485,18 +542,24 @@ class Recognizer:
 
     def _describe_cached(
         self, shape: tuple, boxes: np.ndarray, crops: list[np.ndarray], cache: TrackCache
-    ) -> list[CropFeatures]:
-        """Fast-path features of crops, embedding only those ``cache`` has no embedding for."""
+    ) -> tuple[list[CropFeatures], np.ndarray]:
+        """Fast-path features of crops, embedding only those ``cache`` has no (fresh) embedding
+        for, at most ``cache.budget`` of them; and the ``(N,)`` bool mask of the crops left
+        without an embedding (pending; their features hold a zero embedding)."""
         colours = colour_histograms(crops)
-        reused = cache.lookup((self.name, tuple(shape)), boxes, colours)
+        previous = cache.lookup((self.name, tuple(shape)), boxes, colours)
+        chosen = cache.select(boxes, previous, shape)
         embeddings = np.zeros((len(crops), self.embedding_dim), np.float32)
-        fresh = np.flatnonzero(reused < 0)
-        if len(fresh) < len(crops):
-            embeddings[reused >= 0] = cache.embeddings_of(reused[reused >= 0])
-        if len(fresh):
-            embeddings[fresh] = self.embed([crops[i] for i in fresh])
-        cache.update(boxes, embeddings, colours, reused)
-        return [CropFeatures(e, c) for e, c in zip(embeddings, colours, strict=True)]
+        known = previous >= 0
+        if known.any():
+            embeddings[known] = cache.embeddings_of(previous[known])
+        fresh = np.zeros(len(crops), bool)
+        fresh[chosen] = True
+        if len(chosen):
+            embeddings[chosen] = self.embed([crops[i] for i in chosen])
+        cache.update(boxes, embeddings, colours, previous, fresh)
+        features = [CropFeatures(e, c) for e, c in zip(embeddings, colours, strict=True)]
+        return features, ~(known | fresh)
 
     def assign_products(
         self,
@@ -523,7 +586,11 @@ class Recognizer:
             threshold: score threshold (0..1); ``None`` uses the model's for the path.
             fast: the live-frame path: embedding and colour only, no keypoint verification.
             cache: the video stream's ``TrackCache`` (fast path only): boxes that a box of the
-                previous frame still covers reuse its embedding; the others are embedded.
+                previous frame still covers reuse its embedding; the others are embedded, at
+                most ``cache.budget`` of them. With a cache the result also has
+                ``data["pending"]``: product boxes not embedded yet (over the budget), which get
+                product and brand ``-1`` and score 0 and must not be counted as unknown
+                products (``skuaudit.live.counting`` counts them as pending).
 
         Raises:
             ValueError: a ``cache`` on the photo path.
@@ -533,22 +600,30 @@ class Recognizer:
         n = len(detections)
         product_ids = np.full(n, UNKNOWN_PRODUCT_ID, dtype=np.int64)
         scores = np.zeros(n, dtype=np.float32)
+        pending = np.zeros(n, dtype=bool)
         products = np.flatnonzero(detections.class_id == PRODUCT)
         if len(products) and len(gallery):
             crops = [crop_xyxy(image_bgr, detections.xyxy[i]) for i in products]
             if cache is None:
                 found, found_scores = gallery.match(crops, self, threshold=threshold, fast=fast)
             else:
-                queries = self._describe_cached(
+                queries, waiting = self._describe_cached(
                     image_bgr.shape[:2], detections.xyxy[products], crops, cache
                 )
-                found, found_scores = gallery.matcher(self).match_features(
-                    queries, fast=True, threshold=threshold
-                )
+                found = np.full(len(products), UNKNOWN_PRODUCT_ID, np.int64)
+                found_scores = np.zeros(len(products), np.float32)
+                named = np.flatnonzero(~waiting)
+                if len(named):
+                    found[named], found_scores[named] = gallery.matcher(self).match_features(
+                        [queries[i] for i in named], fast=True, threshold=threshold
+                    )
+                pending[products[waiting]] = True
             product_ids[products], scores[products] = found, found_scores
+        extra = {} if cache is None else {"pending": pending}
         return detections.with_data(
             product_id=product_ids,
             product_score=scores,
             brand_id=gallery.brands_of(product_ids),
             brand_score=scores.copy(),
+            **extra,
         )

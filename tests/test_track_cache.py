@@ -1,6 +1,7 @@
 """The live path's per-stream embedding cache (``TrackCache``) and the batched colour histograms:
 the same answers as the uncached fast path, reuse on repeated and panned frames, misses on boxes
-that moved or packs that changed (generated shelves and the shipped model)."""
+that moved or packs that changed, the per-frame embedding budget and its pending facings
+(generated shelves and the shipped model)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 
 from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
 from skuaudit.detections import PRODUCT, Detections
-from skuaudit.live import LivePipeline
-from skuaudit.recognition import Gallery, Recognizer, TrackCache
+from skuaudit.live import LivePipeline, count_by_brand, count_by_product, smooth_counts
+from skuaudit.metrics import ProductInfo
+from skuaudit.recognition import DEFAULT_EMBED_BUDGET, Gallery, Recognizer, TrackCache
 from skuaudit.sku_matching import colour_histogram, colour_histograms
 
 PAN_PX = 12
@@ -88,7 +90,7 @@ def test_a_cold_cache_gives_the_uncached_answers_and_a_repeated_frame_embeds_not
     assert n >= 10
     plain = recognizer.assign_products(image, det, gallery, fast=True)
     assert (plain.data["product_id"] >= 0).sum() >= 5  # answers worth comparing
-    cache = TrackCache()
+    cache = TrackCache(budget=None)
     embedded.clear()
     cold = recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
     assert embedded == [n] and (cache.embedded, cache.reused) == (n, 0)
@@ -104,7 +106,7 @@ def test_a_cold_cache_gives_the_uncached_answers_and_a_repeated_frame_embeds_not
 
 def test_a_camera_pan_reuses_every_box_with_the_uncached_answers(recognizer, scene, embedded):
     gallery, shelf = scene
-    cache = TrackCache()
+    cache = TrackCache(budget=None)  # every box embedded when needed
     first, first_det = _frame(shelf, 0)
     recognizer.assign_products(first, first_det, gallery, fast=True, cache=cache)
     image, det = _frame(shelf, PAN_PX)  # the camera moved 12 px: every box moved with it
@@ -121,7 +123,7 @@ def test_a_camera_pan_reuses_every_box_with_the_uncached_answers(recognizer, sce
 def test_moved_boxes_and_changed_packs_are_embedded_again(recognizer, scene, embedded):
     gallery, shelf = scene
     image, det = _frame(shelf, 0)
-    cache = TrackCache()
+    cache = TrackCache(budget=None)  # every box embedded when needed
     recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
 
     moved = det.xyxy.copy()
@@ -136,7 +138,7 @@ def test_moved_boxes_and_changed_packs_are_embedded_again(recognizer, scene, emb
     changed = image.copy()
     x1, y1, x2, y2 = det.xyxy[5].astype(int)
     changed[y1:y2, x1:x2] = (255, 0, 255)  # another pack in the same place
-    cache = TrackCache()
+    cache = TrackCache(budget=None)  # every box embedded when needed
     recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
     recognizer.assign_products(changed, det, gallery, fast=True, cache=cache)
     assert (cache.embedded, cache.reused) == (1, len(det) - 1)
@@ -146,7 +148,7 @@ def test_embeddings_are_refreshed_in_staggered_turns(recognizer, scene):
     gallery, shelf = scene
     image, det = _frame(shelf, 0)
     n, refresh = len(det), 4
-    cache = TrackCache(refresh_frames=refresh)
+    cache = TrackCache(refresh_frames=refresh, budget=None)
     per_frame = []
     for _ in range(1 + 2 * refresh):
         recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
@@ -161,7 +163,7 @@ def test_embeddings_are_refreshed_in_staggered_turns(recognizer, scene):
 def test_another_frame_size_or_model_starts_cold(recognizer, scene):
     gallery, shelf = scene
     image, det = _frame(shelf, 0)
-    cache = TrackCache()
+    cache = TrackCache(budget=None)  # every box embedded when needed
     recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
     bigger = np.zeros((image.shape[0] + 10, image.shape[1], 3), np.uint8)
     bigger[: image.shape[0]] = image
@@ -171,6 +173,8 @@ def test_another_frame_size_or_model_starts_cold(recognizer, scene):
         recognizer.assign_products(image, det, gallery, cache=cache)
     with pytest.raises(ValueError, match="refresh_frames"):
         TrackCache(refresh_frames=0)
+    with pytest.raises(ValueError, match="budget"):
+        TrackCache(budget=0)
 
 
 def test_each_live_analyser_has_its_own_cache(recognizer, scene):
@@ -188,3 +192,106 @@ def test_each_live_analyser_has_its_own_cache(recognizer, scene):
     assert isinstance(first.keywords["cache"], TrackCache)
     assert first.keywords["cache"] is not second.keywords["cache"]
     assert pipeline.analyser(cache=False).keywords["cache"] is None
+
+
+@pytest.fixture(scope="module")
+def dense_frame(scene):
+    """A 640x480 frame of a 4-row generated shelf: 93 facings, more than the budget."""
+    gallery, _ = scene
+    shelf = render_shelf(19, 640, 480, catalogue=make_catalogue(12, seed=505))  # 94 facings
+    det = shelf.to_detections()
+    return shelf.image_bgr, det[np.flatnonzero(det.class_id == PRODUCT)[:93]]
+
+
+def test_a_cold_dense_frame_embeds_the_budget_and_names_every_facing_in_turns(
+    recognizer, scene, dense_frame, embedded
+):
+    gallery, _ = scene
+    image, det = dense_frame
+    n, budget = len(det), DEFAULT_EMBED_BUDGET
+    assert n == 93 > budget
+    plain = recognizer.assign_products(image, det, gallery, fast=True)
+    assert (plain.data["product_id"] >= 0).sum() >= 20  # answers worth comparing
+    cache = TrackCache()
+    embedded.clear()
+    frames = []
+    for _ in range(-(-n // budget)):
+        frames.append(recognizer.assign_products(image, det, gallery, fast=True, cache=cache))
+    # never more than the budget a frame (the last one spends what is left on refreshes)
+    assert embedded[0] == budget and max(embedded) == budget and len(embedded) == len(frames)
+    pending = [int(f.data["pending"].sum()) for f in frames]
+    assert pending == [max(n - budget * (i + 1), 0) for i in range(len(frames))]
+    first = frames[0]
+    waiting = first.data["pending"]
+    # pending facings are neither a product nor a brand, and not counted as one
+    assert (first.data["product_id"][waiting] == -1).all()
+    assert (first.data["brand_id"][waiting] == -1).all()
+    assert (first.data["product_score"][waiting] == 0).all()
+    # the budget goes to the facings nearest the frame's centre first
+    centres = (det.xyxy[:, :2] + det.xyxy[:, 2:]) / 2
+    distance = np.linalg.norm(centres - [320, 240], axis=1)
+    assert distance[~waiting].max() <= distance[waiting].min()
+    # the named ones got the uncached answer; after ceil(n / budget) frames all of them did
+    np.testing.assert_array_equal(
+        first.data["product_id"][~waiting], plain.data["product_id"][~waiting]
+    )
+    np.testing.assert_array_equal(_answers(frames[-1])[0], _answers(plain)[0])
+    np.testing.assert_allclose(_answers(frames[-1])[1], _answers(plain)[1], atol=1e-6)
+
+    brands = {b: f"brand {b}" for b in range(12)}
+    products = {b: ProductInfo(b, f"product {b}") for b in range(12)}
+    counts = count_by_brand(first, brands)
+    assert counts["pending"] == pending[0] and sum(counts.values()) == n
+    for name, k in count_by_brand(plain, brands).items():  # no brand gains a pending facing
+        assert counts.get(name, 0) <= k
+    # smoothed over the live window, the counts become the uncached ones within a few frames
+    uncached = count_by_product(plain, brands, products)
+    history = [count_by_product(f, brands, products) for f in frames]
+    for _ in range(len(frames) - 1):
+        history.append(
+            count_by_product(
+                recognizer.assign_products(image, det, gallery, fast=True, cache=cache),
+                brands,
+                products,
+            )
+        )
+    assert smooth_counts(history) == uncached
+
+
+def test_new_facings_are_not_starved_by_refreshes(recognizer, scene, dense_frame):
+    gallery, _ = scene
+    image, det = dense_frame
+    n, budget = len(det), 10
+    cache = TrackCache(budget=budget, refresh_frames=1)  # every embedding expires each frame
+    pending = []
+    for _ in range(-(-n // budget)):
+        out = recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
+        pending.append(int(out.data["pending"].sum()))
+        assert cache.embedded == budget or cache.pending == 0
+    assert pending == [max(n - budget * (i + 1), 0) for i in range(len(pending))]
+    # then the expired ones are refreshed, the budget at a time, the oldest first
+    recognizer.assign_products(image, det, gallery, fast=True, cache=cache)
+    assert (cache.embedded, cache.pending, cache.reused) == (budget, 0, n - budget)
+
+
+def test_saving_names_the_pending_facings(recognizer, scene, dense_frame):
+    gallery, _ = scene
+    image, det = dense_frame
+    pipeline = LivePipeline(
+        detector=None,
+        dense_detector=None,
+        recognizer=recognizer,
+        gallery=gallery,
+        brand_names={},
+        brand_colours={},
+        model_name="test",
+    )
+    first = recognizer.assign_products(image, det, gallery, fast=True, cache=TrackCache())
+    assert first.data["pending"].any()
+    saved = pipeline.name_pending(image, first)
+    assert not saved.data["pending"].any()
+    plain = recognizer.assign_products(image, det, gallery, fast=True)
+    for key in ("product_id", "brand_id"):
+        np.testing.assert_array_equal(saved.data[key], plain.data[key])
+    np.testing.assert_allclose(saved.data["product_score"], plain.data["product_score"], atol=1e-6)
+    assert pipeline.name_pending(image, plain) is plain  # nothing pending: unchanged

@@ -42,7 +42,8 @@ The package, one module per part (every name is importable from ``skuaudit.live`
   server), ``pipeline_version`` (its cache key) and ``save_live_audit``. Each analyser
   (``LivePipeline.analyser``, one per stream) holds a ``skuaudit.recognition.TrackCache``: the
   facings still in place since the previous frame keep their embedding, so a frame embeds only
-  its new or changed facings.
+  its new or changed facings, at most ``TrackCache.budget`` of them; the others are pending
+  (``data["pending"]``: counted as "pending", named before a live audit is saved).
 
 The streamlit-webrtc and aioice patches live in ``skuaudit.compat``.
 """

@@ -11,9 +11,20 @@ import numpy as np
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.metrics import UNKNOWN_BRAND_ID, UNKNOWN_NAME, UNKNOWN_PRODUCT_NAME, ProductInfo
 
+# The name live counts give facings that the stream's embedding budget has not reached yet
+# (``data["pending"]``, ``skuaudit.recognition.TrackCache``): neither a brand nor "unknown".
+# Their key is smoothed like the others, so it leaves the counts once most of the window's
+# frames have every facing named.
+PENDING_NAME: str = "pending"
+
+
+def _pending(detections: Detections) -> np.ndarray:
+    return np.asarray(detections.data.get("pending", np.zeros(len(detections), bool)), bool)
+
 
 def count_by_brand(detections: Detections, brand_names: Mapping[int, str]) -> dict[str, int]:
-    """Product facings per brand name (``"unknown"`` for unrecognised products; gaps excluded).
+    """Product facings per brand name (``"unknown"`` for unrecognised products, ``"pending"``
+    for facings not embedded yet; gaps excluded).
 
     Example:
         >>> det = Detections(np.zeros((3, 4)), class_id=[0, 0, 1], data={"brand_id": [7, -1, -1]})
@@ -24,9 +35,10 @@ def count_by_brand(detections: Detections, brand_names: Mapping[int, str]) -> di
     brand_ids = np.asarray(
         detections.data.get("brand_id", np.full(len(detections), UNKNOWN_BRAND_ID))
     )[products]
+    pending = _pending(detections)[products]
     counts: dict[str, int] = {}
-    for brand_id in brand_ids.tolist():
-        name = brand_names.get(int(brand_id), UNKNOWN_NAME)
+    for brand_id, waiting in zip(brand_ids.tolist(), pending.tolist(), strict=True):
+        name = PENDING_NAME if waiting else brand_names.get(int(brand_id), UNKNOWN_NAME)
         counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -37,7 +49,8 @@ def count_by_product(
     products: Mapping[int, ProductInfo],
 ) -> dict[tuple[str, str], int]:
     """Product facings per ``(brand, product)`` name; ``(brand, "unknown product")`` for facings
-    of a known brand whose product was not recognised, ``("unknown", "unknown")`` for the rest.
+    of a known brand whose product was not recognised, ``("pending", "pending")`` for facings not
+    embedded yet (``data["pending"]``), ``("unknown", "unknown")`` for the rest.
 
     Example:
         >>> det = Detections(np.zeros((3, 4)), class_id=[0, 0, 0],
@@ -49,12 +62,15 @@ def count_by_product(
     n = len(detections)
     product_ids = np.asarray(detections.data.get("product_id", np.full(n, -1)))[products_mask]
     brand_ids = np.asarray(detections.data.get("brand_id", np.full(n, UNKNOWN_BRAND_ID)))
+    pending = _pending(detections)[products_mask]
     counts: dict[tuple[str, str], int] = {}
-    for product_id, brand_id in zip(
-        product_ids.tolist(), brand_ids[products_mask].tolist(), strict=True
+    for product_id, brand_id, waiting in zip(
+        product_ids.tolist(), brand_ids[products_mask].tolist(), pending.tolist(), strict=True
     ):
         product = products.get(int(product_id))
-        if product is not None and product.brand_id in brand_names:
+        if waiting:
+            key = (PENDING_NAME, PENDING_NAME)
+        elif product is not None and product.brand_id in brand_names:
             key = (brand_names[product.brand_id], product.name)
         elif int(brand_id) in brand_names:
             key = (brand_names[int(brand_id)], UNKNOWN_PRODUCT_NAME)

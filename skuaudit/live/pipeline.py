@@ -123,6 +123,26 @@ class LivePipeline:
 
         return functools.partial(self.analyse, dense=dense, cache=TrackCache() if cache else None)
 
+    def name_pending(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
+        """``detections`` with its pending facings (``data["pending"]``: not embedded yet within
+        the live budget, ``skuaudit.recognition.TrackCache``) recognised now, on the fast path
+        and without a budget (saving is not a per-frame path); the same detections when none
+        is pending."""
+        pending = np.asarray(detections.data.get("pending", np.zeros(len(detections))), bool)
+        if not pending.any():
+            return detections
+        index = np.flatnonzero(pending)
+        named = self.recognizer.assign_products(
+            frame_bgr, detections[index], self.gallery, fast=True
+        )
+        data = {
+            key: np.asarray(detections.data[key]).copy()
+            for key in ("product_id", "product_score", "brand_id", "brand_score")
+        }
+        for key, values in data.items():
+            values[index] = named.data[key]
+        return detections.with_data(**data, pending=np.zeros(len(detections), bool))
+
     def new_processor(self, window: int = DEFAULT_WINDOW, *, dense: bool = False) -> LiveProcessor:
         return LiveProcessor(
             self.analyser(dense=dense),
@@ -182,6 +202,8 @@ def save_live_audit(
     The snapshot is the window's representative frame (at the largest size the window holds)
     with its own detections, so the saved detections, counts and snapshot agree with each
     other; ``save_audit`` writes everything in one transaction.
+    Facings of that frame still pending (not embedded yet within the live budget) are
+    recognised first (``LivePipeline.name_pending``), so no pending facing is stored.
 
     Returns:
         ``audit.SavedAudit``: what the database now holds (facings, gaps, snapshot size), which
@@ -203,7 +225,11 @@ def save_live_audit(
             )
         return save_audit(
             store_id,
-            [ImageAnalysis(state.frame_bgr, state.detections)],
+            [
+                ImageAnalysis(
+                    state.frame_bgr, pipeline.name_pending(state.frame_bgr, state.detections)
+                )
+            ],
             source="live",
             user_name=user_name,
             model_name=pipeline.model_name,

@@ -274,3 +274,56 @@ def test_a_new_brand_reaches_a_running_live_page(captured, monkeypatch):
     at.run()
     assert len(loads) == 2
     assert at.session_state["live_processor"] is processor  # the stream keeps its processor
+
+
+class _BudgetRecognizer(_FakeRecognizer):
+    """With the stream's cache the first facing is pending (over the embedding budget); without
+    one (what saving asks) every facing is named."""
+
+    def assign_products(
+        self, image_bgr, detections, gallery, threshold=None, *, fast=False, cache=None
+    ):
+        named = super().assign_products(image_bgr, detections, gallery, threshold, fast=fast)
+        if cache is None:
+            return named
+        pending = np.zeros(len(detections), bool)
+        pending[0] = True
+        brands = np.where(pending, -1, named.data["brand_id"])
+        return named.with_data(
+            brand_id=brands,
+            product_id=np.full(len(detections), -1),
+            product_score=np.zeros(len(detections)),
+            brand_score=np.zeros(len(detections)),
+            pending=pending,
+        )
+
+
+def test_pending_facings_count_apart_and_are_named_when_saved(captured, monkeypatch):
+    """A facing the live budget has not embedded yet counts as "pending", not as a brand nor as
+    unknown; "Save audit" recognises it first, so the audit stores it named."""
+    load = live.LivePipeline.load.__func__
+
+    def budget_load(cls, url=None, model_dir=None):
+        pipeline = load(cls, url, model_dir)
+        pipeline.recognizer = _BudgetRecognizer()
+        return pipeline
+
+    monkeypatch.setattr(live.LivePipeline, "load", classmethod(budget_load))
+    at = _open_page()
+    processor = at.session_state["live_processor"]
+    pipeline = live.LivePipeline.load(captured.url)
+    _feed(at, captured, 3)
+    assert _brand_counts(at) == {captured.brand: 1, "pending": 1, "unknown": 1}
+    live.save_live_audit(processor, 1, pipeline, url=captured.url)
+
+    from skuaudit.storage import models as m
+    from skuaudit.storage.db import session_scope
+
+    with session_scope(captured.url) as s:
+        audit = s.query(m.Audit).filter_by(source="live").one()
+        brands = sorted(
+            (d.brand_id or -1)
+            for d in s.query(m.Detection).filter_by(audit_id=audit.id)
+            if d.class_name == "product"
+        )
+    assert brands == sorted([-1, *[min(pipeline.gallery)] * 2])
