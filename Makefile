@@ -32,9 +32,10 @@ lint: setup
 # Two pytest workers (pytest-xdist), one per core of the CI machine: most tests keep one core busy
 # (Python, tracing, a browser waiting), so two at once nearly halve the wall time. --dist loadscope
 # keeps each module's tests in one worker, so a module-scoped fixture (a server, an export) is
-# built once. TEST_WORKERS=0 runs them in this process.
+# built once; --no-loadscope-reorder keeps the order tests/conftest.py gives (the longest modules
+# first) instead of xdist's largest-module-first. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: setup system-deps
 	$(BIN)/ruff check .
