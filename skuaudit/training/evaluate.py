@@ -62,6 +62,19 @@ def _prediction_names(pred: Detections) -> list[str]:
     return [CLASS_NAMES[c] if 0 <= c < len(CLASS_NAMES) else "" for c in pred.class_id]
 
 
+def _coco_ann(ann_id: int, image_id: int, category_id: int, box, **extra: Any) -> dict:
+    """A COCO annotation of an xyxy ``box``; ``extra`` (``score``, ``iscrowd``) comes last."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "area": (x2 - x1) * (y2 - y1),
+        **extra,
+    }
+
+
 def _coco_dicts(
     gt: Dataset, predictions: list[Detections], classes: list[str]
 ) -> tuple[dict, list[dict]]:
@@ -78,32 +91,22 @@ def _coco_dicts(
             for target in [c for c in classes if c in annotated] if crowd else [name]:
                 if target not in cat_id:
                     continue
-                x1, y1, x2, y2 = (float(v) for v in box)
                 gt_anns.append(
-                    {
-                        "id": len(gt_anns) + 1,
-                        "image_id": image_id,
-                        "category_id": cat_id[target],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": int(crowd),
-                    }
+                    _coco_ann(len(gt_anns) + 1, image_id, cat_id[target], box, iscrowd=int(crowd))
                 )
         for box, name, score in zip(
             pred.xyxy, _prediction_names(pred), pred.confidence, strict=True
         ):
             if name in cat_id and name in annotated:
-                x1, y1, x2, y2 = (float(v) for v in box)
                 dt_anns.append(
-                    {
-                        "id": len(dt_anns) + 1,
-                        "image_id": image_id,
-                        "category_id": cat_id[name],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "area": (x2 - x1) * (y2 - y1),
-                        "score": float(score),
-                        "iscrowd": 0,
-                    }
+                    _coco_ann(
+                        len(dt_anns) + 1,
+                        image_id,
+                        cat_id[name],
+                        box,
+                        score=float(score),
+                        iscrowd=0,
+                    )
                 )
     categories = [{"id": i, "name": c} for c, i in cat_id.items()]
     return {"images": images, "annotations": gt_anns, "categories": categories}, dt_anns
