@@ -88,8 +88,7 @@ def product_share_bars(df: pd.DataFrame, brand: str) -> go.Figure:
 
 def share_trend_lines(df: pd.DataFrame, measure: str) -> go.Figure:
     """Weekly share per brand, one line per brand (``reports.share_trend``)."""
-    label = _measure_label(measure)
-    title = f"{label} per week"
+    title = f"{_measure_label(measure)} per week"
     if df.empty:
         return _empty(title)
     fig = go.Figure()
@@ -154,8 +153,7 @@ def own_vs_competitors_bars(df: pd.DataFrame) -> go.Figure:
 
 def store_brand_heatmap(df: pd.DataFrame, measure: str) -> go.Figure:
     """Stores down, brands across, colour = share within the store (``reports.store_brand_heatmap``)."""
-    label = _measure_label(measure)
-    title = f"{label} per store and brand"
+    title = f"{_measure_label(measure)} per store and brand"
     if df.empty:
         return _empty(title)
     grid = df.pivot_table(
@@ -186,22 +184,18 @@ def availability_bars(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return _empty(title)
     fig = go.Figure()
-    fig.add_bar(
-        name="On-shelf availability",
-        y=df["store"],
-        x=df["availability"],
-        orientation="h",
-        marker_color="#3182bd",
-        hovertemplate="%{y}: %{x:.0%}<extra>availability</extra>",
-    )
-    fig.add_bar(
-        name="Planogram compliance",
-        y=df["store"],
-        x=df["planogram_compliance"],
-        orientation="h",
-        marker_color="#9ecae1",
-        hovertemplate="%{y}: %{x:.0%}<extra>compliance</extra>",
-    )
+    for name, column, color, short in (
+        ("On-shelf availability", "availability", "#3182bd", "availability"),
+        ("Planogram compliance", "planogram_compliance", "#9ecae1", "compliance"),
+    ):
+        fig.add_bar(
+            name=name,
+            y=df["store"],
+            x=df[column],
+            orientation="h",
+            marker_color=color,
+            hovertemplate="%{y}: %{x:.0%}<extra>" + short + "</extra>",
+        )
     fig.update_layout(
         title=title,
         barmode="group",
