@@ -177,9 +177,9 @@ def test_another_frame_size_or_model_starts_cold(recognizer, scene):
         TrackCache(budget=0)
 
 
-def test_each_live_analyser_has_its_own_cache(recognizer, scene):
-    gallery, _ = scene
-    pipeline = LivePipeline(
+def _recognition_only_pipeline(recognizer, gallery) -> LivePipeline:
+    """A live pipeline with the real recognizer and no detector (the tests give the boxes)."""
+    return LivePipeline(
         detector=None,
         dense_detector=None,
         recognizer=recognizer,
@@ -188,6 +188,11 @@ def test_each_live_analyser_has_its_own_cache(recognizer, scene):
         brand_colours={},
         model_name="test",
     )
+
+
+def test_each_live_analyser_has_its_own_cache(recognizer, scene):
+    gallery, _ = scene
+    pipeline = _recognition_only_pipeline(recognizer, gallery)
     first, second = pipeline.analyser(), pipeline.analyser()
     assert isinstance(first.keywords["cache"], TrackCache)
     assert first.keywords["cache"] is not second.keywords["cache"]
@@ -277,15 +282,7 @@ def test_new_facings_are_not_starved_by_refreshes(recognizer, scene, dense_frame
 def test_saving_names_the_pending_facings(recognizer, scene, dense_frame):
     gallery, _ = scene
     image, det = dense_frame
-    pipeline = LivePipeline(
-        detector=None,
-        dense_detector=None,
-        recognizer=recognizer,
-        gallery=gallery,
-        brand_names={},
-        brand_colours={},
-        model_name="test",
-    )
+    pipeline = _recognition_only_pipeline(recognizer, gallery)
     first = recognizer.assign_products(image, det, gallery, fast=True, cache=TrackCache())
     assert first.data["pending"].any()
     saved = pipeline.name_pending(image, first)
