@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -42,7 +42,52 @@ def _stack(examples: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, dict[str
     return images, {"boxes_yxyx_norm": boxes, "class_ids": ids, "class_mask": masks}
 
 
-class TrainingBatches(keras.utils.PyDataset):
+class _Batches(keras.utils.PyDataset):
+    """What training and validation batches share: the images, the model input and the crops."""
+
+    def __init__(
+        self,
+        items: Sequence[LabeledImage],
+        classes: Sequence[str],
+        image_size: int,
+        batch_size: int,
+        max_boxes: int,
+        tile: TileSpec | None,
+        seed: int,
+        workers: int,
+    ) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4 * workers)
+        self.items = list(items)
+        self.classes = list(classes)
+        self.image_size = (image_size, image_size)
+        self.batch_size = batch_size
+        self.max_boxes = max_boxes
+        self.tile = tile
+        self.seed = seed
+
+    def _example(
+        self,
+        item: LabeledImage,
+        augmenter: Callable | None,
+        rng: np.random.Generator,
+        partners: Sequence[LabeledImage] = (),
+        cache: ImageCache | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """``load_training_example`` of ``item`` at these batches' input size, boxes and crops."""
+        return load_training_example(
+            item,
+            self.classes,
+            self.image_size,
+            self.max_boxes,
+            self.tile,
+            augmenter,
+            rng,
+            partners,
+            cache,
+        )
+
+
+class TrainingBatches(_Batches):
     """Endless shuffled, augmented training batches of labelled images.
 
     Args:
@@ -72,18 +117,11 @@ class TrainingBatches(keras.utils.PyDataset):
         cache_mb: int = 0,
         workers: int = 2,
     ) -> None:
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4 * workers)
         if not items:
             raise DatasetError("no training images: the datasets are empty")
         if not classes:
             raise ValueError("classes must not be empty")
-        self.items = list(items)
-        self.classes = list(classes)
-        self.image_size = (image_size, image_size)
-        self.batch_size = batch_size
-        self.max_boxes = max_boxes
-        self.tile = tile
-        self.seed = seed
+        super().__init__(items, classes, image_size, batch_size, max_boxes, tile, seed, workers)
         self.augmenter = build_augmenter(seed) if augment else None
         self.partners = mosaic_partners(self.items, self.classes, tile if augment else None)
         self.cache = ImageCache(cache_mb * 2**20) if cache_mb > 0 else None
@@ -108,12 +146,8 @@ class TrainingBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         return _stack(
             [
-                load_training_example(
+                self._example(
                     self.items[i],
-                    self.classes,
-                    self.image_size,
-                    self.max_boxes,
-                    self.tile,
                     self.augmenter,
                     np.random.default_rng([self.seed, i, draw]),
                     self.partners[i],
@@ -124,7 +158,7 @@ class TrainingBatches(keras.utils.PyDataset):
         )
 
 
-class ValidationBatches(keras.utils.PyDataset):
+class ValidationBatches(_Batches):
     """The same validation batches on every pass: fixed crops per image, no augmentation.
 
     Args:
@@ -146,14 +180,7 @@ class ValidationBatches(keras.utils.PyDataset):
         max_batches: int | None = None,
         workers: int = 2,
     ) -> None:
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4 * workers)
-        self.items = list(items)
-        self.classes = list(classes)
-        self.image_size = (image_size, image_size)
-        self.batch_size = batch_size
-        self.max_boxes = max_boxes
-        self.tile = tile
-        self.seed = seed
+        super().__init__(items, classes, image_size, batch_size, max_boxes, tile, seed, workers)
         batches = math.ceil(len(self.items) / batch_size)
         self._len = batches if max_batches is None else min(batches, max_batches)
 
@@ -166,15 +193,7 @@ class ValidationBatches(keras.utils.PyDataset):
         start = index * self.batch_size
         return _stack(
             [
-                load_training_example(
-                    item,
-                    self.classes,
-                    self.image_size,
-                    self.max_boxes,
-                    self.tile,
-                    None,
-                    np.random.default_rng([self.seed, start + k]),
-                )
+                self._example(item, None, np.random.default_rng([self.seed, start + k]))
                 for k, item in enumerate(self.items[start : start + self.batch_size])
             ]
         )
