@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import statistics
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import median_ms
 
 from skuaudit import reports
 from skuaudit.storage.db import get_engine, upgrade_database
@@ -203,17 +203,6 @@ def _insert_week(
     )
 
 
-def _median_ms(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``runs`` calls after one untimed call (warm page cache and pool)."""
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def _queries(url: str, first: date, last: date) -> dict[str, Callable[[], object]]:
     region = "Region 3"
     return {
@@ -291,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     first, last = reports.audit_date_range(url)
     queries = _queries(url, first, last)
 
-    timed = {name: _median_ms(fn, args.runs) for name, fn in queries.items()}
+    timed = {name: median_ms(fn, args.runs) for name, fn in queries.items()}
     indexes = _dashboard_indexes()
     engine = get_engine(url)
     with engine.begin() as conn:
         for _table, name, _cols in indexes:
             conn.exec_driver_sql(f"DROP INDEX {name}")
     try:
-        unindexed = {name: _median_ms(fn, max(1, args.runs // 2)) for name, fn in queries.items()}
+        unindexed = {name: median_ms(fn, max(1, args.runs // 2)) for name, fn in queries.items()}
     finally:
         with engine.begin() as conn:
             for table, name, cols in indexes:

@@ -18,11 +18,11 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import streamlit_webrtc  # noqa: F401, I001  (before TensorFlow: STACK.md)
+from _timing import median_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,17 +54,6 @@ async function bench(backend, repeat, info) {
   return times[Math.floor(times.length / 2)];
 }
 </script>"""
-
-
-def _median_ms(fn, repeat: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -140,8 +129,8 @@ def main() -> int:
         thr = tf.constant(info["score_threshold"])
         fn = tf.saved_model.load(str(saved)).signatures["detect_normalized"]
         results = {
-            "python savedmodel (tf.function, decode+NMS in graph)": _median_ms(
-                lambda: fn(image=tf.constant(image), score_threshold=thr), args.repeat
+            "python savedmodel (tf.function, decode+NMS in graph)": median_ms(
+                lambda: fn(image=tf.constant(image), score_threshold=thr), args.repeat, warmup=2
             )
         }
         interp = Interpreter(model_path=str(lite / "model.tflite"), num_threads=2)
@@ -153,7 +142,9 @@ def main() -> int:
             interp.invoke()
             interp.get_tensor(outp)
 
-        results["python tflite fp32 (raw network, 2 threads)"] = _median_ms(lite_run, args.repeat)
+        results["python tflite fp32 (raw network, 2 threads)"] = median_ms(
+            lite_run, args.repeat, warmup=2
+        )
         for backend in ("wasm", "cpu"):
             res = run_tfjs_in_node(tfjs_dir, image, backend=backend, repeat=args.repeat + 2)
             results[f"tfjs node {backend}"] = statistics.median(res["timings_ms"][2:])
