@@ -240,6 +240,21 @@ def create_job(params: TrainParams, created_by: str = "", url: str | None = None
         return job.id
 
 
+def job_row(s: sa.orm.Session, job_id: int, queued_to: str | None = None) -> m.TrainingJob:
+    """The job's row in session ``s``.
+
+    Raises:
+        UserError: no such job, or (with ``queued_to``, what only a queued job may do: "start",
+            "run") the job is no longer queued.
+    """
+    job = s.get(m.TrainingJob, job_id)
+    if job is None:
+        raise UserError(f"training job {job_id} does not exist")
+    if queued_to and job.status != "queued":
+        raise UserError(f"training job {job_id} is {job.status}; only a queued job can {queued_to}")
+    return job
+
+
 def start_worker(job_id: int, url: str | None = None) -> int:
     """Start the worker process of a queued job; returns its pid.
 
@@ -248,12 +263,7 @@ def start_worker(job_id: int, url: str | None = None) -> int:
     waits for it, so a finished worker does not stay behind as a zombie of the server.
     """
     with session_scope(url) as s:
-        job = s.get(m.TrainingJob, job_id)
-        if job is None:
-            raise UserError(f"training job {job_id} does not exist")
-        if job.status != "queued":
-            raise UserError(f"training job {job_id} is {job.status}; only a queued job can start")
-        output_dir = Path(job.output_dir)
+        output_dir = Path(job_row(s, job_id, queued_to="start").output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
     env["SKUAUDIT_DB_URL"] = url or get_settings().db_url
@@ -284,9 +294,7 @@ def submit_job(params: TrainParams, created_by: str = "", url: str | None = None
 def request_cancel(job_id: int, url: str | None = None) -> None:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
     with session_scope(url) as s:
-        job = s.get(m.TrainingJob, job_id)
-        if job is None:
-            raise UserError(f"training job {job_id} does not exist")
+        job = job_row(s, job_id)
         if job.status in FINAL_STATUSES:
             return
         job.cancel_requested = True
@@ -353,10 +361,7 @@ def get_job(job_id: int, url: str | None = None) -> JobView:
     """The job, after failing it if its worker is gone."""
     reap_dead_jobs(url)
     with session_scope(url) as s:
-        job = s.get(m.TrainingJob, job_id)
-        if job is None:
-            raise UserError(f"training job {job_id} does not exist")
-        return JobView.of(job)
+        return JobView.of(job_row(s, job_id))
 
 
 def list_jobs(url: str | None = None, limit: int = 20) -> list[JobView]:

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from skuaudit.jobs.datasets import read_uploaded_dataset
-from skuaudit.jobs.queue import SYNTHETIC, TrainParams
+from skuaudit.jobs.queue import SYNTHETIC, TrainParams, job_row
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
 from skuaudit.storage.models import utcnow
@@ -89,11 +89,7 @@ def _finish(
 def run_job(job_id: int, url: str | None = None) -> str:
     """The worker: train the job's model, report progress, register the result; returns the final status."""
     with session_scope(url) as s:
-        job = s.get(m.TrainingJob, job_id)
-        if job is None:
-            raise ValueError(f"training job {job_id} does not exist")
-        if job.status != "queued":
-            raise ValueError(f"training job {job_id} is {job.status}; only a queued job can run")
+        job = job_row(s, job_id, queued_to="run")
         job.status, job.started_at, job.heartbeat_at, job.pid = (
             "running",
             utcnow(),
