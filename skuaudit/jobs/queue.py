@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -164,25 +164,13 @@ class JobView:
 
     @classmethod
     def of(cls, row: m.TrainingJob) -> JobView:
-        return cls(
-            id=row.id,
-            status=row.status,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            heartbeat_at=row.heartbeat_at,
-            params=json.loads(row.params_json or "{}"),
-            progress=row.progress,
-            step=row.step,
-            total_steps=row.total_steps,
-            history=json.loads(row.history_json or "[]"),
-            message=row.message,
-            pid=row.pid,
-            cancel_requested=row.cancel_requested,
-            output_dir=row.output_dir,
-            model_version_id=row.model_version_id,
-        )
+        """The row's columns by field name; ``params`` and ``history`` parsed from their JSON."""
+        json_fields = {
+            "params": json.loads(row.params_json or "{}"),
+            "history": json.loads(row.history_json or "[]"),
+        }
+        columns = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in json_fields}
+        return cls(**columns, **json_fields)
 
 
 def fine_tune_sources(url: str | None = None) -> dict[str, str]:
