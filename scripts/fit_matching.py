@@ -332,20 +332,14 @@ def main() -> None:
         skip = settings.skip_verify_above
         log(f"weights and skip level {skip} kept from {args.model / 'config.json'}")
     else:
-        fast_rows = rows(True)
-        fast_w = _fit_logistic(fast_rows)
-        settings = replace(settings, fast_weights=tuple(round(float(w), 4) for w in fast_w))
-        log(
-            f"fast weights {settings.fast_weights}: cross-validated top-1 "
-            f"{_top1(fast_rows, fast_w):.3f}"
-        )
-        photo_rows = rows(False)
-        photo_w = _fit_logistic(photo_rows)
-        settings = replace(settings, weights=tuple(round(float(w), 4) for w in photo_w))
-        log(
-            f"photo weights {settings.weights}: cross-validated top-1 "
-            f"{_top1(photo_rows, photo_w):.3f}"
-        )
+        for fast, path, key in ((True, "fast", "fast_weights"), (False, "photo", "weights")):
+            path_rows = rows(fast)
+            fitted = _fit_logistic(path_rows)
+            settings = replace(settings, **{key: tuple(round(float(w), 4) for w in fitted)})
+            log(
+                f"{path} weights {getattr(settings, key)}: cross-validated top-1 "
+                f"{_top1(path_rows, fitted):.3f}"
+            )
         skip = choose_skip(domains, settings, args.seed, log)
     report: dict = {}
     for fast in (True, False):
