@@ -95,6 +95,23 @@ def demo_db_url(db_url) -> str:
 
 
 @pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """File name -> bytes of every st.download_button payload the app's runs register."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    saved: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            saved[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return saved
+
+
+@pytest.fixture
 def eager_steps():
     """Training steps run eagerly (``tf.config.run_functions_eagerly``) for the test.
 

@@ -50,22 +50,19 @@ def test_duplicate_user_refused(db_url):
 
 
 def test_cli_user_add_reads_password_from_stdin(db_url):
-    run = subprocess.run(
-        [sys.executable, "-m", "skuaudit", "user", "add", "carol", "--db-url", db_url],
-        input="a-long-password\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def add_carol() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "skuaudit", "user", "add", "carol", "--db-url", db_url],
+            input="a-long-password\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    run = add_carol()
     assert run.returncode == 0, run.stderr
     assert authenticate("carol", "a-long-password", url=db_url) == "analyst"
-    again = subprocess.run(
-        [sys.executable, "-m", "skuaudit", "user", "add", "carol", "--db-url", db_url],
-        input="a-long-password\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = add_carol()  # the same user a second time
     assert (
         again.returncode == 2
         and "already exists" in again.stderr

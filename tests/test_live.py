@@ -364,17 +364,24 @@ def test_reset_and_close(make_processor):
         proc.process(_frame())
 
 
-def test_set_analyser_drops_the_old_analysers_frame_in_flight(make_processor):
+def _analysing_a_held_frame(make_processor):
+    """A processor whose analyser has started on a frame and holds it (5 products) until the
+    returned event is set: ``(processor, release)``."""
     started, release = threading.Event(), threading.Event()
 
-    def slow_old(frame):
+    def slow(frame):
         started.set()
         release.wait(5)
         return _detections(5)
 
-    proc = make_processor(slow_old)
+    proc = make_processor(slow)
     proc.process(_frame())
     assert started.wait(5)
+    return proc, release
+
+
+def test_set_analyser_drops_the_old_analysers_frame_in_flight(make_processor):
+    proc, release = _analysing_a_held_frame(make_processor)
     proc.set_analyser(lambda frame: _detections(2, n_gaps=1))
     release.set()
     time.sleep(0.1)  # the old analyser's result lands now, and must be dropped
@@ -387,16 +394,7 @@ def test_set_analyser_drops_the_old_analysers_frame_in_flight(make_processor):
 
 def test_reset_drops_a_frame_of_the_stream_before(make_processor):
     """A frame being analysed when a new audit starts belongs to the previous stream."""
-    started, release = threading.Event(), threading.Event()
-
-    def slow(frame):
-        started.set()
-        release.wait(5)
-        return _detections(5)
-
-    proc = make_processor(slow)
-    proc.process(_frame())
-    assert started.wait(5)
+    proc, release = _analysing_a_held_frame(make_processor)
     proc.reset()
     release.set()
     time.sleep(0.1)  # its result lands now, and must be dropped

@@ -24,6 +24,7 @@ from skuaudit import audit, catalogue, reports
 from skuaudit.detections import Detections
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
+from tests.report_rows import stockout_rows
 
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 
@@ -124,20 +125,7 @@ def test_product_share_of_shelf_rolls_up_to_the_brand_figures(shop):
 def test_current_product_stockouts(shop, as_of, expected):
     df = reports.current_product_stockouts(shop["url"], as_of=as_of)
     assert list(df.columns) == reports.PRODUCT_STOCKOUT_COLUMNS
-    got = [
-        (
-            r.store,
-            r.brand,
-            r.product,
-            r.status,
-            r.expected_facings,
-            r.facings,
-            r.since.date().isoformat(),
-            r.audits_in_row,
-        )
-        for r in df.itertuples()
-    ]
-    assert got == expected
+    assert stockout_rows(df) == expected
 
 
 def test_lime_below_then_out_counts_two_audits_below_target(shop):

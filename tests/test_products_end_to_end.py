@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import streamlit as st
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from skuaudit import audit, catalogue, reports
@@ -131,7 +130,9 @@ def test_enrol_audit_and_read_products_and_brands(enrolled, recognizer, shelves)
     assert products[enrolled["missing"]] == 0
 
 
-def test_audit_dashboards_and_csvs_per_product(enrolled, shelves, monkeypatch, tmp_path, capsys):
+def test_audit_dashboards_and_csvs_per_product(
+    enrolled, shelves, downloads, monkeypatch, tmp_path, capsys
+):
     """Exact counts (recognition as the generator knows it) through the CLI, then the two
     dashboards and their product CSVs."""
     url = enrolled["url"]
@@ -159,15 +160,6 @@ def test_audit_dashboards_and_csvs_per_product(enrolled, shelves, monkeypatch, t
         brand_truth[label.split(" · ")[0]] = brand_truth.get(label.split(" · ")[0], 0) + n
     assert {b: v["facings"] for b, v in out["brands"].items() if v["facings"]} == brand_truth
 
-    downloads: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, bytes):
-            downloads[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
     st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "category manager"

@@ -56,24 +56,26 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "train": root / "train", "test": root / "test", "iconic": root / "iconic"}
 
 
+def _evaluate(references: Path, queries: Path, *args: str) -> int:
+    """``skuaudit evaluate-recognition --references R --queries Q ARGS``: its exit code."""
+    return cli(
+        ["evaluate-recognition", "--references", str(references), "--queries", str(queries), *args]
+    )
+
+
 def test_cli_prints_top1_per_k_and_a_json_last_line(folders, capsys):
-    code = cli(
-        [
-            "evaluate-recognition",
-            "--references",
-            str(folders["train"]),
-            "--queries",
-            str(folders["test"]),
-            "--k",
-            "1",
-            "3",
-            "--draws",
-            "2",
-            "--iconic",
-            str(folders["iconic"]),
-            "--open-set",
-            "--json",
-        ]
+    code = _evaluate(
+        folders["train"],
+        folders["test"],
+        "--k",
+        "1",
+        "3",
+        "--draws",
+        "2",
+        "--iconic",
+        str(folders["iconic"]),
+        "--open-set",
+        "--json",
     )
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0
@@ -147,16 +149,7 @@ def _not_an_image(root: Path) -> Path:
 )
 def test_bad_input_gets_a_clear_message(folders, tmp_path, capsys, make_bad, args, message):
     references = make_bad(tmp_path) if make_bad else folders["train"]
-    code = cli(
-        [
-            "evaluate-recognition",
-            "--references",
-            str(references),
-            "--queries",
-            str(folders["test"]),
-            *args,
-        ]
-    )
+    code = _evaluate(references, folders["test"], *args)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err
@@ -167,22 +160,10 @@ def test_queries_without_references_and_iconic_gaps_are_named(folders, tmp_path,
     (extra / "Nobody-Enrolled").mkdir(parents=True)
     photo = next(iter(folders["test"].glob("*/*.jpg")))
     (extra / "Nobody-Enrolled" / "a.jpg").write_bytes(photo.read_bytes())
-    code = cli(
-        ["evaluate-recognition", "--references", str(folders["train"]), "--queries", str(extra)]
-    )
+    code = _evaluate(folders["train"], extra)
     assert code == 2 and "Nobody-Enrolled" in capsys.readouterr().err
     (tmp_path / "iconic").mkdir()
-    code = cli(
-        [
-            "evaluate-recognition",
-            "--references",
-            str(folders["train"]),
-            "--queries",
-            str(folders["test"]),
-            "--iconic",
-            str(tmp_path / "iconic"),
-        ]
-    )
+    code = _evaluate(folders["train"], folders["test"], "--iconic", str(tmp_path / "iconic"))
     assert code == 2 and "no image for 4 product(s)" in capsys.readouterr().err
 
 
@@ -195,17 +176,5 @@ def test_files_that_are_not_images_are_ignored_with_a_note(folders, tmp_path, ca
     note.write_text("shot on a Tuesday")
     photos = read_product_folders(copy)
     assert photos.ignored == [note] and len(photos) == N_PRODUCTS
-    code = cli(
-        [
-            "evaluate-recognition",
-            "--references",
-            str(copy),
-            "--queries",
-            str(folders["test"]),
-            "--k",
-            "1",
-            "--draws",
-            "1",
-        ]
-    )
+    code = _evaluate(copy, folders["test"], "--k", "1", "--draws", "1")
     assert code == 0 and "ignored (not an image file)" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import pytest
 from skuaudit import reports
 from skuaudit.storage import models as m
 from skuaudit.storage.db import session_scope
+from tests.report_rows import stockout_rows
 
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 
@@ -249,19 +250,7 @@ def test_audits_behind_and_snapshots(chain):
 def test_current_stockouts_with_durations(chain, as_of, expected):
     df = reports.current_stockouts(chain["url"], as_of=as_of)
     assert list(df.columns) == reports.STOCKOUT_COLUMNS
-    got = [
-        (
-            r.store,
-            r.brand,
-            r.status,
-            r.expected_facings,
-            r.facings,
-            r.since.date().isoformat(),
-            r.audits_in_row,
-        )
-        for r in df.itertuples()
-    ]
-    assert got == expected
+    assert stockout_rows(df) == expected
 
 
 def test_stockout_durations_count_runs_back_from_the_latest_audit(chain):

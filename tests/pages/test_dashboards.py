@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from skuaudit import reports
@@ -23,21 +22,6 @@ from skuaudit.storage.db import session_scope
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SHARE = "pages/share_of_shelf.py"
 STOCKOUTS = "pages/stockouts.py"
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """File name -> bytes of every st.download_button payload the runs register."""
-    saved: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, bytes):
-            saved[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return saved
 
 
 def _open(page: str) -> AppTest:

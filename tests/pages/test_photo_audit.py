@@ -27,24 +27,42 @@ def shelf():
     return render_shelf(21, catalogue=demo_catalogue())
 
 
-@pytest.fixture
-def page(demo_db_url, shelf, monkeypatch):
-    with session_scope(demo_db_url) as s:
+def _use_the_generators_answers(monkeypatch, url, shelf, product_ids=None) -> None:
+    """The page's models become ``shelf``'s ground truth: its boxes, and the brands (and
+    products, given ``product_ids``) of the database at ``url``; the gallery is empty."""
+    with session_scope(url) as s:
         ids = {n: i for i, n in s.execute(sa.select(m.Brand.id, m.Brand.name)).all()}
     st.cache_resource.clear()
     monkeypatch.setattr(
         audit,
         "load_models",
-        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids)),
+        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids, product_ids)),
     )
     monkeypatch.setattr(
         Gallery,
         "from_database",
         classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))),
     )
+
+
+@pytest.fixture
+def page(demo_db_url, shelf, monkeypatch):
+    _use_the_generators_answers(monkeypatch, demo_db_url, shelf)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["role"] = "merchandiser"
     return at.switch_page("pages/photo_audit.py").run()
+
+
+def _open_with_upload(shelf) -> AppTest:
+    """The app opened afresh (a first run, then the photo audit page) with ``shelf`` uploaded."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["role"] = "merchandiser"
+    at.run()
+    at.switch_page("pages/photo_audit.py").run()
+    at.file_uploader(key="photo_uploads").set_value(
+        ("shelf.png", encode_png(shelf.image_bgr), "image/png")
+    ).run()
+    return at
 
 
 def _audits(url) -> list[m.Audit]:
@@ -74,7 +92,8 @@ def test_upload_review_and_save(page, shelf, demo_db_url):
     }
     assert brands.proto.column_order[:2] == ["name", "facings"]
     assert "brand_id" not in brands.proto.column_order  # a merchandiser reads names, not ids
-    page.session_state["merchandiser_name"] = " Ana "  # the sidebar field (AppTest hides the sidebar)
+    # the sidebar field (AppTest hides the sidebar)
+    page.session_state["merchandiser_name"] = " Ana "
     page.button(key="photo_save").click().run()
     saved = _audits(demo_db_url)
     assert len(saved) == 1 and saved[0].source == "photo"
@@ -130,13 +149,7 @@ def test_camera_photo_is_analysed(page):
 def test_missing_model_is_an_error_not_a_traceback(demo_db_url, shelf, monkeypatch, tmp_path):
     st.cache_resource.clear()
     monkeypatch.setenv("SKUAUDIT_MODEL_DIR", str(tmp_path / "no_model"))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["role"] = "merchandiser"
-    at.run()
-    at.switch_page("pages/photo_audit.py").run()
-    at.file_uploader(key="photo_uploads").set_value(
-        ("shelf.png", encode_png(shelf.image_bgr), "image/png")
-    ).run()
+    at = _open_with_upload(shelf)
     assert not at.exception
     assert "model folder not found" in at.error[0].value
 
@@ -148,27 +161,9 @@ def test_products_are_reviewed_counted_and_saved(demo_db_url, monkeypatch):
     from tests.shelf_fakes import product_ids_by_label
 
     shelf = render_demo_shelf(3, 640, 480)
-    with session_scope(demo_db_url) as s:
-        ids = {n: i for i, n in s.execute(sa.select(m.Brand.id, m.Brand.name)).all()}
     products = product_ids_by_label(demo_db_url)
-    st.cache_resource.clear()
-    monkeypatch.setattr(
-        audit,
-        "load_models",
-        lambda *_a, **_k: (GroundTruthDetector([shelf]), OracleRecognizer(ids, products)),
-    )
-    monkeypatch.setattr(
-        Gallery,
-        "from_database",
-        classmethod(lambda cls, *_a, **_k: Gallery(np.zeros(0), np.zeros((0, 64)))),
-    )
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["role"] = "merchandiser"
-    at.run()
-    at.switch_page("pages/photo_audit.py").run()
-    at.file_uploader(key="photo_uploads").set_value(
-        ("shelf.png", encode_png(shelf.image_bgr), "image/png")
-    ).run()
+    _use_the_generators_answers(monkeypatch, demo_db_url, shelf, products)
+    at = _open_with_upload(shelf)
     assert not at.exception, at.exception
     review = next(d for d in at.dataframe if "detection" in d.value.columns).value
     assert sorted(review["product"]) == sorted(p for p in shelf.products if p)
@@ -194,9 +189,7 @@ def test_a_blurred_photo_is_flagged_before_it_is_analysed(page, shelf, demo_db_u
     import cv2
 
     blurred = encode_jpeg(cv2.GaussianBlur(shelf.image_bgr, (0, 0), 4))
-    page.file_uploader(key="photo_uploads").set_value(
-        [("blurry.jpg", blurred, "image/jpeg")]
-    ).run()
+    page.file_uploader(key="photo_uploads").set_value([("blurry.jpg", blurred, "image/jpeg")]).run()
     assert not page.exception, page.exception
     assert page.warning[0].value.startswith("blurry.jpg: blurred (sharpness")
     assert not page.get("data_editor")  # not analysed yet

@@ -111,31 +111,18 @@ def test_round_trip_every_table(storage_url):
                 shelf_row=0,
             )
         )
-        s.add(
-            m.BrandMetric(
-                audit_id=audit.id,
-                brand_id=brand.id,
-                facings=1,
-                share_facings=1.0,
-                linear_px=2.0,
-                share_linear=1.0,
-                expected_facings=6,
-                below_target=True,
-            )
+        # the audit's one facing, as its brand's figures and its product's
+        figures = dict(
+            audit_id=audit.id,
+            brand_id=brand.id,
+            facings=1,
+            share_facings=1.0,
+            linear_px=2.0,
+            share_linear=1.0,
+            below_target=True,
         )
-        s.add(
-            m.ProductMetric(
-                audit_id=audit.id,
-                brand_id=brand.id,
-                product_id=product.id,
-                facings=1,
-                share_facings=1.0,
-                linear_px=2.0,
-                share_linear=1.0,
-                expected_facings=4,
-                below_target=True,
-            )
-        )
+        s.add(m.BrandMetric(**figures, expected_facings=6))
+        s.add(m.ProductMetric(**figures, product_id=product.id, expected_facings=4))
         s.add(m.TrainingJob(status="running", progress=0.5, step=5, total_steps=10))
         s.add(m.User(username="ann", password_hash="x", role="analyst"))
     with session_scope(db_url) as s:

@@ -26,26 +26,22 @@ def test_loss_falls_and_progress_events(tiny_detector):
     assert "| dataset 0 | product |" in card and "Known limits" in card
 
 
+def _short_run(out_dir: Path, **settings) -> TrainConfig:
+    """A run of a few steps that checks plumbing, not learning: batches of 2 whole images
+    (no tiles), no augmentation, no TFLite export; ``settings`` add to or override these."""
+    quick = dict(batch_size=2, tile=False, augment=False, export_tflite=False)
+    return TrainConfig(out_dir=out_dir, **{**quick, **settings})
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("eager_steps")
 def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
     small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
-    base = dict(
-        out_dir=tmp_path / "m",
-        steps=4,
-        batch_size=2,
-        image_size=64,
-        val_fraction=0.0,
-        tile=False,
-        augment=False,
-        eval_every=2,
-        log_every=1,
-        export_tflite=False,
-    )
+    base = dict(steps=4, image_size=64, val_fraction=0.0, eval_every=2, log_every=1)
     events: list[dict] = []
     calls = iter([False, False, True])
     train_detector(
-        TrainConfig(**base),
+        _short_run(tmp_path / "m", **base),
         [small],
         progress_callback=events.append,
         should_stop=lambda: next(calls),
@@ -55,11 +51,13 @@ def test_should_stop_and_resume(tmp_path, synth_shelf_dataset):
     assert (tmp_path / "m" / "model.keras").is_file()
     assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["steps_done"] == 3
     events.clear()
-    train_detector(TrainConfig(**base, resume=True), [small], progress_callback=events.append)
+    train_detector(
+        _short_run(tmp_path / "m", **base, resume=True), [small], progress_callback=events.append
+    )
     assert [e["step"] for e in events if e["event"] == "step"] == [4]
     assert events[-1]["event"] == "done"
     events.clear()
-    train_detector(TrainConfig(**base), [small], progress_callback=events.append)  # afresh
+    train_detector(_short_run(tmp_path / "m", **base), [small], progress_callback=events.append)
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4]
 
 
@@ -231,16 +229,12 @@ def test_fine_tune_from_a_model_folder_with_repeated_data_sets(
     )
     small = Dataset(synth_shelf_dataset.classes, synth_shelf_dataset.images[:4])
     out = train_detector(
-        TrainConfig(
-            out_dir=tmp_path / "ft",
+        _short_run(
+            tmp_path / "ft",
             steps=2,
             learning_rate=1e-9,  # Adam moves a weight by about this: it stays as loaded
-            batch_size=2,
             image_size=128,
             val_fraction=0.0,
-            tile=False,
-            augment=False,
-            export_tflite=False,
             init_model_dir=tiny_detector[0],
             dataset_repeats=[1, 3],
             anchor_size_factor=2.5,  # other anchor sizes keep the head's shape: the weights load
@@ -327,7 +321,7 @@ def test_widened_backbone_starts_from_the_same_outputs(
 
     from skuaudit.detector import DetectorConfig, build_raw_model, load_raw_model
     from skuaudit.detector.detector import CONFIG_FILE
-    from skuaudit.training.train import TrainConfig, train_detector
+    from skuaudit.training.train import train_detector
     from skuaudit.training.warm_start import _leaf_layers, load_initial_weights
 
     source = DetectorConfig.from_json(tiny_detector[0] / CONFIG_FILE)
@@ -347,17 +341,13 @@ def test_widened_backbone_starts_from_the_same_outputs(
     assert np.abs(tap(batch, training=False).numpy()[..., old_width:]).max() > 1e-3
 
     out = train_detector(
-        TrainConfig(
-            out_dir=tmp_path / "wider",
+        _short_run(
+            tmp_path / "wider",
             steps=3,
-            batch_size=2,
             image_size=128,
             alpha=0.5,
-            tile=False,
-            augment=False,
             eval_every=3,
             eval_max_images=1,
-            export_tflite=False,
             init_model_dir=tiny_detector[0],
         ),
         [synth_shelf_dataset],
@@ -499,15 +489,7 @@ def test_train_on_a_dataset_with_ignore_boxes(tmp_path, synth_shelf_dataset):
         for im in synth_shelf_dataset.images[:4]
     ]
     out = train_detector(
-        TrainConfig(
-            out_dir=tmp_path / "ignore",
-            steps=2,
-            batch_size=2,
-            image_size=64,
-            val_fraction=0.5,
-            tile=False,
-            export_tflite=False,
-        ),
+        _short_run(tmp_path / "ignore", steps=2, image_size=64, val_fraction=0.5, augment=True),
         [Dataset(["product", "gap", IGNORE_CLASS], images)],
     )
     saved = json.loads((out / "config.json").read_text())
