@@ -238,6 +238,18 @@ def sign_in_page(needed_for: str = "") -> None:
                 st.error("Wrong user name or password.")
 
 
+def facing_targets(labels: dict[int, str], current: dict[int, int], key: str) -> dict[int, int]:
+    """A planogram form's inputs: one "expected facings" number per item (``labels``: id ->
+    label), starting at its ``current`` target (0: none), keyed ``f"{key}_{id}"``; the targets
+    by id."""
+    return {
+        item_id: st.number_input(
+            label, min_value=0, step=1, value=current.get(item_id, 0), key=f"{key}_{item_id}"
+        )
+        for item_id, label in labels.items()
+    }
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_report(report: str, data_version: str | int | None, **kwargs):
     """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``data_version``
