@@ -423,16 +423,9 @@ with planogram_tab:
         current = planogram_for_store(store.id)
         with st.form(f"planogram_{store.id}"):
             st.caption("Expected facings per brand in this store (0 = no target).")
-            targets = {
-                b.id: st.number_input(
-                    b.name,
-                    min_value=0,
-                    step=1,
-                    value=current.get(b.id, 0),
-                    key=f"target_{store.id}_{b.id}",
-                )
-                for b in brands
-            }
+            targets = ui.facing_targets(
+                {b.id: b.name for b in brands}, current, f"target_{store.id}"
+            )
             if st.form_submit_button("Save targets"):
                 with ui.user_errors("Saving the planogram"):
                     catalogue.set_planogram(store.id, targets)
@@ -446,16 +439,9 @@ with planogram_tab:
                     "with a target and no facing is a product stockout; a brand without its own "
                     "target above is expected to show the sum of its products' targets."
                 )
-                product_targets = {
-                    p.id: st.number_input(
-                        p.label,
-                        min_value=0,
-                        step=1,
-                        value=current_products.get(p.id, 0),
-                        key=f"ptarget_{store.id}_{p.id}",
-                    )
-                    for p in products_all
-                }
+                product_targets = ui.facing_targets(
+                    {p.id: p.label for p in products_all}, current_products, f"ptarget_{store.id}"
+                )
                 if st.form_submit_button("Save product targets"):
                     with ui.user_errors("Saving the product targets"):
                         catalogue.set_product_planogram(store.id, product_targets)

@@ -17,6 +17,12 @@ ui.ensure_routed()
 
 
 DEFAULT_WEEKS = 12
+# The share columns both tables of a brand's drill-down show.
+SHARE_COLUMNS = {
+    "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
+    "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
+    "linear_px": st.column_config.NumberColumn("width (px)", format="%.0f"),
+}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -32,16 +38,8 @@ st.title("Share of shelf")
 url = get_settings().db_url
 
 with ui.user_errors("Loading the share of shelf"):
-    latest_id = reports.data_version(url)  # cache key: new audits, stores, brand names
-    span = reports.audit_date_range(url)
-    if span is None:
-        st.info("No audits yet: save an audit from the Live or Photo audit page first.")
-        st.stop()
-    first, last = span
-    scopes = {s.label: s for s in reports.scopes(url)}
+    latest_id, (first, last), scope = ui.dashboard_scope(url, key="sos_scope")
     with st.sidebar:
-        st.subheader("Dashboard filters")
-        scope = scopes[ui.choice_input("Stores", list(scopes), key="sos_scope")]
         start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
                               key="sos_start", persist_state=ui.FILTER_PERSISTENCE,
                               bind=ui.FILTER_BINDING)
@@ -113,9 +111,7 @@ with ui.user_errors("Loading the share of shelf"):
             "gtin": st.column_config.TextColumn("EAN/GTIN"),
             "share_of_brand": st.column_config.NumberColumn("share of the brand",
                                                             format="percent"),
-            "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
-            "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
-            "linear_px": st.column_config.NumberColumn("width (px)", format="%.0f"),
+            **SHARE_COLUMNS,
         },
         key="sos_products_table",
     )
@@ -138,11 +134,9 @@ with ui.user_errors("Loading the share of shelf"):
         column_config={
             "audit_id": st.column_config.NumberColumn("audit"),
             "user_name": st.column_config.TextColumn("merchandiser"),
-            "linear_px": st.column_config.NumberColumn("width (px)", format="%.0f"),
             "product_count": st.column_config.NumberColumn("all products"),
-            "share_facings": st.column_config.NumberColumn("share by facings", format="percent"),
-            "share_linear": st.column_config.NumberColumn("share by width", format="percent"),
             "created_at": st.column_config.DatetimeColumn("audited at", format="D MMM YYYY, HH:mm"),
+            **SHARE_COLUMNS,
         },
         key="sos_behind_table",
     )

@@ -13,21 +13,22 @@ ui.ensure_routed()
 
 
 CHART_STORES = 20
+# The columns the two action lists (per brand, per product) share, as they show them.
+ACTION_COLUMNS = {
+    "expected_facings": st.column_config.NumberColumn("expected"),
+    "facings": st.column_config.NumberColumn("seen"),
+    "since": st.column_config.DateColumn("since", format="D MMM YYYY"),
+    "audits_in_row": st.column_config.NumberColumn("audits in a row"),
+    "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
+}
 
 
 st.title("Stockouts")
 url = get_settings().db_url
 
 with ui.user_errors("Loading the stockouts"):
-    latest_id = reports.data_version(url)  # cache key: new audits, stores, brand names
-    span = reports.audit_date_range(url)
-    if span is None:
-        st.info("No audits yet: save an audit from the Live or Photo audit page first.")
-        st.stop()
-    scopes = {s.label: s for s in reports.scopes(url)}
+    latest_id, span, scope = ui.dashboard_scope(url, key="so_scope")
     with st.sidebar:
-        st.subheader("Dashboard filters")
-        scope = scopes[ui.choice_input("Stores", list(scopes), key="so_scope")]
         as_of = ui.latest_date_input("Latest audits as of", span[1], key="so_as_of")
     filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
 
@@ -57,13 +58,7 @@ with ui.user_errors("Loading the stockouts"):
         st.dataframe(
             action_list,
             hide_index=True,
-            column_config={
-                "expected_facings": st.column_config.NumberColumn("expected"),
-                "facings": st.column_config.NumberColumn("seen"),
-                "since": st.column_config.DateColumn("since", format="D MMM YYYY"),
-                "audits_in_row": st.column_config.NumberColumn("audits in a row"),
-                "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
-            },
+            column_config=ACTION_COLUMNS,
             key="so_actions_table",
         )
         st.download_button("Download the action list (CSV)", reports.for_csv(action_list),
@@ -86,14 +81,7 @@ with ui.user_errors("Loading the stockouts"):
         st.dataframe(
             product_actions[product_list_columns],
             hide_index=True,
-            column_config={
-                "gtin": st.column_config.TextColumn("EAN/GTIN"),
-                "expected_facings": st.column_config.NumberColumn("expected"),
-                "facings": st.column_config.NumberColumn("seen"),
-                "since": st.column_config.DateColumn("since", format="D MMM YYYY"),
-                "audits_in_row": st.column_config.NumberColumn("audits in a row"),
-                "audited_at": st.column_config.DateColumn("latest audit", format="D MMM YYYY"),
-            },
+            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
             key="so_product_actions_table",
         )
         st.download_button("Download the product action list (CSV)",

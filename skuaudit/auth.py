@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from skuaudit.errors import UserError
 from skuaudit.storage import models as m
-from skuaudit.storage.cli import db_url_option
+from skuaudit.storage.cli import db_subcommands
 from skuaudit.storage.db import DatabaseError, session_scope
 
 MIN_PASSWORD_LENGTH = 8
@@ -84,17 +84,12 @@ def remove_user(username: str, url: str | None = None) -> bool:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit user", description="Manage analyst accounts.")
-    common = db_url_option(parser)
-    sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser(
-        "add",
-        parents=[common],
-        help="create an analyst account (password asked, or read from stdin)",
-    )
+    subcommand = db_subcommands(parser)
+    add = subcommand("add", help="create an analyst account (password asked, or read from stdin)")
     add.add_argument("username")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    sub.add_parser("list", parents=[common], help="list accounts")
-    rm = sub.add_parser("remove", parents=[common], help="delete an account")
+    subcommand("list", help="list accounts")
+    rm = subcommand("remove", help="delete an account")
     rm.add_argument("username")
     args = parser.parse_args(argv)
     try:

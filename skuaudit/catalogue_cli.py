@@ -20,37 +20,31 @@ from skuaudit.catalogue_csv import KINDS
 
 
 def _parser() -> argparse.ArgumentParser:
-    from skuaudit.storage.cli import db_url_option
+    from skuaudit.storage.cli import db_subcommands
 
     parser = argparse.ArgumentParser(
         prog="skuaudit catalogue",
         description="Stores, brands and planogram targets: CSV import and export, add, delete.",
     )
-    common = db_url_option(parser)
-    sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser(
-        "import",
-        parents=[common],
-        help="import a CSV file (one transaction; every line checked first)",
-    )
+    subcommand = db_subcommands(parser)
+    p = subcommand("import", help="import a CSV file (one transaction; every line checked first)")
     p.add_argument("kind", choices=KINDS)
     p.add_argument("file", type=Path, help="the CSV file (samples: data/catalogue/)")
-    p = sub.add_parser("export", parents=[common], help="write the catalogue as CSV")
+    p = subcommand("export", help="write the catalogue as CSV")
     p.add_argument("kind", choices=KINDS)
     p.add_argument("-o", "--out", type=Path, help="file to write (default: standard output)")
-    p = sub.add_parser("add-store", parents=[common], help="add a store")
+    p = subcommand("add-store", help="add a store")
     p.add_argument("name")
     p.add_argument("--region", default="")
     p.add_argument("--address", default="")
-    p = sub.add_parser("add-brand", parents=[common], help="add a brand")
+    p = subcommand("add-brand", help="add a brand")
     p.add_argument("name")
     p.add_argument("--manufacturer", default="")
     p.add_argument("--own", action="store_true", help="one of our own brands")
     p.add_argument("--colour", help="#rrggbb (default: the next free palette colour)")
     for kind in ("store", "brand"):
-        p = sub.add_parser(
+        p = subcommand(
             f"delete-{kind}",
-            parents=[common],
             help=f"delete a {kind} (its audits keep their history); says what it affects",
         )
         p.add_argument("name")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import streamlit as st
 
@@ -23,6 +23,9 @@ from skuaudit.export import ExportError
 from skuaudit.recognition import RecognitionModelError
 from skuaudit.storage.db import DatabaseError
 from skuaudit.web import OfflineModeError
+
+if TYPE_CHECKING:
+    from skuaudit.reports import Scope
 
 # Failures a person can act on, each with a message meant for them: ``UserError`` and the
 # error types of modules that say which file or setting to fix. Anything else is logged as a
@@ -235,6 +238,18 @@ def sign_in_page(needed_for: str = "") -> None:
                 st.error("Wrong user name or password.")
 
 
+def facing_targets(labels: dict[int, str], current: dict[int, int], key: str) -> dict[int, int]:
+    """A planogram form's inputs: one "expected facings" number per item (``labels``: id ->
+    label), starting at its ``current`` target (0: none), keyed ``f"{key}_{id}"``; the targets
+    by id."""
+    return {
+        item_id: st.number_input(
+            label, min_value=0, step=1, value=current.get(item_id, 0), key=f"{key}_{item_id}"
+        )
+        for item_id, label in labels.items()
+    }
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_report(report: str, data_version: str | int | None, **kwargs):
     """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``data_version``
@@ -260,6 +275,24 @@ def choice_input(label: str, options: list[str], *, key: str) -> str:
     return st.selectbox(
         label, options, key=key, persist_state=FILTER_PERSISTENCE, bind=FILTER_BINDING
     )
+
+
+def dashboard_scope(url: str | None, *, key: str) -> tuple[str, tuple[date, date], Scope]:
+    """What a dashboard starts with: the data version (``cached_report``'s cache key: new audits,
+    stores, brand names), the dates of the first and the latest audit, and the stores picked
+    under the sidebar's "Dashboard filters" (``choice_input`` kept under ``key``). Stops the page
+    with a note while there is no audit yet."""
+    from skuaudit import reports
+
+    latest_id = reports.data_version(url)
+    span = reports.audit_date_range(url)
+    if span is None:
+        st.info("No audits yet: save an audit from the Live or Photo audit page first.")
+        st.stop()
+    scopes = {s.label: s for s in reports.scopes(url)}
+    with st.sidebar:
+        st.subheader("Dashboard filters")
+        return latest_id, span, scopes[choice_input("Stores", list(scopes), key=key)]
 
 
 def latest_date_input(label: str, latest: date, *, key: str) -> date:

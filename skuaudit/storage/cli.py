@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 
 from skuaudit.storage.db import DatabaseError, check_schema, upgrade_database
 
@@ -19,6 +21,15 @@ def db_url_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--db-url", default=None, help=argparse.SUPPRESS)
     return common
+
+
+def db_subcommands(parser: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+    """The subcommands of ``parser`` (``args.action`` names the one given), each taking
+    ``--db-url`` (``db_url_option``): returns ``subcommand(name, help=...)``, which adds one and
+    returns its parser."""
+    common = db_url_option(parser)
+    sub = parser.add_subparsers(dest="action", required=True)
+    return functools.partial(sub.add_parser, parents=[common])
 
 
 def remove_demo(url: str | None = None) -> dict[str, int]:
@@ -46,13 +57,10 @@ def remove_demo(url: str | None = None) -> dict[str, int]:
 
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="skuaudit db", description="Database maintenance.")
-    common = db_url_option(parser)
-    sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser(
-        "upgrade", parents=[common], help="apply migrations (creates the schema on a new database)"
-    )
-    sub.add_parser("check", parents=[common], help="exit 0 if the schema is current")
-    sub.add_parser("remove-demo", parents=[common], help="delete all demo rows")
+    subcommand = db_subcommands(parser)
+    subcommand("upgrade", help="apply migrations (creates the schema on a new database)")
+    subcommand("check", help="exit 0 if the schema is current")
+    subcommand("remove-demo", help="delete all demo rows")
     args = parser.parse_args(argv)
     try:
         if args.action == "upgrade":

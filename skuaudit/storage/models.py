@@ -267,6 +267,16 @@ AUDIT_FIGURES: tuple[str, ...] = (
     "below_target",
 )
 
+# The figures the dashboard queries (``skuaudit.reports``) read, kept in the metric tables'
+# covering indexes after their keys.
+COVERED_FIGURES: tuple[str, ...] = (
+    "facings",
+    "linear_px",
+    "expected_facings",
+    "is_stockout",
+    "below_target",
+)
+
 
 class BrandMetric(AuditFigures, Base):
     """Per audit, per brand figures (``brand_id`` NULL = products of no known brand)."""
@@ -275,16 +285,7 @@ class BrandMetric(AuditFigures, Base):
     __table_args__ = (
         Index("ix_brand_metrics_brand_audit", "brand_id", "audit_id"),
         # Covers every dashboard query (skuaudit.reports): no table lookups per metric row.
-        Index(
-            "ix_dash_brand_metrics_cover",
-            "audit_id",
-            "brand_id",
-            "facings",
-            "linear_px",
-            "expected_facings",
-            "is_stockout",
-            "below_target",
-        ),
+        Index("ix_dash_brand_metrics_cover", "audit_id", "brand_id", *COVERED_FIGURES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -307,17 +308,7 @@ class ProductMetric(AuditFigures, Base):
     __tablename__ = "product_metrics"
     __table_args__ = (
         Index("ix_product_metrics_product_audit", "product_id", "audit_id"),
-        Index(
-            "ix_product_metrics_cover",
-            "audit_id",
-            "brand_id",
-            "product_id",
-            "facings",
-            "linear_px",
-            "expected_facings",
-            "is_stockout",
-            "below_target",
-        ),
+        Index("ix_product_metrics_cover", "audit_id", "brand_id", "product_id", *COVERED_FIGURES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -162,6 +162,16 @@ def test_share_page_reversed_or_empty_range(demo_db_url, start, end, element, te
     assert not at.get("plotly_chart")
 
 
+@pytest.mark.parametrize("page", [SHARE, STOCKOUTS])
+def test_dashboard_without_audits_says_what_to_do(db_url, page):
+    add_store("Meadow Mart", "North", url=db_url)
+    at = _open(page)
+    assert not at.error and not at.get("plotly_chart")
+    assert at.info[0].value == (
+        "No audits yet: save an audit from the Live or Photo audit page first."
+    )
+
+
 def _save_audit_now(url: str) -> None:
     """A merchandiser's audit of 100 unknown-brand facings, saved now."""
     with session_scope(url) as s:
