@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import colorsys
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import cache
 
@@ -28,7 +28,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from skuaudit.catalogue import gtin_check_digit
-from skuaudit.datasets.synth import BrandCatalogue, BrandIdentity, default_catalogue, render_product
+from skuaudit.datasets.synth import (
+    BrandCatalogue,
+    BrandIdentity,
+    SynthShelf,
+    default_catalogue,
+    render_product,
+)
 from skuaudit.detections import GAP, PRODUCT, Detections
 from skuaudit.images import encode_png
 from skuaudit.metrics import audit_metrics
@@ -164,37 +170,20 @@ def demo_reference_crops(product: DemoProduct, rng: np.random.Generator) -> list
 
 
 @dataclass
-class DemoShelf:
-    """A generated shelf of demo products, with the truth of every box.
+class DemoShelf(SynthShelf):
+    """A generated shelf of demo products, with the truth of every box (``SynthShelf``'s fields).
 
     Attributes:
-        image_bgr: ``(H, W, 3)`` uint8.
-        boxes_xyxy: ``(N, 4)`` float32 pixel boxes of facings and gaps.
-        class_ids: ``(N,)`` int32, 0 product, 1 gap.
-        brands: brand name per box, ``""`` for gaps.
         products: product label (``"Brand · Product"``) per box, ``""`` for gaps.
-        shelf_rows: ``(N,)`` int32 shelf row, 0 = top row.
     """
 
-    image_bgr: np.ndarray
-    boxes_xyxy: np.ndarray
-    class_ids: np.ndarray
-    brands: list[str]
-    products: list[str]
-    shelf_rows: np.ndarray
+    products: list[str] = field(default_factory=list)
 
     def to_detections(self) -> Detections:
         """The boxes as ``Detections`` with ``brand``, ``product`` and ``shelf_row`` data."""
-        return Detections(
-            self.boxes_xyxy,
-            np.ones(len(self.boxes_xyxy), np.float32),
-            self.class_ids,
-            {
-                "brand": np.array(self.brands, dtype=object),
-                "product": np.array(self.products, dtype=object),
-                "shelf_row": self.shelf_rows,
-            },
-        )
+        detections = super().to_detections()
+        detections.data["product"] = np.array(self.products, dtype=object)
+        return detections
 
     def counts(self) -> dict[str, int]:
         """Facings per product label."""
@@ -261,12 +250,12 @@ def render_demo_shelf(
     noise = rng.normal(0, 3, image.shape)
     image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     return DemoShelf(
-        image,
-        np.array(boxes, np.float32).reshape(-1, 4),
-        np.array(classes, np.int32),
-        brands,
-        labels,
-        np.array(shelf_rows, np.int32),
+        image_bgr=image,
+        boxes_xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+        class_ids=np.array(classes, np.int32),
+        brands=brands,
+        shelf_rows=np.array(shelf_rows, np.int32),
+        products=labels,
     )
 
 
