@@ -30,7 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
+from skuaudit.datasets.synth import make_catalogue, reference_packs, render_shelf
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.images import crop_xyxy
 from skuaudit.recognition import DEFAULT_EMBED_BUDGET, Gallery, Recognizer, TrackCache
@@ -63,11 +63,7 @@ def main() -> None:
     recognizer = Recognizer.load()
     catalogue = make_catalogue(50, seed=77)
     rng = np.random.default_rng(0)
-    references = [
-        (b, render_product(brand, brand.families[i % len(brand.families)], 60, 120, rng, variant=i))
-        for b, brand in enumerate(catalogue.brands)
-        for i in range(5)
-    ]
+    references = reference_packs(catalogue, 5, 60, 120, rng)
     start = time.perf_counter()
     gallery = Gallery.from_references(references, recognizer)
     describe_ms = 1000 * (time.perf_counter() - start) / len(references)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
+from skuaudit.datasets.synth import make_catalogue, reference_packs, render_shelf
 from skuaudit.detections import PRODUCT
 from skuaudit.images import crop_xyxy
 from skuaudit.recognition import Recognizer
@@ -37,11 +37,7 @@ def packs():
     the product crops of 2 generated shelves stocked with them (labels)."""
     catalogue = make_catalogue(N_PRODUCTS, seed=5151)
     rng = np.random.default_rng(3)
-    references = [
-        (100 + b, render_product(brand, brand.families[i % len(brand.families)], 56, 110, rng))
-        for b, brand in enumerate(catalogue.brands)
-        for i in range(3)
-    ]
+    references = reference_packs(catalogue, 3, 56, 110, rng, first_id=100, variants=False)
     index = {name: i for i, name in enumerate(catalogue.names)}
     queries, labels = [], []
     for seed in (11, 12):

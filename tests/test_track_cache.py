@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skuaudit.datasets.synth import make_catalogue, render_product, render_shelf
+from skuaudit.datasets.synth import make_catalogue, reference_packs, render_shelf
 from skuaudit.detections import PRODUCT, Detections
 from skuaudit.live import LivePipeline, count_by_brand, count_by_product, smooth_counts
 from skuaudit.metrics import ProductInfo
@@ -28,11 +28,7 @@ def scene(recognizer):
     """A gallery of 12 generated brands (3 references each) and a shelf wider than a frame."""
     catalogue = make_catalogue(12, seed=505)
     rng = np.random.default_rng(0)
-    references = [
-        (b, render_product(brand, brand.families[i % len(brand.families)], 48, 96, rng, variant=i))
-        for b, brand in enumerate(catalogue.brands)
-        for i in range(3)
-    ]
+    references = reference_packs(catalogue, 3, 48, 96, rng)
     gallery = Gallery.from_references(references, recognizer)
     shelf = render_shelf(3, 320 + PAN_PX, 240, catalogue=catalogue)
     return gallery, shelf

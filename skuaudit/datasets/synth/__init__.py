@@ -26,7 +26,8 @@ seed).
 The package, one module per layer (every name is importable from ``skuaudit.datasets.synth``):
 
 - ``brands``: ``BrandIdentity``, ``BrandCatalogue``, ``make_catalogue``, ``default_catalogue``.
-- ``sprites``: one product facing (``render_product``) and the real photos used as artwork or as
+- ``sprites``: one product facing (``render_product``), gallery references
+  (``reference_packs``) and the real photos used as artwork or as
   whole facings.
 - ``shelf``: ``render_shelf``: the back, the rows of facings and gaps, shelf edges, occluders;
   ``SynthShelf`` and ``draw_boxes``.
@@ -50,7 +51,7 @@ from skuaudit.datasets.synth.brands import (
 )
 from skuaudit.datasets.synth.cli import cli_main
 from skuaudit.datasets.synth.shelf import SynthShelf, draw_boxes, render_shelf
-from skuaudit.datasets.synth.sprites import render_product, shrink_texture
+from skuaudit.datasets.synth.sprites import reference_packs, render_product, shrink_texture
 from skuaudit.datasets.synth.writers import generate_dataset, image_seed
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "generate_dataset",
     "image_seed",
     "make_catalogue",
+    "reference_packs",
     "render_product",
     "render_shelf",
     "shrink_texture",

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skuaudit.datasets.synth.brands import FAMILIES, BrandIdentity
+from skuaudit.datasets.synth.brands import FAMILIES, BrandCatalogue, BrandIdentity
 
 _IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -317,6 +317,7 @@ def render_product(
         variant: flavour variant; wraps around ``brand.n_variants``.
 
     Example:
+        >>> from skuaudit.datasets.synth.brands import default_catalogue
         >>> b = default_catalogue().brands[0]
         >>> render_product(b, "box", 40, 60, np.random.default_rng(0)).shape
         (60, 40, 3)
@@ -327,3 +328,42 @@ def render_product(
     back = np.full_like(sprite, int(rng.integers(40, 200)))
     np.copyto(back, sprite, where=mask[..., None])
     return back
+
+
+def reference_packs(
+    catalogue: BrandCatalogue,
+    per_brand: int,
+    width_px: int,
+    height_px: int,
+    rng: np.random.Generator,
+    *,
+    first_id: int = 0,
+    variants: bool = True,
+) -> list[tuple[int, np.ndarray]]:
+    """Generated reference facings for a recognition gallery: ``(first_id + brand index, crop)``.
+
+    Pack ``i`` of a brand is of its ``i``-th family (cycling through the brand's families) and,
+    with ``variants``, of flavour variant ``i``; brands in catalogue order, a brand's packs
+    together.
+
+    Example:
+        >>> from skuaudit.datasets.synth.brands import make_catalogue
+        >>> packs = reference_packs(make_catalogue(2, seed=1), 3, 24, 48, np.random.default_rng(0))
+        >>> [label for label, _ in packs], packs[0][1].shape
+        ([0, 0, 0, 1, 1, 1], (48, 24, 3))
+    """
+    return [
+        (
+            first_id + b,
+            render_product(
+                brand,
+                brand.families[i % len(brand.families)],
+                width_px,
+                height_px,
+                rng,
+                variant=i if variants else 0,
+            ),
+        )
+        for b, brand in enumerate(catalogue.brands)
+        for i in range(per_brand)
+    ]
