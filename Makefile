@@ -28,6 +28,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Two pytest workers (pytest-xdist), one per core of the CI machine: most tests keep one core busy
 # (Python, tracing, a browser waiting), so two at once nearly halve the wall time. --dist loadscope
@@ -39,12 +40,14 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loads
 
 test: setup system-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(PYTEST)
 
 # The inner loop: everything but the tests marked slow (training a model, driving a browser).
 # CI runs `make test`, which includes them.
 test-fast: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(PYTEST) -m "not slow"
 
 bench: setup

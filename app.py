@@ -40,8 +40,13 @@ with st.sidebar:
 
     if role == "merchandiser":
         # No sign-in for merchandisers; the name only says who saved an audit.
-        st.text_input("Your name", key="merchandiser_name", max_chars=80,
-                      placeholder="saved with your audits", persist_state="session")
+        st.text_input(
+            "Your name",
+            key="merchandiser_name",
+            max_chars=80,
+            placeholder="saved with your audits",
+            persist_state="session",
+        )
     if ui.signed_in_analyst():
         st.caption(f"Signed in as {ui.signed_in_analyst()}")
         if st.button("Sign out"):
@@ -64,8 +69,14 @@ pages = {
 
 # The app's root address shows the role's first page (its own address works as well).
 first = pages_for_role(role)[0]
-home = st.Page(first.path, title=first.title, icon=first.icon, url_path="start", default=True,
-               visibility="hidden")
+home = st.Page(
+    first.path,
+    title=first.title,
+    icon=first.icon,
+    url_path="start",
+    default=True,
+    visibility="hidden",
+)
 current = st.navigation([home, *pages.values()])
 spec = first if current is home else next(s for s in PAGES if pages[s.path] is current)
 access = page_access(spec, role, signed_in)

@@ -60,12 +60,18 @@ if st.session_state.get("photo_batch_key") != batch_key:
         for name, problems in warnings.items():
             st.warning(f"{name}: " + "; ".join(problems) + ".")
         st.caption("Take the photo again, or analyse it as it is.")
-        st.button("Analyse anyway", key="photo_analyse_anyway", on_click=st.session_state.update,
-                  kwargs={"photo_quality_accepted": batch_key})
+        st.button(
+            "Analyse anyway",
+            key="photo_analyse_anyway",
+            on_click=st.session_state.update,
+            kwargs={"photo_quality_accepted": batch_key},
+        )
         st.stop()
     with st.spinner("Finding facings, gaps and products…"):
         gallery = Gallery.from_database(recognizer=recognizer)
-        st.session_state["photo_batch"] = audit.analyse_uploads(files, detector, recognizer, gallery)
+        st.session_state["photo_batch"] = audit.analyse_uploads(
+            files, detector, recognizer, gallery
+        )
     st.session_state["photo_batch_key"] = batch_key
     st.session_state["photo_saved_id"] = None
 batch: audit.UploadBatch = st.session_state["photo_batch"]
@@ -76,8 +82,10 @@ if not batch.analyses:
 
 nothing_found = all(a.is_empty for a in batch.analyses)
 if nothing_found:
-    st.warning("No products or gaps were found: is this a shelf photo? Nothing is saved unless "
-               "you tick 'Save anyway'.")
+    st.warning(
+        "No products or gaps were found: is this a shelf photo? Nothing is saved unless "
+        "you tick 'Save anyway'."
+    )
 
 brands = list_brands()
 names = {b.id: b.name for b in brands}
@@ -86,20 +94,28 @@ products = product_infos()
 options = audit.review_options(names, products)
 
 st.subheader("Products found")
-st.caption("Correct a facing by choosing another product (\"Brand · Product\") in the table. "
-           "Boxes are numbered in shelf order (top row first, left to right), as in the table.")
+st.caption(
+    'Correct a facing by choosing another product ("Brand · Product") in the table. '
+    "Boxes are numbered in shelf order (top row first, left to right), as in the table."
+)
 found = audit.detections_table(batch.analyses, names, products)
 edited = st.data_editor(
     found,
     # "corrected" is left out: the editor shows its input, so it could not tick an edit made here;
     # "brand" too: the product's label names it, and a stale brand cell beside an edit misleads.
-    column_order=[*(["image"] if len(batch.analyses) > 1 else []), "box", "row", "product",
-                  "score"],
+    column_order=[
+        *(["image"] if len(batch.analyses) > 1 else []),
+        "box",
+        "row",
+        "product",
+        "score",
+    ],
     column_config={
         "image": st.column_config.NumberColumn("photo"),
         "row": st.column_config.NumberColumn("shelf row", help="1 = the top shelf"),
-        "product": st.column_config.SelectboxColumn("product", options=list(options),
-                                                    required=True),
+        "product": st.column_config.SelectboxColumn(
+            "product", options=list(options), required=True
+        ),
         "score": st.column_config.NumberColumn("match score", format="%.2f"),
     },
     disabled=["image", "box", "row", "score"],
@@ -121,10 +137,17 @@ for i, analysis in enumerate(analyses):
 metrics = audit.metrics_for_store(analyses, ctx.store_id)
 left, middle, right = st.columns(3)
 left.metric("Product facings", metrics.product_count)
-middle.metric("Gaps", metrics.gap_count, f"{metrics.gap_share_width:.1%} of shelf width",
-              delta_color="off", delta_arrow="off")  # a share, not a change: no arrow
-right.metric("Planogram compliance",
-             "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.1%}")
+middle.metric(
+    "Gaps",
+    metrics.gap_count,
+    f"{metrics.gap_share_width:.1%} of shelf width",
+    delta_color="off",
+    delta_arrow="off",
+)  # a share, not a change: no arrow
+right.metric(
+    "Planogram compliance",
+    "–" if metrics.planogram_compliance is None else f"{metrics.planogram_compliance:.1%}",
+)
 # One percentage format on the page (one decimal), and a blank target where there is none.
 percent = {"format": "%.1f%%"}
 
@@ -148,8 +171,15 @@ figures = {
     "is_stockout": st.column_config.CheckboxColumn("stockout"),
     "below_target": st.column_config.CheckboxColumn("below target"),
 }
-order = ["facings", "share_facings", "share_linear", "linear_rows", "expected_facings",
-         "is_stockout", "below_target"]
+order = [
+    "facings",
+    "share_facings",
+    "share_linear",
+    "linear_rows",
+    "expected_facings",
+    "is_stockout",
+    "below_target",
+]
 st.markdown("**Per product**")
 st.dataframe(
     _figures_frame(metrics.product_records()),
@@ -173,13 +203,21 @@ if metrics.product_stockouts:
     st.warning(f"Products out of stock: {', '.join(metrics.product_stockouts)}")
 
 allow_empty = st.checkbox("Save anyway", key="photo_allow_empty") if nothing_found else False
-if st.button(f"Save audit for {ctx.store_name}", type="primary", key="photo_save",
-             disabled=st.session_state.get("photo_saved_id") is not None):
+if st.button(
+    f"Save audit for {ctx.store_name}",
+    type="primary",
+    key="photo_save",
+    disabled=st.session_state.get("photo_saved_id") is not None,
+):
     with ui.user_errors("Saving the audit"):
         st.session_state["photo_saved_id"] = audit.save_audit(
-            ctx.store_id, analyses, source="photo", user_name=ctx.user_name,
+            ctx.store_id,
+            analyses,
+            source="photo",
+            user_name=ctx.user_name,
             model_name=audit.detector_name(detector),
-            model_version_id=audit.detector_version(detector), allow_empty=allow_empty,
+            model_version_id=audit.detector_version(detector),
+            allow_empty=allow_empty,
         )
         st.rerun()  # draws the button disabled at once: one photo batch, one audit
 if st.session_state.get("photo_saved_id") is not None:

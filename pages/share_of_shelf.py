@@ -30,8 +30,10 @@ def _drawn_snapshots(db_url: str, audit_id: int, data_version: str) -> list:
     """The audit's stored images with its saved boxes drawn (``audit.draw_analysis``); keyed on
     ``data_version`` too, so a brand's new colour shows."""
     colours = brand_colours(db_url)
-    return [cv2.cvtColor(audit.draw_analysis(a, colours), cv2.COLOR_BGR2RGB)
-            for a in audit.stored_analyses(audit_id, db_url)]
+    return [
+        cv2.cvtColor(audit.draw_analysis(a, colours), cv2.COLOR_BGR2RGB)
+        for a in audit.stored_analyses(audit_id, db_url)
+    ]
 
 
 st.title("Share of shelf")
@@ -40,30 +42,48 @@ url = get_settings().db_url
 with ui.user_errors("Loading the share of shelf"):
     latest_id, (first, last), scope = ui.dashboard_scope(url, key="sos_scope")
     with st.sidebar:
-        start = st.date_input("From", max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
-                              key="sos_start", persist_state=ui.FILTER_PERSISTENCE,
-                              bind=ui.FILTER_BINDING)
+        start = st.date_input(
+            "From",
+            max(first, last - timedelta(weeks=DEFAULT_WEEKS)),
+            key="sos_start",
+            persist_state=ui.FILTER_PERSISTENCE,
+            bind=ui.FILTER_BINDING,
+        )
         end = ui.latest_date_input("To", last, key="sos_end")
-        measure = st.radio("Trend and heat map show", list(reports.MEASURES),
-                           format_func=reports.MEASURES.get, key="sos_measure",
-                           persist_state=ui.FILTER_PERSISTENCE, bind=ui.FILTER_BINDING)
+        measure = st.radio(
+            "Trend and heat map show",
+            list(reports.MEASURES),
+            format_func=reports.MEASURES.get,
+            key="sos_measure",
+            persist_state=ui.FILTER_PERSISTENCE,
+            bind=ui.FILTER_BINDING,
+        )
     try:
         reports.check_date_range(start, end)
     except ValueError as exc:
         st.warning(f"Cannot show the dashboard: {exc}.")
         st.stop()
 
-    filters = {"url": url, "start": start, "end": end, "store_ids": scope.store_ids,
-               "region": scope.region}
+    filters = {
+        "url": url,
+        "start": start,
+        "end": end,
+        "store_ids": scope.store_ids,
+        "region": scope.region,
+    }
     shares = ui.cached_report("share_of_shelf", latest_id, **filters)
     if shares.empty:
-        st.info(f"No audits for {scope.words or scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
-                "Widen the dates or pick other stores.")
+        st.info(
+            f"No audits for {scope.words or scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
+            "Widen the dates or pick other stores."
+        )
         st.stop()
     own = ui.cached_report("own_vs_competitors", latest_id, **filters)
-    st.caption(f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "
-               "audits are summed facings (or widths) per brand / all summed facings, so bigger "
-               "shelves weigh more.")
+    st.caption(
+        f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "
+        "audits are summed facings (or widths) per brand / all summed facings, so bigger "
+        "shelves weigh more."
+    )
 
     own_row = own.set_index("group").reindex(["Own brands"]).fillna(0.0).iloc[0]
     c1, c2, c3 = st.columns(3)
@@ -73,27 +93,56 @@ with ui.user_errors("Loading the share of shelf"):
 
     left, right = st.columns([3, 2])
     with left:
-        brand_table = shares[["brand", "manufacturer", "is_own", "color_hex", "facings",
-                              "linear_px", "share_facings", "share_linear", "audits"]]
+        brand_table = shares[
+            [
+                "brand",
+                "manufacturer",
+                "is_own",
+                "color_hex",
+                "facings",
+                "linear_px",
+                "share_facings",
+                "share_linear",
+                "audits",
+            ]
+        ]
         st.plotly_chart(charts.share_bars(brand_table), key="sos_share_chart")
-        st.download_button("Download share per brand (CSV)", reports.for_csv(brand_table),
-                           file_name="share_of_shelf_by_brand.csv", mime="text/csv",
-                           key="sos_share_csv")
+        st.download_button(
+            "Download share per brand (CSV)",
+            reports.for_csv(brand_table),
+            file_name="share_of_shelf_by_brand.csv",
+            mime="text/csv",
+            key="sos_share_csv",
+        )
     with right:
         st.plotly_chart(charts.own_vs_competitors_bars(own), key="sos_own_chart")
-        st.download_button("Download own vs competitors (CSV)", reports.for_csv(own),
-                           file_name="own_vs_competitors.csv", mime="text/csv", key="sos_own_csv")
+        st.download_button(
+            "Download own vs competitors (CSV)",
+            reports.for_csv(own),
+            file_name="own_vs_competitors.csv",
+            mime="text/csv",
+            key="sos_own_csv",
+        )
 
     trend = ui.cached_report("share_trend", latest_id, **filters)
     st.plotly_chart(charts.share_trend_lines(trend, measure), key="sos_trend_chart")
-    st.download_button("Download weekly trend (CSV)", reports.for_csv(trend),
-                       file_name="share_of_shelf_trend.csv", mime="text/csv", key="sos_trend_csv")
+    st.download_button(
+        "Download weekly trend (CSV)",
+        reports.for_csv(trend),
+        file_name="share_of_shelf_trend.csv",
+        mime="text/csv",
+        key="sos_trend_csv",
+    )
 
     heatmap = ui.cached_report("store_brand_heatmap", latest_id, **filters)
     st.plotly_chart(charts.store_brand_heatmap(heatmap, measure), key="sos_heatmap_chart")
-    st.download_button("Download store x brand (CSV)", reports.for_csv(heatmap),
-                       file_name="share_of_shelf_store_brand.csv", mime="text/csv",
-                       key="sos_heatmap_csv")
+    st.download_button(
+        "Download store x brand (CSV)",
+        reports.for_csv(heatmap),
+        file_name="share_of_shelf_store_brand.csv",
+        mime="text/csv",
+        key="sos_heatmap_csv",
+    )
 
     st.subheader("A brand's products, and the audits behind its figures")
     brand_ids = dict(zip(shares["brand"], shares["brand_id"], strict=True))
@@ -105,32 +154,65 @@ with ui.user_errors("Loading the share of shelf"):
     st.dataframe(
         mine,
         hide_index=True,
-        column_order=["product", "gtin", "facings", "share_of_brand", "share_facings",
-                      "share_linear", "linear_px", "audits"],
+        column_order=[
+            "product",
+            "gtin",
+            "facings",
+            "share_of_brand",
+            "share_facings",
+            "share_linear",
+            "linear_px",
+            "audits",
+        ],
         column_config={
             "gtin": st.column_config.TextColumn("EAN/GTIN"),
-            "share_of_brand": st.column_config.NumberColumn("share of the brand",
-                                                            format="percent"),
+            "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
             **SHARE_COLUMNS,
         },
         key="sos_products_table",
     )
-    product_csv = ["brand", "product", "gtin", "facings", "share_of_brand", "share_facings",
-                   "share_linear", "linear_px", "audits"]
-    st.download_button(f"Download the products of {brand} (CSV)",
-                       reports.for_csv(mine, product_csv),
-                       file_name="share_of_shelf_products_of_brand.csv", mime="text/csv",
-                       key="sos_products_csv")
-    st.download_button("Download share per product, all brands (CSV)",
-                       reports.for_csv(products, product_csv),
-                       file_name="share_of_shelf_by_product.csv", mime="text/csv",
-                       key="sos_all_products_csv")
+    product_csv = [
+        "brand",
+        "product",
+        "gtin",
+        "facings",
+        "share_of_brand",
+        "share_facings",
+        "share_linear",
+        "linear_px",
+        "audits",
+    ]
+    st.download_button(
+        f"Download the products of {brand} (CSV)",
+        reports.for_csv(mine, product_csv),
+        file_name="share_of_shelf_products_of_brand.csv",
+        mime="text/csv",
+        key="sos_products_csv",
+    )
+    st.download_button(
+        "Download share per product, all brands (CSV)",
+        reports.for_csv(products, product_csv),
+        file_name="share_of_shelf_by_product.csv",
+        mime="text/csv",
+        key="sos_all_products_csv",
+    )
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
     st.dataframe(
         behind,
         hide_index=True,
-        column_order=["audit_id", "created_at", "store", "region", "user_name", "source",
-                      "facings", "share_facings", "linear_px", "share_linear", "product_count"],
+        column_order=[
+            "audit_id",
+            "created_at",
+            "store",
+            "region",
+            "user_name",
+            "source",
+            "facings",
+            "share_facings",
+            "linear_px",
+            "share_linear",
+            "product_count",
+        ],
         column_config={
             "audit_id": st.column_config.NumberColumn("audit"),
             "user_name": st.column_config.TextColumn("merchandiser"),
@@ -140,19 +222,28 @@ with ui.user_errors("Loading the share of shelf"):
         },
         key="sos_behind_table",
     )
-    st.download_button(f"Download audits behind {brand} (CSV)", reports.for_csv(behind),
-                       file_name="audits_behind.csv", mime="text/csv", key="sos_behind_csv")
+    st.download_button(
+        f"Download audits behind {brand} (CSV)",
+        reports.for_csv(behind),
+        file_name="audits_behind.csv",
+        mime="text/csv",
+        key="sos_behind_csv",
+    )
     if not behind.empty:
         labels = {
             f"#{r.audit_id}: {r.store}, {r.created_at:%d %b %Y %H:%M}": r.audit_id
             for r in behind.itertuples()
         }
-        audit_id = labels[st.selectbox("Show the snapshot of audit", list(labels),
-                                       key="sos_drill_audit")]
+        audit_id = labels[
+            st.selectbox("Show the snapshot of audit", list(labels), key="sos_drill_audit")
+        ]
         drawn = _drawn_snapshots(url, audit_id, latest_id)
         if not drawn:
             st.caption("This audit has no stored snapshot image.")
         for i, image_rgb in enumerate(drawn):
             height, width = image_rgb.shape[:2]
-            st.image(image_rgb, caption=f"image {i + 1}: {width} x {height} px, boxes as saved "
-                     "(brand colours, unknown grey, gaps red)")
+            st.image(
+                image_rgb,
+                caption=f"image {i + 1}: {width} x {height} px, boxes as saved "
+                "(brand colours, unknown grey, gaps red)",
+            )

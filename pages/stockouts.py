@@ -35,13 +35,17 @@ with ui.user_errors("Loading the stockouts"):
     stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])
     if audited.empty:
-        st.info(f"No audits for {scope.words or scope.label} on or before {as_of:%d %b %Y}. "
-                "Pick a later date or other stores.")
+        st.info(
+            f"No audits for {scope.words or scope.label} on or before {as_of:%d %b %Y}. "
+            "Pick a later date or other stores."
+        )
         st.stop()
     actions = ui.cached_report("current_stockouts", latest_id, **filters)
-    st.caption(f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "
-               "Availability = targeted brands seen / targeted brands; compliance = mean of "
-               "min(facings / target, 1) over targeted brands.")
+    st.caption(
+        f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "
+        "Availability = targeted brands seen / targeted brands; compliance = mean of "
+        "min(facings / target, 1) over targeted brands."
+    )
 
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Stores audited", f"{len(audited)} of {len(stores)}")
@@ -53,17 +57,32 @@ with ui.user_errors("Loading the stockouts"):
     if actions.empty:
         st.success("No stockouts and no brand below its planogram target in the latest audits.")
     else:
-        action_list = actions[["store", "region", "brand", "status", "expected_facings",
-                               "facings", "since", "audits_in_row", "audited_at"]]
+        action_list = actions[
+            [
+                "store",
+                "region",
+                "brand",
+                "status",
+                "expected_facings",
+                "facings",
+                "since",
+                "audits_in_row",
+                "audited_at",
+            ]
+        ]
         st.dataframe(
             action_list,
             hide_index=True,
             column_config=ACTION_COLUMNS,
             key="so_actions_table",
         )
-        st.download_button("Download the action list (CSV)", reports.for_csv(action_list),
-                           file_name="stockouts_to_act_on.csv", mime="text/csv",
-                           key="so_actions_csv")
+        st.download_button(
+            "Download the action list (CSV)",
+            reports.for_csv(action_list),
+            file_name="stockouts_to_act_on.csv",
+            mime="text/csv",
+            key="so_actions_csv",
+        )
 
     st.subheader("Products to act on")
     product_actions = ui.cached_report("current_product_stockouts", latest_id, **filters)
@@ -72,37 +91,59 @@ with ui.user_errors("Loading the stockouts"):
     if picked != "All brands":
         product_actions = product_actions[product_actions["brand"] == picked]
     if product_actions.empty:
-        st.success("Every product with a target in a store shows at least its target in the "
-                   "store's latest audit.")
+        st.success(
+            "Every product with a target in a store shows at least its target in the "
+            "store's latest audit."
+        )
     else:
-        product_list_columns = ["store", "region", "brand", "product", "gtin", "status",
-                                "expected_facings", "facings", "since", "audits_in_row",
-                                "audited_at"]
+        product_list_columns = [
+            "store",
+            "region",
+            "brand",
+            "product",
+            "gtin",
+            "status",
+            "expected_facings",
+            "facings",
+            "since",
+            "audits_in_row",
+            "audited_at",
+        ]
         st.dataframe(
             product_actions[product_list_columns],
             hide_index=True,
             column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
             key="so_product_actions_table",
         )
-        st.download_button("Download the product action list (CSV)",
-                           reports.for_csv(product_actions, product_list_columns),
-                           file_name="product_stockouts_to_act_on.csv", mime="text/csv",
-                           key="so_product_actions_csv")
+        st.download_button(
+            "Download the product action list (CSV)",
+            reports.for_csv(product_actions, product_list_columns),
+            file_name="product_stockouts_to_act_on.csv",
+            mime="text/csv",
+            key="so_product_actions_csv",
+        )
 
     left, right = st.columns(2)
     with left:
         worst = audited.head(CHART_STORES)
         st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
-        st.download_button(f"Download availability of these {len(worst)} stores (CSV)",
-                           reports.for_csv(worst),
-                           file_name="availability_worst_stores.csv", mime="text/csv",
-                           key="so_availability_csv")
+        st.download_button(
+            f"Download availability of these {len(worst)} stores (CSV)",
+            reports.for_csv(worst),
+            file_name="availability_worst_stores.csv",
+            mime="text/csv",
+            key="so_availability_csv",
+        )
     with right:
         gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
-        st.download_button(f"Download gap share of these {len(gaps)} stores (CSV)",
-                           reports.for_csv(gaps),
-                           file_name="gap_share_by_store.csv", mime="text/csv", key="so_gap_csv")
+        st.download_button(
+            f"Download gap share of these {len(gaps)} stores (CSV)",
+            reports.for_csv(gaps),
+            file_name="gap_share_by_store.csv",
+            mime="text/csv",
+            key="so_gap_csv",
+        )
 
     st.subheader("Stores by on-shelf availability, lowest first")
     percent = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
@@ -111,8 +152,16 @@ with ui.user_errors("Loading the stockouts"):
         hide_index=True,
         # The brand counts behind availability stay in the CSV; shown, they push the last
         # columns out of sight.
-        column_order=["rank", "store", "region", "audited_at", "availability",
-                      "planogram_compliance", "stockouts", "below_target"],
+        column_order=[
+            "rank",
+            "store",
+            "region",
+            "audited_at",
+            "availability",
+            "planogram_compliance",
+            "stockouts",
+            "below_target",
+        ],
         column_config={
             "availability": st.column_config.ProgressColumn("availability", **percent),
             "planogram_compliance": st.column_config.ProgressColumn("compliance", **percent),
@@ -127,17 +176,20 @@ with ui.user_errors("Loading the stockouts"):
             f"No photo or live audit on or before {as_of:%d %b %Y}: {', '.join(never)}. "
             "(Offline-page audits count facings without brands, so they are not ranked.)"
         )
-    st.download_button("Download the store ranking (CSV)", reports.for_csv(stores),
-                       file_name="stores_by_availability.csv", mime="text/csv",
-                       key="so_stores_csv")
+    st.download_button(
+        "Download the store ranking (CSV)",
+        reports.for_csv(stores),
+        file_name="stores_by_availability.csv",
+        mime="text/csv",
+        key="so_stores_csv",
+    )
 
     with st.expander("Planogram compliance per brand"):
         compliance = ui.cached_report("planogram_compliance", latest_id, **filters)
         st.dataframe(
             compliance,
             hide_index=True,
-            column_order=["store", "region", "brand", "expected_facings", "facings",
-                          "compliance"],
+            column_order=["store", "region", "brand", "expected_facings", "facings", "compliance"],
             column_config={
                 "expected_facings": st.column_config.NumberColumn("expected"),
                 "facings": st.column_config.NumberColumn("seen"),
@@ -145,14 +197,26 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_compliance_table",
         )
-        st.download_button("Download compliance per brand (CSV)", reports.for_csv(compliance),
-                           file_name="planogram_compliance.csv", mime="text/csv",
-                           key="so_compliance_csv")
+        st.download_button(
+            "Download compliance per brand (CSV)",
+            reports.for_csv(compliance),
+            file_name="planogram_compliance.csv",
+            mime="text/csv",
+            key="so_compliance_csv",
+        )
 
     with st.expander("Planogram compliance per product"):
         per_product = ui.cached_report("product_compliance", latest_id, **filters)
-        compliance_columns = ["store", "region", "brand", "product", "gtin", "expected_facings",
-                              "facings", "compliance"]
+        compliance_columns = [
+            "store",
+            "region",
+            "brand",
+            "product",
+            "gtin",
+            "expected_facings",
+            "facings",
+            "compliance",
+        ]
         st.dataframe(
             per_product,
             hide_index=True,
@@ -165,7 +229,10 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_product_compliance_table",
         )
-        st.download_button("Download compliance per product (CSV)",
-                           reports.for_csv(per_product, compliance_columns),
-                           file_name="planogram_compliance_per_product.csv", mime="text/csv",
-                           key="so_product_compliance_csv")
+        st.download_button(
+            "Download compliance per product (CSV)",
+            reports.for_csv(per_product, compliance_columns),
+            file_name="planogram_compliance_per_product.csv",
+            mime="text/csv",
+            key="so_product_compliance_csv",
+        )

@@ -173,7 +173,9 @@ def test_activation_check_names_the_figures_a_candidate_is_worse_on(candidate, a
     for found, expected in zip(check.worse, worse, strict=True):
         assert found.startswith(expected.strip()) or expected in found
     if worse:
-        assert check.warnings()[0].startswith("new is worse than the active model (old) on 4 shelves")
+        assert check.warnings()[0].startswith(
+            "new is worse than the active model (old) on 4 shelves"
+        )
     assert [r["figure"] for r in check.rows] == [
         "AP50",
         "AP",
