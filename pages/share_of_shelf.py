@@ -107,40 +107,30 @@ with ui.user_errors("Loading the share of shelf"):
             ]
         ]
         st.plotly_chart(charts.share_bars(brand_table), key="sos_share_chart")
-        st.download_button(
+        ui.csv_download(
             "Download share per brand (CSV)",
-            reports.for_csv(brand_table),
-            file_name="share_of_shelf_by_brand.csv",
-            mime="text/csv",
+            "share_of_shelf_by_brand.csv",
+            brand_table,
             key="sos_share_csv",
         )
     with right:
         st.plotly_chart(charts.own_vs_competitors_bars(own), key="sos_own_chart")
-        st.download_button(
-            "Download own vs competitors (CSV)",
-            reports.for_csv(own),
-            file_name="own_vs_competitors.csv",
-            mime="text/csv",
-            key="sos_own_csv",
+        ui.csv_download(
+            "Download own vs competitors (CSV)", "own_vs_competitors.csv", own, key="sos_own_csv"
         )
 
     trend = ui.cached_report("share_trend", latest_id, **filters)
     st.plotly_chart(charts.share_trend_lines(trend, measure), key="sos_trend_chart")
-    st.download_button(
-        "Download weekly trend (CSV)",
-        reports.for_csv(trend),
-        file_name="share_of_shelf_trend.csv",
-        mime="text/csv",
-        key="sos_trend_csv",
+    ui.csv_download(
+        "Download weekly trend (CSV)", "share_of_shelf_trend.csv", trend, key="sos_trend_csv"
     )
 
     heatmap = ui.cached_report("store_brand_heatmap", latest_id, **filters)
     st.plotly_chart(charts.store_brand_heatmap(heatmap, measure), key="sos_heatmap_chart")
-    st.download_button(
+    ui.csv_download(
         "Download store x brand (CSV)",
-        reports.for_csv(heatmap),
-        file_name="share_of_shelf_store_brand.csv",
-        mime="text/csv",
+        "share_of_shelf_store_brand.csv",
+        heatmap,
         key="sos_heatmap_csv",
     )
 
@@ -182,18 +172,18 @@ with ui.user_errors("Loading the share of shelf"):
         "linear_px",
         "audits",
     ]
-    st.download_button(
+    ui.csv_download(
         f"Download the products of {brand} (CSV)",
-        reports.for_csv(mine, product_csv),
-        file_name="share_of_shelf_products_of_brand.csv",
-        mime="text/csv",
+        "share_of_shelf_products_of_brand.csv",
+        mine,
+        product_csv,
         key="sos_products_csv",
     )
-    st.download_button(
+    ui.csv_download(
         "Download share per product, all brands (CSV)",
-        reports.for_csv(products, product_csv),
-        file_name="share_of_shelf_by_product.csv",
-        mime="text/csv",
+        "share_of_shelf_by_product.csv",
+        products,
+        product_csv,
         key="sos_all_products_csv",
     )
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
@@ -222,12 +212,8 @@ with ui.user_errors("Loading the share of shelf"):
         },
         key="sos_behind_table",
     )
-    st.download_button(
-        f"Download audits behind {brand} (CSV)",
-        reports.for_csv(behind),
-        file_name="audits_behind.csv",
-        mime="text/csv",
-        key="sos_behind_csv",
+    ui.csv_download(
+        f"Download audits behind {brand} (CSV)", "audits_behind.csv", behind, key="sos_behind_csv"
     )
     if not behind.empty:
         labels = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from skuaudit import charts, reports, ui
+from skuaudit import charts, ui
 from skuaudit.config import get_settings
 
 ui.ensure_routed()
@@ -76,11 +76,10 @@ with ui.user_errors("Loading the stockouts"):
             column_config=ACTION_COLUMNS,
             key="so_actions_table",
         )
-        st.download_button(
+        ui.csv_download(
             "Download the action list (CSV)",
-            reports.for_csv(action_list),
-            file_name="stockouts_to_act_on.csv",
-            mime="text/csv",
+            "stockouts_to_act_on.csv",
+            action_list,
             key="so_actions_csv",
         )
 
@@ -115,11 +114,11 @@ with ui.user_errors("Loading the stockouts"):
             column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
             key="so_product_actions_table",
         )
-        st.download_button(
+        ui.csv_download(
             "Download the product action list (CSV)",
-            reports.for_csv(product_actions, product_list_columns),
-            file_name="product_stockouts_to_act_on.csv",
-            mime="text/csv",
+            "product_stockouts_to_act_on.csv",
+            product_actions,
+            product_list_columns,
             key="so_product_actions_csv",
         )
 
@@ -127,21 +126,19 @@ with ui.user_errors("Loading the stockouts"):
     with left:
         worst = audited.head(CHART_STORES)
         st.plotly_chart(charts.availability_bars(worst), key="so_availability_chart")
-        st.download_button(
+        ui.csv_download(
             f"Download availability of these {len(worst)} stores (CSV)",
-            reports.for_csv(worst),
-            file_name="availability_worst_stores.csv",
-            mime="text/csv",
+            "availability_worst_stores.csv",
+            worst,
             key="so_availability_csv",
         )
     with right:
         gaps = ui.cached_report("gap_share_by_store", latest_id, **filters).head(CHART_STORES)
         st.plotly_chart(charts.gap_share_bars(gaps), key="so_gap_chart")
-        st.download_button(
+        ui.csv_download(
             f"Download gap share of these {len(gaps)} stores (CSV)",
-            reports.for_csv(gaps),
-            file_name="gap_share_by_store.csv",
-            mime="text/csv",
+            "gap_share_by_store.csv",
+            gaps,
             key="so_gap_csv",
         )
 
@@ -176,11 +173,10 @@ with ui.user_errors("Loading the stockouts"):
             f"No photo or live audit on or before {as_of:%d %b %Y}: {', '.join(never)}. "
             "(Offline-page audits count facings without brands, so they are not ranked.)"
         )
-    st.download_button(
+    ui.csv_download(
         "Download the store ranking (CSV)",
-        reports.for_csv(stores),
-        file_name="stores_by_availability.csv",
-        mime="text/csv",
+        "stores_by_availability.csv",
+        stores,
         key="so_stores_csv",
     )
 
@@ -197,11 +193,10 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_compliance_table",
         )
-        st.download_button(
+        ui.csv_download(
             "Download compliance per brand (CSV)",
-            reports.for_csv(compliance),
-            file_name="planogram_compliance.csv",
-            mime="text/csv",
+            "planogram_compliance.csv",
+            compliance,
             key="so_compliance_csv",
         )
 
@@ -229,10 +224,10 @@ with ui.user_errors("Loading the stockouts"):
             },
             key="so_product_compliance_table",
         )
-        st.download_button(
+        ui.csv_download(
             "Download compliance per product (CSV)",
-            reports.for_csv(per_product, compliance_columns),
-            file_name="planogram_compliance_per_product.csv",
-            mime="text/csv",
+            "planogram_compliance_per_product.csv",
+            per_product,
+            compliance_columns,
             key="so_product_compliance_csv",
         )

@@ -250,6 +250,18 @@ def facing_targets(labels: dict[int, str], current: dict[int, int], key: str) ->
     }
 
 
+def csv_download(
+    label: str, file_name: str, table, columns: Sequence[str] | None = None, *, key: str
+) -> None:
+    """A button that downloads a report table as the CSV a person reads (``reports.for_csv``:
+    readable headers, percentages, no internal ids); ``columns`` picks and orders them."""
+    from skuaudit import reports
+
+    st.download_button(
+        label, reports.for_csv(table, columns), file_name=file_name, mime="text/csv", key=key
+    )
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_report(report: str, data_version: str | int | None, **kwargs):
     """``skuaudit.reports.<report>(**kwargs)``, cached; keying on ``data_version``
