@@ -141,28 +141,7 @@ with ui.user_errors("Loading the share of shelf"):
     products = ui.cached_report("product_share_of_shelf", latest_id, **filters)
     mine = products[products["brand"] == brand]
     st.plotly_chart(charts.product_share_bars(mine, brand), key="sos_product_chart")
-    st.dataframe(
-        mine,
-        hide_index=True,
-        column_order=[
-            "product",
-            "gtin",
-            "facings",
-            "share_of_brand",
-            "share_facings",
-            "share_linear",
-            "linear_px",
-            "audits",
-        ],
-        column_config={
-            "gtin": st.column_config.TextColumn("EAN/GTIN"),
-            "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
-            **SHARE_COLUMNS,
-        },
-        key="sos_products_table",
-    )
-    product_csv = [
-        "brand",
+    product_columns = [
         "product",
         "gtin",
         "facings",
@@ -172,6 +151,18 @@ with ui.user_errors("Loading the share of shelf"):
         "linear_px",
         "audits",
     ]
+    st.dataframe(
+        mine,
+        hide_index=True,
+        column_order=product_columns,
+        column_config={
+            "gtin": st.column_config.TextColumn("EAN/GTIN"),
+            "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
+            **SHARE_COLUMNS,
+        },
+        key="sos_products_table",
+    )
+    product_csv = ["brand", *product_columns]
     ui.csv_download(
         f"Download the products of {brand} (CSV)",
         "share_of_shelf_products_of_brand.csv",

@@ -180,17 +180,18 @@ with ui.user_errors("Loading the stockouts"):
         key="so_stores_csv",
     )
 
+    compliance_config = {
+        "expected_facings": st.column_config.NumberColumn("expected"),
+        "facings": st.column_config.NumberColumn("seen"),
+        "compliance": st.column_config.ProgressColumn("compliance", **percent),
+    }
     with st.expander("Planogram compliance per brand"):
         compliance = ui.cached_report("planogram_compliance", latest_id, **filters)
         st.dataframe(
             compliance,
             hide_index=True,
             column_order=["store", "region", "brand", "expected_facings", "facings", "compliance"],
-            column_config={
-                "expected_facings": st.column_config.NumberColumn("expected"),
-                "facings": st.column_config.NumberColumn("seen"),
-                "compliance": st.column_config.ProgressColumn("compliance", **percent),
-            },
+            column_config=compliance_config,
             key="so_compliance_table",
         )
         ui.csv_download(
@@ -216,12 +217,7 @@ with ui.user_errors("Loading the stockouts"):
             per_product,
             hide_index=True,
             column_order=compliance_columns,
-            column_config={
-                "gtin": st.column_config.TextColumn("EAN/GTIN"),
-                "expected_facings": st.column_config.NumberColumn("expected"),
-                "facings": st.column_config.NumberColumn("seen"),
-                "compliance": st.column_config.ProgressColumn("compliance", **percent),
-            },
+            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **compliance_config},
             key="so_product_compliance_table",
         )
         ui.csv_download(
