@@ -13,7 +13,8 @@ ui.ensure_routed()
 
 
 CHART_STORES = 20
-# The columns the two action lists (per brand, per product) share, as they show them.
+# The figures the two action lists (per brand, per product) share, in their column order, as
+# they show them.
 ACTION_COLUMNS = {
     "expected_facings": st.column_config.NumberColumn("expected"),
     "facings": st.column_config.NumberColumn("seen"),
@@ -57,19 +58,7 @@ with ui.user_errors("Loading the stockouts"):
     if actions.empty:
         st.success("No stockouts and no brand below its planogram target in the latest audits.")
     else:
-        action_list = actions[
-            [
-                "store",
-                "region",
-                "brand",
-                "status",
-                "expected_facings",
-                "facings",
-                "since",
-                "audits_in_row",
-                "audited_at",
-            ]
-        ]
+        action_list = actions[["store", "region", "brand", "status", *ACTION_COLUMNS]]
         st.dataframe(
             action_list,
             hide_index=True,
@@ -95,19 +84,8 @@ with ui.user_errors("Loading the stockouts"):
             "store's latest audit."
         )
     else:
-        product_list_columns = [
-            "store",
-            "region",
-            "brand",
-            "product",
-            "gtin",
-            "status",
-            "expected_facings",
-            "facings",
-            "since",
-            "audits_in_row",
-            "audited_at",
-        ]
+        product_list_columns = ["store", "region", "brand", "product", "gtin", "status"]
+        product_list_columns += list(ACTION_COLUMNS)
         st.dataframe(
             product_actions[product_list_columns],
             hide_index=True,
