@@ -191,9 +191,18 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
     # counts such shelves less exactly in one pass than real ones, and the browser's frames are
     # re-encoded, so the tolerance is the detector's, not the stream's.
     tolerance = round(TOLERANCE * truth_high)
-    failures, facings_seen = [], []
+    failures, retried, facings_seen = [], [], []
+    start = component.get_by_role("button", name="START")
+    stop = component.get_by_role("button", name="STOP")
     for attempt in range(1, STARTS + 1):
         status, why = _stream_once(page, component)
+        if status is None and start.is_visible():
+            # The browser gave the connection up before frames flowed and shows START again:
+            # seen on a clean clone, when the other test worker exports TF.js beside this test
+            # and starves both cores. A person presses START again; so does the test, once. The
+            # streamlit-webrtc start-up race is caught apart (its log line, asserted below).
+            retried.append(f"START {attempt}: {why}")
+            status, why = _stream_once(page, component)
         if status is None:
             failures.append(f"START {attempt}: {why}")
         else:
@@ -203,15 +212,17 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
                 page.wait_for_timeout(1000)  # let the video element show a frame with boxes
                 page.screenshot(path=str(ARTIFACTS / "live_audit.png"), full_page=True)
         if attempt < STARTS:
-            component.get_by_role("button", name="STOP").click()
-            component.get_by_role("button", name="START").wait_for(timeout=60_000)
+            if stop.is_visible():
+                stop.click()
+            start.wait_for(timeout=60_000)
             # The page keeps showing the last finished run's elements; runs cut short by a rerun
             # draw nothing. Waiting for "stopped" makes the next "live" line a new START's.
             _wait_status(page, lambda s: not s.live, 30)
 
     races = log_path.read_text().count(RACE_LOG)
     assert not failures, (
-        f"{len(failures)} of {STARTS} STARTs did not stream ({races} race resets): {failures}"
+        f"{len(failures)} of {STARTS} STARTs did not stream, even when pressed again "
+        f"({races} race resets): {failures}; pressed again: {retried}"
     )
     assert races == 0, "streamlit-webrtc reset a live stream (start-up race)"
     for facings in facings_seen:
