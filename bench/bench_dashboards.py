@@ -204,18 +204,18 @@ def _insert_week(
 
 
 def _queries(url: str, first: date, last: date) -> dict[str, Callable[[], object]]:
-    region = "Region 3"
+    one_region = reports.Scope("Region 3", region="Region 3")
     return {
         "latest_audit_id": lambda: reports.latest_audit_id(url),
         "share_of_shelf (all stores, all weeks)": lambda: reports.share_of_shelf(url, first, last),
         "share_of_shelf (one region, 12 weeks)": lambda: reports.share_of_shelf(
-            url, last - timedelta(weeks=12), last, region=region
+            url, last - timedelta(weeks=12), last, one_region
         ),
         "share_trend (all stores)": lambda: reports.share_trend(url, first, last),
         "own_vs_competitors (all stores)": lambda: reports.own_vs_competitors(url, first, last),
         "store_brand_heatmap (all stores)": lambda: reports.store_brand_heatmap(url, first, last),
         "audits_behind (brand 1, one region)": lambda: reports.audits_behind(
-            url, 1, first, last, region=region
+            url, 1, first, last, one_region
         ),
         "current_stockouts (all stores)": lambda: reports.current_stockouts(url),
         "stockout_durations (all stores)": lambda: reports.stockout_durations(url),

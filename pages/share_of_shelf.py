@@ -64,13 +64,7 @@ with ui.user_errors("Loading the share of shelf"):
         st.warning(f"Cannot show the dashboard: {exc}.")
         st.stop()
 
-    filters = {
-        "url": url,
-        "start": start,
-        "end": end,
-        "store_ids": scope.store_ids,
-        "region": scope.region,
-    }
+    filters = {"url": url, "start": start, "end": end, "scope": scope}
     shares = ui.cached_report("share_of_shelf", latest_id, **filters)
     if shares.empty:
         st.info(

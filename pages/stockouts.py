@@ -31,7 +31,7 @@ with ui.user_errors("Loading the stockouts"):
     latest_id, span, scope = ui.dashboard_scope(url, key="so_scope")
     with st.sidebar:
         as_of = ui.latest_date_input("Latest audits as of", span[1], key="so_as_of")
-    filters = {"url": url, "store_ids": scope.store_ids, "region": scope.region, "as_of": as_of}
+    filters = {"url": url, "scope": scope, "as_of": as_of}
 
     stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])

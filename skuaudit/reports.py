@@ -1,6 +1,7 @@
 """Small DataFrames for the dashboards, aggregated in the database from stored per-audit rows.
 
-Every function takes the database ``url`` plus filters and returns a DataFrame with fixed columns,
+Every function takes the database ``url`` plus filters (dates, and a ``Scope``: which stores)
+and returns a DataFrame with fixed columns,
 empty (never ``None``) when nothing matches. The heavy work is SQLAlchemy Core ``GROUP BY`` and
 window functions over ``brand_metrics``, ``product_metrics`` and ``audits`` (never over
 ``detections``); pandas only divides and labels the few grouped rows that come back. The SQL runs
@@ -214,6 +215,9 @@ class Scope:
     words: str = ""  # the scope inside a sentence ("Central Superstore"); default: the label
 
 
+ALL_STORES = Scope("All stores", words="any store")
+
+
 @dataclass(frozen=True)
 class AuditSnapshot:
     """One image an audit was computed from."""
@@ -253,20 +257,18 @@ def _day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     return datetime.combine(start, time.min), datetime.combine(end + timedelta(days=1), time.min)
 
 
-def _scope_where(store_ids: Sequence[int] | None, region: str | None) -> list[sa.ColumnElement]:
+def _scope_where(scope: Scope) -> list[sa.ColumnElement]:
     where: list[sa.ColumnElement] = []
-    if store_ids is not None:
-        where.append(_A.c.store_id.in_(list(store_ids)))
-    if region is not None:
-        where.append(_A.c.store_id.in_(sa.select(_S.c.id).where(_S.c.region == region)))
+    if scope.store_ids is not None:
+        where.append(_A.c.store_id.in_(list(scope.store_ids)))
+    if scope.region is not None:
+        where.append(_A.c.store_id.in_(sa.select(_S.c.id).where(_S.c.region == scope.region)))
     return where
 
 
-def _range_where(
-    start: date, end: date, store_ids: Sequence[int] | None, region: str | None
-) -> list[sa.ColumnElement]:
+def _range_where(start: date, end: date, scope: Scope) -> list[sa.ColumnElement]:
     lo, hi = _day_bounds(start, end)
-    return [_A.c.created_at >= lo, _A.c.created_at < hi, *_scope_where(store_ids, region)]
+    return [_A.c.created_at >= lo, _A.c.created_at < hi, *_scope_where(scope)]
 
 
 def _brands(conn: Connection) -> pd.DataFrame:
@@ -386,7 +388,7 @@ def scopes(url: str | None = None) -> list[Scope]:
         ).all()
     regions = sorted({r.region for r in stores if r.region})
     return [
-        Scope("All stores", words="any store"),
+        ALL_STORES,
         *(Scope(f"Region: {r}", region=r, words=f"region {r}") for r in regions),
         *(
             Scope(
@@ -400,11 +402,7 @@ def scopes(url: str | None = None) -> list[Scope]:
 
 
 def share_of_shelf(
-    url: str | None,
-    start: date,
-    end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
+    url: str | None, start: date, end: date, scope: Scope = ALL_STORES
 ) -> pd.DataFrame:
     """Share by facings and by linear width per brand over the audits from ``start`` to ``end``.
 
@@ -412,14 +410,13 @@ def share_of_shelf(
         url: Database URL (None: ``SKUAUDIT_DB_URL``).
         start: First day included.
         end: Last day included.
-        store_ids: Only these stores (None: all).
-        region: Only stores of this region (None: all).
+        scope: Only its stores (default: all).
 
     Returns:
         One row per brand seen (``SHARE_COLUMNS``), largest share by facings first; ``audits`` is
         how many audits the brand has a row in.
     """
-    where = _range_where(start, end, store_ids, region)
+    where = _range_where(start, end, scope)
     keys = {"brand_id": _BM.c.brand_id}
     with _connect(url) as conn:
         df = _summed(conn, _BM, keys, where, audits=sa.func.count(_BM.c.audit_id))
@@ -430,11 +427,7 @@ def share_of_shelf(
 
 
 def product_share_of_shelf(
-    url: str | None,
-    start: date,
-    end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
+    url: str | None, start: date, end: date, scope: Scope = ALL_STORES
 ) -> pd.DataFrame:
     """Share by facings and by linear width per product over the audits from ``start`` to ``end``.
 
@@ -444,7 +437,7 @@ def product_share_of_shelf(
     Returns:
         One row per product seen (``PRODUCT_SHARE_COLUMNS``), by brand name, then most facings.
     """
-    where = _range_where(start, end, store_ids, region)
+    where = _range_where(start, end, scope)
     keys = {"brand_id": _PM.c.brand_id, "product_id": _PM.c.product_id}
     audits = sa.func.count(sa.distinct(_PM.c.audit_id))
     with _connect(url) as conn:
@@ -457,15 +450,9 @@ def product_share_of_shelf(
     )
 
 
-def share_trend(
-    url: str | None,
-    start: date,
-    end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-) -> pd.DataFrame:
+def share_trend(url: str | None, start: date, end: date, scope: Scope = ALL_STORES) -> pd.DataFrame:
     """Weekly share per brand: one row per (Monday of the week, brand), shares within the week."""
-    where = _range_where(start, end, store_ids, region)
+    where = _range_where(start, end, scope)
     keys = {"week_start": week_start(_A.c.created_at), "brand_id": _BM.c.brand_id}
     with _connect(url) as conn:
         df = _summed(conn, _BM, keys, where)
@@ -475,14 +462,10 @@ def share_trend(
 
 
 def own_vs_competitors(
-    url: str | None,
-    start: date,
-    end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
+    url: str | None, start: date, end: date, scope: Scope = ALL_STORES
 ) -> pd.DataFrame:
     """Shares of own brands, competitors and unrecognised products (one row each present)."""
-    brands = share_of_shelf(url, start, end, store_ids, region)
+    brands = share_of_shelf(url, start, end, scope)
     group = brands["is_own"].map(lambda own: OWN_GROUPS[None if pd.isna(own) else bool(own)])
     df = brands.assign(group=group).groupby("group", as_index=False)[["facings", "linear_px"]].sum()
     df = _add_shares(df)
@@ -491,14 +474,10 @@ def own_vs_competitors(
 
 
 def store_brand_heatmap(
-    url: str | None,
-    start: date,
-    end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
+    url: str | None, start: date, end: date, scope: Scope = ALL_STORES
 ) -> pd.DataFrame:
     """Share per (store, brand) over the range, shares within each store (long format)."""
-    where = _range_where(start, end, store_ids, region)
+    where = _range_where(start, end, scope)
     keys = {"store_id": _A.c.store_id, "brand_id": _BM.c.brand_id}
     stores = sa.select(_S.c.id, _S.c.name, _S.c.region)
     with _connect(url) as conn:
@@ -513,12 +492,11 @@ def audits_behind(
     brand_id: int | None,
     start: date,
     end: date,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
+    scope: Scope = ALL_STORES,
     limit: int = 200,
 ) -> pd.DataFrame:
     """The audits behind a brand's figure, newest first (``brand_id`` None: the unknown brand)."""
-    where = _range_where(start, end, store_ids, region)
+    where = _range_where(start, end, scope)
     brand_match = _BM.c.brand_id.is_(None) if brand_id is None else _BM.c.brand_id == brand_id
     images = (
         sa.select(sa.func.count(m.AuditImage.id))
@@ -569,12 +547,10 @@ def audit_snapshots(url: str | None, audit_id: int) -> list[AuditSnapshot]:
 COUNTS_ONLY_SOURCES = ("offline",)
 
 
-def _ranked_audits(
-    as_of: date | None, store_ids: Sequence[int] | None, region: str | None
-) -> sa.Subquery:
+def _ranked_audits(as_of: date | None, scope: Scope) -> sa.Subquery:
     """Audits with brand figures up to the end of ``as_of``, ``audit_rank`` 1 = each store's
     latest (``COUNTS_ONLY_SOURCES`` left out)."""
-    where = _scope_where(store_ids, region)
+    where = _scope_where(scope)
     where.append(_A.c.source.not_in(COUNTS_ONLY_SOURCES))
     # A deleted store has no current shelf: its audits are history only.
     where.append(_A.c.store_id.not_in(sa.select(_S.c.id).where(_S.c.deleted_at.is_not(None))))
@@ -598,10 +574,8 @@ def _ranked_audits(
     )
 
 
-def _latest_audits(
-    as_of: date | None, store_ids: Sequence[int] | None, region: str | None
-) -> sa.Subquery:
-    ranked = _ranked_audits(as_of, store_ids, region)
+def _latest_audits(as_of: date | None, scope: Scope) -> sa.Subquery:
+    ranked = _ranked_audits(as_of, scope)
     return sa.select(ranked).where(ranked.c.audit_rank == 1).subquery("latest_audits")
 
 
@@ -613,14 +587,13 @@ def _targeted(table: sa.Table = _BM) -> sa.ColumnElement[bool]:
 def _latest_targeted(
     level: _Level,
     as_of: date | None,
-    store_ids: Sequence[int] | None,
-    region: str | None,
+    scope: Scope,
     figures: Callable[[sa.Subquery], list[sa.ColumnElement]],
     where: Sequence[sa.ColumnElement[bool]] = (),
 ) -> sa.Select:
     """The targeted rows of ``level`` in each store's latest audit that match ``where``: the
     store, the level's naming columns, then ``figures(latest audits)``."""
-    latest = _latest_audits(as_of, store_ids, region)
+    latest = _latest_audits(as_of, scope)
     table = level.table
     stmt = (
         sa.select(latest.c.store_id, _S.c.name, _S.c.region, *level.names, *figures(latest))
@@ -632,7 +605,7 @@ def _latest_targeted(
     return stmt.where(*where, _targeted(table))
 
 
-def _current_problems(level: _Level, url: str | None, store_ids, region, as_of) -> pd.DataFrame:
+def _current_problems(level: _Level, url: str | None, scope: Scope, as_of) -> pd.DataFrame:
     """The action list of ``level``: its rows out of stock or below target in each store's
     latest audit, with how long (see ``current_stockouts``)."""
     table = level.table
@@ -642,20 +615,20 @@ def _current_problems(level: _Level, url: str | None, store_ids, region, as_of) 
         return [status, table.c.expected_facings, table.c.facings, latest.c.id, latest.c.created_at]
 
     problem = sa.or_(table.c.is_stockout, table.c.below_target)
-    stmt = _latest_targeted(level, as_of, store_ids, region, figures, where=[problem])
+    stmt = _latest_targeted(level, as_of, scope, figures, where=[problem])
     columns = [c for c in level.stockout_columns if c not in ("since", "audits_in_row")]
     with _connect(url) as conn:
         df = _frame(conn, stmt, columns)
-    durations = _durations(table, level.key, store_ids, region, as_of, url)
+    durations = _durations(table, level.key, scope, as_of, url)
     return _with_durations(df, durations, level.key.name, level.stockout_columns, level.name)
 
 
-def _compliance_rows(level: _Level, url: str | None, store_ids, region, as_of) -> pd.DataFrame:
+def _compliance_rows(level: _Level, url: str | None, scope: Scope, as_of) -> pd.DataFrame:
     """Target, facings and ``min(facings/target, 1)`` of ``level``'s targeted rows in each
     store's latest audit, by store name, then the level's names."""
     table = level.table
     figures = [table.c.expected_facings, table.c.facings, _compliance(table)]
-    stmt = _latest_targeted(level, as_of, store_ids, region, lambda _latest: figures)
+    stmt = _latest_targeted(level, as_of, scope, lambda _latest: figures)
     stmt = stmt.order_by(_S.c.name, *level.order)
     with _connect(url) as conn:
         return _frame(conn, stmt, level.compliance_columns)
@@ -669,11 +642,11 @@ def _compliance(table: sa.Table = _BM) -> sa.ColumnElement[float]:
 
 
 def _durations(
-    table: sa.Table, key: sa.Column, store_ids, region, as_of, url: str | None
+    table: sa.Table, key: sa.Column, scope: Scope, as_of, url: str | None
 ) -> pd.DataFrame:
     """Stockout and below-target runs per (store, ``key``) in ``table`` (brand or product
     metrics), counted back from each store's latest audit (see ``stockout_durations``)."""
-    ranked = _ranked_audits(as_of, store_ids, region)
+    ranked = _ranked_audits(as_of, scope)
     pair = (ranked.c.store_id, key)
     flagged = sa.or_(table.c.below_target, table.c.is_stockout)
     flag_rank = sa.func.row_number().over(partition_by=pair, order_by=ranked.c.audit_rank)
@@ -716,10 +689,7 @@ def _durations(
 
 
 def stockout_durations(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """How long each store/brand problem has lasted, counted back from the store's latest audit.
 
@@ -731,14 +701,11 @@ def stockout_durations(
         ``DURATION_COLUMNS``, one row per (store, brand) flagged below target or out of stock in
         the latest audit; ``*_audits_in_row`` 0 and ``*_since`` NaT where that run is empty.
     """
-    return _durations(_BM, _BM.c.brand_id, store_ids, region, as_of, url)
+    return _durations(_BM, _BM.c.brand_id, scope, as_of, url)
 
 
 def current_stockouts(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """What to act on: brands out of stock or below target in each store's latest audit.
 
@@ -747,7 +714,7 @@ def current_stockouts(
         seen, ``since``/``audits_in_row`` how long that status has lasted. Stockouts first, then
         the longest-running problems.
     """
-    return _current_problems(_BRAND_LEVEL, url, store_ids, region, as_of)
+    return _current_problems(_BRAND_LEVEL, url, scope, as_of)
 
 
 def _with_durations(
@@ -768,10 +735,7 @@ def _with_durations(
 
 
 def current_product_stockouts(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """The product-level action list: products with a target in a store that are out of stock
     (no facing) or below target in the store's latest audit.
@@ -779,14 +743,11 @@ def current_product_stockouts(
     Returns:
         ``PRODUCT_STOCKOUT_COLUMNS``, as ``current_stockouts`` per product.
     """
-    return _current_problems(_PRODUCT_LEVEL, url, store_ids, region, as_of)
+    return _current_problems(_PRODUCT_LEVEL, url, scope, as_of)
 
 
 def availability_by_store(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """Stores ranked by on-shelf availability in their latest audit, worst first.
 
@@ -797,7 +758,7 @@ def availability_by_store(
         (NaN without targeted brands or audits), ``rank`` 1 = lowest availability (NA for a
         store never audited).
     """
-    latest = _latest_audits(as_of, store_ids, region)
+    latest = _latest_audits(as_of, scope)
     targeted = _targeted()
     count_if = lambda cond: sa.func.sum(sa.case((cond, 1), else_=0))  # noqa: E731
     per_store = (
@@ -818,10 +779,10 @@ def availability_by_store(
         .subquery("per_store")
     )
     store_where = [_S.c.deleted_at.is_(None)]
-    if store_ids is not None:
-        store_where.append(_S.c.id.in_(list(store_ids)))
-    if region is not None:
-        store_where.append(_S.c.region == region)
+    if scope.store_ids is not None:
+        store_where.append(_S.c.id.in_(list(scope.store_ids)))
+    if scope.region is not None:
+        store_where.append(_S.c.region == scope.region)
     stmt = (
         sa.select(
             _S.c.id,
@@ -869,17 +830,14 @@ def availability_by_store(
 
 
 def gap_share_by_store(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """Empty shelf space in each store's latest audit, largest gap share first.
 
     Returns:
         ``GAP_COLUMNS``; ``gap_share_width`` is the gaps' summed width / shelf width, in ``[0, 1]``.
     """
-    latest = _latest_audits(as_of, store_ids, region)
+    latest = _latest_audits(as_of, scope)
     stmt = (
         sa.select(
             latest.c.store_id,
@@ -899,27 +857,21 @@ def gap_share_by_store(
 
 
 def planogram_compliance(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """Per store and targeted brand in the latest audit: target, facings, ``min(facings/target, 1)``.
 
     The store figure in ``availability_by_store`` is the mean of ``compliance`` over its rows here.
     """
-    return _compliance_rows(_BRAND_LEVEL, url, store_ids, region, as_of)
+    return _compliance_rows(_BRAND_LEVEL, url, scope, as_of)
 
 
 def product_compliance(
-    url: str | None,
-    store_ids: Sequence[int] | None = None,
-    region: str | None = None,
-    as_of: date | None = None,
+    url: str | None, scope: Scope = ALL_STORES, as_of: date | None = None
 ) -> pd.DataFrame:
     """Per store and targeted product in the latest audit: target, facings,
     ``min(facings/target, 1)`` (``PRODUCT_COMPLIANCE_COLUMNS``)."""
-    return _compliance_rows(_PRODUCT_LEVEL, url, store_ids, region, as_of)
+    return _compliance_rows(_PRODUCT_LEVEL, url, scope, as_of)
 
 
 # --------------------------------------------------------------------------- CSV downloads

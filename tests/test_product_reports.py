@@ -100,7 +100,9 @@ def test_product_share_of_shelf_rolls_up_to_the_brand_figures(shop):
     pd.testing.assert_frame_equal(
         per_brand, brands.loc[per_brand.index, ["facings", "linear_px", "share_facings"]]
     )
-    beta = reports.product_share_of_shelf(shop["url"], *MARCH, store_ids=[shop["beta"]])
+    beta = reports.product_share_of_shelf(
+        shop["url"], *MARCH, reports.Scope("Beta", store_ids=(shop["beta"],))
+    )
     assert list(zip(beta["brand"], beta["product"], beta["facings"], strict=True)) == [
         ("Own", "Cola", 1),
         ("Rival", "Cola", 0),
@@ -130,7 +132,7 @@ def test_current_product_stockouts(shop, as_of, expected):
 
 def test_lime_below_then_out_counts_two_audits_below_target(shop):
     durations = reports._durations(
-        reports._PM, reports._PM.c.product_id, None, None, None, shop["url"]
+        reports._PM, reports._PM.c.product_id, reports.ALL_STORES, None, shop["url"]
     )
     lime = durations[durations["product_id"] == shop["lime"]].iloc[0]
     assert (lime.stockout_audits_in_row, lime.below_audits_in_row) == (1, 2)

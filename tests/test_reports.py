@@ -24,6 +24,7 @@ from skuaudit.storage.db import session_scope
 from tests.report_rows import stockout_rows
 
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
+SOUTH = reports.Scope("Region: South", region="South")
 
 
 def _metric(brand, facings, linear_px, target, total_facings, total_px):
@@ -128,13 +129,13 @@ def _by_brand(df: pd.DataFrame, column: str) -> dict:
         ),
         ({"region": "South"}, {}, {}, {}),
         ({"store_ids": "gamma"}, {}, {}, {}),
-        ({"store_ids": []}, {}, {}, {}),
+        ({"store_ids": ()}, {}, {}, {}),
     ],
 )
 def test_share_of_shelf_is_weighted_over_audits(chain, scope, facings, share_facings, share_linear):
     if isinstance(scope.get("store_ids"), str):
-        scope = {"store_ids": [chain[scope["store_ids"]]]}
-    df = reports.share_of_shelf(chain["url"], *MARCH, **scope)
+        scope = {"store_ids": (chain[scope["store_ids"]],)}
+    df = reports.share_of_shelf(chain["url"], *MARCH, reports.Scope("Picked", **scope))
     assert list(df.columns) == reports.SHARE_COLUMNS
     assert _by_brand(df, "facings") == facings
     assert _by_brand(df, "share_facings") == pytest.approx(share_facings)
@@ -187,7 +188,7 @@ def test_own_vs_competitors(chain):
     assert list(df["group"]) == ["Own brands", "Competitors", "Unknown brand"]
     assert list(df["share_facings"]) == pytest.approx([10 / 22, 10 / 22, 2 / 22])
     assert list(df["share_linear"]) == pytest.approx([0.5, 0.35, 0.15])
-    empty = reports.own_vs_competitors(chain["url"], *MARCH, region="South")
+    empty = reports.own_vs_competitors(chain["url"], *MARCH, SOUTH)
     assert empty.empty and list(empty.columns) == reports.OWN_COLUMNS
 
 
@@ -216,7 +217,7 @@ def test_audits_behind_and_snapshots(chain):
     assert list(own["images"]) == [0, 0, 0, 1]
     unknown = reports.audits_behind(url, None, *MARCH)
     assert list(unknown["audit_id"]) == [chain["a1"]]
-    assert reports.audits_behind(url, chain["own"], *MARCH, region="South").empty
+    assert reports.audits_behind(url, chain["own"], *MARCH, SOUTH).empty
     (snap,) = reports.audit_snapshots(url, chain["a1"])
     assert (snap.image_index, snap.width, snap.height, snap.image_jpeg) == (
         0,
@@ -275,7 +276,7 @@ def test_availability_ranks_worst_first_and_lists_unaudited_stores(chain):
     assert list(df["stockouts"][:2]) == [1, 0]
     assert list(df["below_target"][:2]) == [1, 0]
     assert pd.isna(df["availability"][2]) and pd.isna(df["audit_id"][2])
-    south = reports.availability_by_store(chain["url"], region="South")
+    south = reports.availability_by_store(chain["url"], SOUTH)
     assert list(south["store"]) == ["Gamma"] and south["audit_id"].isna().all()
 
 

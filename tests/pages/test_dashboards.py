@@ -106,7 +106,7 @@ def test_share_page_filters_change_the_figures(demo_db_url, downloads):
     assert heat["y"] == ["Meadow Mart"]
     scope = next(s for s in reports.scopes(demo_db_url) if s.label == "Store: Meadow Mart")
     first, last = reports.audit_date_range(demo_db_url)
-    expected = reports.store_brand_heatmap(demo_db_url, first, last, store_ids=scope.store_ids)
+    expected = reports.store_brand_heatmap(demo_db_url, first, last, scope)
     assert heat["x"] == sorted(expected["brand"])
     assert _values(heat["z"])[0] == pytest.approx(
         list(expected.sort_values("brand")["share_linear"])
