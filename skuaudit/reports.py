@@ -799,18 +799,7 @@ def availability_by_store(
         .join_from(_S, per_store, per_store.c.store_id == _S.c.id, isouter=True)
         .where(*store_where)
     )
-    columns = [
-        "store_id",
-        "store",
-        "region",
-        "audit_id",
-        "audited_at",
-        "targeted_brands",
-        "brands_on_shelf",
-        "planogram_compliance",
-        "stockouts",
-        "below_target",
-    ]
+    columns = [c for c in AVAILABILITY_COLUMNS if c not in ("rank", "availability")]
     with _connect(url) as conn:
         df = _frame(conn, stmt, columns)
     counts = ["targeted_brands", "brands_on_shelf", "stockouts", "below_target"]
