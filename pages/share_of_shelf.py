@@ -72,12 +72,12 @@ with ui.user_errors("Loading the share of shelf"):
         "region": scope.region,
     }
     shares = ui.cached_report("share_of_shelf", latest_id, **filters)
-    if shares.empty:
-        st.info(
-            f"No audits for {scope.words or scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
-            "Widen the dates or pick other stores."
-        )
-        st.stop()
+    ui.stop_without_audits(
+        shares,
+        scope,
+        f"from {start:%d %b %Y} to {end:%d %b %Y}",
+        "Widen the dates or pick other stores.",
+    )
     own = ui.cached_report("own_vs_competitors", latest_id, **filters)
     st.caption(
         f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "

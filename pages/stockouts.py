@@ -35,12 +35,9 @@ with ui.user_errors("Loading the stockouts"):
 
     stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])
-    if audited.empty:
-        st.info(
-            f"No audits for {scope.words or scope.label} on or before {as_of:%d %b %Y}. "
-            "Pick a later date or other stores."
-        )
-        st.stop()
+    ui.stop_without_audits(
+        audited, scope, f"on or before {as_of:%d %b %Y}", "Pick a later date or other stores."
+    )
     actions = ui.cached_report("current_stockouts", latest_id, **filters)
     st.caption(
         f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "

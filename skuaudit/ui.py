@@ -316,3 +316,11 @@ def latest_date_input(label: str, latest: date, *, key: str) -> date:
         st.session_state[key] = latest
     st.session_state[followed] = latest
     return st.date_input(label, key=key, persist_state=FILTER_PERSISTENCE, bind=FILTER_BINDING)
+
+
+def stop_without_audits(table, scope: Scope, when: str, advice: str) -> None:
+    """Stops a dashboard with a note when ``table``, its first report for the picked stores and
+    dates, is empty: "No audits for <the stores> <when>. <advice>"."""
+    if table.empty:
+        st.info(f"No audits for {scope.words or scope.label} {when}. {advice}")
+        st.stop()
