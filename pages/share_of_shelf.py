@@ -151,24 +151,19 @@ with ui.user_errors("Loading the share of shelf"):
         "linear_px",
         "audits",
     ]
-    st.dataframe(
+    product_csv = ["brand", *product_columns]
+    ui.table_with_csv(
+        f"Download the products of {brand} (CSV)",
+        "share_of_shelf_products_of_brand.csv",
         mine,
-        hide_index=True,
-        column_order=product_columns,
+        product_csv,
+        shown=product_columns,
         column_config={
             "gtin": st.column_config.TextColumn("EAN/GTIN"),
             "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
             **SHARE_COLUMNS,
         },
-        key="sos_products_table",
-    )
-    product_csv = ["brand", *product_columns]
-    ui.csv_download(
-        f"Download the products of {brand} (CSV)",
-        "share_of_shelf_products_of_brand.csv",
-        mine,
-        product_csv,
-        key="sos_products_csv",
+        key="sos_products",
     )
     ui.csv_download(
         "Download share per product, all brands (CSV)",
@@ -178,10 +173,11 @@ with ui.user_errors("Loading the share of shelf"):
         key="sos_all_products_csv",
     )
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
-    st.dataframe(
+    ui.table_with_csv(
+        f"Download audits behind {brand} (CSV)",
+        "audits_behind.csv",
         behind,
-        hide_index=True,
-        column_order=[
+        shown=[
             "audit_id",
             "created_at",
             "store",
@@ -201,10 +197,7 @@ with ui.user_errors("Loading the share of shelf"):
             "created_at": st.column_config.DatetimeColumn("audited at", format="D MMM YYYY, HH:mm"),
             **SHARE_COLUMNS,
         },
-        key="sos_behind_table",
-    )
-    ui.csv_download(
-        f"Download audits behind {brand} (CSV)", "audits_behind.csv", behind, key="sos_behind_csv"
+        key="sos_behind",
     )
     if not behind.empty:
         labels = {

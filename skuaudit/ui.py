@@ -324,3 +324,26 @@ def stop_without_audits(table, scope: Scope, when: str, advice: str) -> None:
     if table.empty:
         st.info(f"No audits for {scope.words or scope.label} {when}. {advice}")
         st.stop()
+
+
+def table_with_csv(
+    label: str,
+    file_name: str,
+    table,
+    columns: Sequence[str] | None = None,
+    *,
+    key: str,
+    shown: Sequence[str] | None = None,
+    column_config: dict | None = None,
+) -> None:
+    """A report table without its index and, under it, the button that downloads it as CSV
+    (``csv_download``: ``columns``, default all). The table shows ``shown`` in that order
+    (default: the CSV's columns). Widget keys ``f"{key}_table"`` and ``f"{key}_csv"``."""
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_order=shown or columns,
+        column_config=column_config,
+        key=f"{key}_table",
+    )
+    csv_download(label, file_name, table, columns, key=f"{key}_csv")
