@@ -66,12 +66,12 @@ with ui.user_errors("Loading the share of shelf"):
 
     filters = {"url": url, "start": start, "end": end, "scope": scope}
     shares = ui.cached_report("share_of_shelf", latest_id, **filters)
-    if shares.empty:
-        st.info(
-            f"No audits for {scope.words or scope.label} from {start:%d %b %Y} to {end:%d %b %Y}. "
-            "Widen the dates or pick other stores."
-        )
-        st.stop()
+    ui.stop_without_audits(
+        shares,
+        scope,
+        f"from {start:%d %b %Y} to {end:%d %b %Y}",
+        "Widen the dates or pick other stores.",
+    )
     own = ui.cached_report("own_vs_competitors", latest_id, **filters)
     st.caption(
         f"{scope.label}, audits from {start:%d %b %Y} to {end:%d %b %Y}. Shares over many "
@@ -145,24 +145,19 @@ with ui.user_errors("Loading the share of shelf"):
         "linear_px",
         "audits",
     ]
-    st.dataframe(
+    product_csv = ["brand", *product_columns]
+    ui.table_with_csv(
+        f"Download the products of {brand} (CSV)",
+        "share_of_shelf_products_of_brand.csv",
         mine,
-        hide_index=True,
-        column_order=product_columns,
+        product_csv,
+        shown=product_columns,
         column_config={
             "gtin": st.column_config.TextColumn("EAN/GTIN"),
             "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
             **SHARE_COLUMNS,
         },
-        key="sos_products_table",
-    )
-    product_csv = ["brand", *product_columns]
-    ui.csv_download(
-        f"Download the products of {brand} (CSV)",
-        "share_of_shelf_products_of_brand.csv",
-        mine,
-        product_csv,
-        key="sos_products_csv",
+        key="sos_products",
     )
     ui.csv_download(
         "Download share per product, all brands (CSV)",
@@ -172,10 +167,11 @@ with ui.user_errors("Loading the share of shelf"):
         key="sos_all_products_csv",
     )
     behind = ui.cached_report("audits_behind", latest_id, brand_id=brand_id, **filters)
-    st.dataframe(
+    ui.table_with_csv(
+        f"Download audits behind {brand} (CSV)",
+        "audits_behind.csv",
         behind,
-        hide_index=True,
-        column_order=[
+        shown=[
             "audit_id",
             "created_at",
             "store",
@@ -195,10 +191,7 @@ with ui.user_errors("Loading the share of shelf"):
             "created_at": st.column_config.DatetimeColumn("audited at", format="D MMM YYYY, HH:mm"),
             **SHARE_COLUMNS,
         },
-        key="sos_behind_table",
-    )
-    ui.csv_download(
-        f"Download audits behind {brand} (CSV)", "audits_behind.csv", behind, key="sos_behind_csv"
+        key="sos_behind",
     )
     if not behind.empty:
         labels = {

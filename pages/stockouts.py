@@ -35,12 +35,9 @@ with ui.user_errors("Loading the stockouts"):
 
     stores = ui.cached_report("availability_by_store", latest_id, **filters)
     audited = stores.dropna(subset=["audit_id"])
-    if audited.empty:
-        st.info(
-            f"No audits for {scope.words or scope.label} on or before {as_of:%d %b %Y}. "
-            "Pick a later date or other stores."
-        )
-        st.stop()
+    ui.stop_without_audits(
+        audited, scope, f"on or before {as_of:%d %b %Y}", "Pick a later date or other stores."
+    )
     actions = ui.cached_report("current_stockouts", latest_id, **filters)
     st.caption(
         f"{scope.label}: each store's latest audit on or before {as_of:%d %b %Y}. "
@@ -58,18 +55,12 @@ with ui.user_errors("Loading the stockouts"):
     if actions.empty:
         st.success("No stockouts and no brand below its planogram target in the latest audits.")
     else:
-        action_list = actions[["store", "region", "brand", "status", *ACTION_COLUMNS]]
-        st.dataframe(
-            action_list,
-            hide_index=True,
-            column_config=ACTION_COLUMNS,
-            key="so_actions_table",
-        )
-        ui.csv_download(
+        ui.table_with_csv(
             "Download the action list (CSV)",
             "stockouts_to_act_on.csv",
-            action_list,
-            key="so_actions_csv",
+            actions[["store", "region", "brand", "status", *ACTION_COLUMNS]],
+            column_config=ACTION_COLUMNS,
+            key="so_actions",
         )
 
     st.subheader("Products to act on")
@@ -86,18 +77,13 @@ with ui.user_errors("Loading the stockouts"):
     else:
         product_list_columns = ["store", "region", "brand", "product", "gtin", "status"]
         product_list_columns += list(ACTION_COLUMNS)
-        st.dataframe(
-            product_actions[product_list_columns],
-            hide_index=True,
-            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
-            key="so_product_actions_table",
-        )
-        ui.csv_download(
+        ui.table_with_csv(
             "Download the product action list (CSV)",
             "product_stockouts_to_act_on.csv",
             product_actions,
             product_list_columns,
-            key="so_product_actions_csv",
+            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
+            key="so_product_actions",
         )
 
     left, right = st.columns(2)
@@ -165,18 +151,13 @@ with ui.user_errors("Loading the stockouts"):
     }
     with st.expander("Planogram compliance per brand"):
         compliance = ui.cached_report("planogram_compliance", latest_id, **filters)
-        st.dataframe(
-            compliance,
-            hide_index=True,
-            column_order=["store", "region", "brand", "expected_facings", "facings", "compliance"],
-            column_config=compliance_config,
-            key="so_compliance_table",
-        )
-        ui.csv_download(
+        ui.table_with_csv(
             "Download compliance per brand (CSV)",
             "planogram_compliance.csv",
             compliance,
-            key="so_compliance_csv",
+            shown=["store", "region", "brand", "expected_facings", "facings", "compliance"],
+            column_config=compliance_config,
+            key="so_compliance",
         )
 
     with st.expander("Planogram compliance per product"):
@@ -191,17 +172,11 @@ with ui.user_errors("Loading the stockouts"):
             "facings",
             "compliance",
         ]
-        st.dataframe(
-            per_product,
-            hide_index=True,
-            column_order=compliance_columns,
-            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **compliance_config},
-            key="so_product_compliance_table",
-        )
-        ui.csv_download(
+        ui.table_with_csv(
             "Download compliance per product (CSV)",
             "planogram_compliance_per_product.csv",
             per_product,
             compliance_columns,
-            key="so_product_compliance_csv",
+            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **compliance_config},
+            key="so_product_compliance",
         )

@@ -316,3 +316,34 @@ def latest_date_input(label: str, latest: date, *, key: str) -> date:
         st.session_state[key] = latest
     st.session_state[followed] = latest
     return st.date_input(label, key=key, persist_state=FILTER_PERSISTENCE, bind=FILTER_BINDING)
+
+
+def stop_without_audits(table, scope: Scope, when: str, advice: str) -> None:
+    """Stops a dashboard with a note when ``table``, its first report for the picked stores and
+    dates, is empty: "No audits for <the stores> <when>. <advice>"."""
+    if table.empty:
+        st.info(f"No audits for {scope.words or scope.label} {when}. {advice}")
+        st.stop()
+
+
+def table_with_csv(
+    label: str,
+    file_name: str,
+    table,
+    columns: Sequence[str] | None = None,
+    *,
+    key: str,
+    shown: Sequence[str] | None = None,
+    column_config: dict | None = None,
+) -> None:
+    """A report table without its index and, under it, the button that downloads it as CSV
+    (``csv_download``: ``columns``, default all). The table shows ``shown`` in that order
+    (default: the CSV's columns). Widget keys ``f"{key}_table"`` and ``f"{key}_csv"``."""
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_order=shown or columns,
+        column_config=column_config,
+        key=f"{key}_table",
+    )
+    csv_download(label, file_name, table, columns, key=f"{key}_csv")
