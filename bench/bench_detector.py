@@ -79,9 +79,9 @@ def bench_speed(model_dir: Path, frames: int) -> None:
     # The photo path on a phone-sized photo: tiles (+ the whole-image pass), one or two views.
     photo = render_shelf(seed=999_002, width=1200, height=1600).image_bgr
     detector = Detector.load(model_dir)
-    times = {}
+    times, flips = {}, detector.config.flip_classes or ["gap"]
     for label, mirrored, multiscale in photo_path_views(detector.config):
-        set_views(detector, mirrored, multiscale)
+        set_views(detector, mirrored, multiscale, flips)
         times[label] = median_ms(lambda: detector.detect(photo, tiled=True), max(5, frames // 5))
     one = times["one view"]
     print(
@@ -110,8 +110,10 @@ def photo_path_views(config) -> list[tuple[str, bool, bool]]:
     return views
 
 
-def set_views(detector: Detector, mirrored: bool, multiscale: bool) -> None:
-    detector.config.flip_classes = ["gap"] if mirrored else []
+def set_views(detector: Detector, mirrored: bool, multiscale: bool, flips: list[str]) -> None:
+    """The mirrored view (for ``flips``, the model's own ``flip_classes``) and the extra gap tiles,
+    each on or off."""
+    detector.config.flip_classes = list(flips) if mirrored else []
     detector.config.multiscale_classes = ["gap"] if multiscale else []
 
 
@@ -161,7 +163,7 @@ def bench_gaps(detector: Detector) -> None:
         (f"{path}, {label}", *views, None) for label, *views in photo_path_views(detector.config)
     ]
     for label, mirrored, multiscale, tiled in rows:
-        set_views(detector, mirrored, multiscale)
+        set_views(detector, mirrored, multiscale, saved[0] or ["gap"])
         m = evaluate_detector(detector, val, tiled=tiled)["gap"]
         print(
             f"- {label}: gap AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f}"

@@ -14,13 +14,14 @@ it are ignore regions (neither product nor background); lower ones are dropped. 
 80/20 by photo (sorted names, seed 0); the validation photos are never trained on.
 
 The run fine-tunes ``--init-model`` (optionally grown: a wider ``--alpha``) and ends by setting
-the photo path of the model folder (``skuaudit.training.calibration``): the tiling rule, the extra
-gap views and the per-class thresholds, the product one where the detected count equals the
-teacher's count on the held-out shelf photos, the gap one where it equals the human count on the
-shelf-gaps training photos, and the one-pass product threshold (video frames) where one pass
-counts what the photo path counts on 640x480 frames of the training shelf photos. ``models/default/MODEL_CARD.md`` lists the runs that made the shipped
-model; ``--resume`` continues a run cut short (the model folder is rewritten at every evaluation
-that improves the validation loss, so an interrupted run still leaves a usable model).
+the photo path of the model folder (``skuaudit.training.calibration``): the tiling rule, the
+mirrored view, the extra gap views and the per-class thresholds, the product one where the
+detected count equals the teacher's count on the held-out shelf photos, the gap one where it
+equals the human count on the shelf-gaps training photos, and the one-pass product threshold
+(video frames) where one pass counts what the photo path counts on 640x480 frames of the training
+shelf photos. ``models/default/MODEL_CARD.md`` lists the runs that made the shipped model;
+``--resume`` continues a run cut short (the model folder is rewritten at every evaluation that
+improves the validation loss, so an interrupted run still leaves a usable model).
 
 Usage::
 
@@ -32,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,15 +51,17 @@ from skuaudit.training.evaluate import image_names, keep_images  # noqa: E402
 from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
-# The photo path of the shipped model: tiles above 400 px; gaps also from the whole photo, the
-# mirrored tiles and tiles of half and three quarters of the photo (model card: gap AP50).
+# The photo path of the shipped model: tiles above 400 px and their mirrored view (products and
+# gaps); gaps also from the whole photo and tiles of half and three quarters of the photo (model
+# card: the figures of each).
 PHOTO_PATH = PhotoPath(
     tile_above_px=400,
     whole_image_classes=("gap",),
-    flip_classes=("gap",),
+    flip_classes=("product", "gap"),
     multiscale_classes=("gap",),
     extra_tile_fractions=(0.5, 0.75),
 )
+FUSION_MIN_SCORE = 0.15  # the views' boxes fused from this score up (model card: why 0.15)
 
 
 FRAMES_PER_PHOTO = 2  # one-pass calibration frames per training photo
@@ -110,7 +114,9 @@ def describe(photos: Dataset, gaps: Dataset, args) -> list[str]:
     ]
 
 
-def calibrate(model_dir: Path, photos: Dataset, gaps: Dataset) -> dict:
+def calibrate(
+    model_dir: Path, photos: Dataset, gaps: Dataset, fusion_min_score: float = FUSION_MIN_SCORE
+) -> dict:
     """Photo path and thresholds: products on the held-out shelf photos (teacher count), gaps
     on the shelf-gaps training photos (human count), and products in one pass on 640x480 frames
     of the training shelf photos (the photo path's count on the same frames)."""
@@ -137,7 +143,7 @@ def calibrate(model_dir: Path, photos: Dataset, gaps: Dataset) -> dict:
                 f"the {len(gaps_train)} shelf-gaps training photos (split seed 0), human boxes",
             ),
         },
-        PHOTO_PATH,
+        dataclasses.replace(PHOTO_PATH, fusion_min_score=fusion_min_score),
         single_pass_frames=(
             frames,
             f"{len(frames)} 640x480 frames of the {len(photos_train)} training shelf-photos",
@@ -168,6 +174,12 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=24000)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--alpha", type=float, default=None, help="grow the backbone to this width")
+    parser.add_argument(
+        "--fusion-min-score",
+        type=float,
+        default=FUSION_MIN_SCORE,
+        help="photo path: the views' boxes enter the fusion from this score up",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--photo-repeats", type=int, default=6)
     parser.add_argument("--gap-repeats", type=int, default=1)
@@ -220,10 +232,10 @@ def main() -> int:
     args = build_parser().parse_args()
     photos, gaps = read_real_data(args)
     if args.calibrate_only:
-        calibrate(args.out, photos, gaps)
+        calibrate(args.out, photos, gaps, args.fusion_min_score)
         return 0
     train_detector(train_config(args, photos, gaps), [photos, gaps], progress_callback=report)
-    calibrate(args.out, photos, gaps)
+    calibrate(args.out, photos, gaps, args.fusion_min_score)
     return 0
 
 

@@ -114,7 +114,7 @@ def finish(args) -> int:
     val_sets = split_datasets([photos, gaps], 0.2, seed=0)[2]
     info["metrics"] = validation_metrics(args.out, val_sets)
     update_card(args.out / CONFIG_FILE, info)
-    recipe.calibrate(args.out, photos, gaps)
+    recipe.calibrate(args.out, photos, gaps, args.fusion_min_score)
     report({"event": "finished", "out": str(args.out)})
     return 0
 

@@ -67,6 +67,14 @@ class DetectorConfig:
             fusion with the other views, ``postprocess.fuse_views``); the other classes keep the
             first set's boxes.
         fusion_iou: IoU above which boxes of two views are fused into one.
+        fusion_min_score: the views' boxes of fused classes (``flip_classes``,
+            ``multiscale_classes``) enter the fusion from this score up, whatever threshold
+            ``detect`` is asked for, so a fused box has the same score at any threshold: the
+            thresholds calibrated on fused scores (boxes from 0.05 up) then count the same boxes
+            in the app (default thresholds). A fused score is the mean of its members' times the
+            share of views that found it, so it depends on which weak members are there.
+            ``None`` (models saved before this setting): the views keep boxes from the
+            threshold asked for.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
@@ -105,6 +113,7 @@ class DetectorConfig:
     extra_tile_fractions: tuple[float, ...] = ()
     multiscale_classes: list[str] = field(default_factory=list)
     fusion_iou: float = 0.55
+    fusion_min_score: float | None = None
     containment: float = 0.8
     stack_min_contained: int = 2
     drop_contained: bool = True
@@ -141,6 +150,8 @@ class DetectorConfig:
             )
         if not 0 < self.fusion_iou < 1:
             raise ValueError(f"fusion_iou must be in (0, 1), got {self.fusion_iou}")
+        if self.fusion_min_score is not None and not 0 < self.fusion_min_score < 1:
+            raise ValueError(f"fusion_min_score must be in (0, 1), got {self.fusion_min_score}")
         if not 0 < self.containment <= 1:
             raise ValueError(f"containment must be in (0, 1], got {self.containment}")
         if self.stack_min_contained < 0:

@@ -221,8 +221,10 @@ class Detector:
             raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
             det = self._suppress_nested(self._decode(raw, (width, height), threshold))
             return det[det.confidence >= per_class[det.class_id]]
-        views = self._tiled_views(image_bgr, threshold)
-        det = self._suppress_nested(self._fuse_views(views))
+        floor = cfg.fusion_min_score
+        fusing = floor is not None and (cfg.flip_classes or cfg.multiscale_classes)
+        views = self._tiled_views(image_bgr, min(threshold, floor) if fusing else threshold)
+        det = self._suppress_nested(self._fuse_views(views, threshold))
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.
         return det[det.confidence >= per_class[det.class_id]]
@@ -283,14 +285,19 @@ class Detector:
                 )
         return views
 
-    def _fuse_views(self, views: dict[tuple[int, bool], Detections]) -> Detections:
+    def _fuse_views(
+        self, views: dict[tuple[int, bool], Detections], threshold: float
+    ) -> Detections:
         """One set of boxes from the views ``{(tile set, mirrored): boxes}`` of a tiled photo.
 
-        Each class keeps the first tile set's plain view, fused (``postprocess.fuse_views``)
-        with the mirrored views when it is in ``config.flip_classes`` and with the other tile
-        sets' views when it is in ``config.multiscale_classes``.
+        Each class keeps the first tile set's plain view (its boxes from ``threshold`` up), fused
+        (``postprocess.fuse_views``) with the mirrored views when it is in
+        ``config.flip_classes`` and with the other tile sets' views when it is in
+        ``config.multiscale_classes``; fused views keep their boxes from
+        ``config.fusion_min_score`` up when it is set.
         """
         cfg = self.config
+        floor = threshold if cfg.fusion_min_score is None else cfg.fusion_min_score
         groups: dict[tuple[tuple[int, bool], ...], list[int]] = {}
         for class_id, name in enumerate(cfg.class_names):
             used = tuple(
@@ -302,7 +309,13 @@ class Detector:
             groups.setdefault(used, []).append(class_id)
         parts = []
         for used, class_ids in groups.items():
-            of_group = [views[key][np.isin(views[key].class_id, class_ids)] for key in used]
+            least = threshold if len(used) == 1 else floor
+            of_group = [
+                views[key][
+                    np.isin(views[key].class_id, class_ids) & (views[key].confidence >= least)
+                ]
+                for key in used
+            ]
             parts.append(
                 of_group[0]
                 if len(used) == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from skuaudit.detections import Detections, box_intersection_xyxy, box_iou_xyxy
+from skuaudit.detections import Detections, box_intersection_xyxy
 from skuaudit.detector.boxes import decode_deltas
 
 
@@ -236,28 +236,32 @@ def fuse_views(views: list[Detections], *, iou_threshold: float) -> Detections:
         idx = np.flatnonzero(merged.class_id == class_id)
         idx = idx[np.argsort(-merged.confidence[idx], kind="stable")]
         boxes, scores = merged.xyxy[idx].astype(np.float64), merged.confidence[idx]
-        fused = np.empty((0, 4))
-        weighted_sum = np.empty((0, 4))
-        score_sum, members = [], []
-        for box, score in zip(boxes, scores, strict=True):
-            if len(fused):
-                iou = box_iou_xyxy(box[None], fused)[0]
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        # clusters 0..k-1 in preallocated arrays (one box per cluster at most)
+        fused, weighted_sum = np.empty_like(boxes), np.empty_like(boxes)
+        fused_area = np.empty(len(boxes))
+        score_sum, members = np.empty(len(boxes)), np.empty(len(boxes))
+        k = 0
+        for box, area, score in zip(boxes, areas, scores, strict=True):
+            if k:
+                inter = box_intersection_xyxy(box[None], fused[:k])[0]
+                union = fused_area[:k] + area - inter
+                iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
                 best = int(np.argmax(iou))
                 if iou[best] > iou_threshold:
                     weighted_sum[best] += score * box
                     score_sum[best] += score
                     members[best] += 1
                     fused[best] = weighted_sum[best] / score_sum[best]
+                    b = fused[best]
+                    fused_area[best] = (b[2] - b[0]) * (b[3] - b[1])
                     continue
-            fused = np.vstack([fused, box])
-            weighted_sum = np.vstack([weighted_sum, score * box])
-            score_sum.append(float(score))
-            members.append(1)
-        counts = np.asarray(members, dtype=np.float64)
+            fused[k], weighted_sum[k], fused_area[k] = box, score * box, area
+            score_sum[k], members[k] = score, 1
+            k += 1
+        fused, score_sum, counts = fused[:k], score_sum[:k], members[:k]
         out_xyxy.append(fused)
-        out_scores.append(
-            np.asarray(score_sum) / counts * np.minimum(counts, num_views) / num_views
-        )
+        out_scores.append(score_sum / counts * np.minimum(counts, num_views) / num_views)
         out_classes.append(np.full(len(fused), class_id))
     scores = np.concatenate(out_scores)
     order = np.argsort(-scores, kind="stable")

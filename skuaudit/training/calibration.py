@@ -35,6 +35,7 @@ class PhotoPath:
     flip_classes: tuple[str, ...] | None = None
     multiscale_classes: tuple[str, ...] | None = None
     extra_tile_fractions: tuple[float, ...] | None = None
+    fusion_min_score: float | None = None
 
     def settings(self) -> dict:
         """The fields that are set, as ``DetectorConfig`` keyword arguments."""
@@ -245,6 +246,9 @@ def _views_text(config):
         if name in config.multiscale_classes and config.extra_tile_fractions:
             sizes = " / ".join(f"{s:g}" for s in config.extra_tile_fractions)
             parts.append(f"with tiles of {sizes} x the longer side too")
+        fused = name in config.flip_classes or name in config.multiscale_classes
+        if fused and config.fusion_min_score is not None:
+            parts.append(f"views fused from scores >= {config.fusion_min_score:g}")
         return ", ".join(parts)
 
     return text

@@ -231,6 +231,40 @@ def test_flip_classes_fuse_the_photo_with_its_mirror(tiny_detector, shelf_bgr, f
     np.testing.assert_array_equal(again.xyxy, one_pass.xyxy)
 
 
+def test_fusion_min_score_gives_fused_boxes_one_score_at_any_threshold(tiny_detector, shelf_bgr):
+    """A fused box's score is the mean of its members' times the share of views that found it,
+    so it depends on which weak boxes each view kept. With ``fusion_min_score`` the views of
+    fused classes keep their boxes from that score up whatever threshold ``detect`` is asked
+    for: the photo path at a high threshold returns the boxes of a low-threshold call (the one
+    thresholds are calibrated on) that reach it, with the same scores. The plain view of a class
+    that is not fused keeps its boxes from the threshold asked for."""
+    detector = Detector.load(tiny_detector[0])
+    scores = detector.detect(shelf_bgr, score_threshold=0.01, tiled=True).confidence
+    floor, low_threshold = (float(q) for q in np.quantile(scores, [0.3, 0.1]))  # a weak model
+    detector.config.flip_classes = ["product", "gap"]
+    detector.config.multiscale_classes, detector.config.extra_tile_fractions = ["gap"], [0.25]
+    detector.config.fusion_min_score = floor
+    low = detector.detect(shelf_bgr, score_threshold=low_threshold, tiled=True)
+    assert len(low) > 10
+    for q in (0.2, 0.5, 0.8):
+        threshold = float(np.quantile(low.confidence, q))
+        assert threshold > low_threshold
+        high = detector.detect(shelf_bgr, score_threshold=threshold, tiled=True)
+        expected = low[low.confidence >= threshold]
+        assert len(high) > 0
+        np.testing.assert_allclose(high.xyxy, expected.xyxy, atol=0.01)
+        np.testing.assert_allclose(high.confidence, expected.confidence, atol=1e-5)
+    detector.config.flip_classes = ["gap"]  # products: the plain view from the threshold asked
+    threshold = float(np.quantile(low.confidence, 0.5))
+    products = detector.detect(shelf_bgr, score_threshold=threshold, tiled=True)
+    assert np.all(products.confidence[products.class_id == 0] >= threshold)
+    detector.config.fusion_min_score = None
+    same = detector.detect(shelf_bgr, score_threshold=threshold, tiled=True)
+    np.testing.assert_array_equal(
+        same[same.class_id == 0].xyxy, products[products.class_id == 0].xyxy
+    )
+
+
 def test_multiscale_classes_fuse_a_second_tile_size(tiny_detector, shelf_bgr):
     """With ``extra_tile_fractions`` [0.25] and ``multiscale_classes`` [NAME], the tiled photo's
     boxes of NAME are the fusion of the plain tiled boxes with those of a second set of tiles a
@@ -330,6 +364,9 @@ def test_cli_multiscale_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag)
 def test_flip_settings_are_checked():
     with pytest.raises(ValueError, match="fusion_iou"):
         DetectorConfig(fusion_iou=1.0)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="fusion_min_score"):
+            DetectorConfig(fusion_min_score=bad)
     with pytest.raises(ValueError, match="flip_classes names unknown classes"):
         DetectorConfig(flip_classes=["shelf"])
 

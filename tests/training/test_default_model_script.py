@@ -118,6 +118,8 @@ def test_script_trains_and_calibrates_on_teacher_labels(shared_standin, tiny_det
             "3",
             "--cache-mb",
             "64",
+            "--fusion-min-score",
+            "0.01",  # a model of a few steps scores low
         ],
         capture_output=True,
         text=True,
@@ -132,9 +134,9 @@ def test_script_trains_and_calibrates_on_teacher_labels(shared_standin, tiny_det
     ]
     saved = json.loads((out / "config.json").read_text())
     assert saved["detector"]["image_size"] == 128  # the init model's architecture
-    assert saved["detector"]["tile_above_px"] == 400 and saved["detector"]["flip_classes"] == [
-        "gap"
-    ]
+    assert saved["detector"]["tile_above_px"] == 400
+    assert saved["detector"]["flip_classes"] == ["product", "gap"]
+    assert saved["detector"]["fusion_min_score"] == 0.01
     assert set(saved["detector"]["class_score_thresholds"]) == {"product", "gap"}
     assert set(saved["detector"]["single_pass_class_score_thresholds"]) == {"product"}
     calibration = saved["training"]["threshold_calibration"]
