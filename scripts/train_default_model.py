@@ -174,12 +174,6 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=24000)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--alpha", type=float, default=None, help="grow the backbone to this width")
-    parser.add_argument(
-        "--fusion-min-score",
-        type=float,
-        default=FUSION_MIN_SCORE,
-        help="photo path: the views' boxes enter the fusion from this score up",
-    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--photo-repeats", type=int, default=6)
     parser.add_argument("--gap-repeats", type=int, default=1)
@@ -191,6 +185,12 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
         "--calibrate-only", action="store_true", help="only set the photo path of --out"
+    )
+    parser.add_argument(
+        "--fusion-min-score",
+        type=float,
+        default=FUSION_MIN_SCORE,
+        help="photo path: the views' boxes enter the fusion from this score up",
     )
     return parser
 
