@@ -80,8 +80,9 @@ def bench_speed(model_dir: Path, frames: int) -> None:
     photo = render_shelf(seed=999_002, width=1200, height=1600).image_bgr
     detector = Detector.load(model_dir)
     times, flips = {}, detector.config.flip_classes or ["gap"]
+    fractions = detector.config.class_tile_fractions
     for label, mirrored, multiscale in photo_path_views(detector.config):
-        set_views(detector, mirrored, multiscale, flips)
+        set_views(detector, mirrored, multiscale, flips, fractions)
         times[label] = median_ms(lambda: detector.detect(photo, tiled=True), max(5, frames // 5))
     one = times["one view"]
     print(
@@ -100,21 +101,33 @@ def bench_speed(model_dir: Path, frames: int) -> None:
 
 
 def photo_path_views(config) -> list[tuple[str, bool, bool]]:
-    """``(label, mirrored, extra tile sizes)`` of the photo path's view settings for gaps."""
+    """``(label, mirrored, extra tile sizes)`` of the photo path's view settings (the extra
+    tile sizes: gaps' ``extra_tile_fractions`` and the model's ``class_tile_fractions``)."""
     views = [("one view", False, False), ("with the mirrored view", True, False)]
-    if config.extra_tile_fractions:
-        scales = " / ".join(f"{s:g}" for s in config.extra_tile_fractions)
-        views.append(
-            (f"with the mirrored view and gap tiles of {scales} x the longer side", True, True)
+    sizes = {name: config.tile_fractions_of(name) for name in config.class_names}
+    sizes["gap"] = (*config.extra_tile_fractions, *config.class_tile_fractions.get("gap", ()))
+    if any(sizes.values()):
+        text = ", ".join(
+            f"{name} tiles of {' / '.join(f'{s:g}' for s in fractions)}"
+            for name, fractions in sizes.items()
+            if fractions
         )
+        views.append((f"with the mirrored view and {text} x the longer side", True, True))
     return views
 
 
-def set_views(detector: Detector, mirrored: bool, multiscale: bool, flips: list[str]) -> None:
-    """The mirrored view (for ``flips``, the model's own ``flip_classes``) and the extra gap tiles,
-    each on or off."""
+def set_views(
+    detector: Detector,
+    mirrored: bool,
+    multiscale: bool,
+    flips: list[str],
+    class_fractions: dict[str, list[float]],
+) -> None:
+    """The mirrored view (for ``flips``, the model's own ``flip_classes``) and the extra tile
+    sizes (gaps' ``extra_tile_fractions``, the model's ``class_fractions``), each on or off."""
     detector.config.flip_classes = list(flips) if mirrored else []
     detector.config.multiscale_classes = ["gap"] if multiscale else []
+    detector.config.class_tile_fractions = dict(class_fractions) if multiscale else {}
 
 
 def bench_synthetic(detector: Detector, n: int) -> None:
@@ -156,20 +169,28 @@ def bench_gaps(detector: Detector) -> None:
     gaps = read_dataset(SHARED / "shelf-gaps", "yolo", class_map={"0": "gap"})
     _, val = split_by_image(Dataset(gaps.classes, gaps.images), 0.2, seed=0)
     print(f"\n## shelf-gaps validation split ({len(val)} photos 416x416)")
-    saved = detector.config.flip_classes, detector.config.multiscale_classes
+    saved = (
+        detector.config.flip_classes,
+        detector.config.multiscale_classes,
+        detector.config.class_tile_fractions,
+    )
     path = f"photo path (tiled above {detector.config.tile_above_px} px)"
     rows = [("one pass (squashed to the input)", False, False, False)]
     rows += [
         (f"{path}, {label}", *views, None) for label, *views in photo_path_views(detector.config)
     ]
     for label, mirrored, multiscale, tiled in rows:
-        set_views(detector, mirrored, multiscale, saved[0] or ["gap"])
+        set_views(detector, mirrored, multiscale, saved[0] or ["gap"], saved[2])
         m = evaluate_detector(detector, val, tiled=tiled)["gap"]
         print(
             f"- {label}: gap AP50 {m['AP50']:.3f}, AP50:95 {m['AP']:.3f}, AR300 {m['AR300']:.3f}"
             " (YOLOv7 of the data set's authors: AP50 0.761)"
         )
-    detector.config.flip_classes, detector.config.multiscale_classes = saved
+    (
+        detector.config.flip_classes,
+        detector.config.multiscale_classes,
+        detector.config.class_tile_fractions,
+    ) = saved
     # The photo path: a merchandiser's photo is ~1200x1600 and tiled, so a gap is about twice the
     # size it has in a 416x416 squashed photo run in one pass. Un-squashing the same photos to the
     # SKU-110K aspect measures gaps at that scale (the upscaled photos are softer than real ones).

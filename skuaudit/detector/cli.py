@@ -43,7 +43,7 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         ("--multiscale", "--no-multiscale", "multiscale",
          "tiled photos: fuse the boxes of the model's extra tile sizes for every class "
          "(default: the model's multiscale_classes)",
-         "tiled photos: one tile size"),
+         "tiled photos: one tile size (also for the model's class_tile_fractions)"),
     )  # fmt: skip
     for on, off, dest, on_help, off_help in switches:
         group = parser.add_mutually_exclusive_group()
@@ -53,8 +53,9 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
 
 def apply_view_arguments(config, flip: bool | None, multiscale: bool | None = None) -> None:
     """``--flip`` fuses the mirrored view for every class, ``--no-flip`` for none;
-    ``--multiscale`` fuses the extra tile sizes for every class, ``--no-multiscale`` for none;
-    ``None`` keeps the model's ``flip_classes`` / ``multiscale_classes``.
+    ``--multiscale`` fuses the extra tile sizes for every class, ``--no-multiscale`` for none
+    (neither ``extra_tile_fractions`` nor ``class_tile_fractions``); ``None`` keeps the model's
+    ``flip_classes`` / ``multiscale_classes`` / ``class_tile_fractions``.
 
     Raises:
         ValueError: ``multiscale=True`` for a model without ``extra_tile_fractions``.
@@ -65,6 +66,8 @@ def apply_view_arguments(config, flip: bool | None, multiscale: bool | None = No
         raise ValueError("--multiscale: the model has no extra_tile_fractions in its config.json")
     if multiscale is not None:
         config.multiscale_classes = list(config.class_names) if multiscale else []
+    if multiscale is False:
+        config.class_tile_fractions = {}
 
 
 def _read_image(path: Path):

@@ -63,12 +63,17 @@ class DetectorConfig:
             ``image_size`` floor; e.g. ``[0.5, 0.75]``), run (and mirrored, for ``flip_classes``)
             for ``multiscale_classes`` only. A set whose side is within 10 % of one already run
             is skipped (it would show the model the same view again). ``[]``: one tile size.
-        multiscale_classes: classes whose boxes from every tile set are fused (weighted box
-            fusion with the other views, ``postprocess.fuse_views``); the other classes keep the
-            first set's boxes.
+        multiscale_classes: classes whose boxes from every ``extra_tile_fractions`` set are fused
+            (weighted box fusion with the other views, ``postprocess.fuse_views``); the other
+            classes keep the first set's boxes.
+        class_tile_fractions: more tile sets for one class each, ``{class: [fraction, ...]}``
+            (e.g. ``{"product": [0.33]}``: smaller tiles, so small packs look larger), fused like
+            ``extra_tile_fractions`` but for that class only, run once (not mirrored: cheaper,
+            and the mirrored view is in the first set's already), and like ``tile_fraction``
+            never smaller than ``image_size`` (a video frame is not zoomed into).
         fusion_iou: IoU above which boxes of two views are fused into one.
         fusion_min_score: the views' boxes of fused classes (``flip_classes``,
-            ``multiscale_classes``) enter the fusion from this score up, whatever threshold
+            ``multiscale_classes``, ``class_tile_fractions``) enter the fusion from this score up, whatever threshold
             ``detect`` is asked for, so a fused box has the same score at any threshold: the
             thresholds calibrated on fused scores (boxes from 0.05 up) then count the same boxes
             in the app (default thresholds). A fused score is the mean of its members' times the
@@ -112,6 +117,7 @@ class DetectorConfig:
     flip_classes: list[str] = field(default_factory=list)
     extra_tile_fractions: tuple[float, ...] = ()
     multiscale_classes: list[str] = field(default_factory=list)
+    class_tile_fractions: dict[str, list[float]] = field(default_factory=dict)
     fusion_iou: float = 0.55
     fusion_min_score: float | None = None
     containment: float = 0.8
@@ -131,23 +137,36 @@ class DetectorConfig:
             raise ValueError("max_detections and pre_nms_top_k must be positive")
         if not 0 <= self.tile_overlap < 0.5:
             raise ValueError(f"tile_overlap must be in [0, 0.5), got {self.tile_overlap}")
+        if not isinstance(self.class_tile_fractions, dict) or not all(
+            isinstance(fractions, list | tuple) for fractions in self.class_tile_fractions.values()
+        ):
+            raise ValueError(
+                "class_tile_fractions must map class names to lists of fractions, got "
+                f"{self.class_tile_fractions!r}"
+            )
         for setting, names in (
             ("class_score_thresholds", self.class_score_thresholds),
             ("single_pass_class_score_thresholds", self.single_pass_class_score_thresholds),
             ("whole_image_classes", self.whole_image_classes),
             ("flip_classes", self.flip_classes),
             ("multiscale_classes", self.multiscale_classes),
+            ("class_tile_fractions", self.class_tile_fractions),
         ):
             unknown = sorted(set(names) - set(self.class_names))
             if unknown:
                 raise ValueError(
                     f"{setting} names unknown classes {unknown}; known: {self.class_names}"
                 )
-        if any(not 0.2 <= fraction <= 1.0 for fraction in self.extra_tile_fractions):
-            # below 0.2 a set has more than ~50 tiles per view
-            raise ValueError(
-                f"extra_tile_fractions must be in [0.2, 1], got {list(self.extra_tile_fractions)}"
-            )
+        for setting, fractions in (
+            ("extra_tile_fractions", self.extra_tile_fractions),
+            *(
+                (f"class_tile_fractions[{name!r}]", f)
+                for name, f in self.class_tile_fractions.items()
+            ),
+        ):
+            if any(not 0.2 <= fraction <= 1.0 for fraction in fractions):
+                # below 0.2 a set has more than ~50 tiles per view
+                raise ValueError(f"{setting} must be in [0.2, 1], got {list(fractions)}")
         if not 0 < self.fusion_iou < 1:
             raise ValueError(f"fusion_iou must be in (0, 1), got {self.fusion_iou}")
         if self.fusion_min_score is not None and not 0 < self.fusion_min_score < 1:
@@ -163,10 +182,21 @@ class DetectorConfig:
         self.anchor_scales = tuple(self.anchor_scales)
         self.anchor_aspect_ratios = tuple(self.anchor_aspect_ratios)
         self.extra_tile_fractions = tuple(self.extra_tile_fractions)
+        self.class_tile_fractions = {
+            name: [float(f) for f in fractions]
+            for name, fractions in self.class_tile_fractions.items()
+        }
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def tile_fractions_of(self, name: str) -> tuple[float, ...]:
+        """The tile sets (fractions of the longer side) whose boxes of class ``name`` are fused
+        with the first set's in tiled mode: ``extra_tile_fractions`` for ``multiscale_classes``,
+        then the class's own ``class_tile_fractions``."""
+        shared = self.extra_tile_fractions if name in self.multiscale_classes else ()
+        return (*shared, *self.class_tile_fractions.get(name, ()))
 
     def default_thresholds(self, single_pass: bool = False) -> np.ndarray:
         """``(C,)`` float32 default minimum score of each class, in ``class_names`` order, of

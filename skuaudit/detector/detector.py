@@ -197,8 +197,8 @@ class Detector:
                 ``False`` resizes the whole image to the model input (video frames); ``None``
                 tiles when the longer side exceeds ``config.tile_above_px``. With
                 ``config.flip_classes`` the tiled mode also runs every tile mirrored, with
-                ``config.extra_tile_fractions`` more tile sizes, and fuses the views' boxes of
-                ``flip_classes`` / ``multiscale_classes`` (``postprocess.fuse_views``).
+                ``config.extra_tile_fractions`` / ``class_tile_fractions`` more tile sizes, and
+                fuses each class's views (``postprocess.fuse_views``).
 
         Returns:
             Detections in pixel ``xyxy`` of ``image_bgr``, best score first, after NMS and the
@@ -222,25 +222,46 @@ class Detector:
             det = self._suppress_nested(self._decode(raw, (width, height), threshold))
             return det[det.confidence >= per_class[det.class_id]]
         floor = cfg.fusion_min_score
-        fusing = floor is not None and (cfg.flip_classes or cfg.multiscale_classes)
-        views = self._tiled_views(image_bgr, min(threshold, floor) if fusing else threshold)
-        det = self._suppress_nested(self._fuse_views(views, threshold))
+        multiscale = any(cfg.tile_fractions_of(name) for name in cfg.class_names)
+        fusing = floor is not None and (cfg.flip_classes or multiscale)
+        views, sets_of = self._tiled_views(
+            image_bgr, min(threshold, floor) if fusing else threshold
+        )
+        det = self._suppress_nested(self._fuse_views(views, sets_of, threshold))
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.
         return det[det.confidence >= per_class[det.class_id]]
 
-    def _tile_sets(self, width: int, height: int) -> list[np.ndarray]:
-        """``(T, 4)`` pixel tiles of each tile set of a tiled photo: the product tiles (plus the
-        whole image for ``whole_image_classes``), then the ``extra_tile_fractions`` sets."""
+    def _tile_sets(
+        self, width: int, height: int
+    ) -> tuple[list[np.ndarray], list[set[int]], set[int]]:
+        """The tile sets of a tiled photo: ``(T, 4)`` pixel tiles of each set (the product
+        tiles, plus the whole image for ``whole_image_classes``; then the sets of
+        ``tile_fractions_of`` each class), for each class the indices of the sets its boxes are
+        fused from, and the sets also run mirrored (with ``flip_classes``): the first and the
+        shared ``extra_tile_fractions`` ones, not a class's own (``class_tile_fractions``)."""
         from skuaudit.detector.tiling import tile_grid
 
         cfg = self.config
         longer = max(width, height)
         sides = [max(cfg.image_size, round(longer * cfg.tile_fraction))]
-        for fraction in cfg.extra_tile_fractions if cfg.multiscale_classes else ():
-            side = max(1, round(longer * fraction))
-            if all(abs(side - seen) > 0.1 * seen for seen in sides):
-                sides.append(side)
+        sets_of, mirrored = [], {0}
+        for name in cfg.class_names:
+            used = {0}
+            shared = cfg.extra_tile_fractions if name in cfg.multiscale_classes else ()
+            # a class's own tiles are never smaller than the input (like ``tile_fraction``)
+            own = cfg.class_tile_fractions.get(name, ())
+            for fraction, is_shared in [*((f, True) for f in shared), *((f, False) for f in own)]:
+                side = max(1 if is_shared else cfg.image_size, round(longer * fraction))
+                # A side within 10 % of one already run would show the model the same view again.
+                near = [i for i, seen in enumerate(sides) if abs(side - seen) <= 0.1 * seen]
+                if not near:
+                    sides.append(side)
+                index = near[0] if near else len(sides) - 1
+                used.add(index)
+                if is_shared:
+                    mirrored.add(index)
+            sets_of.append(used)
         tile_sets = [
             np.array(tile_grid(width, height, side, cfg.tile_overlap), dtype=np.int64).reshape(
                 -1, 4
@@ -251,50 +272,58 @@ class Detector:
             # The whole image is one more "tile" whose edges are the image's: its boxes are never
             # cut, and the merge removes their duplicates among the tiles' boxes.
             tile_sets[0] = np.vstack([tile_sets[0], [[0, 0, width, height]]])
-        return tile_sets
+        return tile_sets, sets_of, mirrored if cfg.flip_classes else set()
 
     def _tiled_views(
         self, image_bgr: np.ndarray, threshold: float
-    ) -> dict[tuple[int, bool], Detections]:
-        """``{(tile set, mirrored): boxes merged across that set's tiles}``, one network batch."""
+    ) -> tuple[dict[tuple[int, bool], Detections], list[set[int]]]:
+        """``{(tile set, mirrored): boxes merged across that set's tiles}``, one network batch,
+        and each class's tile sets (``_tile_sets``)."""
         cfg = self.config
         height, width = image_bgr.shape[:2]
-        tile_sets = self._tile_sets(width, height)
-        all_tiles = np.vstack(tile_sets)
-        batch = np.stack([self._to_input(image_bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in all_tiles])
-        mirrored = [False, True] if cfg.flip_classes else [False]
-        if cfg.flip_classes:  # the mirrored tiles of the same batch
-            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        tile_sets, sets_of, mirrored = self._tile_sets(width, height)
+        batch, covered = self._tile_inputs(image_bgr, np.vstack(tile_sets))
+        ends = np.cumsum([len(tiles) for tiles in tile_sets])
+        tile_sets = np.split(covered, ends[:-1])
+        runs = [(index, False) for index in range(len(tile_sets))]
+        runs += [(index, True) for index in sorted(mirrored)]
+        if mirrored:  # the mirrored tiles of the same batch
+            flip = np.concatenate(
+                [np.arange(ends[i] - len(tile_sets[i]), ends[i]) for i in sorted(mirrored)]
+            )
+            batch = np.concatenate([batch, batch[flip, :, ::-1]])
         raws = iter(self.predict_raw(batch))
         views: dict[tuple[int, bool], Detections] = {}
-        for mirror in mirrored:
-            for set_index, tiles in enumerate(tile_sets):
-                parts = []
-                for x1, y1, x2, y2 in tiles:
-                    tile_w = int(x2 - x1)
-                    det = self._decode(next(raws), (tile_w, int(y2 - y1)), threshold)
-                    if mirror:  # boxes of the mirrored tile, back to the tile's own x
-                        det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
-                    det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
-                    parts.append(det)
-                if set_index == 0 and cfg.whole_image_classes:
-                    whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
-                    parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
-                views[set_index, mirror] = merge_tile_detections(
-                    parts, tiles, (width, height), nms_iou=cfg.nms_iou
-                )
-        return views
+        for set_index, mirror in runs:
+            tiles = tile_sets[set_index]
+            parts = []
+            for x1, y1, x2, y2 in tiles:
+                tile_w = x2 - x1
+                det = self._decode(next(raws), (tile_w, y2 - y1), threshold)
+                if mirror:  # boxes of the mirrored tile, back to the tile's own x
+                    det.xyxy[:, [0, 2]] = tile_w - det.xyxy[:, [2, 0]]
+                det.xyxy += np.array([x1, y1, x1, y1], dtype=np.float32)
+                parts.append(det)
+            if set_index == 0 and cfg.whole_image_classes:
+                whole_ids = [cfg.class_names.index(c) for c in cfg.whole_image_classes]
+                parts[-1] = parts[-1][np.isin(parts[-1].class_id, whole_ids)]
+            views[set_index, mirror] = merge_tile_detections(
+                parts, tiles, (width, height), nms_iou=cfg.nms_iou
+            )
+        return views, sets_of
 
     def _fuse_views(
-        self, views: dict[tuple[int, bool], Detections], threshold: float
+        self,
+        views: dict[tuple[int, bool], Detections],
+        sets_of: list[set[int]],
+        threshold: float,
     ) -> Detections:
         """One set of boxes from the views ``{(tile set, mirrored): boxes}`` of a tiled photo.
 
         Each class keeps the first tile set's plain view (its boxes from ``threshold`` up), fused
         (``postprocess.fuse_views``) with the mirrored views when it is in
-        ``config.flip_classes`` and with the other tile sets' views when it is in
-        ``config.multiscale_classes``; fused views keep their boxes from
-        ``config.fusion_min_score`` up when it is set.
+        ``config.flip_classes`` and with the views of its other tile sets ``sets_of[class]``;
+        fused views keep their boxes from ``config.fusion_min_score`` up when it is set.
         """
         cfg = self.config
         floor = threshold if cfg.fusion_min_score is None else cfg.fusion_min_score
@@ -303,8 +332,7 @@ class Detector:
             used = tuple(
                 key
                 for key in views
-                if (key[0] == 0 or name in cfg.multiscale_classes)
-                and (not key[1] or name in cfg.flip_classes)
+                if key[0] in sets_of[class_id] and (not key[1] or name in cfg.flip_classes)
             )
             groups.setdefault(used, []).append(class_id)
         parts = []
@@ -335,6 +363,41 @@ class Detector:
             drop_contained=cfg.drop_contained,
         )
         return det[keep]
+
+    def _tile_inputs(
+        self, image_bgr: np.ndarray, tiles: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs ``(T, S, S, 3)`` of the pixel tiles ``(T, 4)`` of ``image_bgr``, and the
+        ``(T, 4)`` float pixel regions of ``image_bgr`` they show.
+
+        A tile is cut from the smallest of the photo's halvings (each the one before shrunk by
+        two, made once per call) on which it still covers the model input, so a large photo's
+        tiles are shrunk from at most twice the input side instead of from full resolution. Its
+        edges then fall on that halving's pixels: the region it shows moves by less than one of
+        them, and its boxes are placed by the region it shows.
+        """
+        size = self.config.image_size
+        levels = [image_bgr]  # the photo, then its halvings
+        inputs = np.empty((len(tiles), size, size, 3), dtype=np.float32)
+        covered = np.empty((len(tiles), 4), dtype=np.float64)
+        for i, tile in enumerate(tiles):
+            shorter = min(tile[2] - tile[0], tile[3] - tile[1])
+            halvings = int(np.log2(shorter / size)) if shorter >= 2 * size else 0
+            while len(levels) <= halvings:
+                h, w = levels[-1].shape[:2]
+                levels.append(
+                    cv2.resize(
+                        levels[-1], ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA
+                    )
+                )
+            level = levels[halvings]
+            scale = np.array([level.shape[1], level.shape[0]] * 2) / np.array(
+                [image_bgr.shape[1], image_bgr.shape[0]] * 2
+            )
+            x1, y1, x2, y2 = np.round(tile * scale).astype(int)
+            inputs[i] = self._to_input(level[y1:y2, x1:x2])
+            covered[i] = np.array([x1, y1, x2, y2]) / scale
+        return inputs, covered
 
     def _to_input(self, image_bgr: np.ndarray) -> np.ndarray:
         size = self.config.image_size

@@ -237,26 +237,32 @@ def fuse_views(views: list[Detections], *, iou_threshold: float) -> Detections:
         idx = idx[np.argsort(-merged.confidence[idx], kind="stable")]
         boxes, scores = merged.xyxy[idx].astype(np.float64), merged.confidence[idx]
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        # clusters 0..k-1 in preallocated arrays (one box per cluster at most)
+        # clusters 0..k-1 in preallocated arrays (one box per cluster at most); the fused boxes'
+        # sides as four columns, so each box is compared with scalar sides (the loop's cost)
         fused, weighted_sum = np.empty_like(boxes), np.empty_like(boxes)
+        fx1, fy1, fx2, fy2 = (np.empty(len(boxes)) for _ in range(4))
         fused_area = np.empty(len(boxes))
         score_sum, members = np.empty(len(boxes)), np.empty(len(boxes))
         k = 0
-        for box, area, score in zip(boxes, areas, scores, strict=True):
+        for box, (x1, y1, x2, y2), area, score in zip(
+            boxes, boxes.tolist(), areas.tolist(), scores.tolist(), strict=True
+        ):
             if k:
-                inter = box_intersection_xyxy(box[None], fused[:k])[0]
-                union = fused_area[:k] + area - inter
-                iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+                iw = np.minimum(fx2[:k], x2) - np.maximum(fx1[:k], x1)
+                ih = np.minimum(fy2[:k], y2) - np.maximum(fy1[:k], y1)
+                inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+                iou = inter / np.maximum(fused_area[:k] + area - inter, 1e-9)
                 best = int(np.argmax(iou))
                 if iou[best] > iou_threshold:
                     weighted_sum[best] += score * box
                     score_sum[best] += score
                     members[best] += 1
-                    fused[best] = weighted_sum[best] / score_sum[best]
-                    b = fused[best]
+                    b = fused[best] = weighted_sum[best] / score_sum[best]
+                    fx1[best], fy1[best], fx2[best], fy2[best] = b
                     fused_area[best] = (b[2] - b[0]) * (b[3] - b[1])
                     continue
             fused[k], weighted_sum[k], fused_area[k] = box, score * box, area
+            fx1[k], fy1[k], fx2[k], fy2[k] = x1, y1, x2, y2
             score_sum[k], members[k] = score, 1
             k += 1
         fused, score_sum, counts = fused[:k], score_sum[:k], members[:k]

@@ -28,15 +28,17 @@ class VideoDetector:
         dense: ``False`` runs one pass over the whole frame squashed to the model input (speed
             first; the default). ``True`` runs the frame in overlapping tiles at full resolution,
             for a packed shelf whose facings are too small for one pass. Those are the photo
-            path's tiles without its mirrored view and extra gap tile sizes, which cost several
-            times more for gap boxes only.
+            path's tiles without its mirrored view and extra tile sizes, which cost several
+            times more.
     """
 
     def __init__(self, detector, *, dense: bool = False) -> None:
         self.dense = dense
         self.model_dir = getattr(detector, "model_dir", None)
         self._detector = (
-            detector.with_config(flip_classes=[], multiscale_classes=[]) if dense else detector
+            detector.with_config(flip_classes=[], multiscale_classes=[], class_tile_fractions={})
+            if dense
+            else detector
         )
 
     def detect(self, image_bgr: np.ndarray) -> Detections:

@@ -35,6 +35,7 @@ class PhotoPath:
     flip_classes: tuple[str, ...] | None = None
     multiscale_classes: tuple[str, ...] | None = None
     extra_tile_fractions: tuple[float, ...] | None = None
+    class_tile_fractions: dict[str, tuple[float, ...]] | None = None
     fusion_min_score: float | None = None
 
     def settings(self) -> dict:
@@ -243,10 +244,10 @@ def _views_text(config):
             parts.append("with a whole-image pass")
         if name in config.flip_classes:
             parts.append("with the mirrored view")
-        if name in config.multiscale_classes and config.extra_tile_fractions:
-            sizes = " / ".join(f"{s:g}" for s in config.extra_tile_fractions)
+        if config.tile_fractions_of(name):
+            sizes = " / ".join(f"{s:g}" for s in config.tile_fractions_of(name))
             parts.append(f"with tiles of {sizes} x the longer side too")
-        fused = name in config.flip_classes or name in config.multiscale_classes
+        fused = name in config.flip_classes or bool(config.tile_fractions_of(name))
         if fused and config.fusion_min_score is not None:
             parts.append(f"views fused from scores >= {config.fusion_min_score:g}")
         return ", ".join(parts)

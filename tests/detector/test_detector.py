@@ -328,6 +328,92 @@ def test_multiscale_settings_are_checked():
     with pytest.raises(ValueError, match="multiscale_classes names unknown classes"):
         DetectorConfig(multiscale_classes=["shelf"])
     assert DetectorConfig(extra_tile_fractions=[0.65]).extra_tile_fractions == (0.65,)
+    with pytest.raises(ValueError, match=r"class_tile_fractions\['product'\] must be in"):
+        DetectorConfig(class_tile_fractions={"product": [0.1]})
+    with pytest.raises(ValueError, match="class_tile_fractions names unknown classes"):
+        DetectorConfig(class_tile_fractions={"shelf": [0.3]})
+    for malformed in ([0.3], {"product": 0.3}):
+        with pytest.raises(ValueError, match="must map class names to lists"):
+            DetectorConfig(class_tile_fractions=malformed)
+    config = DetectorConfig(class_tile_fractions={"product": (0.33,)}, multiscale_classes=["gap"])
+    assert DetectorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.tile_fractions_of("product") == (0.33,) and config.tile_fractions_of("gap") == ()
+
+
+def test_class_tile_fractions_give_each_class_its_own_tile_sizes(tiny_detector, shelf_bgr):
+    """With ``class_tile_fractions`` {product: [0.25], gap: [0.6]} in one call, each class's boxes
+    are those it gets from the shared ``extra_tile_fractions`` [its fraction] with
+    ``multiscale_classes`` [that class] (whose fusion the test above checks by hand)."""
+    detector = Detector.load(tiny_detector[0])
+    detector.config.whole_image_classes = ["gap"]
+
+    def run(**changes):
+        return detector.with_config(**changes).detect(shelf_bgr, score_threshold=0.05, tiled=True)
+
+    both = run(class_tile_fractions={"product": [0.25], "gap": [0.6]})
+    plain = run()
+    for class_id, (name, fraction) in enumerate((("product", 0.25), ("gap", 0.6))):
+        assert detector.config.class_names[class_id] == name
+        alone = run(extra_tile_fractions=(fraction,), multiscale_classes=[name])
+        got, expected = both[both.class_id == class_id], alone[alone.class_id == class_id]
+        np.testing.assert_allclose(got.xyxy, expected.xyxy, atol=1e-3)
+        np.testing.assert_allclose(got.confidence, expected.confidence, atol=1e-6)
+    products = both[both.class_id == 0]
+    assert len(products) > 0 and len(products) != (plain.class_id == 0).sum()
+    # With the mirrored view, a class's own tiles run once: the batch holds the first set twice
+    # (plain and mirrored) and the own set once.
+    from skuaudit.detector.tiling import tile_grid
+
+    height, width = shelf_bgr.shape[:2]
+    cfg = detector.config
+    first = len(tile_grid(width, height, round(width * cfg.tile_fraction), cfg.tile_overlap)) + 1
+    own = len(tile_grid(width, height, round(width * 0.25), cfg.tile_overlap))
+    flipped = detector.with_config(
+        flip_classes=["product"], class_tile_fractions={"product": [0.25]}
+    )
+    batches = []
+    run_batch = flipped._runner
+    flipped._runner = lambda images: batches.append(len(images)) or run_batch(images)
+    flipped.detect(shelf_bgr, score_threshold=0.05, tiled=True)
+    assert batches == [2 * first + own]
+    # A class's own tiles are never smaller than the input: on a photo whose first tile set is
+    # already the input size, a fraction below it adds nothing (a shared one would zoom in).
+    small = np.ascontiguousarray(shelf_bgr[:200, :300])
+    assert round(300 * detector.config.tile_fraction) < detector.config.image_size
+    plain_small = detector.detect(small, score_threshold=0.05, tiled=True)
+    own = detector.with_config(class_tile_fractions={"product": [0.25]})
+    np.testing.assert_array_equal(
+        own.detect(small, score_threshold=0.05, tiled=True).xyxy, plain_small.xyxy
+    )
+    shared = detector.with_config(extra_tile_fractions=(0.25,), multiscale_classes=["product"])
+    assert len(shared.detect(small, score_threshold=0.05, tiled=True)) != len(plain_small)
+
+
+def test_large_tiles_are_cut_from_halvings_of_the_photo(tiny_detector, shelf_bgr):
+    """A tile at least twice the model input is cut from the photo halved (once per call) until
+    it is less than twice the input; the region it then shows (its edges rounded to the
+    halving's pixels, which its boxes are placed by) looks as if shrunk from full size (the same
+    area averages, in two steps). A smaller tile is resized from the photo itself."""
+    detector = Detector.load(tiny_detector[0])
+    size = detector.config.image_size
+    large = cv2.resize(shelf_bgr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    tiles = np.array(
+        [
+            [0, 0, 2048, 1536],
+            [203, 101, 203 + 5 * size, 101 + 5 * size],
+            [10, 21, 10 + size, 21 + size],
+        ]
+    )
+    inputs, covered = detector._tile_inputs(large, tiles)
+    for tile, got, region, halvings in zip(tiles, inputs, covered, (3, 2, 0), strict=True):
+        x1, y1, x2, y2 = region.astype(int)  # whole pixels here: the halvings are exact
+        direct = detector._to_input(large[y1:y2, x1:x2])
+        assert np.abs(region - tile).max() <= 0.5 * 2**halvings
+        if halvings == 0:
+            np.testing.assert_array_equal(got, direct)
+            np.testing.assert_array_equal(region, tile)
+        else:
+            assert np.abs(got - direct).mean() < 2.0  # grey levels of 255
 
 
 @pytest.mark.parametrize("flag", ["--multiscale", "--no-multiscale"])
@@ -347,12 +433,18 @@ def test_cli_multiscale_switch(tiny_detector, tmp_path, capsys, shelf_bgr, flag)
         assert "no extra_tile_fractions" in capsys.readouterr().err
     config_path = model_dir / "config.json"
     saved = json.loads(config_path.read_text())
-    saved["detector"].update(extra_tile_fractions=[0.25], multiscale_classes=["product"])
+    saved["detector"].update(
+        extra_tile_fractions=[0.25],
+        multiscale_classes=["product"],
+        class_tile_fractions={"gap": [0.6]},
+    )
     config_path.write_text(json.dumps(saved))
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)[0]["detections"]
     detector = Detector.load(model_dir)
     detector.config.multiscale_classes = ["product", "gap"] if flag == "--multiscale" else []
+    if flag == "--no-multiscale":  # the model's class_tile_fractions too
+        detector.config.class_tile_fractions = {}
     expected = detector.detect(shelf_bgr, score_threshold=0.05, tiled=True)
     assert len(out) == len(expected) > 0
     np.testing.assert_allclose([d["xyxy"] for d in out], expected.xyxy, atol=0.01)
@@ -410,12 +502,13 @@ def test_video_detector_modes(tiny_detector, shelf_bgr):
 
     detector = Detector.load(tiny_detector[0])
     detector.config.flip_classes = ["gap"]
+    detector.config.class_tile_fractions = {"product": [0.25]}
     one_pass, dense = VideoDetector(detector), VideoDetector(detector, dense=True)
     np.testing.assert_array_equal(
         one_pass.detect(shelf_bgr).xyxy, detector.detect(shelf_bgr, tiled=False).xyxy
     )
     # dense: the photo path's tiles without the mirrored view and the extra tile sizes
-    plain = detector.with_config(flip_classes=[], multiscale_classes=[])
+    plain = detector.with_config(flip_classes=[], multiscale_classes=[], class_tile_fractions={})
     assert plain._runner is detector._runner and detector.config.flip_classes == ["gap"]
     tiled = dense.detect(shelf_bgr)
     np.testing.assert_array_equal(tiled.xyxy, plain.detect(shelf_bgr, tiled=True).xyxy)

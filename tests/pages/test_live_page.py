@@ -38,7 +38,11 @@ class _FakeDetector:
     def detect(self, image_bgr, tiled=None):
         assert tiled is not None  # video modes choose one path, never the photo-size rule
         if tiled:
-            assert self.config_changes == {"flip_classes": [], "multiscale_classes": []}
+            assert self.config_changes == {
+                "flip_classes": [],
+                "multiscale_classes": [],
+                "class_tile_fractions": {},
+            }
         boxes = [[10, 10, 60, 120], [70, 10, 120, 120], [130, 10, 180, 120], [200, 10, 260, 120]]
         classes = [0, 0, 0, 1]
         if tiled:

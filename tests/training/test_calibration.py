@@ -68,11 +68,17 @@ def test_calibrate_model_writes_photo_path_and_thresholds(
     results = calibrate_model(
         model_dir,
         {"product": (images[:2], "two shelves"), "gap": (images[2:4], "two more")},
-        PhotoPath(tile_above_px=300, whole_image_classes=("gap",), flip_classes=("gap",)),
+        PhotoPath(
+            tile_above_px=300,
+            whole_image_classes=("gap",),
+            flip_classes=("gap",),
+            class_tile_fractions={"product": (0.5,)},
+        ),
     )
     config = read_model_config(model_dir)  # written through DetectorConfig: it reads back
     assert config.tile_above_px == 300
     assert config.whole_image_classes == ["gap"] and config.flip_classes == ["gap"]
+    assert config.class_tile_fractions == {"product": [0.5]}
     for name, result in results.items():
         assert config.class_score_thresholds[name] == round(result["threshold"], 3)
     saved = json.loads((model_dir / "config.json").read_text())
@@ -80,7 +86,9 @@ def test_calibrate_model_writes_photo_path_and_thresholds(
     assert calibration["gap"]["images"] == (
         "two more, photo path (tiled above 300 px, with a whole-image pass, with the mirrored view)"
     )
-    assert calibration["product"]["images"] == "two shelves, photo path (tiled above 300 px)"
+    assert calibration["product"]["images"] == (
+        "two shelves, photo path (tiled above 300 px, with tiles of 0.5 x the longer side too)"
+    )
     assert saved["training"]["steps_done"] == 40  # the rest of the card is kept
     assert (model_dir / "model.tflite").read_bytes() == weights
     # a second calibration of one class keeps the other's threshold and record
