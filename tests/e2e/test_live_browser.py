@@ -283,4 +283,4 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
             )
         )
     # the shelf shows only demo brands, enrolled by seed-demo: most facings must get one
-    assert branded >= 0.5 * audit.product_count, (branded, audit.product_count)
+    assert branded >= 0.5 * audit.product_count, (branded, audit.product_count, message)
