@@ -104,8 +104,9 @@ def photo_path_views(config) -> list[tuple[str, bool, bool]]:
     """``(label, mirrored, extra tile sizes)`` of the photo path's view settings (the extra
     tile sizes: gaps' ``extra_tile_fractions`` and the model's ``class_tile_fractions``)."""
     views = [("one view", False, False), ("with the mirrored view", True, False)]
-    sizes = {name: config.tile_fractions_of(name) for name in config.class_names}
-    sizes["gap"] = (*config.extra_tile_fractions, *config.class_tile_fractions.get("gap", ()))
+    # as ``set_views`` runs them: the shared extra sizes for gaps only, each class's own sizes
+    sizes = {name: tuple(config.class_tile_fractions.get(name, ())) for name in config.class_names}
+    sizes["gap"] = (*config.extra_tile_fractions, *sizes["gap"])
     if any(sizes.values()):
         text = ", ".join(
             f"{name} tiles of {' / '.join(f'{s:g}' for s in fractions)}"

@@ -73,10 +73,10 @@ class DetectorConfig:
             never smaller than ``image_size`` (a video frame is not zoomed into).
         fusion_iou: IoU above which boxes of two views are fused into one.
         fusion_min_score: the views' boxes of fused classes (``flip_classes``,
-            ``multiscale_classes``, ``class_tile_fractions``) enter the fusion from this score up, whatever threshold
-            ``detect`` is asked for, so a fused box has the same score at any threshold: the
-            thresholds calibrated on fused scores (boxes from 0.05 up) then count the same boxes
-            in the app (default thresholds). A fused score is the mean of its members' times the
+            ``multiscale_classes``, ``class_tile_fractions``) enter the fusion from this score
+            up, whatever threshold ``detect`` is asked for, so a fused box has the same score at
+            any threshold: the thresholds calibrated on fused scores (boxes from 0.05 up) then
+            count the same boxes in the app (default thresholds). A fused score is the mean of its members' times the
             share of views that found it, so it depends on which weak members are there.
             ``None`` (models saved before this setting): the views keep boxes from the
             threshold asked for.
