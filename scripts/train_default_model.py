@@ -53,7 +53,8 @@ from skuaudit.training.train import TrainConfig, train_detector  # noqa: E402
 SHARED = REPO_ROOT.parent / "shared" / "data"
 # The photo path of the shipped model: tiles above 400 px and their mirrored view (products and
 # gaps); products also from smaller tiles (a third of the photo); gaps also from the whole photo
-# and tiles of half and three quarters of the photo (model card: the figures of each).
+# and tiles of half and three quarters of the photo; products inside a counted gap dropped
+# (model card: the figures of each).
 PHOTO_PATH = PhotoPath(
     tile_above_px=400,
     whole_image_classes=("gap",),
@@ -61,6 +62,7 @@ PHOTO_PATH = PhotoPath(
     multiscale_classes=("gap",),
     extra_tile_fractions=(0.5, 0.75),
     class_tile_fractions={"product": (0.33,)},
+    empty_classes=("gap",),
 )
 FUSION_MIN_SCORE = 0.15  # the views' boxes fused from this score up (model card: why 0.15)
 

@@ -19,6 +19,7 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # Fixtures that train a model: a test using one (directly or through another fixture) is slow.
 TRAINING_FIXTURES = {"tiny_detector"}
 BROWSER_TESTS = Path(__file__).resolve().parent / "e2e"
+PAGE_TESTS = Path(__file__).resolve().parent / "pages"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,15 +30,21 @@ def pytest_collection_modifyitems(config, items):
         needs_training = TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
         if needs_training or BROWSER_TESTS in Path(item.path).parents:
             item.add_marker(pytest.mark.slow)
-    # The longest modules first, so `make test`'s two workers (pytest-xdist, whole modules per
-    # worker) do not end with one of them alone on a browser test: browser modules, then modules
-    # with slow tests, then the rest; the order inside a module is kept.
+    # The order of `make test`'s two workers (pytest-xdist, whole modules per worker): the live
+    # browser test first, beside the page tests that train nothing (Streamlit's AppTest: one
+    # core, no browser, no export), because a live stream starved of CPU is scaled down and blurred by the browser
+    # (fewer facings found, far fewer brands named); then the other browser modules, the
+    # modules with slow tests, and the rest last, so the two workers end together. The order
+    # inside a module is kept.
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
 
     def weight(item) -> int:
-        if BROWSER_TESTS in Path(item.path).parents:
-            return 0 if Path(item.path).name == "test_live_browser.py" else 1
-        return 2 if item.path in slow_modules else 3
+        path = Path(item.path)
+        if BROWSER_TESTS in path.parents:
+            return 0 if path.name == "test_live_browser.py" else 2
+        if PAGE_TESTS in path.parents and item.path not in slow_modules:
+            return 1
+        return 3 if item.path in slow_modules else 4
 
     items.sort(key=weight)
 

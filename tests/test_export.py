@@ -307,16 +307,22 @@ def _js_counted_indices(cases: list[dict]) -> list[list[int]]:
         {"containment": 0.8, "stack_min_contained": 2, "drop_contained": True},
         {"containment": 0.6, "stack_min_contained": 0, "drop_contained": True},
         {"containment": 0.8, "stack_min_contained": 3, "drop_contained": False},
+        {"containment": 0.8, "stack_min_contained": 2, "drop_contained": True, "empty": [1]},
+        {"containment": 0.6, "stack_min_contained": 0, "drop_contained": False, "empty": [1]},
     ],
 )
 def test_counting_js_applies_the_python_rules(rules):
-    """The browser's counting (per-class thresholds + nested-box rules) keeps exactly the boxes
+    """The browser's counting (per-class thresholds, nested-box rules and, with ``empty``, boxes
+    inside a better box of an empty-stretch class dropped) keeps exactly the boxes
     ``Detector.detect`` keeps, on crowded random boxes with stacks and fragments."""
     _needs_node()
-    from skuaudit.detector.postprocess import suppress_contained
+    from skuaudit.detector.postprocess import suppress_contained, suppress_inside_empty
+
+    rules = dict(rules)
+    empty = rules.pop("empty", [])
 
     thresholds = [0.55, 0.3]
-    cases, expected = [], []
+    cases, expected, dropped_in_empty = [], [], 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
         n = 120
@@ -330,19 +336,30 @@ def test_counting_js_applies_the_python_rules(rules):
         classes = np.concatenate([rng.integers(0, 2, n), rng.integers(0, 2, n)[parts]])
         scores = rng.uniform(0, 1, len(boxes)).round(6)
         above = scores >= np.asarray(thresholds)[classes]
-        keep = above & suppress_contained(boxes, scores, classes, **rules)
-        # Python applies the rules to every box, then the thresholds (Detector.detect's order).
-        expected.append(sorted(np.flatnonzero(keep).tolist()))
+        # Python applies the rules to every box, then the thresholds (Detector.detect's order);
+        # the empty-stretch boxes that drop others are those above their threshold.
+        nested = np.flatnonzero(suppress_contained(boxes, scores, classes, **rules))
+        keep = np.zeros(len(boxes), bool)
+        keep[nested] = suppress_inside_empty(
+            boxes[nested],
+            scores[nested],
+            np.isin(classes[nested], empty),
+            containment=rules["containment"],
+            counted=above[nested],
+        )
+        expected.append(sorted(np.flatnonzero(keep & above).tolist()))
+        dropped_in_empty += int(np.sum(above[nested] & ~keep[nested]))
         cases.append(
             {
                 "boxes": boxes.ravel().tolist(),
                 "scores": scores.tolist(),
                 "classes": classes.tolist(),
-                "rules": {"class_score_thresholds": thresholds, **rules},
+                "rules": {"class_score_thresholds": thresholds, "empty_class_ids": empty, **rules},
             }
         )
     got = _js_counted_indices(cases)
     assert [sorted(g) for g in got] == expected
+    assert (dropped_in_empty > 0) == bool(empty)
     assert any(
         len(e) < int(np.sum(np.asarray(c["scores"]) >= 0.3))
         for e, c in zip(expected, cases, strict=True)

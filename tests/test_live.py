@@ -402,17 +402,22 @@ def test_reset_drops_a_frame_of_the_stream_before(make_processor):
     assert (state.processed_frames, state.counts, state.frame_bgr) == (0, {}, None)
 
 
-def test_snapshot_keeps_the_largest_frames_of_the_window(make_processor):
-    """Frames the browser scaled down are saved only when no larger one is left."""
-    proc = make_processor(lambda frame: _detections(2), window=4)
+def test_counts_and_snapshot_come_from_the_largest_frames_of_the_window(make_processor):
+    """Frames the browser scaled down (fewer facings found, fewer brands named) are counted and
+    saved only when no larger one is left, so the counts shown are the counts saved."""
+    # a 640 px frame shows 5 facings, a 320 px frame of the same shelf 2
+    proc = make_processor(lambda frame: _detections(5 if frame.shape[1] == 640 else 2), window=4)
     for i, shape in enumerate([(480, 640, 3), (240, 320, 3), (240, 320, 3)]):
         proc.process(_frame(i, shape))
         assert proc.wait_processed(i + 1)
-    assert proc.snapshot().frame_shape == (480, 640)
+    state = proc.snapshot()
+    assert (state.frame_shape, state.counts, len(state.detections)) == ((480, 640), {"Acme": 5}, 5)
+    assert proc.save_once(lambda s: 7)[1].counts == {"Acme": 5}
     for i in range(3, 6):  # the 640 px frame leaves the window of 4
         proc.process(_frame(i, (240, 320, 3)))
         assert proc.wait_processed(i + 1)
-    assert proc.snapshot().frame_shape == (240, 320)
+    state = proc.snapshot()
+    assert (state.frame_shape, state.counts, len(state.detections)) == ((240, 320), {"Acme": 2}, 2)
 
 
 def test_save_once_per_stream(make_processor):

@@ -85,6 +85,11 @@ class DetectorConfig:
         stack_min_contained: a box holding this many nested boxes of its class is a stack box and
             is dropped (its items are counted); ``0`` keeps stack boxes.
         drop_contained: drop a box nested in a higher-scored box of its class.
+        empty_classes: classes that mark an empty stretch of shelf (e.g. ``["gap"]``): a box of
+            another class with ``containment`` of its area inside a higher-scored box of one of
+            them that reaches its own default threshold is dropped
+            (``postprocess.suppress_inside_empty``; a product cannot stand in a counted gap).
+            ``[]``: off.
 
     Anchors: side ``anchor_size_factor x stride`` (square anchors of 16-192 px at 320) and
     width/height ratios from tall bottles (0.33) to wide shelf gaps (4.0). Against the first
@@ -123,6 +128,7 @@ class DetectorConfig:
     containment: float = 0.8
     stack_min_contained: int = 2
     drop_contained: bool = True
+    empty_classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.image_size < 64 or self.image_size % 32:
@@ -151,6 +157,7 @@ class DetectorConfig:
             ("flip_classes", self.flip_classes),
             ("multiscale_classes", self.multiscale_classes),
             ("class_tile_fractions", self.class_tile_fractions),
+            ("empty_classes", self.empty_classes),
         ):
             unknown = sorted(set(names) - set(self.class_names))
             if unknown:

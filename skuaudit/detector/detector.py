@@ -26,6 +26,7 @@ from skuaudit.detector.postprocess import (
     fuse_views,
     merge_tile_detections,
     suppress_contained,
+    suppress_inside_empty,
 )
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ class Detector:
         if not tiled:
             raw = self.predict_raw(self._to_input(image_bgr)[None])[0]
             det = self._suppress_nested(self._decode(raw, (width, height), threshold))
+            det = self._drop_inside_empty(det, single_pass=True)
             return det[det.confidence >= per_class[det.class_id]]
         floor = cfg.fusion_min_score
         multiscale = any(cfg.tile_fractions_of(name) for name in cfg.class_names)
@@ -228,6 +230,7 @@ class Detector:
             image_bgr, min(threshold, floor) if fusing else threshold
         )
         det = self._suppress_nested(self._fuse_views(views, sets_of, threshold))
+        det = self._drop_inside_empty(det, single_pass=False)
         # Per-class thresholds after the nested-box rules: those only drop boxes for better ones,
         # so the order does not change the result.
         return det[det.confidence >= per_class[det.class_id]]
@@ -361,6 +364,23 @@ class Detector:
             containment=cfg.containment,
             stack_min_contained=cfg.stack_min_contained,
             drop_contained=cfg.drop_contained,
+        )
+        return det[keep]
+
+    def _drop_inside_empty(self, det: Detections, *, single_pass: bool) -> Detections:
+        """``config.empty_classes``: drop boxes inside a higher-scored empty-stretch box that
+        reaches its class's default threshold (of this mode), whatever threshold ``detect`` was
+        asked for, so evaluation at a low threshold and counting drop the same boxes."""
+        cfg = self.config
+        if not cfg.empty_classes or len(det) == 0:
+            return det
+        marks = np.array([name in cfg.empty_classes for name in cfg.class_names])
+        keep = suppress_inside_empty(
+            det.xyxy,
+            det.confidence,
+            marks[det.class_id],
+            containment=cfg.containment,
+            counted=det.confidence >= cfg.default_thresholds(single_pass=single_pass)[det.class_id],
         )
         return det[keep]
 

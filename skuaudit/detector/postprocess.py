@@ -210,6 +210,56 @@ def suppress_contained(
     return keep
 
 
+def suppress_inside_empty(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    empty: np.ndarray,
+    *,
+    containment: float,
+    counted: np.ndarray | None = None,
+) -> np.ndarray:
+    """Keep mask that drops boxes lying inside a higher-scored box that marks an empty stretch.
+
+    A facing cannot stand in an empty stretch of shelf: where a box of a class such as ``gap``
+    holds another class's box, one of them is wrong, and the better-scored one is believed.
+    (Seen on a regular texture such as a grid-patterned back wall: tiles of a frame box its
+    squares as tiny products inside the gap around them.) As in ``suppress_contained``, a box
+    is only dropped for a higher-scored one.
+
+    Args:
+        boxes_xyxy: ``(N, 4)`` pixel ``[x1, y1, x2, y2]``.
+        scores: ``(N,)`` scores.
+        empty: ``(N,)`` bool, ``True`` for the boxes that mark an empty stretch; those are
+            never dropped here.
+        containment: share of a box's area (0..1] inside an empty box for it to be dropped.
+        counted: ``(N,)`` bool, the empty boxes that may drop others (e.g. those that reach
+            their class's threshold); ``None``: all of them.
+
+    Returns:
+        ``(N,)`` bool, ``True`` for the boxes to keep.
+
+    Example:
+        >>> boxes = np.array([[0, 0, 100, 40], [10, 10, 20, 20], [90, 0, 130, 40]], np.float32)
+        >>> suppress_inside_empty(boxes, np.array([0.6, 0.5, 0.7]), np.array([True, False, False]),
+        ...                       containment=0.8).tolist()
+        [True, False, True]
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64)
+    empty = np.asarray(empty, dtype=bool)
+    droppers = empty if counted is None else empty & np.asarray(counted, dtype=bool)
+    keep = np.ones(len(boxes), dtype=bool)
+    others = np.flatnonzero(~empty)
+    if not droppers.any() or len(others) == 0:
+        return keep
+    sides = boxes[others, 2:] - boxes[others, :2]
+    areas = np.maximum(sides[:, 0] * sides[:, 1], 1e-6)
+    inside = box_intersection_xyxy(boxes[others], boxes[droppers]) / areas[:, None] >= containment
+    better = scores[others][:, None] < scores[droppers][None, :]
+    keep[others] = ~np.any(inside & better, axis=1)
+    return keep
+
+
 def fuse_views(views: list[Detections], *, iou_threshold: float) -> Detections:
     """Weighted box fusion (Solovyev et al., 2021) of one image's detections from several views.
 

@@ -40,7 +40,7 @@ def write_sidecars(config, out_dir: Path, info: dict) -> None:
         "nms_iou": config.nms_iou,
         "max_detections": config.max_detections,
         "box_variance": list(config.box_variance),
-        # What an audit counts (per-class defaults, nested-box rules): applied after the graph by
+        # What an audit counts (per-class defaults, nested-box and empty-stretch rules): applied after the graph by
         # skuaudit/web/offline_component/counting.js, as Detector.detect does after NMS. The
         # graph runs one pass per frame: the one-pass defaults.
         "counting": {
@@ -50,6 +50,9 @@ def write_sidecars(config, out_dir: Path, info: dict) -> None:
             "containment": config.containment,
             "stack_min_contained": config.stack_min_contained,
             "drop_contained": config.drop_contained,
+            "empty_class_ids": [
+                i for i, name in enumerate(config.class_names) if name in config.empty_classes
+            ],
         },
     }
     (out_dir / EXPORT_INFO_FILE).write_text(json.dumps({**base, **info}, indent=2) + "\n")

@@ -92,8 +92,8 @@ class LiveState:
 
     Attributes:
         counts: facings per brand name: the sums of ``product_counts``.
-        product_counts: smoothed facings per ``(brand, product)`` name (median over the window;
-            see ``count_by_product``).
+        product_counts: smoothed facings per ``(brand, product)`` name (median over the
+            window's frames at the largest size it holds; see ``count_by_product``).
         gaps: smoothed number of gaps.
         processed_frames: frames the detector has finished since the processor was made.
         received_frames: frames handed to ``process``.
@@ -288,15 +288,15 @@ class LiveProcessor:
                 error=self._error,
                 saved_audit_id=self._saved_audit_id,
             )
-        # The gaps key is smoothed too, so that the representative frame matches them as well.
-        smoothed = smooth_counts([s.counts for s in self._history])
-        # The snapshot keeps the best resolution the window has: frames the browser scaled down
-        # (a busy CPU or network) are used only when no larger one is left.
+        # The counts and the snapshot come from the window's frames at the best resolution it
+        # has: frames the browser scaled down (a busy CPU or network) show fewer facings, and
+        # their brands are named far less often, so they count only when no larger one is left.
+        # What the page shows is then what "Save audit" stores.
         largest = max(_area(s.frame_bgr.shape) for s in self._history)
-        best = min(
-            (s for s in reversed(self._history) if _area(s.frame_bgr.shape) == largest),
-            key=lambda s: _count_distance(s.counts, smoothed),
-        )
+        samples = [s for s in self._history if _area(s.frame_bgr.shape) == largest]
+        # The gaps key is smoothed too, so that the representative frame matches them as well.
+        smoothed = smooth_counts([s.counts for s in samples])
+        best = min(reversed(samples), key=lambda s: _count_distance(s.counts, smoothed))
         times = self._done_times
         fps = (
             (len(times) - 1) / (times[-1] - times[0])

@@ -28,7 +28,7 @@ from skuaudit.detections import CLASS_NAMES, box_iou_xyxy
 @dataclass(frozen=True)
 class PhotoPath:
     """How the photo path runs a model (``DetectorConfig`` fields of the same names; ``None``
-    keeps the folder's value)."""
+    keeps the folder's value). ``empty_classes`` applies to one pass as well."""
 
     tile_above_px: int | None = None
     whole_image_classes: tuple[str, ...] | None = None
@@ -37,6 +37,7 @@ class PhotoPath:
     extra_tile_fractions: tuple[float, ...] | None = None
     class_tile_fractions: dict[str, tuple[float, ...]] | None = None
     fusion_min_score: float | None = None
+    empty_classes: tuple[str, ...] | None = None
 
     def settings(self) -> dict:
         """The fields that are set, as ``DetectorConfig`` keyword arguments."""
@@ -197,12 +198,15 @@ def calibrate_model(
         config = dataclasses.replace(config, **photo_path.settings())
         _write(model_dir / CONFIG_FILE, config)
     detector = Detector.load(model_dir)
-    results = {
-        name: count_matching_threshold(detector, images, name)
-        for name, (images, _) in calibration_sets.items()
-    }
     thresholds = dict(config.class_score_thresholds)
-    thresholds.update({name: round(r["threshold"], 3) for name, r in results.items()})
+    found = {}
+    # The empty-stretch classes first: which of their boxes drop others depends on their
+    # threshold (``DetectorConfig.empty_classes``), so the other classes are counted with it.
+    for name in sorted(calibration_sets, key=lambda n: n not in config.empty_classes):
+        found[name] = count_matching_threshold(detector, calibration_sets[name][0], name)
+        thresholds[name] = round(found[name]["threshold"], 3)
+        detector = detector.with_config(class_score_thresholds=dict(thresholds))
+    results = {name: found[name] for name in calibration_sets}
     config = dataclasses.replace(config, class_score_thresholds=thresholds)
     views = _views_text(config)
     records = {
@@ -250,6 +254,8 @@ def _views_text(config):
         fused = name in config.flip_classes or bool(config.tile_fractions_of(name))
         if fused and config.fusion_min_score is not None:
             parts.append(f"views fused from scores >= {config.fusion_min_score:g}")
+        if config.empty_classes and name not in config.empty_classes:
+            parts.append(f"boxes inside a counted {' / '.join(config.empty_classes)} dropped")
         return ", ".join(parts)
 
     return text

@@ -23,7 +23,8 @@ COMPONENT_DIR = Path(__file__).resolve().parent / "offline_component"
 BROWSER_MODELS_DIR = COMPONENT_DIR / "models"
 VENDOR_FILES: tuple[str, ...] = ("tf.min.js", "tf-backend-wasm.min.js", "tfjs-backend-wasm.wasm")
 OFFLINE_NOTES = "offline-tfjs"
-EXPORT_LAYOUT = "2"  # 2: export.json has "counting" (per-class thresholds, nested-box rules)
+# 2: export.json has "counting" (thresholds, nested-box rules); 3: with empty_class_ids
+EXPORT_LAYOUT = "3"
 
 
 class OfflineModeError(RuntimeError):

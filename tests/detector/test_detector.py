@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from skuaudit.datasets.synth import render_shelf
 from skuaudit.detections import Detections, box_iou_xyxy
 from skuaudit.detector import Detector, DetectorConfig, ModelLoadError, load_raw_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +331,8 @@ def test_multiscale_settings_are_checked():
     with pytest.raises(ValueError, match="multiscale_classes names unknown classes"):
         DetectorConfig(multiscale_classes=["shelf"])
     assert DetectorConfig(extra_tile_fractions=[0.65]).extra_tile_fractions == (0.65,)
+    with pytest.raises(ValueError, match="empty_classes names unknown classes"):
+        DetectorConfig(empty_classes=["shelf"])
     with pytest.raises(ValueError, match=r"class_tile_fractions\['product'\] must be in"):
         DetectorConfig(class_tile_fractions={"product": [0.1]})
     with pytest.raises(ValueError, match="class_tile_fractions names unknown classes"):
@@ -387,6 +392,46 @@ def test_class_tile_fractions_give_each_class_its_own_tile_sizes(tiny_detector, 
     )
     shared = detector.with_config(extra_tile_fractions=(0.25,), multiscale_classes=["product"])
     assert len(shared.detect(small, score_threshold=0.05, tiled=True)) != len(plain_small)
+
+
+def test_empty_classes_drop_products_inside_a_counted_gap():
+    """The shipped model in Dense shelf mode (tiles of a 640x480 frame) on the live browser
+    test's rendered shelf boxes the squares of an empty stretch of grid-patterned back wall as
+    tiny products inside the gap it finds there. With ``empty_classes`` ["gap"] (shipped) a
+    product inside a higher-scored gap that reaches the gap's default threshold is dropped, at
+    any threshold asked for; gaps are kept, and the count comes back to the shelf's."""
+    from skuaudit.demo import demo_catalogue
+    from skuaudit.detector.postprocess import suppress_inside_empty
+    from tests.e2e.conftest import products_in_view
+
+    shelf = render_shelf(11, 664, 480, n_rows=3, difficulty=0.5, catalogue=demo_catalogue())
+    frame = np.ascontiguousarray(shelf.image_bgr[:, :640])
+    truth = int(products_in_view(shelf, 0, 640).sum())
+    shipped = Detector.load(REPO_ROOT / "models" / "default")
+    assert shipped.config.empty_classes == ["gap"]
+    plain = shipped.with_config(empty_classes=[])
+    every = plain.detect(frame, score_threshold=0.05, tiled=True)
+    kept = shipped.detect(frame, score_threshold=0.05, tiled=True)
+    gap = every.class_id == 1
+    counted = gap & (every.confidence >= shipped.config.threshold_map()["gap"])
+    expected = suppress_inside_empty(
+        every.xyxy, every.confidence, gap, containment=0.8, counted=counted
+    )
+    np.testing.assert_array_equal(kept.xyxy, every[expected].xyxy)
+    np.testing.assert_array_equal(kept[kept.class_id == 1].xyxy, every[gap].xyxy)
+    # at the default thresholds: the same rule, then the thresholds
+    thresholds = shipped.config.default_thresholds()
+    np.testing.assert_array_equal(
+        shipped.detect(frame, tiled=True).xyxy,
+        kept[kept.confidence >= thresholds[kept.class_id]].xyxy,
+    )
+    products = (shipped.detect(frame, tiled=True).class_id == 0).sum()
+    without = (plain.detect(frame, tiled=True).class_id == 0).sum()
+    figures = {"truth": truth, "without": without, "with": products}
+    assert without > 1.4 * truth and abs(products - truth) <= 0.2 * truth, figures
+    # a gap below its threshold drops nothing
+    silent = shipped.with_config(class_score_thresholds={"product": 0.3, "gap": 0.99})
+    assert len(silent.detect(frame, score_threshold=0.05, tiled=True)) == len(every)
 
 
 def test_large_tiles_are_cut_from_halvings_of_the_photo(tiny_detector, shelf_bgr):

@@ -11,6 +11,7 @@ from skuaudit.detector.postprocess import (
     merge_tile_detections,
     nms_per_class,
     suppress_contained,
+    suppress_inside_empty,
 )
 from skuaudit.detector.tiling import tile_grid
 
@@ -185,6 +186,43 @@ def test_suppress_contained_fraction(containment, expected):
         drop_contained=True,
     )
     assert keep.tolist() == expected
+
+
+GAP_WITH_SQUARES = [[0, 0, 100, 40], [10, 10, 20, 20], [30, 10, 40, 20], [90, 0, 130, 40]]
+
+
+@pytest.mark.parametrize(
+    "scores, empty, counted, expected",
+    [
+        # squares inside a better gap go; the pack half over the gap's edge stays
+        ([0.6, 0.5, 0.4, 0.7], [1, 0, 0, 0], None, [True, False, False, True]),
+        ([0.6, 0.7, 0.4, 0.7], [1, 0, 0, 0], None, [True, True, False, True]),  # one is better
+        ([0.6, 0.5, 0.4, 0.7], [1, 0, 0, 0], [0, 0, 0, 0], [True, True, True, True]),  # not counted
+        ([0.6, 0.5, 0.4, 0.7], [0, 0, 0, 0], None, [True, True, True, True]),  # no empty box
+        ([0.6, 0.5, 0.4, 0.7], [1, 1, 1, 1], None, [True, True, True, True]),  # never dropped
+    ],
+)
+def test_suppress_inside_empty(scores, empty, counted, expected):
+    keep = suppress_inside_empty(
+        np.array(GAP_WITH_SQUARES, np.float32),
+        np.array(scores),
+        np.array(empty, bool),
+        containment=0.8,
+        counted=None if counted is None else np.array(counted, bool),
+    )
+    assert keep.dtype == bool and keep.tolist() == expected
+
+
+def test_suppress_inside_empty_commutes_with_a_score_threshold():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 200, (300, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 80, (300, 2))], axis=1)
+    scores, empty = rng.uniform(0, 1, 300), rng.uniform(0, 1, 300) < 0.2
+    keep_all = suppress_inside_empty(boxes, scores, empty, containment=0.8)
+    above = scores >= 0.5
+    keep_above = suppress_inside_empty(boxes[above], scores[above], empty[above], containment=0.8)
+    assert keep_above.tolist() == keep_all[above].tolist()
+    assert (~keep_all).sum() > 0 and keep_all[empty].all()
 
 
 def test_suppress_contained_commutes_with_a_score_threshold():

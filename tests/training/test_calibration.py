@@ -73,21 +73,27 @@ def test_calibrate_model_writes_photo_path_and_thresholds(
             whole_image_classes=("gap",),
             flip_classes=("gap",),
             class_tile_fractions={"product": (0.5,)},
+            empty_classes=("gap",),
         ),
     )
     config = read_model_config(model_dir)  # written through DetectorConfig: it reads back
     assert config.tile_above_px == 300
     assert config.whole_image_classes == ["gap"] and config.flip_classes == ["gap"]
     assert config.class_tile_fractions == {"product": [0.5]}
+    assert config.empty_classes == ["gap"]
     for name, result in results.items():
         assert config.class_score_thresholds[name] == round(result["threshold"], 3)
+    # the gap threshold was set first: products were counted with the gaps that count
+    again = count_matching_threshold(Detector.load(model_dir), images[:2], "product")
+    assert again["threshold"] == results["product"]["threshold"]
     saved = json.loads((model_dir / "config.json").read_text())
     calibration = saved["training"]["threshold_calibration"]
     assert calibration["gap"]["images"] == (
         "two more, photo path (tiled above 300 px, with a whole-image pass, with the mirrored view)"
     )
     assert calibration["product"]["images"] == (
-        "two shelves, photo path (tiled above 300 px, with tiles of 0.5 x the longer side too)"
+        "two shelves, photo path (tiled above 300 px, with tiles of 0.5 x the longer side too, "
+        "boxes inside a counted gap dropped)"
     )
     assert saved["training"]["steps_done"] == 40  # the rest of the card is kept
     assert (model_dir / "model.tflite").read_bytes() == weights

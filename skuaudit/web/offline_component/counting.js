@@ -9,7 +9,10 @@
 //   2. stack boxes: a box holding at least stack_min_contained higher-scored boxes of its class
 //      (each with `containment` of its area inside it) is dropped (0 turns this off);
 //   3. contained boxes: with drop_contained, a box with `containment` of its area inside a
-//      higher-scored box of its class that rule 2 kept is dropped.
+//      higher-scored box of its class that rule 2 kept is dropped;
+//   4. empty stretches (skuaudit.detector.postprocess.suppress_inside_empty): a box of another
+//      class with `containment` of its area inside a higher-scored kept box of one of
+//      empty_class_ids (e.g. the gap class) is dropped.
 //
 // The rules only ever drop a box for higher-scored ones, so the threshold of step 1 may come
 // before them (as here) or after (as in Python) with the same result. The containment ratio is an
@@ -24,7 +27,7 @@
   //   boxes: flat [a1, b1, a2, b2, ...] corners (yxyx or xyxy, 4 numbers a box)
   //   scores, classes: one per box
   //   rules: {class_score_thresholds: [per class id], containment, stack_min_contained,
-  //           drop_contained}
+  //           drop_contained, empty_class_ids (optional: [] or missing turns rule 4 off)}
   function countedIndices(boxes, scores, classes, rules) {
     const thresholds = rules.class_score_thresholds;
     const idx = [];
@@ -36,13 +39,13 @@
     const corner = (k, c) => boxes[4 * idx[k] + c];
     const area = idx.map((_, k) =>
       Math.max((corner(k, 2) - corner(k, 0)) * (corner(k, 3) - corner(k, 1)), 1e-12));
-    // inside(a, b): box b lies mostly inside box a, same class.
-    const inside = (a, b) => {
-      if (a === b || classes[idx[a]] !== classes[idx[b]]) return false;
+    // within(a, b): box b lies mostly inside box a; inside(a, b): the same, same class.
+    const within = (a, b) => {
       const d0 = Math.min(corner(a, 2), corner(b, 2)) - Math.max(corner(a, 0), corner(b, 0));
       const d1 = Math.min(corner(a, 3), corner(b, 3)) - Math.max(corner(a, 1), corner(b, 1));
       return (Math.max(d0, 0) * Math.max(d1, 0)) / area[b] >= rules.containment;
     };
+    const inside = (a, b) => a !== b && classes[idx[a]] === classes[idx[b]] && within(a, b);
     const scoreOf = (k) => scores[idx[k]];
     const keep = new Array(m).fill(true);
     if (rules.stack_min_contained > 0) {
@@ -57,6 +60,20 @@
       for (let b = 0; b < m; b++) {
         for (let a = 0; a < m; a++) {
           if (afterStacks[a] && scoreOf(b) < scoreOf(a) && inside(a, b)) {
+            keep[b] = false;
+            break;
+          }
+        }
+      }
+    }
+    const emptyIds = rules.empty_class_ids || [];
+    if (emptyIds.length) {
+      const marks = (k) => emptyIds.includes(classes[idx[k]]);
+      const afterNested = keep.slice();
+      for (let b = 0; b < m; b++) {
+        if (!afterNested[b] || marks(b)) continue;
+        for (let a = 0; a < m; a++) {
+          if (afterNested[a] && marks(a) && scoreOf(b) < scoreOf(a) && within(a, b)) {
             keep[b] = false;
             break;
           }
