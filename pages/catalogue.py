@@ -420,32 +420,30 @@ with planogram_tab:
             key="plan_store",
             index=next((i for i, s in enumerate(stores) if s.id == ctx.store_id), 0),
         )
-        current = planogram_for_store(store.id)
-        with st.form(f"planogram_{store.id}"):
-            st.caption("Expected facings per brand in this store (0 = no target).")
-            targets = ui.facing_targets(
-                {b.id: b.name for b in brands}, current, f"target_{store.id}"
-            )
-            if st.form_submit_button("Save targets"):
-                with ui.user_errors("Saving the planogram"):
-                    catalogue.set_planogram(store.id, targets)
-                    st.success(f"Planogram of {store.name} saved.")
+        ui.facing_targets_form(
+            f"target_{store.id}",
+            "Expected facings per brand in this store (0 = no target).",
+            {b.id: b.name for b in brands},
+            planogram_for_store(store.id),
+            button="Save targets",
+            action="Saving the planogram",
+            save=lambda targets: catalogue.set_planogram(store.id, targets),
+            saved=f"Planogram of {store.name} saved.",
+        )
         products_all = list_products()
         if products_all:
-            current_products = product_planogram_for_store(store.id)
-            with st.form(f"product_planogram_{store.id}"):
-                st.caption(
-                    "Expected facings per product in this store (0 = no target). A product "
-                    "with a target and no facing is a product stockout; a brand without its own "
-                    "target above is expected to show the sum of its products' targets."
-                )
-                product_targets = ui.facing_targets(
-                    {p.id: p.label for p in products_all}, current_products, f"ptarget_{store.id}"
-                )
-                if st.form_submit_button("Save product targets"):
-                    with ui.user_errors("Saving the product targets"):
-                        catalogue.set_product_planogram(store.id, product_targets)
-                        st.success(f"Product targets of {store.name} saved.")
+            ui.facing_targets_form(
+                f"ptarget_{store.id}",
+                "Expected facings per product in this store (0 = no target). A product with a "
+                "target and no facing is a product stockout; a brand without its own target "
+                "above is expected to show the sum of its products' targets.",
+                {p.id: p.label for p in products_all},
+                product_planogram_for_store(store.id),
+                button="Save product targets",
+                action="Saving the product targets",
+                save=lambda targets: catalogue.set_product_planogram(store.id, targets),
+                saved=f"Product targets of {store.name} saved.",
+            )
 
 with stores_tab:
     st.dataframe(

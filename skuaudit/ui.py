@@ -7,7 +7,7 @@ elsewhere in ``skuaudit``.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -238,16 +238,32 @@ def sign_in_page(needed_for: str = "") -> None:
                 st.error("Wrong user name or password.")
 
 
-def facing_targets(labels: dict[int, str], current: dict[int, int], key: str) -> dict[int, int]:
-    """A planogram form's inputs: one "expected facings" number per item (``labels``: id ->
-    label), starting at its ``current`` target (0: none), keyed ``f"{key}_{id}"``; the targets
-    by id."""
-    return {
-        item_id: st.number_input(
-            label, min_value=0, step=1, value=current.get(item_id, 0), key=f"{key}_{item_id}"
-        )
-        for item_id, label in labels.items()
-    }
+def facing_targets_form(
+    key: str,
+    caption: str,
+    labels: dict[int, str],
+    current: dict[int, int],
+    *,
+    button: str,
+    action: str,
+    save: Callable[[dict[int, int]], None],
+    saved: str,
+) -> None:
+    """A planogram form: one "expected facings" number per item (``labels``: id -> label),
+    starting at its ``current`` target (0: none), keyed ``f"{key}_{id}"``; ``button`` calls
+    ``save(targets by id)`` and shows ``saved``, or how ``action`` failed (``user_errors``)."""
+    with st.form(key):
+        st.caption(caption)
+        targets = {
+            item_id: st.number_input(
+                label, min_value=0, step=1, value=current.get(item_id, 0), key=f"{key}_{item_id}"
+            )
+            for item_id, label in labels.items()
+        }
+        if st.form_submit_button(button):
+            with user_errors(action):
+                save(targets)
+                st.success(saved)
 
 
 def csv_download(
