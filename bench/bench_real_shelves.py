@@ -164,14 +164,22 @@ def section_live(detector, photos: list[Path], per_photo: int) -> dict:
         label = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(label)
         teacher = label.Teacher(str(TEACHER))
+    from skuaudit.live import VideoDetector
+
+    # the live page's two modes (one pass; Dense shelf: tiles) and the photo path
+    paths = {
+        "one_pass": VideoDetector(detector).detect,
+        "dense": VideoDetector(detector, dense=True).detect,
+        "photo_path": detector.detect,
+    }
     rng = np.random.default_rng(0)
-    counts = {"one_pass": [], "photo_path": [], "teacher": []}
-    seconds = {"one_pass": [], "photo_path": []}
+    counts = {"one_pass": [], "dense": [], "photo_path": [], "teacher": []}
+    seconds = {key: [] for key in paths}
     for path in photos:
         for frame in video_frames(cv2.imread(str(path)), per_photo, rng):
-            for key, tiled in (("one_pass", False), ("photo_path", None)):
+            for key, detect in paths.items():
                 start = time.perf_counter()
-                det = detector.detect(frame, tiled=tiled)  # each path's own default thresholds
+                det = detect(frame)  # each path's own default thresholds
                 seconds[key].append(time.perf_counter() - start)
                 counts[key].append(int((det.class_id == PRODUCT).sum()))
             if teacher is not None:
@@ -193,12 +201,23 @@ def section_live(detector, photos: list[Path], per_photo: int) -> dict:
         "one_pass_ms": 1000 * float(np.median(seconds["one_pass"])),
         "photo_path_ms": 1000 * float(np.median(seconds["photo_path"])),
     }
+    dense = np.array(counts["dense"], float)
+    out |= {
+        "dense_per_frame": float(dense.mean()),
+        "dense_vs_photo_path_pct": 100
+        * float(np.mean(np.abs(dense - photo) / np.maximum(photo, 1))),
+        "dense_vs_photo_path_median_pct": 100
+        * float(np.median(np.abs(dense - photo) / np.maximum(photo, 1))),
+        "dense_vs_photo_path_total_pct": 100 * float(dense.sum() / max(photo.sum(), 1) - 1),
+        "dense_ms": 1000 * float(np.median(seconds["dense"])),
+    }
     if teacher is not None:
         ref = np.maximum(np.array(counts["teacher"], float), 1)
         out |= {
             "teacher_per_frame": float(ref.mean()),
             "one_pass_vs_teacher_pct": 100 * float(np.mean(np.abs(one - ref) / ref)),
             "photo_path_vs_teacher_pct": 100 * float(np.mean(np.abs(photo - ref) / ref)),
+            "dense_vs_teacher_pct": 100 * float(np.mean(np.abs(dense - ref) / ref)),
         }
     return out
 

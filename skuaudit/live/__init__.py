@@ -62,6 +62,7 @@ from skuaudit.live.network import (
     rtc_configuration,
 )
 from skuaudit.live.pipeline import (
+    DENSE_BY_DEFAULT,
     LivePipeline,
     PipelineLoadError,
     VideoDetector,
@@ -80,6 +81,7 @@ from skuaudit.live.processor import (
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "DENSE_BY_DEFAULT",
     "ICE_SERVERS_ENV",
     "LOOPBACK_ONLY_ENV",
     "MEDIA_STREAM_CONSTRAINTS",

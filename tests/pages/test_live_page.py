@@ -25,7 +25,8 @@ PAGE = "pages/live_audit.py"
 
 
 class _FakeDetector:
-    """Three products and a gap in one pass; a fourth product in tiles (the dense mode)."""
+    """Three products and a gap in tiles (Dense shelf, the page's default); one pass misses the
+    third product."""
 
     model_dir = None
 
@@ -45,8 +46,8 @@ class _FakeDetector:
             }
         boxes = [[10, 10, 60, 120], [70, 10, 120, 120], [130, 10, 180, 120], [200, 10, 260, 120]]
         classes = [0, 0, 0, 1]
-        if tiled:
-            boxes, classes = [*boxes, [300, 10, 350, 120]], [*classes, 0]
+        if not tiled:
+            boxes, classes = [*boxes[:2], boxes[3]], [*classes[:2], classes[3]]
         return Detections(boxes, class_id=classes)
 
 
@@ -162,20 +163,21 @@ def test_frames_counts_and_save(captured):
         assert [(i.width, i.height) for i in audit.images] == [(640, 480)]
 
 
-def test_dense_shelf_mode_counts_afresh_in_tiles(captured):
+def test_dense_shelf_is_the_default_and_one_pass_counts_afresh(captured):
     at = _open_page()
+    assert at.toggle(key="live_dense").value is True  # tiles by default
     _feed(at, captured, 3)
     assert "facings **3**" in _status(at)
 
-    at.toggle(key="live_dense").set_value(True).run()
+    at.toggle(key="live_dense").set_value(False).run()
     assert not at.exception, at.exception
-    # switching starts the counts afresh: nothing from the one-pass frames is left
+    # switching starts the counts afresh: nothing from the tiled frames is left
     assert "processed frames **0**" in _status(at)
     _feed(at, captured, 2)
-    assert "facings **4** · gaps **1** · processed frames **2**" in _status(at)
-    assert _brand_counts(at) == {captured.brand: 3, "unknown": 1}
+    assert "facings **2** · gaps **1** · processed frames **2**" in _status(at)
+    assert _brand_counts(at) == {captured.brand: 2}
 
-    at.toggle(key="live_dense").set_value(False).run()
+    at.toggle(key="live_dense").set_value(True).run()
     _feed(at, captured, 1)
     assert "facings **3** · gaps **1** · processed frames **1**" in _status(at)
 
