@@ -7,8 +7,8 @@
 
 Prints processed fps, returned-video fps and latency (frame arrival to boxes ready; the overlay
 shows them on the next returned frame) for both, and the ratios; then the same live path in the
-page's "Dense shelf" mode (the detector in tiles; the page's default), and the facings each mode counts on packed
-640x480 shelves against their true number. Example::
+page's "Dense shelf" mode (the detector in tiles; the page's default), and the facings each mode
+counts on packed 640x480 shelves against their true number. Example::
 
     nice .venv/bin/python bench/bench_live.py --seconds 15
 """

@@ -32,10 +32,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
     # The order of `make test`'s two workers (pytest-xdist, whole modules per worker): the live
     # browser test first, beside the page tests that train nothing (Streamlit's AppTest: one
-    # core, no browser, no export), because a live stream starved of CPU is scaled down and blurred by the browser
-    # (fewer facings found, far fewer brands named); then the other browser modules, the
-    # modules with slow tests, and the rest last, so the two workers end together. The order
-    # inside a module is kept.
+    # core, no browser, no export), because a live stream starved of CPU is scaled down and
+    # blurred by the browser (fewer facings found, far fewer brands named); then the other
+    # browser modules, the modules with slow tests, and the rest last, so the two workers end
+    # together. The order inside a module is kept.
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
 
     def weight(item) -> int:
