@@ -136,8 +136,9 @@ def _live_results() -> None:
     state = processor.snapshot()
     # The server's view of the stream: "live" only while frames can reach the processor.
     stream = "live" if webrtc_ctx.state.playing else "stopped"
+    mode = "Dense shelf" if dense else "one pass"
     st.markdown(
-        f"Camera **{stream}** · facings **{state.products}** · gaps **{state.gaps}** · "
+        f"Camera **{stream}** · {mode} · facings **{state.products}** · gaps **{state.gaps}** · "
         f"processed frames **{state.processed_frames}** · {state.fps:.1f} fps · "
         f"latency {state.latency_ms:.0f} ms"
     )

@@ -138,7 +138,10 @@ def test_frames_counts_and_save(captured):
         assert processor.wait_processed(i + 1)
     time.sleep(0.05)
     at.run()
-    assert "Camera **live** · facings **3** · gaps **1** · processed frames **5**" in _status(at)
+    assert (
+        "Camera **live** · Dense shelf · facings **3** · gaps **1** · processed frames **5**"
+        in _status(at)
+    )
     assert _brand_counts(at) == {captured.brand: 2, "unknown": 1}
     products = at.table[1].value  # per product; the fake recognizer names brands only
     assert list(zip(products["brand"], products["product"], products["facings"], strict=True)) == [
@@ -171,6 +174,7 @@ def test_dense_shelf_is_the_default_and_one_pass_counts_afresh(captured):
 
     at.toggle(key="live_dense").set_value(False).run()
     assert not at.exception, at.exception
+    assert "Camera **live** · one pass · facings" in _status(at)
     # switching starts the counts afresh: nothing from the tiled frames is left
     assert "processed frames **0**" in _status(at)
     _feed(at, captured, 2)
