@@ -76,9 +76,9 @@ class DetectorConfig:
             ``multiscale_classes``, ``class_tile_fractions``) enter the fusion from this score
             up, whatever threshold ``detect`` is asked for, so a fused box has the same score at
             any threshold: the thresholds calibrated on fused scores (boxes from 0.05 up) then
-            count the same boxes in the app (default thresholds). A fused score is the mean of its members' times the
-            share of views that found it, so it depends on which weak members are there.
-            ``None`` (models saved before this setting): the views keep boxes from the
+            count the same boxes in the app (default thresholds). A fused score is the mean of its
+            members' times the share of views that found it, so it depends on which weak members
+            are there. ``None`` (models saved before this setting): the views keep boxes from the
             threshold asked for.
         containment: share of a box's area inside another box for it to count as nested
             (``postprocess.suppress_contained``, applied after NMS and tile merging).

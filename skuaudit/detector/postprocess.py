@@ -141,14 +141,20 @@ def merge_tile_detections(
     whole_idx, cut_idx = np.flatnonzero(~cut), np.flatnonzero(cut)
     drop = np.zeros(len(merged), dtype=bool)
     if len(whole_idx) and len(cut_idx):
-        a, b = merged.xyxy[cut_idx], merged.xyxy[whole_idx]
-        area_cut = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-6)
-        contained = box_intersection_xyxy(a, b) / area_cut[:, None] >= cut_containment
+        share = share_inside(merged.xyxy[cut_idx], merged.xyxy[whole_idx])
+        contained = share >= cut_containment
         same_class = merged.class_id[cut_idx][:, None] == merged.class_id[whole_idx][None, :]
         drop[cut_idx] = np.any(contained & same_class, axis=1)
     merged = merged[~drop]
     keep = nms_per_class(merged.xyxy, merged.confidence, merged.class_id, nms_iou, len(merged))
     return merged[keep]
+
+
+def share_inside(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """``(N, M)``: the share of each of the ``(N, 4)`` ``inner`` boxes' area that lies inside
+    each of the ``(M, 4)`` ``outer`` boxes (``xyxy``; a box of no area counts as 1e-6)."""
+    areas = np.maximum((inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1]), 1e-6)
+    return box_intersection_xyxy(inner, outer) / areas[:, None]
 
 
 def suppress_contained(
@@ -196,11 +202,10 @@ def suppress_contained(
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64)
     class_ids = np.asarray(class_ids)
-    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    inter = box_intersection_xyxy(boxes, boxes)
-    np.fill_diagonal(inter, 0.0)
+    held = share_inside(boxes, boxes).T  # held[i, j]: the share of box j inside box i
+    np.fill_diagonal(held, 0.0)
     # inside[i, j]: box j lies mostly inside box i (same class only)
-    inside = (inter / areas[None, :] >= containment) & (class_ids[:, None] == class_ids[None, :])
+    inside = (held >= containment) & (class_ids[:, None] == class_ids[None, :])
     better = scores[:, None] < scores[None, :]  # better[i, j]: j scores higher than i
     keep = np.ones(len(boxes), dtype=bool)
     if stack_min_contained > 0:
@@ -252,9 +257,7 @@ def suppress_inside_empty(
     others = np.flatnonzero(~empty)
     if not droppers.any() or len(others) == 0:
         return keep
-    sides = boxes[others, 2:] - boxes[others, :2]
-    areas = np.maximum(sides[:, 0] * sides[:, 1], 1e-6)
-    inside = box_intersection_xyxy(boxes[others], boxes[droppers]) / areas[:, None] >= containment
+    inside = share_inside(boxes[others], boxes[droppers]) >= containment
     better = scores[others][:, None] < scores[droppers][None, :]
     keep[others] = ~np.any(inside & better, axis=1)
     return keep

@@ -40,9 +40,9 @@ def write_sidecars(config, out_dir: Path, info: dict) -> None:
         "nms_iou": config.nms_iou,
         "max_detections": config.max_detections,
         "box_variance": list(config.box_variance),
-        # What an audit counts (per-class defaults, nested-box and empty-stretch rules): applied after the graph by
-        # skuaudit/web/offline_component/counting.js, as Detector.detect does after NMS. The
-        # graph runs one pass per frame: the one-pass defaults.
+        # What an audit counts (per-class defaults, nested-box and empty-stretch rules): applied
+        # after the graph by skuaudit/web/offline_component/counting.js, as Detector.detect does
+        # after NMS. The graph runs one pass per frame: the one-pass defaults.
         "counting": {
             "class_score_thresholds": [
                 float(t) for t in config.default_thresholds(single_pass=True)
