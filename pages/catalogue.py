@@ -305,7 +305,7 @@ with products_tab:
             hide_index=True,
             column_config={
                 "name": st.column_config.TextColumn("product"),
-                "gtin": st.column_config.TextColumn("EAN/GTIN"),
+                **ui.GTIN_COLUMN,
                 "reference_count": st.column_config.NumberColumn("reference images"),
             },
             key="catalogue_products",

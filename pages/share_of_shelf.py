@@ -153,7 +153,7 @@ with ui.user_errors("Loading the share of shelf"):
         product_csv,
         shown=product_columns,
         column_config={
-            "gtin": st.column_config.TextColumn("EAN/GTIN"),
+            **ui.GTIN_COLUMN,
             "share_of_brand": st.column_config.NumberColumn("share of the brand", format="percent"),
             **SHARE_COLUMNS,
         },

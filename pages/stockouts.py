@@ -82,7 +82,7 @@ with ui.user_errors("Loading the stockouts"):
             "product_stockouts_to_act_on.csv",
             product_actions,
             product_list_columns,
-            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **ACTION_COLUMNS},
+            column_config={**ui.GTIN_COLUMN, **ACTION_COLUMNS},
             key="so_product_actions",
         )
 
@@ -177,6 +177,6 @@ with ui.user_errors("Loading the stockouts"):
             "planogram_compliance_per_product.csv",
             per_product,
             compliance_columns,
-            column_config={"gtin": st.column_config.TextColumn("EAN/GTIN"), **compliance_config},
+            column_config={**ui.GTIN_COLUMN, **compliance_config},
             key="so_product_compliance",
         )

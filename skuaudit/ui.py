@@ -294,6 +294,9 @@ def cached_report(report: str, data_version: str | int | None, **kwargs):
 FILTER_PERSISTENCE = "session"
 FILTER_BINDING = "query-params"
 
+# Product tables show the code as text (a leading zero stays), under the CSV downloads' header.
+GTIN_COLUMN = {"gtin": st.column_config.TextColumn("EAN/GTIN")}
+
 
 def choice_input(label: str, options: list[str], *, key: str) -> str:
     """A dashboard filter ``st.selectbox`` kept across pages; a kept value that is no longer an
