@@ -45,6 +45,7 @@ from skuaudit.datasets.base import Dataset  # noqa: E402
 from skuaudit.datasets.readers import ScoreBands, merge_labels, read_dataset  # noqa: E402
 from skuaudit.datasets.splits import split_by_image  # noqa: E402
 from skuaudit.detections import IGNORE_CLASS  # noqa: E402
+from skuaudit.detector.config import LOSS_NORMALISATIONS  # noqa: E402
 from skuaudit.training.calibration import PhotoPath, calibrate_model, video_frames  # noqa: E402
 from skuaudit.training.cli import parse_fraction_range  # noqa: E402
 from skuaudit.training.evaluate import image_names, keep_images  # noqa: E402
@@ -180,6 +181,13 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--photo-repeats", type=int, default=6)
     parser.add_argument("--gap-repeats", type=int, default=1)
+    parser.add_argument(
+        "--loss-normalisation",
+        default="class",
+        choices=LOSS_NORMALISATIONS,
+        help="class (default): each class's loss over its own boxes in a photo, so six gaps "
+        "among 150 products are not drowned (image: over all its boxes)",
+    )
     parser.add_argument("--crop-aspect", default="0.75,1.333", type=parse_fraction_range)
     parser.add_argument("--small-photo-crop", default="0.35,1.0", type=parse_fraction_range)
     parser.add_argument("--eval-every", type=int, default=1000)
@@ -224,6 +232,7 @@ def train_config(args, photos: Dataset, gaps: Dataset, **overrides) -> TrainConf
         dataset_repeats=[args.photo_repeats, args.gap_repeats],
         small_photo_crop=args.small_photo_crop,
         crop_aspect=args.crop_aspect,
+        loss_normalisation=args.loss_normalisation,
         image_cache_mb=args.cache_mb,
         workers=args.workers,
         **architecture,

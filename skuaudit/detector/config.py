@@ -12,6 +12,9 @@ import numpy as np
 from skuaudit.detections import CLASS_NAMES
 from skuaudit.detector.boxes import AnchorSpec
 
+# How the training loss is normalised (``detector.network.detection_loss``).
+LOSS_NORMALISATIONS = ("image", "class", "batch")
+
 
 @dataclass
 class DetectorConfig:

@@ -17,6 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from skuaudit.detector.config import LOSS_NORMALISATIONS
 from skuaudit.training.rates import FINE_TUNE_LEARNING_RATE, SCRATCH_LEARNING_RATE
 from skuaudit.training.train import TrainConfig
 
@@ -196,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024,
         help="decoded training photos kept in memory (default 1024; 0: decode every draw)",
     )
+    p.add_argument(
+        "--loss-normalisation",
+        choices=LOSS_NORMALISATIONS,
+        default="image",
+        help="image: each photo's loss over its own boxes (default); class: each class over its "
+        "own boxes in the photo, for a class with few boxes among many of another (gaps among "
+        "products); batch: over the batch's boxes",
+    )
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument(
         "--patience", type=int, default=4, help="evaluations without improvement before stopping"
@@ -248,6 +257,7 @@ def cli_main(argv: list[str]) -> int:
             crop_aspect=parse_fraction_range(args.crop_aspect),
             image_cache_mb=args.image_cache_mb,
             mosaic=args.mosaic,
+            loss_normalisation=args.loss_normalisation,
             eval_every=args.eval_every,
             patience=args.patience,
             checkpoint_dir=args.checkpoint_dir,

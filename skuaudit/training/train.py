@@ -82,8 +82,10 @@ class TrainConfig:
             the datasets (missing entries: 1), so a small set is not drowned by a large one; the
             validation split is made before repeating.
         loss_normalisation: ``"image"`` (each image's loss over its own positive anchors, so a
-            sparse real gap photo weighs as much as a dense synthetic shelf) or ``"batch"``
-            (RetinaNet: over the batch's positives); see ``detector.network.detection_loss``.
+            sparse real gap photo weighs as much as a dense synthetic shelf), ``"class"`` (each
+            class's classification loss over its own positive anchors in the image: six gaps
+            among 150 products weigh as much as the products) or ``"batch"`` (RetinaNet: over
+            the batch's positives); see ``detector.network.detection_loss``.
         anchor_aspect_ratios: anchor ``width / height`` ratios (``None``: the ``DetectorConfig``
             default); saved in the model's ``config.json``.
         anchor_size_factor: anchor side at scale 1 in strides (``None``: the ``DetectorConfig``
@@ -157,9 +159,12 @@ class TrainConfig:
             raise ValueError("mosaic needs tile: mosaics are built from the training crops")
         if any(r < 1 for r in self.dataset_repeats):
             raise ValueError(f"dataset_repeats must be >= 1, got {self.dataset_repeats}")
-        if self.loss_normalisation not in ("image", "batch"):
+        from skuaudit.detector.config import LOSS_NORMALISATIONS
+
+        if self.loss_normalisation not in LOSS_NORMALISATIONS:
             raise ValueError(
-                f"loss_normalisation must be 'image' or 'batch', got {self.loss_normalisation!r}"
+                f"loss_normalisation must be one of {LOSS_NORMALISATIONS}, "
+                f"got {self.loss_normalisation!r}"
             )
 
     def _crops(self) -> TileSpec:

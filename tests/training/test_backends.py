@@ -62,8 +62,9 @@ def test_encode_targets_gives_a_shared_best_anchor_to_the_later_box():
 def test_train_detector_on_jax_writes_a_folder_tensorflow_agrees_with(
     tiny_detector, synth_shelf_dataset, tmp_path
 ):
-    """The same ``train_detector`` on JAX, fine-tuning a TensorFlow-trained folder: its
-    ``model.keras`` loads on TensorFlow and gives the outputs the JAX network gave."""
+    """The same ``train_detector`` on JAX (with the shipped model's per-class loss), fine-tuning
+    a TensorFlow-trained folder: its ``model.keras`` loads on TensorFlow and gives the outputs
+    the JAX network gave."""
     pytest.importorskip("jax")
     from skuaudit.detector import load_raw_model
 
@@ -95,7 +96,8 @@ events = []
 config = TrainConfig(out_dir={str(out)!r}, steps=4, batch_size=2, eval_every=2, log_every=1,
                      val_fraction=0.34, val_batches=1, max_boxes=60, tile=False,
                      export_tflite=False, init_model_dir={str(tiny_detector[0])!r},
-                     learning_rate=1e-2, **architecture_of({str(tiny_detector[0])!r}))
+                     learning_rate=1e-2, loss_normalisation="class",
+                     **architecture_of({str(tiny_detector[0])!r}))
 train_detector(config, [Dataset(["product", "gap"], images)], progress_callback=events.append)
 from skuaudit.detector.network import build_raw_model
 model = keras.saving.load_model({str(out / "model.keras")!r})

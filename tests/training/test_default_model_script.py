@@ -134,6 +134,7 @@ def test_script_trains_and_calibrates_on_teacher_labels(shared_standin, tiny_det
     ]
     saved = json.loads((out / "config.json").read_text())
     assert saved["detector"]["image_size"] == 128  # the init model's architecture
+    assert saved["training"]["config"]["loss_normalisation"] == "class"  # the shipped recipe
     assert saved["detector"]["tile_above_px"] == 400
     assert saved["detector"]["flip_classes"] == ["product", "gap"]
     assert saved["detector"]["fusion_min_score"] == 0.01

@@ -143,10 +143,11 @@ def test_train_sources_of_one_folder_are_merged(tmp_path):
 @pytest.mark.slow
 @pytest.mark.usefixtures("eager_steps")
 def test_train_cli_mosaic_and_separate_towers(tmp_path, capsys):
-    """``skuaudit train --mosaic P --separate-towers`` trains on mosaics of the small photos with
-    one tower for the boxes and one for the classes; the model folder's config, weights and card
-    say both, and it loads and detects. ``--mosaic`` with ``--no-tile`` is refused. (One run
-    proves both options: each run traces a Keras train step.)"""
+    """``skuaudit train --mosaic P --separate-towers --loss-normalisation class`` trains on
+    mosaics of the small photos with one tower for the boxes and one for the classes, each
+    class's loss over its own boxes; the model folder's config, weights and card say so, and it
+    loads and detects. ``--mosaic`` with ``--no-tile`` is refused. (One run proves the options:
+    each run traces a Keras train step.)"""
     import json
 
     import cv2
@@ -162,13 +163,15 @@ def test_train_cli_mosaic_and_separate_towers(tmp_path, capsys):
     assert cli_main([*argv, "--no-tile"]) == 2
     assert "mosaic needs tile" in capsys.readouterr().err
     argv += ["--image-size", "64", "--head-depth", "1", "--separate-towers"]
-    assert cli_main(argv) == 0
+    assert cli_main([*argv, "--loss-normalisation", "class"]) == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["training"]["config"]["mosaic"] == 1.0
+    assert saved["training"]["config"]["loss_normalisation"] == "class"
     assert saved["detector"]["separate_towers"] is True
     card = (out / "MODEL_CARD.md").read_text()
     assert "mosaic of them with probability 1.0" in card
     assert "per tower (separate box and class towers)" in card
+    assert "loss normalised per class" in card
     detector = Detector.load(out)
     assert detector.config.separate_towers
     image = cv2.imread(str(sorted((tmp_path / "d" / "images").glob("*"))[0]))
@@ -469,6 +472,46 @@ def test_image_normalisation_weighs_a_sparse_image_as_much_as_a_dense_one():
     assert float(by_image[0]) > 5 * float(by_batch[0])
     with pytest.raises(ValueError, match="normalisation"):
         detection_loss(targets, predictions, mask, classes, normalisation="anchors")
+
+
+def _focal(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The focal loss of ``detection_loss`` (alpha 0.25, gamma 2), in numpy."""
+    prob = 1 / (1 + np.exp(-logits))
+    ce = -(target * np.log(prob) + (1 - target) * np.log(1 - prob))
+    p_t = target * prob + (1 - target) * (1 - prob)
+    return (target * 0.25 + (1 - target) * 0.75) * (1 - p_t) ** 2 * ce
+
+
+def test_class_normalisation_weighs_a_few_gaps_as_much_as_many_products():
+    """On a shelf photo with 50 products and 2 gaps, per-image normalisation divides the gaps'
+    loss by all 52 positives; per-class normalisation divides each class by its own."""
+    import tensorflow as tf
+
+    from skuaudit.detector import detection_loss
+
+    anchors, classes = 100, 2
+    state = np.zeros((1, anchors), np.float32)
+    state[0, :52] = 1
+    cls_t = np.zeros((1, anchors, classes), np.float32)
+    cls_t[0, :50, 0] = 1  # products, well predicted
+    cls_t[0, 50:52, 1] = 1  # gaps, missed
+    logits = np.full((1, anchors, classes), -6.0, np.float32)
+    logits[0, :50, 0] = 6.0
+    targets = tf.constant(
+        np.concatenate([np.zeros((1, anchors, 4), np.float32), cls_t, state[..., None]], -1)
+    )
+    predictions = tf.constant(np.concatenate([np.zeros((1, anchors, 4), np.float32), logits], -1))
+    mask = tf.ones((1, classes))
+    focal = _focal(logits[0].astype(np.float64), cls_t[0]).sum(axis=0)  # per class
+    by_image = detection_loss(targets, predictions, mask, classes, normalisation="image")
+    by_class = detection_loss(targets, predictions, mask, classes, normalisation="class")
+    assert float(by_image[0]) == pytest.approx(focal.sum() / 52, rel=1e-4)
+    assert float(by_class[0]) == pytest.approx(focal[0] / 50 + focal[1] / 2, rel=1e-4)
+    assert float(by_class[0]) > 20 * float(by_image[0])  # the two gaps now count
+    # A class masked out (not labelled on the photo) adds nothing either way.
+    only_products = tf.constant([[1.0, 0.0]])
+    masked = detection_loss(targets, predictions, only_products, classes, normalisation="class")
+    assert float(masked[0]) == pytest.approx(focal[0] / 50, rel=1e-4)
 
 
 @pytest.mark.slow
