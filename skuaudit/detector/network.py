@@ -239,18 +239,13 @@ def detection_loss(
     diff = ops.abs(box_t - box_p)
     huber = ops.sum(ops.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5), axis=-1)
     per_image_box = ops.sum(huber * positive, axis=1)
+    if normalisation == "batch":
+        normaliser = ops.maximum(ops.sum(positive), 1.0)
+        return ops.sum(focal) / normaliser, ops.sum(per_image_box) / normaliser
+    per_image_norm = ops.maximum(ops.sum(positive, axis=1), 1.0)
     if normalisation == "class":
         per_class_norm = ops.maximum(ops.sum(cls_t * positive[..., None], axis=1), 1.0)  # (B, C)
         per_image_class = ops.sum(ops.sum(focal, axis=1) / per_class_norm, axis=1)
     else:
-        per_image_class = ops.sum(focal, axis=(1, 2))
-    if normalisation in ("image", "class"):
-        per_image_norm = ops.maximum(ops.sum(positive, axis=1), 1.0)
-        if normalisation == "class":
-            return ops.mean(per_image_class), ops.mean(per_image_box / per_image_norm)
-        return (
-            ops.mean(per_image_class / per_image_norm),
-            ops.mean(per_image_box / per_image_norm),
-        )
-    normaliser = ops.maximum(ops.sum(positive), 1.0)
-    return ops.sum(per_image_class) / normaliser, ops.sum(per_image_box) / normaliser
+        per_image_class = ops.sum(focal, axis=(1, 2)) / per_image_norm
+    return ops.mean(per_image_class), ops.mean(per_image_box / per_image_norm)

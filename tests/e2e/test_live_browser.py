@@ -254,8 +254,10 @@ def test_live_audit_in_browser(live_server, browser_page, shelf_video):
     ok, dense = _wait_status(page, lambda s: s.live and s.dense and s.processed >= 5, 60)
     assert ok, f"no frames processed in Dense shelf mode: {dense}"
     assert truth_low - tolerance <= dense.facings <= truth_high + tolerance, (dense, truth_high)
-    # The page as a merchandiser sees it by default (the README's picture).
+    # The page as a merchandiser sees it by default (the README's picture), once the returned
+    # video has had time to show frames drawn with the new mode's boxes.
     ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(2000)
     page.screenshot(path=str(ARTIFACTS / "live_audit.png"), full_page=True)
 
     # Save while still streaming: the audit holds the smoothed counts and the snapshot frame.
