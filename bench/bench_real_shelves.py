@@ -157,6 +157,19 @@ def section_gaps(model_dir: Path) -> dict:
     return {"photos": len(val), "AP50": report.ap50, "AP": report.ap, "AR300": report.ar}
 
 
+def _against_photo_path(mode: str, counts: np.ndarray, photo: np.ndarray) -> dict:
+    """A live mode's per-frame counts against the photo path's on the same frames, in percent:
+    mean and signed mean of the per-frame error, and (large on frames with few products) its
+    median and the error of the totals."""
+    error = (counts - photo) / np.maximum(photo, 1)
+    return {
+        f"{mode}_vs_photo_path_pct": 100 * float(np.mean(np.abs(error))),
+        f"{mode}_vs_photo_path_signed_pct": 100 * float(np.mean(error)),
+        f"{mode}_vs_photo_path_median_pct": 100 * float(np.median(np.abs(error))),
+        f"{mode}_vs_photo_path_total_pct": 100 * float(counts.sum() / max(photo.sum(), 1) - 1),
+    }
+
+
 def section_live(detector, photos: list[Path], per_photo: int) -> dict:
     teacher = None
     if TEACHER.is_file():
@@ -186,29 +199,16 @@ def section_live(detector, photos: list[Path], per_photo: int) -> dict:
                 boxes, _ = teacher.detect(frame, tiles=1, conf=0.25)
                 counts["teacher"].append(len(boxes))
     one, photo = np.array(counts["one_pass"], float), np.array(counts["photo_path"], float)
+    dense = np.array(counts["dense"], float)
     out = {
         "frames": len(one),
         "one_pass_per_frame": float(one.mean()),
         "photo_path_per_frame": float(photo.mean()),
-        "one_pass_vs_photo_path_pct": 100
-        * float(np.mean(np.abs(one - photo) / np.maximum(photo, 1))),
-        "one_pass_vs_photo_path_signed_pct": 100
-        * float(np.mean((one - photo) / np.maximum(photo, 1))),
-        # per-frame errors are large on frames with few products; these two are not
-        "one_pass_vs_photo_path_median_pct": 100
-        * float(np.median(np.abs(one - photo) / np.maximum(photo, 1))),
-        "one_pass_vs_photo_path_total_pct": 100 * float(one.sum() / max(photo.sum(), 1) - 1),
+        **_against_photo_path("one_pass", one, photo),
         "one_pass_ms": 1000 * float(np.median(seconds["one_pass"])),
         "photo_path_ms": 1000 * float(np.median(seconds["photo_path"])),
-    }
-    dense = np.array(counts["dense"], float)
-    out |= {
         "dense_per_frame": float(dense.mean()),
-        "dense_vs_photo_path_pct": 100
-        * float(np.mean(np.abs(dense - photo) / np.maximum(photo, 1))),
-        "dense_vs_photo_path_median_pct": 100
-        * float(np.median(np.abs(dense - photo) / np.maximum(photo, 1))),
-        "dense_vs_photo_path_total_pct": 100 * float(dense.sum() / max(photo.sum(), 1) - 1),
+        **_against_photo_path("dense", dense, photo),
         "dense_ms": 1000 * float(np.median(seconds["dense"])),
     }
     if teacher is not None:

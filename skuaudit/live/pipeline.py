@@ -15,9 +15,9 @@ from skuaudit.errors import UserError
 from skuaudit.live.processor import DEFAULT_WINDOW, Analyser, LiveProcessor, LiveState
 from skuaudit.metrics import ProductInfo
 
-# The Live audit page's default mode: Dense shelf (tiles). On 640x480 sections of real shelf
-# photos it counts within 7.6 % of the photo path per frame (one pass: 21.6 %), for ~5x the
-# detector time a frame (model card, README "Live audit").
+# The Live audit page's default mode: Dense shelf (tiles), which counts far closer to the photo
+# path than one pass on real shelves, for ~5x the detector time a frame (figures: the model
+# card and the README's "Live audit"; `bench/bench_real_shelves.py` measures them).
 DENSE_BY_DEFAULT = True
 
 
